@@ -1,0 +1,1 @@
+//! reconciler: keeps fleets of PHP servers in the state a definitions repository describes.
