@@ -1,1 +1,8 @@
-//! reconciler: keeps fleets of PHP servers in the state a definitions repository describes.
+//! reconciler keeps fleets of PHP servers in the state a definitions
+//! repository describes: it gathers facts over SSH, plans the difference, and
+//! applies only what differs.
+
+pub mod cli;
+pub mod definitions;
+pub mod fsutil;
+pub mod schemas;

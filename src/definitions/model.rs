@@ -1,0 +1,324 @@
+//! The definitions as serde reads them: `clusters/*.yaml` and `apps/*.yaml`.
+//!
+//! Doc comments here are the field descriptions of the generated JSON Schema
+//! and of the README's reference, so they are written for operators. Unknown
+//! keys are refused everywhere. Nothing here checks cross-references; see
+//! `validate`.
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::names::{AppName, ClusterName, ServerName, WorkerName};
+use super::values::{CronSchedule, HumanDuration, IniValue, Parsed, PhpVersion, Timezone};
+
+/// A cluster: the servers an app can run on and the PHP runtime they share.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Cluster {
+    /// The cluster's name; apps refer to it with `cluster:`.
+    pub name: ClusterName,
+    /// PHP versions installed on every server of the cluster, such as ["8.2"].
+    pub php: Vec<PhpVersion>,
+    /// What one HTTP request may take: the limits for php.ini, PHP-FPM and nginx.
+    #[serde(default)]
+    pub request: RequestLimits,
+    /// Extra php.ini settings for every PHP version, FPM and CLI, such as
+    /// `opcache.memory_consumption: 256`.
+    #[serde(default)]
+    pub php_ini: BTreeMap<String, IniValue>,
+    /// Where PHP keeps sessions; shared stores let any server answer any user.
+    #[serde(default)]
+    pub sessions: Sessions,
+    /// Low-traffic windows in which php-fpm may be reloaded (a reload stalls
+    /// requests and flushes OPcache). Without windows, reloads wait for `--now`.
+    #[serde(default)]
+    pub reload_windows: Vec<ReloadWindow>,
+    /// The cluster's servers.
+    pub servers: Vec<Server>,
+}
+
+/// Limits of a single HTTP request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RequestLimits {
+    /// Longest request in seconds: max_execution_time, request_terminate_timeout,
+    /// fastcgi_read_timeout, and how long a php-fpm reload waits for requests in flight.
+    #[serde(default = "RequestLimits::default_duration")]
+    pub duration: u32,
+    /// Largest request body in MB: client_max_body_size, post_max_size, upload_max_filesize.
+    #[serde(default = "RequestLimits::default_payload")]
+    pub payload: u32,
+    /// Memory a request may use in MB: memory_limit.
+    #[serde(default = "RequestLimits::default_memory")]
+    pub memory: u32,
+}
+
+impl RequestLimits {
+    fn default_duration() -> u32 {
+        30
+    }
+    fn default_payload() -> u32 {
+        10
+    }
+    fn default_memory() -> u32 {
+        128
+    }
+}
+
+impl Default for RequestLimits {
+    fn default() -> Self {
+        Self {
+            duration: Self::default_duration(),
+            payload: Self::default_payload(),
+            memory: Self::default_memory(),
+        }
+    }
+}
+
+/// PHP's session store.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Sessions {
+    /// `files` (each server its own, the default), `redis` or `memcached`.
+    #[serde(default)]
+    pub handler: SessionHandler,
+    /// The store's address, such as `tcp://10.0.0.5:6379` for redis or
+    /// `10.0.0.5:11211` for memcached; required for both.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub save_path: Option<String>,
+    /// Lock a session while a request uses it, so concurrent requests of one
+    /// user don't overwrite each other's changes. On by default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub locking: Option<bool>,
+}
+
+/// A session save handler.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum SessionHandler {
+    #[default]
+    Files,
+    Redis,
+    Memcached,
+}
+
+/// A recurring low-traffic window.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReloadWindow {
+    /// When the window opens: cron with seconds, such as "0 0 3 * * *".
+    pub schedule: Parsed<CronSchedule>,
+    /// How long it stays open, such as 1h or 30m.
+    pub duration: Parsed<HumanDuration>,
+    /// The timezone of the schedule, such as Europe/Amsterdam.
+    #[serde(default = "ReloadWindow::utc")]
+    pub timezone: Parsed<Timezone>,
+}
+
+impl ReloadWindow {
+    fn utc() -> Parsed<Timezone> {
+        Parsed::new("UTC")
+    }
+}
+
+/// A server of a cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Server {
+    /// The server's name, unique across all clusters.
+    pub name: ServerName,
+    /// Host name or IP address to reach it over SSH, or `local` for the
+    /// machine reconciler runs on.
+    pub address: String,
+    /// SSH port.
+    #[serde(default = "Server::default_port")]
+    pub port: u16,
+    /// SSH user; it needs root rights (root, or sudo without a password).
+    #[serde(default = "Server::default_user")]
+    pub user: String,
+    /// Whether the server runs nginx and PHP-FPM and can take web roles.
+    #[serde(default)]
+    pub web_server: bool,
+}
+
+impl Server {
+    fn default_port() -> u16 {
+        22
+    }
+    fn default_user() -> String {
+        "root".into()
+    }
+
+    /// Whether this server is the machine reconciler runs on.
+    pub fn is_local(&self) -> bool {
+        self.address == "local"
+    }
+}
+
+/// An app: where its code comes from, how it is built, and what runs where.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct App {
+    /// The app's name; also its Unix user and home (/home/<name>).
+    pub name: AppName,
+    /// The cluster it runs on.
+    pub cluster: ClusterName,
+    /// Git URL of the app's code.
+    pub repo: String,
+    /// Branch deployed by default.
+    #[serde(default = "App::default_branch")]
+    pub branch: String,
+    /// The PHP version it runs on; one the cluster installs.
+    pub php: PhpVersion,
+    /// Domains nginx answers for this app.
+    #[serde(default)]
+    pub domains: Vec<String>,
+    /// Arguments to `composer` in each new release, such as
+    /// `install --prefer-dist --no-dev --optimize-autoloader`; none skips composer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub composer: Option<String>,
+    /// Commands run in each new release on every server before it goes live,
+    /// such as `php artisan config:cache`.
+    #[serde(default)]
+    pub release_commands: Vec<String>,
+    /// Paths kept across releases under /home/<app>/shared and linked into
+    /// each release, relative to the release root, such as `storage/app/public` or `.env`.
+    #[serde(default)]
+    pub shared: Vec<String>,
+    /// How many releases to keep on each server, the live one included.
+    #[serde(default = "App::default_keep_releases")]
+    pub keep_releases: u32,
+    /// The request that must succeed on every web server after a release
+    /// switch; when it fails the release is rolled back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_check: Option<HealthCheck>,
+    /// Commands run in the live release after its environment file changes,
+    /// such as `php artisan config:cache`.
+    #[serde(default)]
+    pub env_commands: Vec<String>,
+    /// What the app runs on each server of its cluster.
+    pub servers: Vec<AppServer>,
+}
+
+impl App {
+    fn default_branch() -> String {
+        "main".into()
+    }
+    fn default_keep_releases() -> u32 {
+        5
+    }
+}
+
+/// A request that tells whether a release works.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HealthCheck {
+    /// The path to request, such as /up.
+    #[serde(default = "HealthCheck::default_path")]
+    pub path: String,
+    /// The status code a healthy release answers with.
+    #[serde(default = "HealthCheck::default_status")]
+    pub status: u16,
+}
+
+impl HealthCheck {
+    fn default_path() -> String {
+        "/".into()
+    }
+    fn default_status() -> u16 {
+        200
+    }
+}
+
+/// An app's roles on one server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AppServer {
+    /// The server, by name; it must be in the app's cluster.
+    pub name: ServerName,
+    /// Serve HTTP here: a PHP-FPM pool and an nginx vhost. Only on `web_server` servers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub web: Option<WebPool>,
+    /// Commands run on this server only, in each new release before it goes
+    /// live, such as `php artisan migrate --force`.
+    #[serde(default)]
+    pub deploy_commands: Vec<String>,
+    /// Queue workers kept running by supervisor.
+    #[serde(default)]
+    pub workers: Vec<Worker>,
+    /// Run the scheduler (`php artisan schedule:run`) every minute from cron.
+    #[serde(default)]
+    pub scheduler: bool,
+}
+
+/// The app's PHP-FPM pool size on one server (pm = dynamic).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WebPool {
+    /// Most requests served at once: pm.max_children.
+    #[serde(default = "WebPool::default_max_workers")]
+    pub max_workers: u32,
+    /// Fewest idle workers kept: pm.min_spare_servers.
+    #[serde(default = "WebPool::default_min_spare")]
+    pub min_spare_workers: u32,
+    /// Workers started with the pool: pm.start_servers.
+    #[serde(default = "WebPool::default_initial")]
+    pub initial_workers: u32,
+    /// Most idle workers kept: pm.max_spare_servers.
+    #[serde(default = "WebPool::default_max_spare")]
+    pub max_spare_workers: u32,
+}
+
+impl WebPool {
+    fn default_max_workers() -> u32 {
+        5
+    }
+    fn default_min_spare() -> u32 {
+        1
+    }
+    fn default_initial() -> u32 {
+        2
+    }
+    fn default_max_spare() -> u32 {
+        3
+    }
+}
+
+impl Default for WebPool {
+    fn default() -> Self {
+        Self {
+            max_workers: Self::default_max_workers(),
+            min_spare_workers: Self::default_min_spare(),
+            initial_workers: Self::default_initial(),
+            max_spare_workers: Self::default_max_spare(),
+        }
+    }
+}
+
+/// A queue worker program.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Worker {
+    /// The worker's name, unique within the app on this server.
+    pub name: WorkerName,
+    /// The command, run in the live release as the app's user, such as
+    /// `php artisan queue:work default --sleep=1 --timeout=20`.
+    pub command: String,
+    /// How many copies run.
+    #[serde(default = "Worker::default_processes")]
+    pub processes: u32,
+    /// Seconds a worker may take to finish its job when stopped.
+    #[serde(default = "Worker::default_stop_wait")]
+    pub stop_wait: u32,
+}
+
+impl Worker {
+    fn default_processes() -> u32 {
+        1
+    }
+    fn default_stop_wait() -> u32 {
+        10
+    }
+}
