@@ -6,3 +6,5 @@ pub mod cli;
 pub mod definitions;
 pub mod fsutil;
 pub mod schemas;
+pub mod shell;
+pub mod transport;
