@@ -8,3 +8,4 @@ pub mod fsutil;
 pub mod schemas;
 pub mod shell;
 pub mod transport;
+pub mod units;

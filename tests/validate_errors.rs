@@ -359,3 +359,15 @@ error: 1 problem in the definitions
 ",
     );
 }
+
+#[test]
+fn multiline_command() {
+    assert_invalid(
+        "multiline_command",
+        "\
+$D/apps/shop.yaml:7:5: a command must be one line without control characters
+  hint: chain steps with `&&` or list them as separate commands
+error: 1 problem in the definitions
+",
+    );
+}

@@ -204,6 +204,17 @@ fn check_app(at: &mut At, app: &App) {
         }
     }
     check_shared(at, &app.shared);
+    if let Some(composer) = &app.composer {
+        at.command("composer", composer);
+    }
+    for (field, commands) in [
+        ("release_commands", &app.release_commands),
+        ("env_commands", &app.env_commands),
+    ] {
+        for (i, command) in commands.iter().enumerate() {
+            at.command(&format!("{field}[{i}]"), command);
+        }
+    }
     if app.keep_releases == 0 {
         at.error(
             "keep_releases",
@@ -248,6 +259,9 @@ fn check_role(at: &mut At, app: &App, path: &str, role: &AppServer) {
                 "a web role needs the app to have `domains`",
             );
         }
+    }
+    for (j, command) in role.deploy_commands.iter().enumerate() {
+        at.command(&format!("{path}.deploy_commands[{j}]"), command);
     }
     let mut seen = FirstSeen::default();
     for (j, worker) in role.workers.iter().enumerate() {
@@ -427,6 +441,17 @@ impl At<'_> {
                 format!("`{}` is not a {what}: {reason}", value.text()),
             )
             .hint = T::HINT.map(str::to_owned);
+        }
+    }
+
+    /// A command line: it goes into one line of a config file.
+    fn command(&mut self, path: &str, command: &str) {
+        if command.chars().any(|c| c.is_control()) {
+            self.error(
+                path,
+                "a command must be one line without control characters",
+            )
+            .hint = Some("chain steps with `&&` or list them as separate commands".into());
         }
     }
 
