@@ -4,6 +4,7 @@
 
 pub mod cli;
 pub mod definitions;
+pub mod facts;
 pub mod fsutil;
 pub mod schemas;
 pub mod shell;

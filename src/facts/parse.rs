@@ -1,0 +1,245 @@
+//! Reads the line-framed output of gather.sh.
+//!
+//! Each record is a line starting with `@kind`; `@content SIZE PATH` is
+//! followed by exactly SIZE bytes and a newline. Unknown records are
+//! skipped so that a newer script can add facts an older parser ignores.
+
+use std::collections::BTreeSet;
+
+use crate::definitions::{AppName, PhpVersion};
+
+use super::{HostFacts, Init, PathFacts, PathKind, PhpInstall, UserFacts};
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ParseError {
+    #[error("the output does not start with `@facts 1`")]
+    NotFacts,
+    #[error("the output stops before `@end`")]
+    Truncated,
+    #[error("line {line}: malformed `{record}` record")]
+    Malformed { line: usize, record: String },
+}
+
+pub fn parse(bytes: &[u8]) -> Result<HostFacts, ParseError> {
+    let mut facts = HostFacts::default();
+    let mut reader = Reader { bytes, at: 0, line: 0 };
+    if reader.next_line().as_deref() != Some("@facts 1") {
+        return Err(ParseError::NotFacts);
+    }
+    loop {
+        let Some(line) = reader.next_line() else {
+            return Err(ParseError::Truncated);
+        };
+        let line_no = reader.line;
+        let (record, rest) = line.split_once([' ', '\t']).unwrap_or((&line, ""));
+        let malformed = || ParseError::Malformed {
+            line: line_no,
+            record: record.to_owned(),
+        };
+        match record {
+            "@end" => return Ok(facts),
+            "@os" => facts.os = rest.to_owned(),
+            "@init" => {
+                facts.init = if rest == "systemd" {
+                    Init::Systemd
+                } else {
+                    Init::Service
+                }
+            }
+            "@whoami" => facts.user = rest.to_owned(),
+            "@php" => {
+                let mut fields = rest.split(' ');
+                let version = fields.next().ok_or_else(malformed)?;
+                let binary = |f: Option<&str>| f.filter(|p| *p != "-").map(str::to_owned);
+                let fpm = binary(fields.next());
+                let cli = binary(fields.next());
+                facts
+                    .php
+                    .insert(PhpVersion::new(version), PhpInstall { fpm, cli });
+            }
+            "@tool" => {
+                let (tool, path) = rest.split_once(' ').ok_or_else(malformed)?;
+                facts.tools.insert(tool.to_owned(), path.to_owned());
+            }
+            "@user" => {
+                let fields: Vec<&str> = rest.splitn(4, ' ').collect();
+                let [name, uid, gid, home] = fields[..] else {
+                    return Err(malformed());
+                };
+                let number = |s: &str| s.parse::<u32>().map_err(|_| malformed());
+                let user = UserFacts {
+                    uid: number(uid)?,
+                    gid: number(gid)?,
+                    home: home.to_owned(),
+                };
+                facts.users.insert(name.to_owned(), user);
+            }
+            "@group" => {
+                let mut fields = rest.split(' ').filter(|f| !f.is_empty());
+                let name = fields.next().ok_or_else(malformed)?;
+                let members: BTreeSet<String> = fields.map(str::to_owned).collect();
+                facts.groups.insert(name.to_owned(), members);
+            }
+            "@manifest" => facts.manifest.push(rest.to_owned()),
+            "@pending" => facts.pending_reloads.push(rest.to_owned()),
+            "@release" => {
+                let (app, release) = rest.split_once(' ').ok_or_else(malformed)?;
+                facts
+                    .releases
+                    .entry(AppName::new(app))
+                    .or_default()
+                    .releases
+                    .push(release.to_owned());
+            }
+            "@path" => {
+                let fields: Vec<&str> = rest.split('\t').collect();
+                let [kind, owner, group, mode, size, path, target] = fields[..] else {
+                    return Err(malformed());
+                };
+                let kind = match kind {
+                    "f" => PathKind::File,
+                    "d" => PathKind::Directory,
+                    "l" => PathKind::Symlink,
+                    _ => PathKind::Other,
+                };
+                let path_facts = PathFacts {
+                    kind,
+                    owner: owner.to_owned(),
+                    group: group.to_owned(),
+                    mode: u32::from_str_radix(mode, 8).map_err(|_| malformed())?,
+                    size: size.parse().map_err(|_| malformed())?,
+                    target: (kind == PathKind::Symlink).then(|| target.to_owned()),
+                    sha256: None,
+                    content: None,
+                };
+                if let Some(app) = current_link_app(path)
+                    && kind == PathKind::Symlink
+                {
+                    facts.releases.entry(app).or_default().current = Some(target.to_owned());
+                }
+                facts.paths.insert(path.to_owned(), path_facts);
+            }
+            "@sha256" => {
+                let (sum, path) = rest.split_once(' ').ok_or_else(malformed)?;
+                if let Some(p) = facts.paths.get_mut(path) {
+                    p.sha256 = Some(sum.to_owned());
+                }
+            }
+            "@content" => {
+                let (size, path) = rest.split_once(' ').ok_or_else(malformed)?;
+                let size: usize = size.parse().map_err(|_| malformed())?;
+                let content = reader.take(size).ok_or(ParseError::Truncated)?;
+                if reader.next_line().as_deref() != Some("") {
+                    return Err(malformed());
+                }
+                if let Some(p) = facts.paths.get_mut(path) {
+                    p.content = Some(String::from_utf8_lossy(content).into_owned());
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The app whose `current` link `path` is: `/home/<app>/current`.
+fn current_link_app(path: &str) -> Option<AppName> {
+    let app = path.strip_prefix("/home/")?.strip_suffix("/current")?;
+    (!app.contains('/')).then(|| AppName::new(app))
+}
+
+struct Reader<'a> {
+    bytes: &'a [u8],
+    at: usize,
+    line: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn next_line(&mut self) -> Option<String> {
+        if self.at >= self.bytes.len() {
+            return None;
+        }
+        let rest = &self.bytes[self.at..];
+        let end = rest.iter().position(|&b| b == b'\n').unwrap_or(rest.len());
+        self.at += (end + 1).min(rest.len());
+        self.line += 1;
+        Some(String::from_utf8_lossy(&rest[..end]).into_owned())
+    }
+
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        let chunk = self.bytes.get(self.at..self.at + n)?;
+        self.at += n;
+        self.line += chunk.iter().filter(|&&b| b == b'\n').count();
+        Some(chunk)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OUTPUT: &str = "@facts 1
+@os debian 12
+@init service
+@whoami root
+@php 8.2 /usr/sbin/php-fpm8.2 /usr/bin/php8.2
+@php 7.4 - /usr/bin/php7.4
+@tool nginx /usr/sbin/nginx
+@user shop 999 999 /home/shop
+@group shop www-data
+@manifest /etc/cron.d/old
+@pending php8.2-fpm
+@release shop abc123
+@path\tf\troot\troot\t644\t6\t/etc/cron.d/old\t
+@path\tl\tshop\tshop\t777\t18\t/home/shop/current\treleases/abc123
+@path\td\tshop\tshop\t750\t4096\t/home/shop\t
+@sha256 deadbeef /etc/cron.d/old
+@content 7 /etc/cron.d/old
+a\n@b
+c
+
+@end
+";
+
+    #[test]
+    fn reads_every_record() {
+        let facts = parse(OUTPUT.as_bytes()).expect("parses");
+        assert_eq!(facts.os, "debian 12");
+        assert_eq!(facts.init, Init::Service);
+        assert_eq!(facts.php[&PhpVersion::new("7.4")].fpm, None);
+        assert_eq!(
+            facts.php[&PhpVersion::new("8.2")].fpm.as_deref(),
+            Some("/usr/sbin/php-fpm8.2")
+        );
+        assert!(facts.has_tool("nginx") && !facts.has_tool("cron"));
+        assert_eq!(facts.users["shop"].home, "/home/shop");
+        assert!(facts.groups["shop"].contains("www-data"));
+        assert_eq!(facts.manifest, ["/etc/cron.d/old"]);
+        assert_eq!(facts.pending_reloads, ["php8.2-fpm"]);
+        let shop = &facts.releases[&AppName::new("shop")];
+        assert_eq!(shop.current.as_deref(), Some("releases/abc123"));
+        assert_eq!(shop.releases, ["abc123"]);
+        let old = &facts.paths["/etc/cron.d/old"];
+        assert_eq!((old.kind, old.mode), (PathKind::File, 0o644));
+        assert_eq!(old.sha256.as_deref(), Some("deadbeef"));
+        // Content is taken by length, so a line starting with `@` inside it
+        // is content, not a record.
+        assert_eq!(old.content.as_deref(), Some("a\n@b\nc\n"));
+        assert_eq!(facts.paths["/home/shop"].kind, PathKind::Directory);
+    }
+
+    #[test]
+    fn output_cut_short_is_an_error() {
+        let cut = &OUTPUT[..OUTPUT.len() - 5];
+        assert_eq!(parse(cut.as_bytes()), Err(ParseError::Truncated));
+        assert_eq!(parse(b"hello"), Err(ParseError::NotFacts));
+    }
+
+    #[test]
+    fn a_bad_number_names_its_line() {
+        let bad = "@facts 1\n@user shop x 1 /home/shop\n@end\n";
+        assert_eq!(
+            parse(bad.as_bytes()),
+            Err(ParseError::Malformed { line: 2, record: "@user".into() })
+        );
+    }
+}
