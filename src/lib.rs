@@ -6,6 +6,7 @@ pub mod cli;
 pub mod definitions;
 pub mod facts;
 pub mod fsutil;
+pub mod plan;
 pub mod schemas;
 pub mod shell;
 pub mod transport;

@@ -31,7 +31,9 @@ pub const PENDING_RELOADS: &str = "/var/lib/reconciler/pending-reloads";
 pub const WEB_USER: &str = "www-data";
 
 /// A service that must validate and reload when its files change.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(tag = "service", rename_all = "kebab-case")]
 pub enum Service {
     Nginx,
@@ -64,6 +66,22 @@ impl Service {
             });
         }
         None
+    }
+
+    /// The service a label names; the inverse of `label`.
+    pub fn from_label(label: &str) -> Option<Service> {
+        if label == "nginx" {
+            return Some(Service::Nginx);
+        }
+        if let Some(group) = label.strip_prefix("supervisor:") {
+            return Some(Service::Supervisor {
+                group: group.to_owned(),
+            });
+        }
+        let version = label.strip_prefix("php")?.strip_suffix("-fpm")?;
+        Some(Service::PhpFpm {
+            version: PhpVersion::new(version),
+        })
     }
 
     /// The name operators know it by: `nginx`, `php8.2-fpm`, `supervisor:shop`.
@@ -140,6 +158,78 @@ pub struct Needs {
     pub php_fpm: bool,
     pub supervisor: bool,
     pub cron: bool,
+}
+
+/// Which units a plan covers: everything, or some apps' units only.
+#[derive(Debug, Clone, Default)]
+pub struct Scope {
+    /// When set, only these apps' units are planned (and pruned); the
+    /// cluster-wide files (php.ini, FPM global) are left out.
+    pub apps: Option<BTreeSet<AppName>>,
+}
+
+impl Scope {
+    /// Whether the file at `path` falls within this scope.
+    pub fn covers(&self, path: &str) -> bool {
+        match &self.apps {
+            None => true,
+            Some(apps) => app_of_path(path).is_some_and(|app| apps.contains(&app)),
+        }
+    }
+
+    fn covers_app(&self, app: &AppName) -> bool {
+        self.apps.as_ref().is_none_or(|apps| apps.contains(app))
+    }
+}
+
+/// The part of `units` within `scope`.
+pub fn filter(units: &HostUnits, scope: &Scope) -> HostUnits {
+    if scope.apps.is_none() {
+        return units.clone();
+    }
+    let in_app_home = |path: &str| {
+        units.users.iter().any(|u| {
+            scope.covers_app(&u.name)
+                && (path == u.home || path.starts_with(&format!("{}/", u.home)))
+        })
+    };
+    HostUnits {
+        users: units
+            .users
+            .iter()
+            .filter(|u| scope.covers_app(&u.name))
+            .cloned()
+            .collect(),
+        directories: units
+            .directories
+            .iter()
+            .filter(|d| in_app_home(&d.path))
+            .cloned()
+            .collect(),
+        files: units
+            .files
+            .iter()
+            .filter(|f| scope.covers(&f.path))
+            .cloned()
+            .collect(),
+        php_versions: units.php_versions.clone(),
+        needs: units.needs,
+    }
+}
+
+/// The app a per-app file belongs to, from its path alone (for pruning
+/// within `--app` filters); `None` for cluster-wide files.
+pub fn app_of_path(path: &str) -> Option<AppName> {
+    let stem = if let Some(rest) = path.strip_prefix("/etc/php/") {
+        rest.split_once("/fpm/pool.d/")?.1.strip_suffix(".conf")?
+    } else if let Some(file) = path.strip_prefix("/etc/nginx/sites-enabled/") {
+        file.strip_suffix(".conf")?
+    } else if let Some(file) = path.strip_prefix("/etc/supervisor/conf.d/") {
+        file.strip_suffix(".conf")?
+    } else {
+        path.strip_prefix("/etc/cron.d/")?
+    };
+    crate::definitions::names::is_valid(stem).then(|| AppName::new(stem))
 }
 
 /// The home of an app's user.

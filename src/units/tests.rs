@@ -196,3 +196,36 @@ fn services_are_known_from_paths_alone() {
     );
     assert_eq!(Service::for_path("/etc/cron.d/shop"), None);
 }
+
+#[test]
+fn per_app_files_are_known_from_paths_alone() {
+    let shop = Some(AppName::new("shop"));
+    assert_eq!(app_of_path("/etc/php/8.2/fpm/pool.d/shop.conf"), shop);
+    assert_eq!(app_of_path("/etc/nginx/sites-enabled/shop.conf"), shop);
+    assert_eq!(app_of_path("/etc/supervisor/conf.d/shop.conf"), shop);
+    assert_eq!(app_of_path("/etc/cron.d/shop"), shop);
+    assert_eq!(
+        app_of_path("/etc/php/8.2/fpm/pool.d/_reconciler-global.conf"),
+        None
+    );
+    assert_eq!(
+        app_of_path("/etc/php/8.2/fpm/conf.d/99-reconciler.ini"),
+        None
+    );
+}
+
+#[test]
+fn service_labels_read_back() {
+    for service in [
+        Service::Nginx,
+        Service::PhpFpm {
+            version: PhpVersion::new("8.2"),
+        },
+        Service::Supervisor {
+            group: "shop".into(),
+        },
+    ] {
+        assert_eq!(Service::from_label(&service.label()), Some(service));
+    }
+    assert_eq!(Service::from_label("mysql"), None);
+}
