@@ -151,16 +151,28 @@ pub fn script(units: &HostUnits) -> String {
         .chain([WEB_USER])
         .collect();
     let mut script = String::new();
-    script.push_str(&array("FILES", units.files.iter().map(|f| f.path.as_str()).collect()));
-    script.push_str(&array("DIRS", units.directories.iter().map(|d| d.path.as_str()).collect()));
+    script.push_str(&array(
+        "FILES",
+        units.files.iter().map(|f| f.path.as_str()).collect(),
+    ));
+    script.push_str(&array(
+        "DIRS",
+        units.directories.iter().map(|d| d.path.as_str()).collect(),
+    ));
     script.push_str(&array("USERS", users.into_iter().collect()));
-    script.push_str(&array("APPS", units.users.iter().map(|u| u.name.as_str()).collect()));
+    script.push_str(&array(
+        "APPS",
+        units.users.iter().map(|u| u.name.as_str()).collect(),
+    ));
     script.push_str(GATHER_SCRIPT);
     script
 }
 
 /// Gathers the facts `units` needs from one host, in one round trip.
-pub async fn gather(transport: &dyn Transport, units: &HostUnits) -> Result<HostFacts, GatherError> {
+pub async fn gather(
+    transport: &dyn Transport,
+    units: &HostUnits,
+) -> Result<HostFacts, GatherError> {
     let output = transport.run(&script(units)).await?;
     if !output.success() {
         return Err(GatherError::Script {

@@ -22,7 +22,11 @@ pub enum ParseError {
 
 pub fn parse(bytes: &[u8]) -> Result<HostFacts, ParseError> {
     let mut facts = HostFacts::default();
-    let mut reader = Reader { bytes, at: 0, line: 0 };
+    let mut reader = Reader {
+        bytes,
+        at: 0,
+        line: 0,
+    };
     if reader.next_line().as_deref() != Some("@facts 1") {
         return Err(ParseError::NotFacts);
     }
@@ -239,7 +243,10 @@ c
         let bad = "@facts 1\n@user shop x 1 /home/shop\n@end\n";
         assert_eq!(
             parse(bad.as_bytes()),
-            Err(ParseError::Malformed { line: 2, record: "@user".into() })
+            Err(ParseError::Malformed {
+                line: 2,
+                record: "@user".into()
+            })
         );
     }
 }
