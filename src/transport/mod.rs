@@ -14,6 +14,26 @@ use async_trait::async_trait;
 use crate::definitions::{Server, ServerName};
 use crate::shell::quote;
 
+mod connect;
+mod local;
+mod ssh;
+
+pub use local::LocalTransport;
+pub use ssh::SshTransport;
+
+/// Connects to `server`: directly when its address is `local`, otherwise over
+/// SSH with one master connection kept open until the transport is dropped.
+pub async fn connect(
+    server: &Server,
+    options: &ConnectOptions,
+) -> Result<Box<dyn Transport>, TransportError> {
+    if server.is_local() {
+        Ok(Box::new(LocalTransport::new(server).await?))
+    } else {
+        Ok(Box::new(SshTransport::connect(server, options).await?))
+    }
+}
+
 /// What a script printed and how it ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Output {
