@@ -2,7 +2,9 @@
 //! repository describes: it gathers facts over SSH, plans the difference, and
 //! applies only what differs.
 
+pub mod apply;
 pub mod cli;
+pub mod converge;
 pub mod definitions;
 pub mod facts;
 pub mod fsutil;

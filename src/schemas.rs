@@ -1,17 +1,19 @@
 //! The JSON Schemas reconciler publishes: definitions files (for editors,
-//! through a `# yaml-language-server: $schema=` line) and, later, its JSON
-//! outputs. The files in the repository's schemas/ are tested to be exactly
+//! through a `# yaml-language-server: $schema=` line) and its JSON output
+//! (`plan --format json`). The files in the repository's schemas/ are tested to be exactly
 //! what this module generates.
 
 use schemars::{JsonSchema, generate::SchemaSettings};
 
 use crate::definitions::{App, Cluster};
+use crate::plan::Plan;
 
 /// Every schema file: its file name and its text.
 pub fn all() -> Vec<(&'static str, String)> {
     vec![
         ("cluster.schema.json", render::<Cluster>()),
         ("app.schema.json", render::<App>()),
+        ("plan.schema.json", render::<Plan>()),
     ]
 }
 

@@ -3,7 +3,10 @@
 //! 1 failed (invalid definitions, unreachable hosts), 2 usage errors (clap)
 //! or, with `plan --detailed-exitcode`, changes pending.
 
+mod apply;
+mod plan;
 mod schema;
+mod target;
 mod validate;
 
 use std::path::PathBuf;
@@ -21,6 +24,19 @@ use clap::{Parser, Subcommand};
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// When to color the output.
+    #[arg(long, global = true, value_enum, default_value_t = Color::Auto)]
+    color: Color,
+    /// Log what happens on stderr (-v for info, -vv for debug); RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum Color {
+    Auto,
+    Always,
+    Never,
 }
 
 #[derive(Debug, Subcommand)]
@@ -29,6 +45,19 @@ enum Command {
     Validate(validate::Args),
     /// Write the JSON Schemas of cluster and app files, for editors and CI.
     Schema(schema::Args),
+    /// Show what would change on each server, with diffs, without changing anything.
+    ///
+    /// Gathers facts from every selected server in one SSH round trip per
+    /// host, renders what each should have, and prints the difference.
+    Plan(plan::Args),
+    /// Change what differs on each server: write files, validate, reload.
+    ///
+    /// Shows the plan first and asks for confirmation. On each host every
+    /// change is staged with a backup; `nginx -t`, `php-fpm -t` and
+    /// `supervisorctl reread` must accept the new files, or the backups come
+    /// back and nothing is reloaded. php-fpm reloads wait for a reload
+    /// window unless --now.
+    Apply(apply::Args),
 }
 
 /// Where the definitions are: `-d DIR`, the current directory by default.
@@ -41,9 +70,17 @@ struct DefinitionsDir {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    init_logging(cli.verbose);
+    let color = match cli.color {
+        Color::Auto => anstream::ColorChoice::Auto,
+        Color::Always => anstream::ColorChoice::Always,
+        Color::Never => anstream::ColorChoice::Never,
+    };
     let result = match cli.command {
         Command::Validate(args) => validate::run(args),
         Command::Schema(args) => schema::run(args),
+        Command::Plan(args) => plan::run(args, color),
+        Command::Apply(args) => apply::run(args, color),
     };
     match result {
         Ok(code) => code,
@@ -52,6 +89,27 @@ pub fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "reconciler=info",
+        _ => "reconciler=debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+/// The async runtime for commands that reach servers.
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
 }
 
 /// Prints an error with its chain of causes, uv-style.

@@ -1,6 +1,9 @@
 # reconciler's fact gathering: one run per host per plan, read-only.
-# Prepended by reconciler: the arrays FILES, DIRS, USERS and APPS, each
-# value single-quoted. Output is line-framed; see facts/parse.rs.
+# Prepended by reconciler: the arrays FILES (with SUMS, the sha256 each
+# file should have), DIRS, USERS and APPS, each value single-quoted.
+# Output is line-framed; see facts/parse.rs. Speed matters (this runs on
+# every plan): no subshell or process per file, and file content is only
+# sent for files whose hash differs from the wanted one.
 export LC_ALL=C
 PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 state=/var/lib/reconciler
@@ -12,17 +15,17 @@ if [ -r /etc/os-release ]; then
   echo "@os ${ID:-unknown} ${VERSION_ID:-unknown}"
 fi
 if [ -d /run/systemd/system ]; then echo "@init systemd"; else echo "@init service"; fi
-echo "@whoami $(id -un)"
+echo "@uid $EUID"
 
+# `command -v` prints the path itself: no subshell to capture it.
 for dir in /etc/php/*/; do
   [ -d "$dir" ] || continue
   v=${dir%/}; v=${v##*/}
-  fpm=$(command -v "php-fpm$v" || echo -)
-  cli=$(command -v "php$v" || echo -)
-  echo "@php $v $fpm $cli"
+  printf '@php %s\n@php-fpm ' "$v"; command -v "php-fpm$v" || echo -
+  printf '@php-cli '; command -v "php$v" || echo -
 done
 for tool in nginx supervisorctl cron; do
-  path=$(command -v "$tool") && echo "@tool $tool $path"
+  printf '@tool %s ' "$tool"; command -v "$tool" || echo -
 done
 
 declare -A wanted_user=()
@@ -54,7 +57,8 @@ done
 
 # Every path at once: one find for ownership, mode, type and link target,
 # one sha256sum for content hashes, and bash's own read for content.
-declare -A seen=()
+declare -A seen=() want=()
+for i in "${!FILES[@]}"; do want[${FILES[$i]}]=${SUMS[$i]}; done
 paths=()
 for p in "${FILES[@]}" "${manifest[@]}" "${DIRS[@]}"; do
   [ -n "${seen[$p]:-}" ] && continue
@@ -63,23 +67,27 @@ for p in "${FILES[@]}" "${manifest[@]}" "${DIRS[@]}"; do
 done
 for app in "${APPS[@]}"; do paths+=("/home/$app/current"); done
 regular=()
-small=()
+declare -A small=()
 if [ ${#paths[@]} -gt 0 ]; then
   while IFS=$'\t' read -r path user group mode size kind target; do
     printf '@path\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$kind" "$user" "$group" "$mode" "$size" "$path" "$target"
     if [ "$kind" = f ]; then
       regular+=("$path")
-      [ "$size" -le $max_content ] && small+=("$path")
+      [ "$size" -le $max_content ] && small[$path]=1
     fi
   done < <(find "${paths[@]}" -maxdepth 0 -printf '%p\t%u\t%g\t%m\t%s\t%y\t%l\n' 2>/dev/null)
 fi
+differ=()
 if [ ${#regular[@]} -gt 0 ]; then
-  sha256sum -- "${regular[@]}" 2>/dev/null | while read -r sum path; do echo "@sha256 $sum $path"; done
-  for path in "${small[@]}"; do
-    [ -r "$path" ] || continue
-    content=
-    IFS= read -r -d '' content < "$path"
-    printf '@content %d %s\n%s\n' "${#content}" "$path" "$content"
-  done
+  while read -r sum path; do
+    echo "@sha256 $sum $path"
+    [ "${want[$path]:-}" != "$sum" ] && [ -n "${small[$path]:-}" ] && differ+=("$path")
+  done < <(sha256sum -- "${regular[@]}" 2>/dev/null)
 fi
+for path in "${differ[@]}"; do
+  [ -r "$path" ] || continue
+  content=
+  IFS= read -r -d '' content < "$path"
+  printf '@content %d %s\n%s\n' "${#content}" "$path" "$content"
+done
 echo "@end"

@@ -73,7 +73,8 @@ pub struct PathFacts {
     pub target: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sha256: Option<String>,
-    /// The text of a regular file up to 1 MiB, for diffs.
+    /// The text of a regular file up to 1 MiB whose content differs from
+    /// what the units want (or that is not wanted at all), for diffs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub content: Option<String>,
 }
@@ -95,9 +96,9 @@ pub struct HostFacts {
     /// Distribution and version, such as `debian 12`.
     pub os: String,
     pub init: Init,
-    /// The user scripts run as (root, or root through sudo).
+    /// The user id scripts run as: 0, root (directly or through sudo).
     #[serde(default)]
-    pub user: String,
+    pub uid: u32,
     #[serde(default)]
     pub php: BTreeMap<PhpVersion, PhpInstall>,
     /// nginx, supervisorctl and cron, when installed, by name.

@@ -27,6 +27,8 @@ pub fn parse(bytes: &[u8]) -> Result<HostFacts, ParseError> {
         at: 0,
         line: 0,
     };
+    // The version the `@php-fpm` and `@php-cli` records that follow belong to.
+    let mut php: Option<PhpVersion> = None;
     if reader.next_line().as_deref() != Some("@facts 1") {
         return Err(ParseError::NotFacts);
     }
@@ -50,20 +52,30 @@ pub fn parse(bytes: &[u8]) -> Result<HostFacts, ParseError> {
                     Init::Service
                 }
             }
-            "@whoami" => facts.user = rest.to_owned(),
+            "@uid" => facts.uid = rest.parse().map_err(|_| malformed())?,
             "@php" => {
-                let mut fields = rest.split(' ');
-                let version = fields.next().ok_or_else(malformed)?;
-                let binary = |f: Option<&str>| f.filter(|p| *p != "-").map(str::to_owned);
-                let fpm = binary(fields.next());
-                let cli = binary(fields.next());
+                php = Some(PhpVersion::new(rest));
                 facts
                     .php
-                    .insert(PhpVersion::new(version), PhpInstall { fpm, cli });
+                    .insert(PhpVersion::new(rest), PhpInstall::default());
+            }
+            "@php-fpm" | "@php-cli" => {
+                let install = php
+                    .as_ref()
+                    .and_then(|v| facts.php.get_mut(v))
+                    .ok_or_else(malformed)?;
+                let binary = (rest != "-").then(|| rest.to_owned());
+                if record == "@php-fpm" {
+                    install.fpm = binary;
+                } else {
+                    install.cli = binary;
+                }
             }
             "@tool" => {
                 let (tool, path) = rest.split_once(' ').ok_or_else(malformed)?;
-                facts.tools.insert(tool.to_owned(), path.to_owned());
+                if path != "-" {
+                    facts.tools.insert(tool.to_owned(), path.to_owned());
+                }
             }
             "@user" => {
                 let fields: Vec<&str> = rest.splitn(4, ' ').collect();
@@ -184,10 +196,15 @@ mod tests {
     const OUTPUT: &str = "@facts 1
 @os debian 12
 @init service
-@whoami root
-@php 8.2 /usr/sbin/php-fpm8.2 /usr/bin/php8.2
-@php 7.4 - /usr/bin/php7.4
+@uid 0
+@php 7.4
+@php-fpm -
+@php-cli /usr/bin/php7.4
+@php 8.2
+@php-fpm /usr/sbin/php-fpm8.2
+@php-cli /usr/bin/php8.2
 @tool nginx /usr/sbin/nginx
+@tool cron -
 @user shop 999 999 /home/shop
 @group shop www-data
 @manifest /etc/cron.d/old
@@ -209,6 +226,7 @@ c
         let facts = parse(OUTPUT.as_bytes()).expect("parses");
         assert_eq!(facts.os, "debian 12");
         assert_eq!(facts.init, Init::Service);
+        assert_eq!(facts.uid, 0);
         assert_eq!(facts.php[&PhpVersion::new("7.4")].fpm, None);
         assert_eq!(
             facts.php[&PhpVersion::new("8.2")].fpm.as_deref(),

@@ -12,7 +12,6 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use schemars::JsonSchema;
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 
 use crate::definitions::ServerName;
 use crate::facts::{HostFacts, PathKind};
@@ -390,7 +389,7 @@ fn file_change(
         group: found.group.clone(),
         mode: found.mode,
     };
-    let wanted_sum = hex::encode(Sha256::digest(file.content.as_bytes()));
+    let wanted_sum = file.sha256();
     let same_content = found.sha256.as_deref() == Some(wanted_sum.as_str());
     if same_content && from == to {
         return Ok(None);

@@ -45,9 +45,10 @@ fn host_text(host: &HostPlan, out: &mut dyn Write) -> io::Result<()> {
         }
         return writeln!(out);
     }
-    if !host.changes.is_empty() || !host.reloads.is_empty() {
-        writeln!(out, "{BOLD}{server}{BOLD:#}")?;
+    if host.changes.is_empty() && host.reloads.is_empty() {
+        return writeln!(out, "{}", summary(host));
     }
+    writeln!(out, "{BOLD}{server}{BOLD:#}")?;
     for change in &host.changes {
         change_text(change, out)?;
     }

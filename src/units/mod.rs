@@ -111,6 +111,12 @@ pub struct ManagedFile {
 }
 
 impl ManagedFile {
+    /// The hex sha256 of the content, as `sha256sum` prints it.
+    pub fn sha256(&self) -> String {
+        use sha2::{Digest, Sha256};
+        hex::encode(Sha256::digest(self.content.as_bytes()))
+    }
+
     fn root(path: String, content: String) -> Self {
         Self {
             path,
