@@ -1,9 +1,10 @@
 # reconciler's fact gathering: one run per host per plan, read-only.
 # Prepended by reconciler: the arrays FILES (with SUMS, the sha256 each
-# file should have), DIRS, USERS and APPS, each value single-quoted.
+# file should have), DIRS and APPS, each value single-quoted.
 # Output is line-framed; see facts/parse.rs. Speed matters (this runs on
 # every plan): no subshell or process per file, and file content is only
 # sent for files whose hash differs from the wanted one.
+set -u
 export LC_ALL=C
 PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 state=/var/lib/reconciler
@@ -28,24 +29,21 @@ for tool in nginx supervisorctl cron; do
   printf '@tool %s ' "$tool"; command -v "$tool" || echo -
 done
 
-declare -A wanted_user=()
-for u in "${USERS[@]}"; do wanted_user[$u]=1; done
+# Every user and group: the parser maps the numeric owners below to names
+# (find's %u would look each one up in /etc/passwd again).
 while IFS=: read -r name _ uid gid _ home _; do
-  [ -n "${wanted_user[$name]:-}" ] && echo "@user $name $uid $gid $home"
+  echo "@user $name $uid $gid $home"
 done < /etc/passwd
-while IFS=: read -r name _ _ members; do
-  [ -n "${wanted_user[$name]:-}" ] && echo "@group $name ${members//,/ }"
+while IFS=: read -r name _ gid members; do
+  echo "@group $name $gid ${members//,/ }"
 done < /etc/group
 
 manifest=()
-if [ -r "$state/manifest" ]; then
-  while IFS= read -r line; do
-    [ -n "$line" ] && manifest+=("$line") && echo "@manifest $line"
-  done < "$state/manifest"
-fi
-if [ -r "$state/pending-reloads" ]; then
-  while IFS= read -r line; do [ -n "$line" ] && echo "@pending $line"; done < "$state/pending-reloads"
-fi
+[ -r "$state/manifest" ] && mapfile -t manifest < "$state/manifest"
+[ ${#manifest[@]} -gt 0 ] && printf '@manifest %s\n' "${manifest[@]}"
+pending=()
+[ -r "$state/pending-reloads" ] && mapfile -t pending < "$state/pending-reloads"
+[ ${#pending[@]} -gt 0 ] && printf '@pending %s\n' "${pending[@]}"
 
 for app in "${APPS[@]}"; do
   for release in "/home/$app/releases/"*/; do
@@ -55,39 +53,38 @@ for app in "${APPS[@]}"; do
   done
 done
 
-# Every path at once: one find for ownership, mode, type and link target,
-# one sha256sum for content hashes, and bash's own read for content.
-declare -A seen=() want=()
+# Every path at once: one find for type, owner, mode, size and link
+# target, one sha256sum for the files; content only where the hash is not
+# the wanted one. Missing paths are simply absent.
+declare -A want=()
 for i in "${!FILES[@]}"; do want[${FILES[$i]}]=${SUMS[$i]}; done
-paths=()
-for p in "${FILES[@]}" "${manifest[@]}" "${DIRS[@]}"; do
-  [ -n "${seen[$p]:-}" ] && continue
-  seen[$p]=1
-  paths+=("$p")
+unwanted=()  # managed files no unit wants any more
+for path in "${manifest[@]}"; do
+  [ -z "${want[$path]+set}" ] && unwanted+=("$path")
 done
-for app in "${APPS[@]}"; do paths+=("/home/$app/current"); done
-regular=()
-declare -A small=()
+currents=()
+for app in "${APPS[@]}"; do currents+=("/home/$app/current"); done
+paths=("${FILES[@]}" "${unwanted[@]}" "${DIRS[@]}" "${currents[@]}")
 if [ ${#paths[@]} -gt 0 ]; then
-  while IFS=$'\t' read -r path user group mode size kind target; do
-    printf '@path\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$kind" "$user" "$group" "$mode" "$size" "$path" "$target"
-    if [ "$kind" = f ]; then
-      regular+=("$path")
-      [ "$size" -le $max_content ] && small[$path]=1
-    fi
-  done < <(find "${paths[@]}" -maxdepth 0 -printf '%p\t%u\t%g\t%m\t%s\t%y\t%l\n' 2>/dev/null)
+  find "${paths[@]}" -maxdepth 0 -printf '@path\t%y\t%U\t%G\t%m\t%s\t%p\t%l\n' 2>/dev/null
+fi
+sums=()
+files=("${FILES[@]}" "${unwanted[@]}")
+if [ ${#files[@]} -gt 0 ]; then
+  mapfile -t sums < <(sha256sum -- "${files[@]}" 2>/dev/null)
 fi
 differ=()
-if [ ${#regular[@]} -gt 0 ]; then
-  while read -r sum path; do
-    echo "@sha256 $sum $path"
-    [ "${want[$path]:-}" != "$sum" ] && [ -n "${small[$path]:-}" ] && differ+=("$path")
-  done < <(sha256sum -- "${regular[@]}" 2>/dev/null)
-fi
+for line in "${sums[@]}"; do
+  sum=${line%% *}
+  path=${line#*  }
+  echo "@sha256 $sum $path"
+  [ "${want[$path]:-}" != "$sum" ] && differ+=("$path")
+done
 for path in "${differ[@]}"; do
   [ -r "$path" ] || continue
   content=
-  IFS= read -r -d '' content < "$path"
+  IFS= read -r -d '' -N $((max_content + 1)) content < "$path"
+  [ ${#content} -gt $max_content ] && continue
   printf '@content %d %s\n%s\n' "${#content}" "$path" "$content"
 done
 echo "@end"

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::definitions::{AppName, PhpVersion};
 use crate::shell::quote_all;
 use crate::transport::{Transport, TransportError};
-use crate::units::{HostUnits, WEB_USER};
+use crate::units::HostUnits;
 
 pub use parse::ParseError;
 
@@ -104,10 +104,10 @@ pub struct HostFacts {
     /// nginx, supervisorctl and cron, when installed, by name.
     #[serde(default)]
     pub tools: BTreeMap<String, String>,
-    /// The app users (and nginx's) that exist.
+    /// Every user in /etc/passwd.
     #[serde(default)]
     pub users: BTreeMap<String, UserFacts>,
-    /// Members of the app groups that exist.
+    /// Every group in /etc/group, with its listed members.
     #[serde(default)]
     pub groups: BTreeMap<String, BTreeSet<String>>,
     /// Every managed or wanted path that exists; absent paths are missing.
@@ -141,26 +141,21 @@ pub enum GatherError {
 }
 
 /// The script that gathers facts for `units`: the arrays it reads, then
-/// gather.sh. Every value is quoted.
-/// (Paths and names are validated too; quoting makes that not matter.)
+/// gather.sh. Every value is quoted (paths and names are validated too;
+/// quoting makes that not matter).
 pub fn script(units: &HostUnits) -> String {
     let array = |name: &str, values: Vec<&str>| format!("{name}=({})\n", quote_all(values));
-    let users: BTreeSet<&str> = units
-        .users
-        .iter()
-        .map(|u| u.name.as_str())
-        .chain([WEB_USER])
-        .collect();
+    let sums: Vec<String> = units.files.iter().map(|f| f.sha256()).collect();
     let mut script = String::new();
     script.push_str(&array(
         "FILES",
         units.files.iter().map(|f| f.path.as_str()).collect(),
     ));
+    script.push_str(&array("SUMS", sums.iter().map(String::as_str).collect()));
     script.push_str(&array(
         "DIRS",
         units.directories.iter().map(|d| d.path.as_str()).collect(),
     ));
-    script.push_str(&array("USERS", users.into_iter().collect()));
     script.push_str(&array(
         "APPS",
         units.users.iter().map(|u| u.name.as_str()).collect(),
@@ -183,3 +178,6 @@ pub async fn gather(
     }
     Ok(parse::parse(&output.stdout)?)
 }
+
+#[cfg(test)]
+mod tests;

@@ -4,7 +4,7 @@
 //! followed by exactly SIZE bytes and a newline. Unknown records are
 //! skipped so that a newer script can add facts an older parser ignores.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::definitions::{AppName, PhpVersion};
 
@@ -29,6 +29,8 @@ pub fn parse(bytes: &[u8]) -> Result<HostFacts, ParseError> {
     };
     // The version the `@php-fpm` and `@php-cli` records that follow belong to.
     let mut php: Option<PhpVersion> = None;
+    let mut user_names: BTreeMap<u32, String> = BTreeMap::new();
+    let mut group_names: BTreeMap<u32, String> = BTreeMap::new();
     if reader.next_line().as_deref() != Some("@facts 1") {
         return Err(ParseError::NotFacts);
     }
@@ -88,12 +90,20 @@ pub fn parse(bytes: &[u8]) -> Result<HostFacts, ParseError> {
                     gid: number(gid)?,
                     home: home.to_owned(),
                 };
+                user_names
+                    .entry(user.uid)
+                    .or_insert_with(|| name.to_owned());
                 facts.users.insert(name.to_owned(), user);
             }
             "@group" => {
                 let mut fields = rest.split(' ').filter(|f| !f.is_empty());
                 let name = fields.next().ok_or_else(malformed)?;
+                let gid: u32 = fields
+                    .next()
+                    .and_then(|g| g.parse().ok())
+                    .ok_or_else(malformed)?;
                 let members: BTreeSet<String> = fields.map(str::to_owned).collect();
+                group_names.insert(gid, name.to_owned());
                 facts.groups.insert(name.to_owned(), members);
             }
             "@manifest" => facts.manifest.push(rest.to_owned()),
@@ -109,9 +119,21 @@ pub fn parse(bytes: &[u8]) -> Result<HostFacts, ParseError> {
             }
             "@path" => {
                 let fields: Vec<&str> = rest.split('\t').collect();
-                let [kind, owner, group, mode, size, path, target] = fields[..] else {
+                let [kind, uid, gid, mode, size, path, target] = fields[..] else {
                     return Err(malformed());
                 };
+                // find printed numbers; names come from the @user and
+                // @group records, the number itself when it has none.
+                let owner = uid
+                    .parse::<u32>()
+                    .ok()
+                    .and_then(|uid| user_names.get(&uid))
+                    .map_or_else(|| uid.to_owned(), Clone::clone);
+                let group = gid
+                    .parse::<u32>()
+                    .ok()
+                    .and_then(|gid| group_names.get(&gid))
+                    .map_or_else(|| gid.to_owned(), Clone::clone);
                 let kind = match kind {
                     "f" => PathKind::File,
                     "d" => PathKind::Directory,
@@ -120,8 +142,8 @@ pub fn parse(bytes: &[u8]) -> Result<HostFacts, ParseError> {
                 };
                 let path_facts = PathFacts {
                     kind,
-                    owner: owner.to_owned(),
-                    group: group.to_owned(),
+                    owner,
+                    group,
                     mode: u32::from_str_radix(mode, 8).map_err(|_| malformed())?,
                     size: size.parse().map_err(|_| malformed())?,
                     target: (kind == PathKind::Symlink).then(|| target.to_owned()),
@@ -205,14 +227,16 @@ mod tests {
 @php-cli /usr/bin/php8.2
 @tool nginx /usr/sbin/nginx
 @tool cron -
+@user root 0 0 /root
 @user shop 999 999 /home/shop
-@group shop www-data
+@group root 0
+@group shop 999 www-data
 @manifest /etc/cron.d/old
 @pending php8.2-fpm
 @release shop abc123
-@path\tf\troot\troot\t644\t6\t/etc/cron.d/old\t
-@path\tl\tshop\tshop\t777\t18\t/home/shop/current\treleases/abc123
-@path\td\tshop\tshop\t750\t4096\t/home/shop\t
+@path\tf\t0\t0\t644\t6\t/etc/cron.d/old\t
+@path\tl\t999\t999\t777\t18\t/home/shop/current\treleases/abc123
+@path\td\t999\t1234\t750\t4096\t/home/shop\t
 @sha256 deadbeef /etc/cron.d/old
 @content 7 /etc/cron.d/old
 a\n@b
@@ -246,7 +270,10 @@ c
         // Content is taken by length, so a line starting with `@` inside it
         // is content, not a record.
         assert_eq!(old.content.as_deref(), Some("a\n@b\nc\n"));
-        assert_eq!(facts.paths["/home/shop"].kind, PathKind::Directory);
+        let home = &facts.paths["/home/shop"];
+        assert_eq!(home.kind, PathKind::Directory);
+        assert_eq!((home.owner.as_str(), home.group.as_str()), ("shop", "1234"));
+        assert_eq!(old.owner, "root");
     }
 
     #[test]
