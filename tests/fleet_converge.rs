@@ -384,3 +384,43 @@ fn a_stopped_server_fails_alone() {
         "{plan}"
     );
 }
+
+#[test]
+#[ignore = "needs the test fleet: tests/fleet/fleet up 4"]
+fn a_manual_edit_is_drift_that_apply_corrects() {
+    let repo = Repo::new(&["fleet-1", "fleet-2", "fleet-3"]);
+    base(&repo);
+    repo.run_expect(&["apply", "--yes", "--now"], 0);
+    repo.ssh(
+        "fleet-2",
+        "sed -i 's/^pm.max_children = 5$/pm.max_children = 50/' /etc/php/8.2/fpm/pool.d/alpha.conf\n\
+         chmod 600 /etc/nginx/sites-enabled/alpha.conf",
+    );
+
+    let plan = repo.plan_json();
+    let fleet2 = host(&plan, "fleet-2");
+    assert_eq!(
+        kinds(fleet2),
+        [
+            "update_file /etc/nginx/sites-enabled/alpha.conf",
+            "update_file /etc/php/8.2/fpm/pool.d/alpha.conf",
+        ]
+    );
+    assert_eq!(fleet2["changes"][0]["from"]["mode"], "0600");
+    assert_eq!(
+        fleet2["changes"][0].get("diff"),
+        None,
+        "only the mode drifted"
+    );
+    let diff = fleet2["changes"][1]["diff"].as_str().expect("diff");
+    assert!(
+        diff.contains("\n-pm.max_children = 50\n+pm.max_children = 5\n"),
+        "{diff}"
+    );
+    assert_eq!(kinds(host(&plan, "fleet-1")), Vec::<String>::new());
+
+    repo.run_expect(&["apply", "--yes", "--now"], 0);
+    repo.run_expect(&["plan", "--detailed-exitcode"], 0);
+    let mode = repo.ssh("fleet-2", "stat -c %a /etc/nginx/sites-enabled/alpha.conf");
+    assert_eq!(mode.trim(), "644");
+}
