@@ -371,3 +371,15 @@ error: 1 problem in the definitions
 ",
     );
 }
+
+#[test]
+fn reserved_app_name() {
+    assert_invalid(
+        "reserved_app_name",
+        "\
+$D/apps/shop.yaml:1:7: app name `www-data` is reserved
+  hint: it names a system user, group or file of the server's own; choose another name
+error: 1 problem in the definitions
+",
+    );
+}

@@ -176,8 +176,50 @@ fn check_window(at: &mut At, path: &str, window: &ReloadWindow) {
     }
 }
 
+/// Names an app cannot take: Debian's system users and groups (the app
+/// would share them), and `www`, Debian's own php-fpm pool file.
+const RESERVED_APP_NAMES: &[&str] = &[
+    "root",
+    "daemon",
+    "bin",
+    "sys",
+    "sync",
+    "games",
+    "man",
+    "lp",
+    "mail",
+    "news",
+    "uucp",
+    "proxy",
+    "www-data",
+    "backup",
+    "list",
+    "irc",
+    "gnats",
+    "nobody",
+    "sshd",
+    "messagebus",
+    "redis",
+    "nginx",
+    "memcache",
+    "mysql",
+    "postgres",
+    "postfix",
+    "www",
+    "staff",
+    "users",
+    "adm",
+    "sudo",
+];
+
 fn check_app(at: &mut At, app: &App) {
     at.name("name", app.name.as_str());
+    if RESERVED_APP_NAMES.contains(&app.name.as_str()) {
+        at.error("name", format!("app name `{}` is reserved", app.name))
+            .hint = Some(
+            "it names a system user, group or file of the server's own; choose another name".into(),
+        );
+    }
     if app.repo.trim().is_empty() {
         at.error("repo", "`repo` is empty");
     }

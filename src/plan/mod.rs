@@ -236,6 +236,18 @@ pub fn plan_host(
     let mut changes = Vec::new();
 
     for user in &units.users {
+        if let Some(found) = facts.users.get(user.name.as_str())
+            && found.home != user.home
+        {
+            return HostPlan::failed(
+                server.clone(),
+                format!(
+                    "user `{}` exists with home `{}`, so it is not this app's user",
+                    user.name, found.home
+                ),
+                Some("rename the app, or the user on the server".into()),
+            );
+        }
         if !facts.users.contains_key(user.name.as_str()) {
             changes.push(Change::CreateUser {
                 user: user.name.to_string(),

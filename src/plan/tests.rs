@@ -391,3 +391,22 @@ fn the_same_inputs_render_byte_identical_plans() {
     assert_eq!(text(&mixed_plan()), text(&mixed_plan()));
     assert_eq!(render::json(&mixed_plan()), render::json(&mixed_plan()));
 }
+
+#[test]
+fn an_existing_user_that_is_not_the_apps_fails_the_host() {
+    let units = units_for(&fleet(), "web-1");
+    let mut facts = bare();
+    facts.users.insert(
+        "blog".into(),
+        UserFacts {
+            uid: 120,
+            gid: 120,
+            home: "/var/lib/blog".into(),
+        },
+    );
+    let plan = plan_host(&web1(), &units, &facts, &PlanOptions::default());
+    assert_eq!(
+        plan.error.map(|e| e.message).as_deref(),
+        Some("user `blog` exists with home `/var/lib/blog`, so it is not this app's user")
+    );
+}
