@@ -41,7 +41,7 @@ pub async fn apply_host(
     if plan.error.is_some() {
         return apply_host_failed(plan);
     }
-    if !plan.has_changes() && !plan.manifest_stale {
+    if !plan.needs_apply() {
         return HostReport::new(server, Outcome::Unchanged);
     }
     let outcome = match transport.run(&script::build(plan, facts)).await {

@@ -33,11 +33,7 @@ pub fn run(args: Args, color: anstream::ColorChoice) -> anyhow::Result<ExitCode>
         render::text(&plan, &mut *out)?;
         out.flush()?;
     }
-    let to_apply = plan
-        .hosts
-        .iter()
-        .filter(|h| h.has_changes() || h.manifest_stale)
-        .count();
+    let to_apply = plan.hosts.iter().filter(|h| h.needs_apply()).count();
     if to_apply == 0 {
         return Ok(if plan.has_errors() {
             ExitCode::FAILURE

@@ -102,6 +102,12 @@ impl HostPlan {
         !self.changes.is_empty() || self.reloads.iter().any(|r| r.when == ReloadWhen::Now)
     }
 
+    /// Whether apply has anything to do on this host: changes, or only a
+    /// manifest to bring up to date.
+    pub fn needs_apply(&self) -> bool {
+        self.error.is_none() && (self.has_changes() || self.manifest_stale)
+    }
+
     pub fn count(&self, action: Action) -> usize {
         self.changes.iter().filter(|c| c.action() == action).count()
     }
