@@ -198,8 +198,14 @@ async fn unknown_host_key_is_refused() {
         ..options(&fleet)
     };
     let err = expect_error(SshTransport::connect(&server(fleet.server("fleet-1")), &options).await);
-    assert!(matches!(err, TransportError::HostKey { .. }), "{err:?}");
-    assert_eq!(err.to_string(), "`fleet-1`: host key verification failed");
+    assert!(
+        matches!(err, TransportError::HostKey { changed: false, .. }),
+        "{err:?}"
+    );
+    assert_eq!(
+        err.to_string(),
+        "`fleet-1`: host key is not known, and host keys are checked strictly"
+    );
     assert!(err.hint().is_some());
     // Strict checking never records the key.
     assert_eq!(
@@ -227,8 +233,15 @@ async fn changed_host_key_is_refused_even_when_accepting_new_keys() {
             ..options(&fleet)
         };
         let err = expect_error(SshTransport::connect(&server(target), &options).await);
-        assert!(matches!(err, TransportError::HostKey { .. }), "{err:?}");
-        assert!(err.to_string().contains("`fleet-1`"), "{err}");
+        assert!(
+            matches!(err, TransportError::HostKey { changed: true, .. }),
+            "{err:?}"
+        );
+        assert!(
+            err.to_string()
+                .starts_with("`fleet-1`: host key has CHANGED"),
+            "{err}"
+        );
     }
 }
 

@@ -64,8 +64,16 @@ pub enum TransportError {
     Refused { server: ServerName },
     #[error("`{server}`: connection timed out")]
     Timeout { server: ServerName },
-    #[error("`{server}`: host key verification failed")]
-    HostKey { server: ServerName },
+    #[error("`{server}`: {}", if *.changed {
+        "host key has CHANGED: someone may be intercepting the connection, or the server was reinstalled"
+    } else {
+        "host key is not known, and host keys are checked strictly"
+    })]
+    HostKey {
+        server: ServerName,
+        /// Whether known_hosts has another key for this server (rather than none).
+        changed: bool,
+    },
     #[error("`{server}`: authentication failed")]
     Auth { server: ServerName },
     #[error("`{server}`: {message}")]
@@ -76,9 +84,13 @@ impl TransportError {
     /// What the user can do about it.
     pub fn hint(&self) -> Option<&'static str> {
         match self {
-            TransportError::HostKey { .. } => Some(
-                "check the server's host key, add it to known_hosts (or pass --known-hosts FILE); \
+            TransportError::HostKey { changed: false, .. } => Some(
+                "add the server's key to known_hosts (or pass --known-hosts FILE); \
                  --accept-new-host-keys trusts keys of servers never seen before",
+            ),
+            TransportError::HostKey { changed: true, .. } => Some(
+                "verify the new key with the server's operator; only then replace its line in \
+                 known_hosts (`ssh-keygen -R HOST`)",
             ),
             TransportError::Auth { .. } => {
                 Some("check the SSH user and key (ssh-agent, ~/.ssh/config or --ssh-key FILE)")

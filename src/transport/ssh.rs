@@ -344,11 +344,12 @@ fn ssh_message(ssh_stderr: &str) -> String {
 /// The failures that have a variant of their own.
 fn known_failure(server: &ServerName, text: &str) -> Option<TransportError> {
     let server = server.clone();
-    if text.contains("Host key verification failed")
-        || text.contains("REMOTE HOST IDENTIFICATION HAS CHANGED")
+    let changed = text.contains("REMOTE HOST IDENTIFICATION HAS CHANGED");
+    if changed
+        || text.contains("Host key verification failed")
         || (text.contains("No ") && text.contains(" host key is known for "))
     {
-        Some(TransportError::HostKey { server })
+        Some(TransportError::HostKey { server, changed })
     } else if text.contains("Connection refused") {
         Some(TransportError::Refused { server })
     } else if text.contains("Permission denied (")
@@ -390,7 +391,7 @@ mod tests {
                       Host key verification failed.\r\n";
         assert!(matches!(
             classify(&name(), stderr),
-            TransportError::HostKey { .. }
+            TransportError::HostKey { changed: false, .. }
         ));
     }
 
@@ -413,7 +414,7 @@ mod tests {
             Host key verification failed.\r\n";
         assert!(matches!(
             classify(&name(), stderr),
-            TransportError::HostKey { .. }
+            TransportError::HostKey { changed: true, .. }
         ));
     }
 
