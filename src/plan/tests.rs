@@ -410,3 +410,21 @@ fn an_existing_user_that_is_not_the_apps_fails_the_host() {
         Some("user `blog` exists with home `/var/lib/blog`, so it is not this app's user")
     );
 }
+
+#[test]
+fn json_output_follows_the_published_schema() {
+    let schema: serde_json::Value =
+        serde_json::from_str(include_str!("../../schemas/plan.schema.json")).expect("schema");
+    let validator = jsonschema::validator_for(&schema).expect("a valid schema");
+    let mut plan: serde_json::Value =
+        serde_json::from_str(&render::json(&mixed_plan())).expect("plan JSON");
+    let errors: Vec<String> = validator
+        .iter_errors(&plan)
+        .map(|e| e.to_string())
+        .collect();
+    assert_eq!(errors, Vec::<String>::new());
+
+    // The schema does constrain: a reload time it does not know is refused.
+    plan["hosts"][0]["reloads"][0]["when"] = "later".into();
+    assert!(!validator.is_valid(&plan));
+}
