@@ -100,18 +100,31 @@ pub fn select(
     Ok((hosts, scope))
 }
 
-/// Connects to every host and gathers its facts, `parallel` hosts at once.
+/// Connects to every host and gathers its facts, `parallel` hosts at once,
+/// calling `progress(done, total)` as each host is surveyed.
 pub async fn survey(
     hosts: Vec<(Server, HostUnits)>,
     scope: Scope,
     options: &ConnectOptions,
     parallel: usize,
+    progress: &(dyn Fn(usize, usize) + Sync),
 ) -> Survey {
     let started = Instant::now();
+    let total = hosts.len();
+    let done = std::sync::atomic::AtomicUsize::new(0);
+    let done = &done;
     let mut surveyed: Vec<(usize, Host)> = stream::iter(hosts.into_iter().enumerate())
         .map(|(i, (server, units))| {
             let span = tracing::debug_span!("survey", server = %server.name);
-            async move { (i, survey_host(server, units, options).await) }.instrument(span)
+            async move {
+                let host = survey_host(server, units, options).await;
+                progress(
+                    done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1,
+                    total,
+                );
+                (i, host)
+            }
+            .instrument(span)
         })
         .buffer_unordered(parallel.max(1))
         .collect()

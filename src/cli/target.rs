@@ -1,6 +1,7 @@
 //! Arguments shared by the commands that reach servers: which servers and
 //! apps, how to connect, how many at once.
 
+use std::io::{IsTerminal as _, Write as _};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -63,6 +64,20 @@ impl SshArgs {
     }
 }
 
+/// `gathering facts: 3/20 servers` on a terminal's stderr, erased when done.
+fn show_progress(done: usize, total: usize) {
+    let mut stderr = std::io::stderr();
+    if !stderr.is_terminal() || total < 2 {
+        return;
+    }
+    let _ = if done < total {
+        write!(stderr, "\rgathering facts: {done}/{total} servers")
+    } else {
+        write!(stderr, "\r\x1b[2K")
+    };
+    let _ = stderr.flush();
+}
+
 impl TargetArgs {
     /// Loads the definitions, checks the selection, then surveys the
     /// servers. `None` when the definitions are invalid (already reported).
@@ -78,7 +93,14 @@ impl TargetArgs {
         let (hosts, scope) = converge::select(&definitions, &templates, &selection)
             .context("cannot select servers")?;
         let count = hosts.len();
-        let survey = converge::survey(hosts, scope, &self.ssh.options(), self.parallel).await;
+        let survey = converge::survey(
+            hosts,
+            scope,
+            &self.ssh.options(),
+            self.parallel,
+            &show_progress,
+        )
+        .await;
         tracing::info!(
             servers = count,
             elapsed_ms = survey.elapsed.as_millis() as u64,
