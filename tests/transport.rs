@@ -289,6 +289,17 @@ async fn wrong_key_is_an_auth_error() {
     assert_eq!(err.to_string(), "`fleet-3`: authentication failed");
 }
 
+/// A server on a loopback port that is not the fleet's.
+fn loopback(name: &str, port: u16) -> Server {
+    Server {
+        name: ServerName::new(name),
+        address: "127.0.0.1".into(),
+        port,
+        user: "root".into(),
+        web_server: false,
+    }
+}
+
 #[tokio::test]
 async fn nothing_listening_is_refused() {
     let port = {
@@ -296,13 +307,7 @@ async fn nothing_listening_is_refused() {
         listener.local_addr().expect("address").port()
     };
     let tmp = tempfile::tempdir().expect("tempdir");
-    let server = Server {
-        name: ServerName::new("nobody"),
-        address: "127.0.0.1".into(),
-        port,
-        user: "root".into(),
-        web_server: false,
-    };
+    let server = loopback("nobody", port);
     let options = ConnectOptions {
         known_hosts: Some(known_hosts_file(tmp.path(), "")),
         ..ConnectOptions::default()
@@ -324,13 +329,7 @@ async fn silent_server_times_out() {
         }
     });
     let tmp = tempfile::tempdir().expect("tempdir");
-    let server = Server {
-        name: ServerName::new("silent"),
-        address: "127.0.0.1".into(),
-        port,
-        user: "root".into(),
-        web_server: false,
-    };
+    let server = loopback("silent", port);
     let options = ConnectOptions {
         known_hosts: Some(known_hosts_file(tmp.path(), "")),
         connect_timeout: Duration::from_secs(1),
