@@ -153,7 +153,7 @@ async fn survey_host(server: Server, units: HostUnits, options: &ConnectOptions)
     };
     let facts = facts::gather(transport.as_ref(), &units)
         .await
-        .map_err(|error| HostPlan::failed(server.name.clone(), error_chain(&error), None));
+        .map_err(|error| HostPlan::failed(server.name.clone(), crate::error_chain(&error), None));
     Host {
         server,
         units,
@@ -204,16 +204,4 @@ pub async fn apply(
         .await;
     reports.sort_by_key(|(i, _)| *i);
     reports.into_iter().map(|(_, r)| r).collect()
-}
-
-/// An error and its causes on one line, for host reports.
-pub fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

@@ -13,3 +13,16 @@ pub mod schemas;
 pub mod shell;
 pub mod transport;
 pub mod units;
+
+/// An error and its causes on one line, `outer: cause: root cause`, for
+/// reports that show one line per host.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(cause.to_string().trim());
+        source = cause.source();
+    }
+    text
+}

@@ -123,6 +123,17 @@ pub struct HostFacts {
     pub releases: BTreeMap<AppName, AppReleases>,
 }
 
+impl std::fmt::Display for PathKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            PathKind::File => "file",
+            PathKind::Directory => "directory",
+            PathKind::Symlink => "symlink",
+            PathKind::Other => "special file",
+        })
+    }
+}
+
 impl HostFacts {
     pub fn has_tool(&self, tool: &str) -> bool {
         self.tools.contains_key(tool)

@@ -133,6 +133,21 @@ pub struct Ownership {
     pub mode: u32,
 }
 
+impl Ownership {
+    pub fn new(owner: &str, group: &str, mode: u32) -> Self {
+        Self {
+            owner: owner.to_owned(),
+            group: group.to_owned(),
+            mode,
+        }
+    }
+}
+
+/// `` `/etc/cron.d/x` should be a file but is a directory ``
+fn wrong_kind(path: &str, wanted: PathKind, found: PathKind) -> String {
+    format!("`{path}` should be a {wanted} but is a {found}")
+}
+
 fn octal<S: serde::Serializer>(mode: &u32, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&format!("{mode:04o}"))
 }
@@ -273,11 +288,7 @@ pub fn plan_host(
     }
 
     for dir in &units.directories {
-        let to = Ownership {
-            owner: dir.owner.clone(),
-            group: dir.group.clone(),
-            mode: dir.mode,
-        };
+        let to = Ownership::new(&dir.owner, &dir.group, dir.mode);
         match facts.paths.get(&dir.path) {
             None => changes.push(Change::CreateDirectory {
                 path: dir.path.clone(),
@@ -286,20 +297,12 @@ pub fn plan_host(
             Some(found) if found.kind != PathKind::Directory => {
                 return HostPlan::failed(
                     server.clone(),
-                    format!(
-                        "`{}` should be a directory but is a {:?}",
-                        dir.path, found.kind
-                    )
-                    .to_lowercase(),
+                    wrong_kind(&dir.path, PathKind::Directory, found.kind),
                     Some("move it away; reconciler never deletes what it did not create".into()),
                 );
             }
             Some(found) => {
-                let from = Ownership {
-                    owner: found.owner.clone(),
-                    group: found.group.clone(),
-                    mode: found.mode,
-                };
+                let from = Ownership::new(&found.owner, &found.group, found.mode);
                 if from != to {
                     changes.push(Change::UpdateDirectory {
                         path: dir.path.clone(),
@@ -382,11 +385,7 @@ fn file_change(
     facts: &HostFacts,
     managed: bool,
 ) -> Result<Option<Change>, String> {
-    let to = Ownership {
-        owner: file.owner.clone(),
-        group: file.group.clone(),
-        mode: file.mode,
-    };
+    let to = Ownership::new(&file.owner, &file.group, file.mode);
     let Some(found) = facts.paths.get(&file.path) else {
         return Ok(Some(Change::CreateFile {
             path: file.path.clone(),
@@ -396,17 +395,9 @@ fn file_change(
         }));
     };
     if found.kind != PathKind::File {
-        return Err(format!(
-            "`{}` should be a file but is a {}",
-            file.path,
-            format!("{:?}", found.kind).to_lowercase()
-        ));
+        return Err(wrong_kind(&file.path, PathKind::File, found.kind));
     }
-    let from = Ownership {
-        owner: found.owner.clone(),
-        group: found.group.clone(),
-        mode: found.mode,
-    };
+    let from = Ownership::new(&found.owner, &found.group, found.mode);
     let wanted_sum = file.sha256();
     let same_content = found.sha256.as_deref() == Some(wanted_sum.as_str());
     if same_content && from == to {

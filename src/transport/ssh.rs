@@ -93,7 +93,7 @@ impl SshTransport {
             .await
             .map_err(|err| TransportError::Other {
                 server,
-                message: format!("cannot close the connection: {}", error_text(&err)),
+                message: format!("cannot close the connection: {}", crate::error_chain(&err)),
             })
     }
 
@@ -140,7 +140,7 @@ impl SshTransport {
     async fn lost_or(&self, err: openssh::Error, what: &str) -> TransportError {
         match self.check_master().await {
             Err(lost) => lost,
-            Ok(()) => self.other(format!("{what}: {}", error_text(&err))),
+            Ok(()) => self.other(format!("{what}: {}", crate::error_chain(&err))),
         }
     }
 
@@ -152,7 +152,7 @@ impl SshTransport {
             self.other(match err {
                 _ if !text.is_empty() => format!("the connection was lost: {text}"),
                 openssh::Error::Disconnected => "the connection was lost".into(),
-                _ => format!("the connection was lost: {}", error_text(err)),
+                _ => format!("the connection was lost: {}", crate::error_chain(err)),
             })
         })
     }
@@ -310,7 +310,7 @@ fn connect_error(server: &ServerName, err: openssh::Error) -> TransportError {
             classify(server, &io.to_string())
         }
         openssh::Error::Connect(io) => other(format!("cannot run `ssh`: {io}")),
-        _ => other(format!("cannot connect: {}", error_text(&err))),
+        _ => other(format!("cannot connect: {}", crate::error_chain(&err))),
     }
 }
 
@@ -361,18 +361,6 @@ fn known_failure(server: &ServerName, text: &str) -> Option<TransportError> {
     } else {
         None
     }
-}
-
-/// An `openssh` error and its causes, on one line.
-fn error_text(err: &openssh::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = std::error::Error::source(err);
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(cause.to_string().trim());
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]
