@@ -29,6 +29,9 @@ use crate::definitions::{Server, ServerName};
 /// `MaxSessions` (10 by default) channels per connection.
 const MAX_CHANNELS: usize = 8;
 
+/// How often a session sshd refused (see `run`) is asked for again.
+const SESSION_RETRIES: u64 = 5;
+
 /// How often the master checks that the server still answers; after three
 /// unanswered checks it gives up, and so does every `run` using it.
 const SERVER_ALIVE_INTERVAL: Duration = Duration::from_secs(15);
@@ -171,18 +174,31 @@ impl Transport for SshTransport {
             .await
             .map_err(|_| self.other("the connection is closed".into()))?;
         let argv = runner_command(self.as_root);
-        let child = self
-            .session
-            .command(&argv[0])
-            .args(&argv[1..])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .await;
-        let mut child = match child {
-            Ok(child) => child,
-            Err(err) => return Err(self.lost_or(err, "cannot start the script").await),
+        let mut attempt = 0;
+        let mut child = loop {
+            let child = self
+                .session
+                .command(&argv[0])
+                .args(&argv[1..])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .await;
+            match child {
+                Ok(child) => break child,
+                // sshd counts a finished session until it has torn its
+                // channel down, so it may refuse a new one for a moment
+                // even below MaxSessions. Nothing ran: try again.
+                Err(err)
+                    if attempt < SESSION_RETRIES
+                        && crate::error_chain(&err).contains("Session open refused") =>
+                {
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_millis(20 * attempt)).await;
+                }
+                Err(err) => return Err(self.lost_or(err, "cannot start the script").await),
+            }
         };
 
         let stdin = child.stdin().take();
