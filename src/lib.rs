@@ -8,11 +8,16 @@ pub mod converge;
 pub mod definitions;
 pub mod facts;
 pub mod fsutil;
+pub mod git;
+pub mod layout;
 pub mod plan;
 pub mod schemas;
+pub mod serve;
 pub mod shell;
 pub mod transport;
 pub mod units;
+pub mod watch;
+pub mod windows;
 
 /// An error and its causes on one line, `outer: cause: root cause`, for
 /// reports that show one line per host.
@@ -25,4 +30,46 @@ pub fn error_chain(error: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+/// A duration as people write it: `45s`, `3m20s`, `3h12m`, `2d4h`.
+pub fn humantime(duration: std::time::Duration) -> String {
+    let total = duration.as_secs() + u64::from(duration.subsec_nanos() >= 500_000_000);
+    let (days, hours, minutes, seconds) = (
+        total / 86_400,
+        total / 3600 % 24,
+        total / 60 % 60,
+        total % 60,
+    );
+    match (days, hours, minutes) {
+        (0, 0, 0) => format!("{seconds}s"),
+        (0, 0, _) if seconds > 0 => format!("{minutes}m{seconds}s"),
+        (0, 0, _) => format!("{minutes}m"),
+        (0, _, 0) => format!("{hours}h"),
+        (0, _, _) => format!("{hours}h{minutes}m"),
+        (_, 0, _) => format!("{days}d"),
+        _ => format!("{days}d{hours}h"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    #[test]
+    fn durations_read_like_people_write_them() {
+        let cases = [
+            (0, "0s"),
+            (45, "45s"),
+            (200, "3m20s"),
+            (180, "3m"),
+            (3600, "1h"),
+            (11_520, "3h12m"),
+            (86_400, "1d"),
+            (187_200, "2d4h"),
+        ];
+        for (seconds, text) in cases {
+            assert_eq!(super::humantime(Duration::from_secs(seconds)), text);
+        }
+    }
 }

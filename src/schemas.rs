@@ -1,12 +1,16 @@
 //! The JSON Schemas reconciler publishes: definitions files (for editors,
 //! through a `# yaml-language-server: $schema=` line) and its JSON output
-//! (`plan --format json`). The files in the repository's schemas/ are tested to be exactly
-//! what this module generates.
+//! (`plan --format json`, `apply --format json`, the watch daemon's
+//! `GET /v1/status` and `reconciler status --format json`). The files in
+//! the repository's schemas/ are tested to be exactly what this module
+//! generates.
 
 use schemars::{JsonSchema, generate::SchemaSettings};
 
+use crate::apply::ApplyResult;
 use crate::definitions::{App, Cluster};
 use crate::plan::Plan;
+use crate::watch::Status;
 
 /// Every schema file: its file name and its text.
 pub fn all() -> Vec<(&'static str, String)> {
@@ -14,6 +18,8 @@ pub fn all() -> Vec<(&'static str, String)> {
         ("cluster.schema.json", render::<Cluster>()),
         ("app.schema.json", render::<App>()),
         ("plan.schema.json", render::<Plan>()),
+        ("apply.schema.json", render::<ApplyResult>()),
+        ("status.schema.json", render::<Status>()),
     ]
 }
 

@@ -114,3 +114,118 @@ fn a_missing_directory_names_the_cause() {
         "error: cannot read definitions in `does/not/exist`\n  caused by: No such file or directory (os error 2)\n"
     );
 }
+
+/// A definitions directory made by the test, for inputs git cannot hold
+/// well (links, huge files).
+fn scratch() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    fs::create_dir_all(dir.path().join("clusters")).expect("mkdir");
+    fs::write(
+        dir.path().join("clusters/c.yaml"),
+        "name: c\nphp: [\"8.2\"]\nservers: [{ name: s, address: local, web_server: true }]\n",
+    )
+    .expect("write");
+    dir
+}
+
+fn validate_in(dir: &Path) -> (Option<i32>, String) {
+    let out = reconciler(&["validate", "-d", dir.to_str().expect("utf-8")]);
+    let stderr = text(&out.stderr).replace(dir.to_str().expect("utf-8"), "$D");
+    (out.status.code(), stderr)
+}
+
+#[test]
+fn what_cannot_be_read_is_reported_not_skipped() {
+    // A skipped app looks removed, and its files would be pruned.
+    let dir = scratch();
+    let apps = dir.path().join("apps");
+    fs::create_dir_all(apps.join("shop.yaml")).expect("a directory named like an app");
+    std::os::unix::fs::symlink(dir.path().join("nowhere.yaml"), apps.join("blog.yaml"))
+        .expect("dangling link");
+    let (code, stderr) = validate_in(dir.path());
+    assert_eq!(code, Some(1));
+    assert_eq!(
+        stderr,
+        "\
+$D/apps/blog.yaml:1:1: cannot read: it is a symbolic link to nothing
+$D/apps/shop.yaml:1:1: this is a directory, not a definitions file
+error: 2 problems in the definitions
+"
+    );
+}
+
+#[test]
+fn a_template_linked_out_of_the_repository_is_refused() {
+    // templates/cron.hbs -> /proc/self/environ once put the operator's
+    // environment into a world-readable cron file.
+    let dir = scratch();
+    let outside = tempfile::tempdir().expect("tempdir");
+    fs::write(outside.path().join("environ"), "SECRET=1").expect("write");
+    fs::create_dir_all(dir.path().join("templates")).expect("mkdir");
+    std::os::unix::fs::symlink(
+        outside.path().join("environ"),
+        dir.path().join("templates/cron.hbs"),
+    )
+    .expect("link");
+    let (code, stderr) = validate_in(dir.path());
+    assert_eq!(code, Some(1));
+    let target = fs::canonicalize(outside.path().join("environ")).expect("canonical");
+    assert_eq!(
+        stderr,
+        format!(
+            "$D/templates/cron.hbs:1:1: refusing a link out of the definitions directory (to `{}`)\n\
+             error: 1 problem in the definitions\n",
+            target.display()
+        )
+    );
+}
+
+#[test]
+fn a_huge_file_is_refused_before_it_is_read() {
+    let dir = scratch();
+    let file = fs::File::create(dir.path().join("clusters/huge.yaml")).expect("create");
+    file.set_len(50 * 1024 * 1024).expect("sparse 50 MB");
+    let (code, stderr) = validate_in(dir.path());
+    assert_eq!(code, Some(1));
+    assert_eq!(
+        stderr,
+        "\
+$D/clusters/huge.yaml:1:1: the file is 52428800 bytes; definitions files are at most 1048576 bytes
+error: 1 problem in the definitions
+"
+    );
+}
+
+#[test]
+fn a_byte_order_mark_is_accepted() {
+    let dir = scratch();
+    let path = dir.path().join("clusters/c.yaml");
+    let mut text = vec![0xef, 0xbb, 0xbf];
+    text.extend(fs::read(&path).expect("read"));
+    fs::write(&path, text).expect("write");
+    let out = reconciler(&["validate", "-d", dir.path().to_str().expect("utf-8")]);
+    assert_eq!(text_of(&out), "ok: 1 cluster, 0 apps\n");
+}
+
+fn text_of(out: &Output) -> String {
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    text(&out.stdout)
+}
+
+#[test]
+fn an_out_of_range_timeout_is_a_usage_error() {
+    // It once overflowed a Duration and panicked (exit 101).
+    let out = reconciler(&[
+        "plan",
+        "-d",
+        "examples/fleet",
+        "--connect-timeout",
+        "18446744073709551615",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("18446744073709551615 is not in 1..=600"),
+        "{}",
+        text(&out.stderr)
+    );
+}

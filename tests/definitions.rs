@@ -87,3 +87,83 @@ fn truncated_files_give_diagnostics_not_panics() {
     }
     assert!(checked > 1000, "only {checked} cases");
 }
+
+mod control_characters {
+    //! Any control character (a line break above all) in text that reaches
+    //! a config file is refused, with a diagnostic at that value: a worker
+    //! command with a newline once added a root `[program:]` to supervisor.
+
+    use proptest::prelude::*;
+    use reconciler::definitions::{DefinitionFiles, Definitions, LoadError};
+
+    const CLUSTER: &str =
+        "name: c\nphp: [\"8.2\"]\nservers: [{ name: s, address: local, web_server: true }]\n";
+
+    fn app(field: &str, value: &str) -> String {
+        let mut app: serde_yaml::Value = serde_yaml::from_str(
+            "name: shop\ncluster: c\nrepo: /srv/shop.git\nphp: \"8.2\"\ndomains: [shop.test]\n\
+             servers: [{ name: s, workers: [{ name: w, command: x }] }]\n",
+        )
+        .expect("yaml");
+        let value = serde_yaml::Value::String(value.to_owned());
+        match field {
+            "command" => app["servers"][0]["workers"][0]["command"] = value,
+            "composer" => app["composer"] = value,
+            "release_commands" => app["release_commands"] = vec![value].into(),
+            "repo" => app["repo"] = value,
+            other => panic!("{other}"),
+        }
+        serde_yaml::to_string(&app).expect("yaml")
+    }
+
+    fn problems(cluster: &str, app: &str) -> Vec<String> {
+        let mut files = DefinitionFiles::new("repo");
+        files.insert("clusters/c.yaml", cluster.as_bytes().to_vec());
+        files.insert("apps/shop.yaml", app.as_bytes().to_vec());
+        match Definitions::parse(&files) {
+            Ok(_) => Vec::new(),
+            Err(LoadError::Invalid(problems)) => {
+                problems.iter().map(|p| p.message.clone()).collect()
+            }
+            Err(other) => panic!("{other}"),
+        }
+    }
+
+    fn with_control() -> impl Strategy<Value = String> {
+        (
+            "[ -~]{0,8}",
+            prop::char::range('\0', '\u{1f}'),
+            "[ -~]{0,8}",
+        )
+            .prop_map(|(a, c, b)| format!("x{a}{c}{b}"))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn app_text_with_a_control_character_is_refused(
+            field in prop::sample::select(vec!["command", "composer", "release_commands", "repo"]),
+            value in with_control(),
+        ) {
+            let found = problems(CLUSTER, &app(field, &value));
+            prop_assert!(!found.is_empty(), "{field}: {value:?} was accepted");
+        }
+
+        #[test]
+        fn php_ini_text_with_a_control_character_is_refused(value in with_control()) {
+            let mut cluster: serde_yaml::Value = serde_yaml::from_str(CLUSTER).expect("yaml");
+            cluster["php_ini"]["x.y"] = serde_yaml::Value::String(value.clone());
+            cluster["sessions"]["handler"] = "redis".into();
+            cluster["sessions"]["save_path"] = serde_yaml::Value::String(value.clone());
+            let cluster = serde_yaml::to_string(&cluster).expect("yaml");
+            let found = problems(&cluster, &app("command", "x"));
+            prop_assert_eq!(
+                found.iter().filter(|m| m.contains("control characters")).count(),
+                2,
+                "{:?}",
+                found
+            );
+        }
+    }
+}

@@ -15,11 +15,15 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use base64::Engine as _;
 use common::{Fleet, FleetServer};
 use reconciler::definitions::{Server, ServerName};
 use reconciler::shell::quote;
-use reconciler::transport::{self, ConnectOptions, SshTransport, Transport, TransportError};
+use reconciler::transport::{
+    self, ConnectOptions, Holding, SshTransport, Transport, TransportError,
+};
+
+/// Time limit of the scripts these tests run.
+const LIMIT: Duration = Duration::from_secs(60);
 
 fn server(fleet_server: &FleetServer) -> Server {
     Server {
@@ -49,7 +53,7 @@ async fn connect(fleet: &Fleet, name: &str) -> SshTransport {
 }
 
 async fn run_ok(transport: &dyn Transport, script: &str) -> String {
-    let out = transport.run(script).await.expect("run");
+    let out = transport.run(script, LIMIT).await.expect("run");
     assert!(
         out.success(),
         "script failed ({:?}):\n{script}\n--- stderr\n{}",
@@ -91,7 +95,7 @@ async fn run_returns_output_and_exit_status() {
     let transport = connect(&fleet, "fleet-1").await;
 
     let out = transport
-        .run("echo out; echo err >&2; printf 'no newline'; exit 3")
+        .run("echo out; echo err >&2; printf 'no newline'; exit 3", LIMIT)
         .await
         .expect("run");
     assert_eq!(out.status, Some(3));
@@ -101,15 +105,25 @@ async fn run_returns_output_and_exit_status() {
     assert_eq!(run_ok(&transport, "id -u").await, "0\n");
     // Exit statuses the ssh client treats specially are still the script's.
     for status in [1, 127, 255] {
-        let out = transport.run(&format!("exit {status}")).await.expect("run");
+        let out = transport
+            .run(&format!("exit {status}"), LIMIT)
+            .await
+            .expect("run");
         assert_eq!(out.status, Some(status));
     }
     assert_eq!(
-        transport.run("no-such-command").await.expect("run").status,
+        transport
+            .run("no-such-command", LIMIT)
+            .await
+            .expect("run")
+            .status,
         Some(127)
     );
     // Killed by a signal: no exit status.
-    let out = transport.run("echo before; kill -9 $$").await.expect("run");
+    let out = transport
+        .run("echo before; kill -9 $$", LIMIT)
+        .await
+        .expect("run");
     assert_eq!((out.status, out.stdout_text()), (None, "before\n".into()));
     // A command reading stdin gets nothing, not the rest of the script.
     assert_eq!(
@@ -119,73 +133,6 @@ async fn run_returns_output_and_exit_status() {
     // After all that, the master connection still works.
     assert_eq!(run_ok(&transport, "echo ok").await, "ok\n");
     transport.close().await.expect("close");
-}
-
-#[tokio::test]
-#[ignore = "needs the test fleet: tests/fleet/fleet up"]
-async fn upload_writes_content_owner_and_mode() {
-    let fleet = Fleet::load();
-    let transport = connect(&fleet, "fleet-1").await;
-    let dir = "/tmp/reconciler transport 'test'";
-    let path = format!("{dir}/it's a \"file\" $(id).bin");
-    run_ok(&transport, &format!("rm -rf {0}; mkdir -p {0}", quote(dir))).await;
-
-    // Every byte value, the here-document's delimiter on a line of its own,
-    // and shell syntax.
-    let mut content: Vec<u8> = (0..=255u8).collect();
-    content.extend_from_slice(b"\nRECONCILER_EOF\nRECONCILER_EOF");
-    content.extend_from_slice(b"\n$(touch /tmp/pwned) `id` 'quote\" \\\n\0\r\n");
-    transport
-        .upload(&path, &content, "www-data", "adm", 0o640)
-        .await
-        .expect("upload");
-
-    let stat = run_ok(
-        &transport,
-        &format!("stat -c '%U:%G %a %s' {0}; base64 -w0 {0}", quote(&path)),
-    )
-    .await;
-    let (stat, encoded) = stat.split_once('\n').expect("two lines");
-    assert_eq!(stat, format!("www-data:adm 640 {}", content.len()));
-    let back = base64::engine::general_purpose::STANDARD
-        .decode(encoded.trim())
-        .expect("base64");
-    assert_eq!(back, content);
-
-    // Replacing it leaves no temporary file behind.
-    transport
-        .upload(&path, b"second", "root", "root", 0o600)
-        .await
-        .expect("second upload");
-    let listing = run_ok(
-        &transport,
-        &format!("cd {} && ls -A && stat -c '%U:%G %a' *", quote(dir)),
-    )
-    .await;
-    assert_eq!(listing, "it's a \"file\" $(id).bin\nroot:root 600\n");
-
-    // A large file, timed.
-    let big: Vec<u8> = (0..4_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
-    let started = Instant::now();
-    transport
-        .upload(&format!("{dir}/big"), &big, "root", "root", 0o644)
-        .await
-        .expect("big upload");
-    println!("upload of 4 MB: {:?}", started.elapsed());
-    let size = run_ok(&transport, &format!("stat -c %s {}/big", quote(dir))).await;
-    assert_eq!(size.trim(), big.len().to_string());
-
-    let err = transport
-        .upload("/nonexistent/dir/file", b"x", "root", "root", 0o644)
-        .await
-        .expect_err("no such directory");
-    let message = err.to_string();
-    assert!(
-        message.starts_with("`fleet-1`: cannot write `/nonexistent/dir/file`"),
-        "{message}"
-    );
-
-    run_ok(&transport, &format!("rm -rf {}", quote(dir))).await;
 }
 
 #[tokio::test]
@@ -204,7 +151,10 @@ async fn unknown_host_key_is_refused() {
     );
     assert_eq!(
         err.to_string(),
-        "`fleet-1`: host key is not known, and host keys are checked strictly"
+        format!(
+            "host key of `root@127.0.0.1:{}` is not known, and host keys are checked strictly",
+            fleet.server("fleet-1").ssh_port
+        )
     );
     assert!(err.hint().is_some());
     // Strict checking never records the key.
@@ -238,8 +188,10 @@ async fn changed_host_key_is_refused_even_when_accepting_new_keys() {
             "{err:?}"
         );
         assert!(
-            err.to_string()
-                .starts_with("`fleet-1`: host key has CHANGED"),
+            err.to_string().starts_with(&format!(
+                "host key of `root@127.0.0.1:{}` has CHANGED",
+                target.ssh_port
+            )),
             "{err}"
         );
     }
@@ -286,7 +238,13 @@ async fn wrong_key_is_an_auth_error() {
     };
     let err = expect_error(SshTransport::connect(&server(fleet.server("fleet-3")), &options).await);
     assert!(matches!(err, TransportError::Auth { .. }), "{err:?}");
-    assert_eq!(err.to_string(), "`fleet-3`: authentication failed");
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "`root@127.0.0.1:{}` refused the login",
+            fleet.server("fleet-3").ssh_port
+        )
+    );
 }
 
 /// A server on a loopback port that is not the fleet's.
@@ -314,7 +272,10 @@ async fn nothing_listening_is_refused() {
     };
     let err = expect_error(SshTransport::connect(&server, &options).await);
     assert!(matches!(err, TransportError::Refused { .. }), "{err:?}");
-    assert_eq!(err.to_string(), "`nobody`: connection refused");
+    assert_eq!(
+        err.to_string(),
+        format!("connection to `root@127.0.0.1:{port}` refused")
+    );
 }
 
 #[tokio::test]
@@ -356,21 +317,18 @@ async fn lost_connection_is_an_error_not_an_exit_status() {
               p=$(awk '{print $4}' /proc/$p/stat)
             done
             exit 1"#,
+            LIMIT,
         )
         .await;
     let err = result.expect_err("the connection is gone");
     assert!(
-        err.to_string()
-            .starts_with("`fleet-3`: the connection was lost"),
+        err.to_string().starts_with("the connection was lost"),
         "{err}"
     );
     println!("lost connection: {err}");
-    let err = transport.run("true").await.expect_err("still gone");
-    assert!(
-        err.to_string()
-            .starts_with("`fleet-3`: the connection was lost"),
-        "{err}"
-    );
+    // The script that was running is not sent again; the next one starts
+    // a new master connection.
+    assert_eq!(run_ok(&transport, "echo back").await, "back\n");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -413,13 +371,11 @@ async fn sudo_user_runs_scripts_as_root() {
         run_ok(&transport, "id -un; echo $SUDO_USER").await,
         "root\nrt-sudoer\n"
     );
-    let out = transport.run("cat; echo done; exit 4").await.expect("run");
-    assert_eq!((out.status, out.stdout_text()), (Some(4), "done\n".into()));
-    transport
-        .upload("/tmp/rt-sudo-upload", b"x", "root", "root", 0o600)
+    let out = transport
+        .run("cat; echo done; exit 4", LIMIT)
         .await
-        .expect("upload through sudo");
-    run_ok(&transport, "rm /tmp/rt-sudo-upload").await;
+        .expect("run");
+    assert_eq!((out.status, out.stdout_text()), (Some(4), "done\n".into()));
 
     let without_sudo = Server {
         user: users.plain.into(),
@@ -428,7 +384,7 @@ async fn sudo_user_runs_scripts_as_root() {
     let err = expect_error(SshTransport::connect(&without_sudo, &options(&fleet)).await);
     let message = err.to_string();
     assert!(
-        message.starts_with("`fleet-3`: user `rt-nosudo` cannot run `sudo` without a password"),
+        message.starts_with("user `rt-nosudo` cannot run `sudo` without a password"),
         "{message}"
     );
 }
@@ -510,27 +466,24 @@ async fn local_transport_runs_scripts() {
     };
     assert_eq!(transport.server().as_str(), "here");
     let out = transport
-        .run("echo out; echo err >&2; id -u; exit 7")
+        .run("echo out; echo err >&2; id -u; exit 7", LIMIT)
         .await
         .expect("run");
     assert_eq!(out.status, Some(7));
     assert_eq!(out.stdout_text(), "out\n0\n");
     assert_eq!(out.stderr_text(), "err\n");
 
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let path = tmp.path().join("it's here");
-    let content = b"\x00\xffRECONCILER_EOF\nRECONCILER_EOF\n";
-    transport
-        .upload(
-            path.to_str().expect("utf-8 path"),
-            content,
-            "root",
-            "root",
-            0o600,
-        )
+    // A script over its limit is stopped, and what it printed comes back.
+    let err = transport
+        .run("echo started; sleep 30", Duration::from_millis(500))
         .await
-        .expect("upload");
-    assert_eq!(std::fs::read(&path).expect("read back"), content);
+        .expect_err("over its limit");
+    match err {
+        TransportError::ScriptTimeout { partial, .. } => {
+            assert_eq!(partial.stdout_text(), "started\n")
+        }
+        other => panic!("{other:?}"),
+    }
 }
 
 #[tokio::test]
@@ -566,4 +519,97 @@ async fn timings() {
         "100 sequential no-op runs: {hundred:?} ({:?} each)",
         hundred / 100
     );
+}
+
+/// Uploads and holds, the same on every transport: `input` arrives whole on
+/// the script's fd 3, and a held lock is held until it is let go (or its
+/// holder is dropped), and by nobody else meanwhile.
+async fn uploads_and_holds(transport: &dyn Transport, lock: &str) {
+    let input: Vec<u8> = (0..5_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let out = transport
+        .run_with(
+            "head -c 5000000 <&3 | sha256sum | cut -c1-64",
+            &input,
+            LIMIT,
+        )
+        .await
+        .expect("upload");
+    assert_eq!(
+        out.stdout_text().trim(),
+        reconciler::units::sha256(&input),
+        "{}",
+        out.stderr_text()
+    );
+
+    let script = format!(
+        "exec 9>>{lock}; flock -n 9 || {{ echo busy; exit 0; }}; echo got; echo @held\n\
+         cat <&3 >/dev/null 9>&-; echo released"
+    );
+    let first = match transport.hold(&script, LIMIT).await.expect("hold") {
+        Holding::Held { stdout, guard } => {
+            assert_eq!(String::from_utf8_lossy(&stdout), "got\n");
+            guard
+        }
+        Holding::Ended(out) => panic!("not held: {out:?}"),
+    };
+    match transport.hold(&script, LIMIT).await.expect("hold") {
+        Holding::Ended(out) => assert_eq!(out.stdout_text(), "busy\n"),
+        Holding::Held { .. } => panic!("held twice"),
+    }
+    let released = first.release(LIMIT).await.expect("release");
+    assert_eq!(
+        (released.status, released.stdout_text()),
+        (Some(0), "released\n".into())
+    );
+
+    // Dropped without a release: the lock goes as soon as the script sees
+    // its fd 3 end.
+    match transport.hold(&script, LIMIT).await.expect("hold") {
+        Holding::Held { guard, .. } => drop(guard),
+        Holding::Ended(out) => panic!("not held after a release: {out:?}"),
+    }
+    let started = Instant::now();
+    loop {
+        match transport.hold(&script, LIMIT).await.expect("hold") {
+            Holding::Held { guard, .. } => {
+                guard.release(LIMIT).await.expect("release");
+                break;
+            }
+            Holding::Ended(_) => {
+                assert!(started.elapsed() < Duration::from_secs(10), "never let go");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs the test fleet: tests/fleet/fleet up"]
+async fn uploads_and_holds_over_ssh() {
+    let fleet = Fleet::load();
+    let transport = connect(&fleet, "fleet-1").await;
+    uploads_and_holds(&transport, "/tmp/transport-test.lock").await;
+    transport.close().await.expect("close");
+}
+
+#[tokio::test]
+async fn uploads_and_holds_on_this_machine() {
+    let server = Server {
+        name: ServerName::new("here"),
+        address: "local".into(),
+        port: 22,
+        user: "root".into(),
+        web_server: false,
+    };
+    let transport = match transport::connect(&server, &ConnectOptions::default()).await {
+        Ok(transport) => transport,
+        Err(err) if err.to_string().contains("sudo") => {
+            println!("skipped: not root and no passwordless sudo ({err})");
+            return;
+        }
+        Err(err) => panic!("local transport: {err}"),
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let lock = dir.path().join("lock");
+    uploads_and_holds(transport.as_ref(), &quote(&lock.to_string_lossy())).await;
 }

@@ -34,7 +34,7 @@ fn bad_cron() {
     assert_invalid(
         "bad_cron",
         "\
-$D/clusters/production.yaml:4:17: `every night` is not a cron schedule: The 'Seconds' field does not support using names. 'every' specified.
+$D/clusters/production.yaml:4:17: `every night` is not a cron schedule: it has 2 fields; a schedule has 6 (seconds first) or 7 (a year last)
   hint: six fields with seconds first: sec min hour day-of-month month day-of-week, such as \"0 0 3 * * *\"
 error: 1 problem in the definitions
 ",
@@ -143,7 +143,7 @@ fn missing_field() {
     assert_invalid(
         "missing_field",
         "\
-$D/clusters/production.yaml:5:5: servers[1]: missing field `address`
+$D/clusters/production.yaml:5:7: servers[1]: missing field `address`
 error: 1 problem in the definitions
 ",
     );
@@ -306,7 +306,7 @@ fn unknown_key() {
     assert_invalid(
         "unknown_key",
         "\
-$D/clusters/production.yaml:5:21: servers[1]: unknown field `adress`, expected one of `name`, `address`, `port`, `user`, `web_server`
+$D/clusters/production.yaml:5:21: unknown key `adress`
   hint: did you mean `address`?
 error: 1 problem in the definitions
 ",
@@ -318,7 +318,7 @@ fn unknown_key_app() {
     assert_invalid(
         "unknown_key_app",
         "\
-$D/apps/shop.yaml:5:1: unknown field `domain`, expected one of `name`, `cluster`, `repo`, `branch`, `php`, `domains`, `composer`, `release_commands`, `shared`, `keep_releases`, `health_check`, `env_commands`, `servers`
+$D/apps/shop.yaml:5:1: unknown key `domain`
   hint: did you mean `domains`?
 error: 1 problem in the definitions
 ",
@@ -379,6 +379,82 @@ fn reserved_app_name() {
         "\
 $D/apps/shop.yaml:1:7: app name `www-data` is reserved
   hint: it names a system user, group or file of the server's own; choose another name
+error: 1 problem in the definitions
+",
+    );
+}
+
+#[test]
+fn duplicate_php_ini_key() {
+    assert_invalid(
+        "duplicate_php_ini_key",
+        "\
+$D/clusters/production.yaml:6:3: `memory_limit` is given twice; first at line 4, column 3
+error: 1 problem in the definitions
+",
+    );
+}
+
+#[test]
+fn worker_newline() {
+    // A newline once smuggled a root `[program:]` into supervisor's config.
+    assert_invalid(
+        "worker_newline",
+        "\
+$D/apps/shop.yaml:8:35: a command must be one line without control characters
+  hint: chain steps with `&&` or list them as separate commands
+error: 1 problem in the definitions
+",
+    );
+}
+
+#[test]
+fn bounds() {
+    // `processes: 4294967295` once made supervisord exhaust memory.
+    assert_invalid(
+        "bounds",
+        "\
+$D/apps/shop.yaml:6:16: `keep_releases` is 1000; at most 100
+$D/apps/shop.yaml:9:25: `max_workers` is 100000; at most 1024
+$D/apps/shop.yaml:11:55: `processes` is 4294967295; at most 64
+$D/apps/shop.yaml:11:78: `stop_wait` is 100000000; at most 86400
+$D/clusters/production.yaml:3:22: `duration` is 1000000; at most 86400
+$D/clusters/production.yaml:3:52: `memory` must be at least 1
+error: 6 problems in the definitions
+",
+    );
+}
+
+#[test]
+fn deep_nesting() {
+    assert_invalid(
+        "deep_nesting",
+        "\
+$D/clusters/production.yaml:2:102: nested more than 24 levels deep
+error: 1 problem in the definitions
+",
+    );
+}
+
+#[test]
+fn template_loop() {
+    // Templates that include each other once overflowed the stack (exit 134).
+    assert_invalid(
+        "template_loop",
+        "\
+$D/templates/cron.hbs:1:1: templates include each other in a loop: cron.hbs > php.ini.hbs > cron.hbs
+$D/templates/php.ini.hbs:1:1: templates include each other in a loop: php.ini.hbs > cron.hbs > php.ini.hbs
+error: 2 problems in the definitions
+",
+    );
+}
+
+#[test]
+fn template_render() {
+    assert_invalid(
+        "template_render",
+        "\
+$D/templates/nginx-vhost.conf.hbs:3:10: the template does not render for app `shop` on server `web-1`: Failed to access variable in strict mode Some(\"no_such_value\")
 error: 1 problem in the definitions
 ",
     );

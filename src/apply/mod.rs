@@ -2,9 +2,11 @@
 //! the services it touches, then reload them, or restore the backups and
 //! reload nothing, so a server keeps serving exactly what it served.
 //!
-//! The whole sequence runs as one script on the server (see `script`);
-//! this module builds it, runs it through a `Transport` and reads its
-//! report. It decides nothing the plan did not decide.
+//! The logic is one shell file, `prelude.sh`, run on the server in one
+//! round trip; `script` appends the plan to it as data. This module runs it
+//! through a `Transport` and reads its report. It decides nothing the plan
+//! did not decide, and whatever fails, the report carries the command that
+//! failed and its output.
 
 mod report;
 mod script;
@@ -13,51 +15,73 @@ use crate::facts::HostFacts;
 use crate::plan::HostPlan;
 use crate::transport::{Transport, TransportError};
 
-pub use report::{HostReport, Outcome, ParseError};
-pub use script::build as script;
-
-/// The report for a host that could not be planned.
-pub fn apply_host_failed(plan: &HostPlan) -> HostReport {
-    let message = match &plan.error {
-        Some(error) => error.message.clone(),
-        None => "not reachable".to_owned(),
-    };
-    HostReport::new(
-        plan.server.clone(),
-        Outcome::Failed {
-            message,
-            output: String::new(),
-        },
-    )
-}
+pub use report::{ApplyResult, HostReport, Outcome, StepOutput};
+pub use script::{STEP_LIMIT, ScriptOptions, build as script};
 
 /// Applies `plan` on the host behind `transport`.
 pub async fn apply_host(
     transport: &dyn Transport,
     plan: &HostPlan,
     facts: &HostFacts,
+    options: &ScriptOptions,
 ) -> HostReport {
     let server = plan.server.clone();
-    if plan.error.is_some() {
-        return apply_host_failed(plan);
+    if let Some(error) = &plan.error {
+        return HostReport::new(
+            server,
+            Outcome::Failed {
+                message: error.message.clone(),
+                output: String::new(),
+            },
+        );
     }
     if !plan.needs_apply() {
         return HostReport::new(server, Outcome::Unchanged);
     }
-    let outcome = match transport.run(&script::build(plan, facts)).await {
-        Ok(output) if output.success() => report::read(&output.stdout, plan),
-        Ok(output) => Outcome::Failed {
-            message: format!("the apply script failed (exit {:?})", output.status),
-            output: output.stderr_text(),
+    let (script, limit) = script::build(plan, facts, options);
+    let outcome = match transport.run(&script, limit).await {
+        Ok(output) => {
+            let outcome = report::read(&output.stdout, plan);
+            with_stderr(outcome, &output.stderr_text(), output.status)
+        }
+        Err(TransportError::ScriptTimeout { after, partial }) => Outcome::Failed {
+            message: format!(
+                "the server did not answer within {}; the apply goes on there, holding the \
+                 host lock, and the next plan shows how it ended",
+                crate::humantime(after)
+            ),
+            output: partial.stderr_text(),
         },
-        Err(error) => transport_failure(error),
+        Err(error) => Outcome::Failed {
+            message: crate::error_chain(&error),
+            output: String::new(),
+        },
     };
     HostReport::new(server, outcome)
 }
 
-fn transport_failure(error: TransportError) -> Outcome {
-    Outcome::Failed {
-        message: error.to_string(),
-        output: String::new(),
+/// A failure keeps what the script wrote to stderr (bash's own errors
+/// land there), with its exit status when it was not 0.
+fn with_stderr(outcome: Outcome, stderr: &str, status: Option<i32>) -> Outcome {
+    match outcome {
+        Outcome::Failed { message, output } => {
+            let mut output = output;
+            if !stderr.trim().is_empty() {
+                if !output.is_empty() && !output.ends_with('\n') {
+                    output.push('\n');
+                }
+                output.push_str(stderr);
+            }
+            let message = match status {
+                Some(0) => message,
+                Some(code) => format!("{message} (exit status {code})"),
+                None => format!("{message} (killed by a signal)"),
+            };
+            Outcome::Failed { message, output }
+        }
+        other => other,
     }
 }
+
+#[cfg(test)]
+mod tests;

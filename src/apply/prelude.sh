@@ -1,59 +1,566 @@
-# reconciler's apply: stage every change with a backup, validate, then
-# reload, or restore the backups and reload nothing. Reports are lines
-# `@kind<TAB>name<TAB>base64(output)`; see apply/report.rs.
+# reconciler's apply, as shell functions over data.
+#
+# Rust prepends the layout's paths (STATE, MANIFEST, JOURNAL, ...) and
+# appends data lines: calls of the plan_* functions below, which only fill
+# arrays, then `apply_main`. Reports are lines `@kind<TAB>name<TAB>base64`
+# on stdout; see apply/report.rs.
+#
+# What an apply promises, and how:
+# - Nothing half-done. The work runs in a worker detached from the SSH
+#   session (its own session, signals ignored), so a client that dies or a
+#   runner that is killed does not stop it: it validates and reloads, or
+#   restores. A worker killed with SIGKILL leaves $JOURNAL (its backups
+#   and every path it staged); the next plan shows it and the next apply
+#   adopts it, validating those files too, or restoring them.
+# - One apply at a time. The worker holds the host lock ($LOCK, flock); a
+#   dead holder's lock is released by the kernel. The plan was made without
+#   the lock, so before touching anything every file is checked to be what
+#   the plan saw: if another apply (or a person) changed it, nothing is
+#   done and the report says which files changed.
+# - Root never follows a path an app can write. Directories in an app's
+#   home are created and chmod-ed as the app's user; a chown there walks
+#   the path without following links. Config files live in root's places.
+# - Every external step has a time limit, and a step that hangs or fails is
+#   reported with its output.
 set -u
 export LC_ALL=C
 PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 umask 022
-state=/var/lib/reconciler
-staged=()
 
+# ---- The plan, as data -------------------------------------------------
+HOLDER=unknown        # who applies
+LOG_FIELDS='"holder":"unknown"'  # JSON members for the apply log, from Rust
+LOCK_WAIT=0           # seconds to wait for the host lock
+INIT=service          # service or systemd
+REPAIR=0              # adopt an interrupted apply's journal
+EXPECT_MANIFEST=-     # sha256 of the manifest the plan saw; - for none
+EXPECT_GENERATION=0   # applies the host had seen when the plan was made
+BUSY=                 # the apply that was running when the plan was made
+WEB_PORT=80           # where this host's nginx answers the web checks
+WEB_TRIES=150         # web checks a tenth of a second apart: 15 s
+STEP_LIMIT=60         # seconds for a validation or a user change
+U_NAME=() U_HOME=()                       # users to create
+J_USER=() J_GROUP=()                      # users joining groups
+D_PATH=() D_OWNER=() D_GROUP=() D_MODE=() D_APP=()  # directories
+F_PATH=() F_OWNER=() F_GROUP=() F_MODE=() F_EXPECT=() F_DATA=()  # files to write
+R_PATH=() R_EXPECT=()                     # files to remove
+V_NAME=() V_ARG=()                        # validations: nginx, php8.2-fpm BINARY, supervisor
+L_LABEL=() L_WHEN=() L_LIMIT=()           # reloads: label, now|window, seconds
+H_DOMAIN=() H_PATH=()                     # what must answer after php-fpm reloads
+M_PATHS=()                                # the manifest after this apply
+
+plan_holder() { HOLDER=$1; LOG_FIELDS=$2; }
+plan_lock_wait() { LOCK_WAIT=$1; }
+plan_init() { INIT=$1; }
+plan_repair() { REPAIR=1; }
+plan_manifest_expect() { EXPECT_MANIFEST=$1; }
+plan_generation_expect() { EXPECT_GENERATION=$1; }
+plan_busy() { BUSY=$1; }
+plan_user() { U_NAME+=("$1"); U_HOME+=("$2"); }
+plan_join() { J_USER+=("$1"); J_GROUP+=("$2"); }
+plan_dir() { D_PATH+=("$1"); D_OWNER+=("$2"); D_GROUP+=("$3"); D_MODE+=("$4"); D_APP+=("$5"); }
+plan_file() { F_PATH+=("$1"); F_OWNER+=("$2"); F_GROUP+=("$3"); F_MODE+=("$4"); F_EXPECT+=("$5"); F_DATA+=("$6"); }
+plan_remove() { R_PATH+=("$1"); R_EXPECT+=("$2"); }
+plan_validate() { V_NAME+=("$1"); V_ARG+=("${2:-}"); }
+plan_reload() { L_LABEL+=("$1"); L_WHEN+=("$2"); L_LIMIT+=("$3"); }
+plan_manifest() { M_PATHS+=("$@"); }
+plan_web_check() { H_DOMAIN+=("$1"); H_PATH+=("$2"); }
+
+# ---- Reports -------------------------------------------------------------
 report() { printf '@%s\t%s\t%s\n' "$1" "$2" "$(printf '%s' "${3:-}" | base64 -w0)"; }
 
-# Puts back what stood at each staged path before this apply.
+# run_step LIMIT WHAT COMMAND...: runs COMMAND with a time limit; its output
+# is in $out. A step that hangs says so.
+run_step() {
+  local limit=$1 what=$2 status
+  shift 2
+  out=$(timeout -k 5 "$limit" "$@" 2>&1)
+  status=$?
+  if [ $status = 124 ] || [ $status = 137 ]; then
+    out="$what did not finish within ${limit}s${out:+: $out}"
+  fi
+  return $status
+}
+
+# capture COMMAND...: runs COMMAND in this shell (so what it records stays
+# recorded) with its output in $out.
+capture() {
+  local status
+  "$@" >"$CAPTURE" 2>&1
+  status=$?
+  out=$(cat -- "$CAPTURE")
+  return $status
+}
+
+# ---- Safe paths in app homes --------------------------------------------
+# as_app USER COMMAND...: runs COMMAND as the app's user, so that whatever
+# the app planted in its home (a symlink to /etc) gives it nothing it
+# could not already do.
+as_app() {
+  local user=$1
+  shift
+  setpriv --reuid="$user" --regid="$user" --init-groups --reset-env -- "$@"
+}
+
+# enter_nofollow DIR: cd into DIR one component at a time, refusing
+# symlinks, then checks where it arrived (a component swapped for a link
+# between the check and the cd is caught there).
+enter_nofollow() {
+  local dir=$1 part
+  local -a parts
+  cd / || return 1
+  IFS=/ read -ra parts <<<"${dir#/}"
+  for part in "${parts[@]}"; do
+    [ -n "$part" ] || continue
+    if [ -L "$part" ]; then
+      echo "$dir: $part is a symbolic link" >&2
+      return 1
+    fi
+    cd -P -- "$part" || return 1
+  done
+  [ "$(pwd -P)" = "$dir" ] || { echo "$dir moved while entering it" >&2; return 1; }
+}
+
+# chown_nofollow PATH OWNER:GROUP: chown of the last component only, in a
+# parent entered without following links.
+chown_nofollow() (
+  enter_nofollow "$(dirname -- "$1")" && chown -h -- "$2" "$(basename -- "$1")"
+)
+
+# dir_root PATH OWNER GROUP MODE: a directory in root's places (/home/<app>,
+# /var/log/reconciler/<app>): the parent is root's, so only the path itself
+# needs checking.
+dir_root() {
+  if [ -L "$1" ]; then
+    echo "$1 is a symbolic link" >&2
+    return 1
+  fi
+  mkdir -p -- "$1" && chown -h -- "$2:$3" "$1" && chmod -- "$4" "$1"
+}
+
+# dir_in_home APP PATH OWNER GROUP MODE: a directory inside an app's home.
+dir_in_home() {
+  local app=$1 path=$2 owner=$3 group=$4 mode=$5 now
+  if [ -e "$path" ] || [ -L "$path" ]; then
+    now=$(stat -c '%U:%G' -- "$path") || return 1
+    if [ "$now" != "$owner:$group" ]; then
+      chown_nofollow "$path" "$owner:$group" || return 1
+    fi
+  fi
+  as_app "$app" mkdir -p -m "$mode" -- "$path" && as_app "$app" chmod -- "$mode" "$path"
+}
+
+# ---- Staging with backups, journaled ---------------------------------------
+# (staged, is_staged and backup are the worker's; see apply_work.)
+
+journal_add() { printf '%s %s\n' "$1" "$2" >>"$JOURNAL"; }
+
+# keep PATH: a copy of what stands at PATH before it first changes.
+keep() {
+  [ -n "${is_staged[$1]+set}" ] && return 0
+  if [ -e "$1" ] || [ -L "$1" ]; then
+    mkdir -p -- "$backup$(dirname -- "$1")" && cp -a -- "$1" "$backup$1" || return 1
+  fi
+  journal_add staged "$1" || return 1
+  staged+=("$1")
+  is_staged[$1]=1
+}
+
+# Puts back what stood at each staged path before this apply (and before
+# the interrupted one it adopted).
 restore() {
   local i path
   for ((i = ${#staged[@]} - 1; i >= 0; i--)); do
     path=${staged[$i]}
     if [ -e "$backup$path" ] || [ -L "$backup$path" ]; then
-      mv -f "$backup$path" "$path"
+      mv -f -- "$backup$path" "$path"
     else
-      rm -f "$path"
+      rm -f -- "$path"
     fi
   done
 }
 
-fail() { restore; rm -rf "$backup"; report failed "$1" "${2:-}"; exit 0; }
-
-# Keeps a copy of what stands at $1 before it changes.
-keep() {
-  if [ -e "$1" ]; then
-    mkdir -p "$backup$(dirname "$1")" && cp -a "$1" "$backup$1" || return 1
-  fi
-  staged+=("$1")
+# The journal goes first, then the backups: a journal must never point at
+# backups that are gone.
+finish() {
+  rm -f -- "$JOURNAL"
+  [ -n "$backup" ] && rm -rf -- "$backup"
 }
 
-# write_file PATH OWNER GROUP MODE, base64 content on stdin: a temporary
-# file next to PATH, then a rename, so PATH is never half-written.
+fail() {
+  restore
+  log_line failed
+  finish
+  report failed "$1" "${2:-}"
+  exit 0
+}
+
+# write_file PATH OWNER GROUP MODE BASE64: a temporary file next to PATH,
+# then a rename, so PATH is never half-written.
 write_file() {
   local tmp
-  tmp=$(mktemp "$(dirname "$1")/.reconciler.XXXXXX") || return 1
-  if base64 -d > "$tmp" && chown "$2:$3" "$tmp" && chmod "$4" "$tmp" && keep "$1" && mv -f "$tmp" "$1"; then
+  tmp=$(mktemp "$(dirname -- "$1")/.reconciler.XXXXXX") || return 1
+  if printf '%s' "$5" | base64 -d >"$tmp" && chown -- "$2:$3" "$tmp" && chmod -- "$4" "$tmp" &&
+    keep "$1" && mv -f -- "$tmp" "$1"; then
     return 0
   fi
-  rm -f "$tmp"
+  rm -f -- "$tmp"
   return 1
 }
 
-remove_file() { keep "$1" && rm -f "$1"; }
+remove_file() { keep "$1" && rm -f -- "$1"; }
 
-mkdir -p "$state/backup" && chmod 700 "$state" || { report failed "create $state" ""; exit 0; }
-backup=$(mktemp -d "$state/backup/apply.XXXXXX") || { report failed "create a backup directory" ""; exit 0; }
+# What stands at each path now: its sha256, `-` when nothing does, `!` for
+# anything but a regular file.
+sums_of() {
+  local path line
+  declare -gA SUM=()
+  local -a files=()
+  for path in "$@"; do
+    if [ -L "$path" ] || { [ -e "$path" ] && [ ! -f "$path" ]; }; then
+      SUM[$path]='!'
+    elif [ -e "$path" ]; then
+      files+=("$path")
+    else
+      SUM[$path]=-
+    fi
+  done
+  [ ${#files[@]} -gt 0 ] || return 0
+  while IFS= read -r line; do
+    SUM[${line#*  }]=${line%% *}
+  done < <(sha256sum -- "${files[@]}" 2>/dev/null)
+}
 
-# The list of reloads waiting for a window, one label a line.
-pend() { grep -qxF "$1" "$state/pending-reloads" 2>/dev/null || echo "$1" >> "$state/pending-reloads"; }
+# Every file as the plan saw it, and no apply since, or nothing is done.
+check_expectations() {
+  local i changed=() generation=
+  [ -r "$GENERATION" ] && read -r generation <"$GENERATION"
+  [[ $generation =~ ^[0-9]{1,18}$ ]] || generation=0
+  if [ -n "$BUSY" ]; then
+    # Its files may have been half-written when the plan read them.
+    changed+=("an apply was running when the plan was made: $BUSY")
+  elif [ "$generation" != "$EXPECT_GENERATION" ]; then
+    changed+=("another apply ran since the plan was made")
+  fi
+  sums_of "${F_PATH[@]}" "${R_PATH[@]}" "$MANIFEST"
+  for i in "${!F_PATH[@]}"; do
+    [ "${SUM[${F_PATH[$i]}]:-}" = "${F_EXPECT[$i]}" ] || changed+=("${F_PATH[$i]}")
+  done
+  for i in "${!R_PATH[@]}"; do
+    [ "${SUM[${R_PATH[$i]}]:-}" = "${R_EXPECT[$i]}" ] || changed+=("${R_PATH[$i]}")
+  done
+  [ "${SUM[$MANIFEST]:-}" = "$EXPECT_MANIFEST" ] || changed+=("$MANIFEST")
+  if [ ${#changed[@]} -gt 0 ]; then
+    report stale - "$(printf '%s\n' "${changed[@]}")"
+    return 1
+  fi
+  printf '%s\n' $((generation + 1)) >"$GENERATION.new" && mv -f -- "$GENERATION.new" "$GENERATION"
+}
+
+# ---- Validation and reloads ----------------------------------------------
+validate_one() {
+  case $1 in
+    nginx) run_step "$STEP_LIMIT" 'nginx -t' nginx -t ;;
+    supervisor)
+      # reread parses every program file; it starts and stops nothing.
+      run_step "$STEP_LIMIT" 'supervisorctl reread' supervisorctl reread || return 1
+      case $out in *ERROR*) return 1 ;; esac
+      ;;
+    php*-fpm) run_step "$STEP_LIMIT" "$2 -t" "$2" -t ;;
+    *) out="no validation for $1"; return 1 ;;
+  esac
+}
+
+reload_one() {
+  local label=$1 limit=$2
+  case $INIT in
+    systemd) run_step "$limit" "systemctl reload $label" systemctl reload "$label" ;;
+    *) run_step "$limit" "service $label reload" service "$label" reload ;;
+  esac
+}
+
+# supervisor_update LIMIT GROUP...: `supervisorctl update` for these groups.
+# A group still stopping (an earlier update, perhaps of a killed apply,
+# waits for its workers) is asked again until it is done or time is up.
+supervisor_update() {
+  local deadline=$((SECONDS + $1))
+  shift
+  while :; do
+    if run_step "$((deadline - SECONDS > 1 ? deadline - SECONDS : 1))" 'supervisorctl update' \
+      supervisorctl update "$@"; then
+      case $out in *ERROR* | *Fault*) ;; *) return 0 ;; esac
+    fi
+    case $out in
+      *STILL_RUNNING*) if [ $SECONDS -lt "$deadline" ]; then sleep 1; continue; fi ;;
+    esac
+    return 1
+  done
+}
+
+pend() { grep -qxF -- "$1" "$PENDING" 2>/dev/null || echo "$1" >>"$PENDING"; }
 unpend() {
-  [ -f "$state/pending-reloads" ] || return 0
-  grep -vxF "$1" "$state/pending-reloads" > "$state/pending-reloads.new"
-  mv -f "$state/pending-reloads.new" "$state/pending-reloads"
+  [ -f "$PENDING" ] || return 0
+  grep -vxF -- "$1" "$PENDING" >"$PENDING.new"
+  mv -f -- "$PENDING.new" "$PENDING"
+}
+
+# http_status DOMAIN PATH: sets CODE to the status code this host's nginx
+# answers to `GET PATH` for DOMAIN, or to nothing. bash's /dev/tcp, in this
+# shell: no curl needed, and no process per request (a 50-app server is
+# checked in tens of milliseconds). Loopback connects do not hang; the
+# answer is waited for 5 s at most.
+http_status() {
+  CODE=
+  { exec 3<>"/dev/tcp/127.0.0.1/$WEB_PORT"; } 2>/dev/null || return 0
+  printf 'GET %s HTTP/1.0\r\nHost: %s\r\nConnection: close\r\n\r\n' "$2" "$1" >&3 2>/dev/null &&
+    read -r -t 5 _ CODE _ <&3
+  exec 3<&-
+}
+
+# After php-fpm reloaded: every web app answers (not 5xx) within 15 s, or
+# the rolling reload across the cluster stops here.
+check_web() {
+  local i code tries
+  for i in "${!H_DOMAIN[@]}"; do
+    for ((tries = 0; tries < WEB_TRIES; tries++)); do
+      http_status "${H_DOMAIN[$i]}" "${H_PATH[$i]}"
+      code=$CODE
+      [[ $code =~ ^[1-4][0-9][0-9]$ ]] && break
+      sleep 0.1
+    done
+    if [[ $code =~ ^[1-4][0-9][0-9]$ ]]; then
+      report answered "${H_DOMAIN[$i]}" "$code"
+    else
+      report unanswered "${H_DOMAIN[$i]}" "GET ${H_PATH[$i]} answered ${code:-nothing} for $((WEB_TRIES / 10)) s after php-fpm reloaded"
+    fi
+  done
+}
+
+# ---- The apply log: one JSON line per apply ---------------------------------
+json_list() {
+  local sep='' item
+  printf '['
+  for item in "$@"; do printf '%s"%s"' "$sep" "$item"; sep=,; done
+  printf ']'
+}
+log_line() {
+  printf '{"started":"%s","time":"%s",%s,"result":"%s","files":%s,"removed":%s,"reloaded":%s,"deferred":%s}\n' \
+    "$STARTED" "$(date -u +%FT%T.%3NZ)" "$LOG_FIELDS" "$1" "$(json_list "${F_PATH[@]}")" "$(json_list "${R_PATH[@]}")" \
+    "$(json_list "${LOG_RELOADED[@]}")" "$(json_list "${LOG_DEFERRED[@]}")" >>"$APPLY_LOG"
+}
+
+# ---- The worker ------------------------------------------------------------
+apply_work() {
+  trap '' HUP INT TERM PIPE
+  rm -f -- "${BASH_SOURCE[0]}"
+  local i label groups=() group_labels=()
+  # The worker's own state: it starts from the plan's data and functions
+  # only, so everything else is set here.
+  STARTED=$(date -u +%FT%T.%3NZ)
+  # The lock is this worker's now (its foreground may end first).
+  printf '%s since %s; server pid %s\n' "$HOLDER" "$STARTED" "$$" >"$LOCK_HOLDER"
+  out=
+  staged=()
+  declare -gA is_staged=()
+  backup=
+  LOG_RELOADED=()
+  LOG_DEFERRED=()
+  CAPTURE=$(mktemp "$RUN_DIR/capture.XXXXXX") || { report failed "create a temporary file" ""; exit 0; }
+  trap 'rm -f -- "$CAPTURE"' EXIT
+
+  # Adopt an interrupted apply: its staged paths and backups are ours now.
+  if [ "$REPAIR" = 1 ] && [ -f "$JOURNAL" ]; then
+    local kind value
+    while read -r kind value; do
+      case $kind in
+        backup) [[ $value == "$BACKUPS"/apply.* ]] && backup=$value ;;
+        staged) staged+=("$value"); is_staged[$value]=1 ;;
+      esac
+    done <"$JOURNAL"
+  fi
+  if [ -z "$backup" ]; then
+    backup=$(mktemp -d "$BACKUPS/apply.XXXXXX") || { report failed "create a backup directory" ""; exit 0; }
+  fi
+  {
+    echo "started $STARTED"
+    echo "holder $HOLDER"
+    echo "backup $backup"
+    for i in "${staged[@]}"; do echo "staged $i"; done
+  } >"$JOURNAL.new" && mv -f -- "$JOURNAL.new" "$JOURNAL" || { report failed "write the journal" ""; exit 0; }
+
+  # Users, groups and directories: created, never removed.
+  for i in "${!U_NAME[@]}"; do
+    if ! id -u -- "${U_NAME[$i]}" >/dev/null 2>&1; then
+      run_step "$STEP_LIMIT" "useradd ${U_NAME[$i]}" useradd --system --user-group --create-home \
+        --home-dir "${U_HOME[$i]}" --shell /usr/sbin/nologin -- "${U_NAME[$i]}" ||
+        fail "create user ${U_NAME[$i]}" "$out"
+      grep -qxF -- "${U_NAME[$i]}" "$USERS_FILE" 2>/dev/null || echo "${U_NAME[$i]}" >>"$USERS_FILE"
+    fi
+  done
+  for i in "${!J_USER[@]}"; do
+    run_step "$STEP_LIMIT" "usermod ${J_USER[$i]}" usermod -a -G "${J_GROUP[$i]}" -- "${J_USER[$i]}" ||
+      fail "add ${J_USER[$i]} to group ${J_GROUP[$i]}" "$out"
+  done
+  for i in "${!D_PATH[@]}"; do
+    if [ -n "${D_APP[$i]}" ]; then
+      capture dir_in_home "${D_APP[$i]}" "${D_PATH[$i]}" "${D_OWNER[$i]}" "${D_GROUP[$i]}" "${D_MODE[$i]}"
+    else
+      capture dir_root "${D_PATH[$i]}" "${D_OWNER[$i]}" "${D_GROUP[$i]}" "${D_MODE[$i]}"
+    fi || fail "create directory ${D_PATH[$i]}" "$out"
+  done
+
+  # Files: each staged with a backup, recorded in the journal first.
+  for i in "${!F_PATH[@]}"; do
+    capture write_file "${F_PATH[$i]}" "${F_OWNER[$i]}" "${F_GROUP[$i]}" "${F_MODE[$i]}" "${F_DATA[$i]}" ||
+      fail "write ${F_PATH[$i]}" "$out"
+  done
+  for i in "${!R_PATH[@]}"; do
+    capture remove_file "${R_PATH[$i]}" || fail "remove ${R_PATH[$i]}" "$out"
+  done
+
+  # Validate every service whose files changed (or that the interrupted
+  # apply touched): all of them, then decide.
+  local invalid=0 supervisor_checked=0
+  for i in "${!V_NAME[@]}"; do
+    if validate_one "${V_NAME[$i]}" "${V_ARG[$i]}"; then
+      report valid "${V_NAME[$i]}" "$out"
+    else
+      invalid=1
+      report invalid "${V_NAME[$i]}" "$out"
+    fi
+    [ "${V_NAME[$i]}" = supervisor ] && supervisor_checked=1
+  done
+  if [ $invalid = 1 ]; then
+    restore
+    # Forget the configuration reread just parsed.
+    [ $supervisor_checked = 1 ] && timeout -k 5 "$STEP_LIMIT" supervisorctl reread >/dev/null 2>&1
+    log_line invalid
+    finish
+    report restored - ''
+    exit 0
+  fi
+
+  # Valid: the new files stay.
+  if [ ${#M_PATHS[@]} -gt 0 ]; then printf '%s\n' "${M_PATHS[@]}"; else : ; fi >"$MANIFEST.new" &&
+    mv -f -- "$MANIFEST.new" "$MANIFEST" || fail 'write the manifest' ''
+
+  # Reloads: at most one per service; supervisor groups in one update.
+  for i in "${!L_LABEL[@]}"; do
+    label=${L_LABEL[$i]}
+    case $label in
+      supervisor:*)
+        groups+=("${label#supervisor:}")
+        group_labels+=("$label")
+        ;;
+      *)
+        if [ "${L_WHEN[$i]}" = window ]; then
+          pend "$label"
+          LOG_DEFERRED+=("$label")
+          report deferred "$label" ''
+        elif reload_one "$label" "${L_LIMIT[$i]}"; then
+          unpend "$label"
+          LOG_RELOADED+=("$label")
+          report reloaded "$label" "$out"
+        else
+          report reload-failed "$label" "$out"
+        fi
+        ;;
+    esac
+  done
+  if [ ${#groups[@]} -gt 0 ]; then
+    local limit=$STEP_LIMIT
+    for i in "${!L_LABEL[@]}"; do
+      case ${L_LABEL[$i]} in supervisor:*) [ "${L_LIMIT[$i]}" -gt "$limit" ] && limit=${L_LIMIT[$i]} ;; esac
+    done
+    if supervisor_update "$limit" "${groups[@]}"; then
+      for label in "${group_labels[@]}"; do
+        unpend "$label"
+        LOG_RELOADED+=("$label")
+        report reloaded "$label" "$out"
+      done
+    else
+      for label in "${group_labels[@]}"; do report reload-failed "$label" "$out"; done
+    fi
+  fi
+  case " ${LOG_RELOADED[*]} " in *" php"*"-fpm "*) check_web ;; esac
+  log_line applied
+  finish
+  report done - ''
+}
+
+# ---- The foreground: lock, check, detach, wait --------------------------------
+# Who holds the lock: the record of the apply that took it, if that apply
+# still runs (its foreground, or the worker that took over its record).
+lock_holder() {
+  local line pid
+  line=$(head -n1 -- "$LOCK_HOLDER" 2>/dev/null)
+  pid=${line##*server pid }
+  if [ -n "$line" ] && [ "$pid" != "$line" ] && kill -0 "$pid" 2>/dev/null; then
+    printf '%s\n' "${line%; server pid *}"
+  else
+    echo "a process that is not a reconciler apply"
+  fi
+}
+
+# heartbeat PID: a line a second while PID waits; once nobody reads them
+# (the client is gone), PID is ended: waiting for the lock or for the
+# worker is then pointless, and the SSH connection can close. The worker,
+# in its own session, goes on.
+heartbeat() {
+  trap '' PIPE
+  # The sleep must not hold the output open: when the heartbeat is killed
+  # the session ends at once, not when its last sleep would have.
+  while sleep 1 </dev/null >/dev/null 2>&1 && kill -0 "$1" 2>/dev/null; do
+    printf '@alive\t-\t\n' 2>/dev/null || { kill -TERM "$1" 2>/dev/null; exit 0; }
+  done
+}
+
+apply_main() {
+  if [ -n "${RECONCILER_WORKER:-}" ]; then
+    apply_work
+    return
+  fi
+  mkdir -p -- "$STATE" "$RUN_DIR" "$BACKUPS" && chmod 700 -- "$STATE" "$RUN_DIR" "$BACKUPS" ||
+    { report failed "create $STATE" ""; return 0; }
+  heartbeat $$ &
+  local beating=$!
+  # Waited for here, not by `flock -w`: a killed shell stops waiting.
+  exec 9>>"$LOCK"
+  local tries=$((LOCK_WAIT * 5))
+  until flock -n 9; do
+    if [ $tries -le 0 ]; then
+      kill "$beating" 2>/dev/null
+      report locked - "$(lock_holder)"
+      return 0
+    fi
+    tries=$((tries - 1))
+    sleep 0.2
+  done
+  printf '%s since %s; server pid %s\n' "$HOLDER" "$(date -u +%FT%TZ)" "$$" >"$LOCK_HOLDER"
+  check_expectations || { kill "$beating" 2>/dev/null; return 0; }
+  # Reports of workers whose client went away, kept a day for a person.
+  find "$RUN_DIR" -maxdepth 1 -type f -mmin +1440 -delete 2>/dev/null
+
+  local worker status
+  worker=$(mktemp "$RUN_DIR/apply.XXXXXX") || { report failed "create a worker script" ""; return 0; }
+  {
+    declare -p HOLDER LOG_FIELDS INIT REPAIR STEP_LIMIT U_NAME U_HOME J_USER J_GROUP D_PATH D_OWNER \
+      D_GROUP D_MODE D_APP F_PATH F_OWNER F_GROUP F_MODE F_EXPECT F_DATA R_PATH R_EXPECT V_NAME V_ARG \
+      L_LABEL L_WHEN L_LIMIT M_PATHS H_DOMAIN H_PATH STATE MANIFEST PENDING JOURNAL BACKUPS LOCK LOCK_HOLDER RUN_DIR \
+      APPLY_LOG USERS_FILE HOME_ROOT LOG_ROOT WEB_PORT WEB_TRIES
+    declare -f
+    echo 'set -u; export LC_ALL=C PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin; umask 022'
+    echo apply_work
+  } >"$worker"
+  # Its own session: the end of the SSH session signals nothing to it. It
+  # inherits the lock (fd 9) and keeps it until it ends.
+  setsid -w bash "$worker" >"$worker.report" 2>&1 </dev/null &
+  wait $!
+  status=$?
+  kill "$beating" 2>/dev/null
+  wait "$beating" 2>/dev/null
+  cat -- "$worker.report"
+  rm -f -- "$worker.report"
+  [ $status = 0 ] || report failed "finish the apply (the worker exited with $status)" ""
+  return 0
 }

@@ -1,197 +1,226 @@
-//! The apply script for one host, built from its plan.
+//! The apply script for one host: `prelude.sh` (the logic), then the
+//! host's plan as data lines, each a call of a `plan_*` function that only
+//! records its arguments, then `apply_main`.
 //!
-//! One script does everything on the server, so a dropped connection can
-//! not leave a host between "files written" and "validated or restored".
 //! Every value is quoted with `shell::quote`; file content travels base64
-//! encoded in quoted here-documents.
+//! encoded in a quoted word. Nothing here decides anything the plan did not.
 
 use std::fmt::Write as _;
+use std::time::Duration;
 
 use base64::Engine as _;
 
 use crate::facts::{HostFacts, Init};
-use crate::plan::{Change, HostPlan, ReloadWhen};
-use crate::shell::{quote, quote_all};
-use crate::units::Service;
+use crate::layout;
+use crate::plan::{Change, HostPlan, ReloadWhen, Service};
+use crate::shell::quote;
 
 const PRELUDE: &str = include_str!("prelude.sh");
 
-/// The script that applies `plan` on a host with `facts`.
-pub fn build(plan: &HostPlan, facts: &HostFacts) -> String {
-    let mut s = String::from(PRELUDE);
+/// Seconds a validation, a user change or a directory change may take.
+pub const STEP_LIMIT: u64 = 60;
 
-    s.push_str("\n# Users, groups and directories: created, never removed.\n");
+/// Who applies and how long to wait for the host lock.
+#[derive(Debug, Clone)]
+pub struct ScriptOptions {
+    /// `user@machine (pid N)`, for the lock and the apply log.
+    pub holder: String,
+    /// The definitions commit, when known, for the apply log.
+    pub revision: Option<String>,
+    pub lock_wait: Duration,
+    /// Seconds a php-fpm reload may take.
+    pub fpm_reload_limit: u64,
+    /// Seconds `supervisorctl update` may take: its programs' stop waits.
+    pub supervisor_limit: u64,
+    /// What must answer over HTTP after php-fpm reloads.
+    pub web_checks: Vec<crate::units::WebCheck>,
+}
+
+impl Default for ScriptOptions {
+    fn default() -> Self {
+        Self {
+            holder: "reconciler".into(),
+            revision: None,
+            lock_wait: Duration::ZERO,
+            fpm_reload_limit: STEP_LIMIT,
+            supervisor_limit: STEP_LIMIT,
+            web_checks: Vec::new(),
+        }
+    }
+}
+
+/// The script that applies `plan` on a host with `facts`, and the longest
+/// it may take.
+pub fn build(plan: &HostPlan, facts: &HostFacts, options: &ScriptOptions) -> (String, Duration) {
+    let mut s = layout::shell_header();
+    s.push_str(PRELUDE);
+    s.push_str("\n# ---- This host's plan\n");
+    let log_fields = serde_json::json!({
+        "holder": options.holder,
+        "revision": options.revision,
+    })
+    .to_string();
+    let log_fields = log_fields
+        .strip_prefix('{')
+        .and_then(|f| f.strip_suffix('}'))
+        .unwrap_or_default();
+    line(&mut s, "plan_holder", &[&options.holder, log_fields]);
+    line(
+        &mut s,
+        "plan_lock_wait",
+        &[&options.lock_wait.as_secs().to_string()],
+    );
+    let init = match facts.init {
+        Init::Systemd => "systemd",
+        Init::Service => "service",
+    };
+    line(&mut s, "plan_init", &[init]);
+    if plan.interrupted.is_some() {
+        line(&mut s, "plan_repair", &[]);
+    }
+    line(
+        &mut s,
+        "plan_manifest_expect",
+        &[facts.manifest_sha256.as_deref().unwrap_or("-")],
+    );
+    line(
+        &mut s,
+        "plan_generation_expect",
+        &[&facts.generation.to_string()],
+    );
+    if let Some(holder) = &plan.locked_by {
+        line(&mut s, "plan_busy", &[holder]);
+    }
+
+    let mut limit = options.lock_wait + Duration::from_secs(STEP_LIMIT);
     for change in &plan.changes {
+        limit += Duration::from_secs(STEP_LIMIT / 4);
         stage(change, &mut s);
     }
 
-    s.push_str("\n# Validate every service whose files changed.\ninvalid=0\n");
-    let mut checks: Vec<(String, String)> = Vec::new();
+    let mut validations: Vec<(String, String)> = Vec::new();
     for reload in &plan.reloads {
-        let (name, check) = validation(&reload.service, facts);
-        if !checks.iter().any(|(n, _)| *n == name) {
-            checks.push((name, check));
+        let validation = validation(&reload.service, facts);
+        if !validations.contains(&validation) {
+            validations.push(validation);
         }
     }
-    for (name, check) in &checks {
-        let name = quote(name);
-        let _ = writeln!(
-            s,
-            "if out=$({check} 2>&1); then report valid {name} \"$out\"; \
-             else invalid=1; report invalid {name} \"$out\"; fi"
+    for (name, arg) in &validations {
+        limit += Duration::from_secs(STEP_LIMIT);
+        line(&mut s, "plan_validate", &[name, arg]);
+    }
+    for reload in &plan.reloads {
+        let when = match reload.when {
+            ReloadWhen::Now => "now",
+            ReloadWhen::Window | ReloadWhen::Manual => "window",
+        };
+        let seconds = match reload.service {
+            Service::PhpFpm { .. } => options.fpm_reload_limit,
+            Service::Supervisor { .. } => options.supervisor_limit,
+            Service::Nginx => STEP_LIMIT,
+        };
+        limit += Duration::from_secs(seconds);
+        line(
+            &mut s,
+            "plan_reload",
+            &[&reload.label, when, &seconds.to_string()],
         );
     }
-    s.push_str("if [ $invalid = 1 ]; then\n  restore\n");
-    if checks.iter().any(|(name, _)| name == "supervisor") {
-        // Forget the configuration reread just parsed.
-        s.push_str("  supervisorctl reread >/dev/null 2>&1\n");
-    }
-    s.push_str("  rm -rf \"$backup\"\n  report restored - ''\n  exit 0\nfi\n");
-
-    s.push_str("\n# Valid: the new files stay.\n");
-    let manifest = if plan.manifest.is_empty() {
-        "''".to_owned()
-    } else {
-        quote_all(plan.manifest.iter().map(String::as_str))
-    };
-    let _ = writeln!(
-        s,
-        "printf '%s\\n' {manifest} > \"$state/manifest.new\" \\\n  \
-         && mv -f \"$state/manifest.new\" \"$state/manifest\" || fail 'write the manifest' ''"
-    );
-    s.push_str("rm -rf \"$backup\"\n");
-
-    s.push_str("\n# Reloads: at most one per service.\n");
-    let mut groups = Vec::new();
-    for reload in &plan.reloads {
-        let label = quote(&reload.label);
-        match (&reload.service, reload.when) {
-            (Service::Supervisor { group }, _) => groups.push((group.as_str(), label)),
-            (_, ReloadWhen::Window) => {
-                let _ = writeln!(s, "pend {label}; report deferred {label} ''");
-            }
-            (service, ReloadWhen::Now) => {
-                let command = reload_command(service, facts.init);
-                let _ = writeln!(
-                    s,
-                    "if out=$({command} 2>&1); then unpend {label}; report reloaded {label} \"$out\"; \
-                     else report reload-failed {label} \"$out\"; fi"
-                );
-            }
+    if plan
+        .reloads
+        .iter()
+        .any(|r| matches!(r.service, Service::PhpFpm { .. }) && r.when == ReloadWhen::Now)
+    {
+        for check in &options.web_checks {
+            limit += Duration::from_secs(20);
+            line(&mut s, "plan_web_check", &[&check.domain, &check.path]);
         }
     }
-    if !groups.is_empty() {
-        let names = quote_all(groups.iter().map(|(g, _)| *g));
-        let labels: Vec<&str> = groups.iter().map(|(_, l)| l.as_str()).collect();
-        let labels = labels.join(" ");
-        let _ = writeln!(
-            s,
-            "if out=$(supervisorctl update {names} 2>&1); \
-             then for l in {labels}; do report reloaded \"$l\" \"$out\"; done; \
-             else for l in {labels}; do report reload-failed \"$l\" \"$out\"; done; fi"
-        );
+    for chunk in plan.manifest.chunks(64) {
+        let paths: Vec<&str> = chunk.iter().map(String::as_str).collect();
+        line(&mut s, "plan_manifest", &paths);
     }
-    s.push_str("report done - ''\n");
-    s
+    s.push_str("apply_main\n");
+    (s, limit + Duration::from_secs(30))
+}
+
+/// `function 'arg' 'arg'` on a line of its own.
+fn line(s: &mut String, function: &str, args: &[&str]) {
+    s.push_str(function);
+    for arg in args {
+        s.push(' ');
+        s.push_str(&quote(arg));
+    }
+    s.push('\n');
 }
 
 fn stage(change: &Change, s: &mut String) {
     match change {
-        Change::CreateUser { user, home } => {
-            let (u, h) = (quote(user), quote(home));
-            let _ = writeln!(
-                s,
-                "id -u {u} >/dev/null 2>&1 || out=$(useradd --system --user-group --create-home \
-                 --home-dir {h} --shell /usr/sbin/nologin {u} 2>&1) || fail {} \"$out\"",
-                quote(&format!("create user {user}"))
-            );
+        Change::CreateUser { user, home } => line(s, "plan_user", &[user, home]),
+        Change::JoinGroup { user, group } => line(s, "plan_join", &[user, group]),
+        Change::CreateDirectory {
+            path,
+            to,
+            inside_home_of,
         }
-        Change::JoinGroup { user, group } => {
-            let _ = writeln!(
-                s,
-                "out=$(usermod -a -G {} {} 2>&1) || fail {} \"$out\"",
-                quote(group),
-                quote(user),
-                quote(&format!("add {user} to group {group}"))
-            );
-        }
-        Change::CreateDirectory { path, to } | Change::UpdateDirectory { path, to, .. } => {
-            let p = quote(path);
-            let _ = writeln!(
-                s,
-                "out=$(mkdir -p {p} && chown {}:{} {p} && chmod {:o} {p} 2>&1) || fail {} \"$out\"",
-                quote(&to.owner),
-                quote(&to.group),
-                to.mode,
-                quote(&format!("create directory {path}"))
-            );
-        }
+        | Change::UpdateDirectory {
+            path,
+            to,
+            inside_home_of,
+            ..
+        } => line(
+            s,
+            "plan_dir",
+            &[
+                path,
+                &to.owner,
+                &to.group,
+                &format!("{:o}", to.mode),
+                inside_home_of.as_deref().unwrap_or(""),
+            ],
+        ),
         Change::CreateFile {
             path, to, content, ..
-        }
-        | Change::UpdateFile {
-            path, to, content, ..
-        } => {
-            let encoded = base64::engine::general_purpose::STANDARD.encode(content);
-            let _ = writeln!(
-                s,
-                "write_file {} {} {} {:o} <<'RECONCILER_EOF' || fail {} ''",
-                quote(path),
-                quote(&to.owner),
-                quote(&to.group),
-                to.mode,
-                quote(&format!("write {path}"))
-            );
-            // base64 lines of 76 characters never equal the delimiter.
-            for chunk in encoded.as_bytes().chunks(76) {
-                s.push_str(std::str::from_utf8(chunk).unwrap_or_default());
-                s.push('\n');
-            }
-            s.push_str("RECONCILER_EOF\n");
-        }
-        Change::RemoveFile { path, .. } => {
-            let _ = writeln!(
-                s,
-                "remove_file {} || fail {} ''",
-                quote(path),
-                quote(&format!("remove {path}"))
-            );
-        }
+        } => file(s, path, to, "-", content),
+        Change::UpdateFile {
+            path,
+            to,
+            content,
+            expected,
+            ..
+        } => file(s, path, to, expected, content),
+        Change::RemoveFile { path, expected, .. } => line(s, "plan_remove", &[path, expected]),
     }
 }
 
+fn file(s: &mut String, path: &str, to: &crate::plan::Ownership, expected: &str, content: &str) {
+    let encoded = base64::engine::general_purpose::STANDARD.encode(content);
+    let _ = writeln!(
+        s,
+        "plan_file {} {} {} {:o} {} {}",
+        quote(path),
+        quote(&to.owner),
+        quote(&to.group),
+        to.mode,
+        quote(expected),
+        quote(&encoded)
+    );
+}
+
 /// The check of a service's configuration that applies nothing: a name
-/// (one check per name, however many groups changed) and its command.
+/// (one check per name, however many supervisor groups changed) and its
+/// argument.
 fn validation(service: &Service, facts: &HostFacts) -> (String, String) {
     match service {
-        Service::Nginx => ("nginx".into(), "nginx -t".into()),
+        Service::Nginx => ("nginx".into(), String::new()),
         Service::PhpFpm { version } => {
             let binary = facts
                 .php
                 .get(version)
                 .and_then(|p| p.fpm.clone())
                 .unwrap_or_else(|| format!("php-fpm{version}"));
-            (service.label(), format!("{} -t", quote(&binary)))
+            (service.label(), binary)
         }
-        // reread parses every program file and reports errors; it starts
-        // and stops nothing.
-        Service::Supervisor { .. } => (
-            "supervisor".into(),
-            "o=$(supervisorctl reread 2>&1); s=$?; printf '%s' \"$o\"; \
-             [ $s = 0 ] && ! printf '%s' \"$o\" | grep -q ERROR"
-                .into(),
-        ),
-    }
-}
-
-fn reload_command(service: &Service, init: Init) -> String {
-    let unit = match service {
-        Service::Nginx => "nginx".to_owned(),
-        Service::PhpFpm { version } => format!("php{version}-fpm"),
-        Service::Supervisor { group } => return format!("supervisorctl update {}", quote(group)),
-    };
-    match init {
-        Init::Systemd => format!("systemctl reload {}", quote(&unit)),
-        Init::Service => format!("service {} reload", quote(&unit)),
+        Service::Supervisor { .. } => ("supervisor".into(), String::new()),
     }
 }

@@ -1,14 +1,21 @@
-//! The command line: clap definitions and the glue from arguments to the
-//! library. Data goes to stdout, diagnostics to stderr. Exit codes: 0 done,
-//! 1 failed (invalid definitions, unreachable hosts), 2 usage errors (clap)
-//! or, with `plan --detailed-exitcode`, changes pending.
+//! The command line: clap definitions, printing, and nothing else; every
+//! pipeline lives in the library. Data goes to stdout, diagnostics to
+//! stderr. Exit codes: 0 done, 1 failed (invalid definitions, unreachable
+//! hosts), 2 usage errors or, with `plan --detailed-exitcode`, changes
+//! pending; 130 and 143 when interrupted by SIGINT or SIGTERM.
 
 mod apply;
 mod plan;
 mod schema;
+mod status;
 mod target;
+mod templates;
 mod validate;
+mod watch;
+mod windows;
 
+use std::future::Future;
+use std::io::IsTerminal as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -17,19 +24,29 @@ use clap::{Parser, Subcommand};
 /// Keeps fleets of PHP servers in the state a definitions repository describes.
 ///
 /// The definitions directory holds clusters/*.yaml (servers, PHP versions,
-/// request limits, php.ini, sessions, reload windows) and apps/*.yaml (repo,
-/// build steps, shared paths, FPM pools, workers, scheduler).
+/// request limits, php.ini, sessions, reload windows), apps/*.yaml (repo,
+/// build steps, shared paths, FPM pools, workers, scheduler) and optional
+/// template overrides in templates/.
 #[derive(Debug, Parser)]
 #[command(name = "reconciler", version, propagate_version = true)]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
-    /// When to color the output.
+    /// When to color the output (and the logs).
     #[arg(long, global = true, value_enum, default_value_t = Color::Auto)]
     color: Color,
     /// Log what happens on stderr (-v for info, -vv for debug); RUST_LOG overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     verbose: u8,
+    /// How to write logs: text for people, json for log collectors.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -41,22 +58,46 @@ enum Color {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Check the definitions and report every problem with its file, line and column.
+    /// Check the definitions and templates; report every problem with its file, line and column.
     Validate(validate::Args),
-    /// Write the JSON Schemas of cluster and app files, for editors and CI.
+    /// Write the JSON Schemas of cluster and app files, and of the plan,
+    /// apply and status JSON output, for editors and CI.
     Schema(schema::Args),
+    /// Write the embedded unit templates, to start an override from the
+    /// real file (put it in the definitions' templates/ and edit it).
+    Templates(templates::Args),
     /// Show what would change on each server, with diffs, without changing anything.
     ///
     /// Gathers facts from every selected server in one SSH round trip per
     /// host, renders what each should have, and prints the difference.
     Plan(plan::Args),
+    /// List each cluster's next reload windows, in its timezone and in UTC.
+    Windows(windows::Args),
+    /// Follow a branch of the definitions repository and keep every server
+    /// in step with it: the long-running GitOps loop.
+    ///
+    /// Each new commit is validated, planned and applied; an invalid commit
+    /// is rejected whole and the last good one stays in force. Every
+    /// --drift-interval each server is checked against the commit in
+    /// force; in each reload window due php-fpm reloads happen, one server
+    /// of a cluster at a time. With --listen it serves GET /v1/status, GET
+    /// /metrics and POST /v1/hooks/git. SIGTERM and SIGINT stop it after
+    /// the work in flight.
+    Watch(watch::Args),
+    /// Show what a watch daemon knows: the commit in force, rejected
+    /// commits, and each server's last result, pending reloads and retries.
+    ///
+    /// Exits 1 when the branch head was rejected or a server is failing,
+    /// so that it can serve as a check.
+    Status(status::Args),
     /// Change what differs on each server: write files, validate, reload.
     ///
     /// Shows the plan first and asks for confirmation. On each host every
     /// change is staged with a backup; `nginx -t`, `php-fpm -t` and
     /// `supervisorctl reread` must accept the new files, or the backups come
-    /// back and nothing is reloaded. php-fpm reloads wait for a reload
-    /// window unless --now.
+    /// back and nothing is reloaded. An apply that has started finishes on
+    /// the server even if reconciler is interrupted. php-fpm reloads wait
+    /// for a reload window unless --now.
     Apply(apply::Args),
 }
 
@@ -68,30 +109,79 @@ struct DefinitionsDir {
     dir: PathBuf,
 }
 
+/// Why a command did not succeed.
+#[derive(Debug)]
+pub enum Failure {
+    /// Already reported on stderr; exit with this code.
+    Reported(ExitCode),
+    /// The command line is wrong: exit 2.
+    Usage {
+        message: String,
+        hint: Option<String>,
+    },
+    /// Anything else: exit 1.
+    Error(anyhow::Error),
+}
+
+impl Failure {
+    fn usage(message: impl Into<String>, hint: Option<&str>) -> Self {
+        Failure::Usage {
+            message: message.into(),
+            hint: hint.map(str::to_owned),
+        }
+    }
+}
+
+impl<E: Into<anyhow::Error>> From<E> for Failure {
+    fn from(error: E) -> Self {
+        Failure::Error(error.into())
+    }
+}
+
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.verbose);
     let color = match cli.color {
         Color::Auto => anstream::ColorChoice::Auto,
         Color::Always => anstream::ColorChoice::Always,
         Color::Never => anstream::ColorChoice::Never,
     };
+    let verbose = match &cli.command {
+        // The daemon says what it does by default.
+        Command::Watch(_) => cli.verbose.max(1),
+        _ => cli.verbose,
+    };
+    init_logging(verbose, cli.color, cli.log_format);
     let result = match cli.command {
         Command::Validate(args) => validate::run(args),
         Command::Schema(args) => schema::run(args),
+        Command::Templates(args) => templates::run(args),
+        Command::Windows(args) => windows::run(args),
+        Command::Watch(args) => watch::run(args),
+        Command::Status(args) => status::run(args),
         Command::Plan(args) => plan::run(args, color),
         Command::Apply(args) => apply::run(args, color),
     };
     match result {
         Ok(code) => code,
-        Err(error) => {
-            report(&error);
+        Err(Failure::Reported(code)) => code,
+        Err(Failure::Usage { message, hint }) => {
+            eprintln!("error: {message}");
+            if let Some(hint) = hint {
+                eprintln!("  hint: {hint}");
+            }
+            ExitCode::from(2)
+        }
+        Err(Failure::Error(error)) => {
+            eprintln!("error: {error}");
+            for cause in error.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
             ExitCode::FAILURE
         }
     }
 }
 
-fn init_logging(verbose: u8) {
+fn init_logging(verbose: u8, color: Color, format: LogFormat) {
     let default = match verbose {
         0 => "warn",
         1 => "reconciler=info",
@@ -99,23 +189,46 @@ fn init_logging(verbose: u8) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt()
+    let ansi = match color {
+        Color::Always => true,
+        Color::Never => false,
+        Color::Auto => std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+    };
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
-}
-
-/// The async runtime for commands that reach servers.
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?)
-}
-
-/// Prints an error with its chain of causes, uv-style.
-fn report(error: &anyhow::Error) {
-    eprintln!("error: {error}");
-    for cause in error.chain().skip(1) {
-        eprintln!("  caused by: {cause}");
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.with_ansi(ansi).init(),
+        LogFormat::Json => builder.json().with_current_span(true).init(),
     }
+}
+
+/// Runs `work` on a runtime until it ends or SIGINT/SIGTERM arrives. On a
+/// signal the work is dropped, which closes every SSH master connection
+/// (an apply already started finishes on its server by itself).
+fn run_until_signal<F>(work: F) -> Result<ExitCode, Failure>
+where
+    F: Future<Output = Result<ExitCode, Failure>>,
+{
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let result = runtime.block_on(async {
+        let mut terminate =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            result = work => result,
+            _ = tokio::signal::ctrl_c() => {
+                eprintln!("\ninterrupted: applies already started finish on their servers");
+                Err(Failure::Reported(ExitCode::from(130)))
+            }
+            _ = terminate.recv() => {
+                eprintln!("terminated: applies already started finish on their servers");
+                Err(Failure::Reported(ExitCode::from(143)))
+            }
+        }
+    });
+    // A confirmation prompt may still block a thread; do not wait for it.
+    runtime.shutdown_background();
+    result
 }

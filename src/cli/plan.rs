@@ -2,10 +2,12 @@
 
 use std::io::Write as _;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use crate::converge;
 use crate::plan::render;
 
+use super::Failure;
 use super::target::TargetArgs;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -29,23 +31,24 @@ pub struct Args {
     detailed_exitcode: bool,
 }
 
-pub fn run(args: Args, color: anstream::ColorChoice) -> anyhow::Result<ExitCode> {
-    let runtime = super::runtime()?;
-    let Some((_, survey)) = runtime.block_on(args.target.survey())? else {
-        return Ok(ExitCode::FAILURE);
-    };
-    let plan = converge::plan(&survey, args.target.now);
-    let mut out = anstream::AutoStream::new(std::io::stdout().lock(), color);
-    match args.format {
-        Format::Text => render::text(&plan, &mut out)?,
-        Format::Json => out.write_all(render::json(&plan).as_bytes())?,
-    }
-    out.flush()?;
-    Ok(if plan.has_errors() {
-        ExitCode::FAILURE
-    } else if args.detailed_exitcode && plan.has_changes() {
-        ExitCode::from(2)
-    } else {
-        ExitCode::SUCCESS
+pub fn run(args: Args, color: anstream::ColorChoice) -> Result<ExitCode, Failure> {
+    let loaded = super::validate::load(&args.target.definitions)?;
+    let options = args.target.reconcile_options(&loaded, Duration::ZERO);
+    super::run_until_signal(async {
+        let surveyed = args.target.survey(&options, &loaded).await?;
+        let plan = converge::plan_of(&surveyed);
+        let mut out = anstream::AutoStream::new(std::io::stdout().lock(), color);
+        match args.format {
+            Format::Text => render::text(&plan, &mut out)?,
+            Format::Json => out.write_all(render::json(&plan).as_bytes())?,
+        }
+        out.flush()?;
+        Ok(if plan.has_errors() {
+            ExitCode::FAILURE
+        } else if args.detailed_exitcode && plan.has_changes() {
+            ExitCode::from(2)
+        } else {
+            ExitCode::SUCCESS
+        })
     })
 }

@@ -15,7 +15,7 @@ pub struct Args {
     out: PathBuf,
 }
 
-pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+pub fn run(args: Args) -> Result<ExitCode, super::Failure> {
     fs::create_dir_all(&args.out)
         .with_context(|| format!("cannot create `{}`", args.out.display()))?;
     for (file, text) in schemas::all() {

@@ -1,18 +1,16 @@
 //! Arguments shared by the commands that reach servers: which servers and
-//! apps, how to connect, how many at once.
+//! apps, how to connect, how many at once; and the survey they all start
+//! with.
 
 use std::io::{IsTerminal as _, Write as _};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::Context as _;
+use crate::converge::{self, Loaded, ReconcileOptions, Selection, Surveyed};
+use crate::definitions::{AppName, ServerName};
+use crate::transport::{ConnectOptions, RealConnector};
 
-use crate::converge::{self, Selection, Survey};
-use crate::definitions::{AppName, Definitions, ServerName};
-use crate::transport::ConnectOptions;
-use crate::units::Templates;
-
-use super::DefinitionsDir;
+use super::{DefinitionsDir, Failure};
 
 #[derive(Debug, clap::Args)]
 pub struct TargetArgs {
@@ -29,8 +27,8 @@ pub struct TargetArgs {
     #[arg(long)]
     pub now: bool,
     /// How many servers to work on at once.
-    #[arg(long, value_name = "N", default_value_t = 10)]
-    pub parallel: usize,
+    #[arg(long, value_name = "N", default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub parallel: u16,
     #[command(flatten)]
     pub ssh: SshArgs,
 }
@@ -48,8 +46,8 @@ pub struct SshArgs {
     /// The private key to log in with, instead of ssh-agent and ssh's defaults.
     #[arg(long, value_name = "FILE", env = "RECONCILER_SSH_KEY")]
     pub ssh_key: Option<PathBuf>,
-    /// Seconds to wait for a server to answer.
-    #[arg(long, value_name = "SECONDS", default_value_t = 10)]
+    /// Seconds to wait for a server to answer (1 to 600).
+    #[arg(long, value_name = "SECONDS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=600))]
     pub connect_timeout: u64,
 }
 
@@ -60,6 +58,7 @@ impl SshArgs {
             accept_new_host_keys: self.accept_new_host_keys,
             identity: self.ssh_key.clone(),
             connect_timeout: Duration::from_secs(self.connect_timeout),
+            keep_warm: false,
         }
     }
 }
@@ -79,33 +78,50 @@ fn show_progress(done: usize, total: usize) {
 }
 
 impl TargetArgs {
-    /// Loads the definitions, checks the selection, then surveys the
-    /// servers. `None` when the definitions are invalid (already reported).
-    pub async fn survey(&self) -> anyhow::Result<Option<(Definitions, Survey)>> {
-        let Some(definitions) = super::validate::load(&self.definitions)? else {
-            return Ok(None);
-        };
-        let templates = Templates::load(&definitions.root)?;
+    /// How this command reconciles: now, by whom, with which lock wait.
+    pub fn reconcile_options(&self, loaded: &Loaded, lock_wait: Duration) -> ReconcileOptions {
+        ReconcileOptions {
+            now: chrono::Utc::now(),
+            reload_now: self.now,
+            holder: converge::holder(),
+            revision: loaded.definitions.revision.clone(),
+            lock_wait,
+        }
+    }
+
+    /// Loads the definitions, checks the selection and the SSH files, then
+    /// surveys the servers.
+    pub async fn survey(
+        &self,
+        options: &ReconcileOptions,
+        loaded: &Loaded,
+    ) -> Result<Vec<Surveyed>, Failure> {
         let selection = Selection {
             servers: self.servers.iter().map(ServerName::new).collect(),
             apps: self.apps.iter().map(AppName::new).collect(),
         };
-        let (hosts, scope) = converge::select(&definitions, &templates, &selection)
-            .context("cannot select servers")?;
-        let count = hosts.len();
-        let survey = converge::survey(
-            hosts,
-            scope,
-            &self.ssh.options(),
-            self.parallel,
+        let targets = converge::select(&loaded.definitions, &loaded.desired, &selection)
+            .map_err(|error| Failure::usage(error.to_string(), error.hint()))?;
+        let connect = self.ssh.options();
+        connect
+            .check()
+            .map_err(|error| Failure::usage(crate::error_chain(&error), error.hint()))?;
+        let connector = RealConnector { options: connect };
+        let count = targets.len();
+        let started = std::time::Instant::now();
+        let surveyed = converge::survey(
+            targets,
+            &connector,
+            options,
+            usize::from(self.parallel),
             &show_progress,
         )
         .await;
         tracing::info!(
             servers = count,
-            elapsed_ms = survey.elapsed.as_millis() as u64,
+            elapsed_ms = started.elapsed().as_millis() as u64,
             "gathered facts"
         );
-        Ok(Some((definitions, survey)))
+        Ok(surveyed)
     }
 }

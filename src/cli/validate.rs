@@ -2,9 +2,10 @@
 
 use std::process::ExitCode;
 
-use crate::definitions::{Definitions, LoadError, plural};
+use crate::converge::{self, Loaded};
+use crate::definitions::{DefinitionFiles, LoadError, plural};
 
-use super::DefinitionsDir;
+use super::{DefinitionsDir, Failure};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -12,30 +13,44 @@ pub struct Args {
     definitions: DefinitionsDir,
 }
 
-pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let definitions = match load(&args.definitions)? {
-        Some(definitions) => definitions,
-        None => return Ok(ExitCode::FAILURE),
-    };
-    println!(
+pub fn run(args: Args) -> Result<ExitCode, Failure> {
+    let loaded = load(&args.definitions)?;
+    let mut summary = format!(
         "ok: {}, {}",
-        plural(definitions.clusters.len(), "cluster"),
-        plural(definitions.apps.len(), "app")
+        plural(loaded.definitions.clusters.len(), "cluster"),
+        plural(loaded.definitions.apps.len(), "app"),
     );
+    if !loaded.definitions.templates.is_empty() {
+        let overrides = plural(loaded.definitions.templates.len(), "template override");
+        summary.push_str(&format!(", {overrides}"));
+    }
+    println!("{summary}");
     Ok(ExitCode::SUCCESS)
 }
 
-/// Loads the definitions; prints every problem and returns `None` when they
-/// are invalid, so that each command reports them the same way.
-pub(super) fn load(dir: &DefinitionsDir) -> anyhow::Result<Option<Definitions>> {
-    match Definitions::load(&dir.dir) {
-        Ok(definitions) => Ok(Some(definitions)),
+/// Loads the definitions and renders every server's units; prints every
+/// problem when they are invalid, so that each command reports them the
+/// same way.
+pub(super) fn load(dir: &DefinitionsDir) -> Result<Loaded, Failure> {
+    let started = std::time::Instant::now();
+    let loaded = DefinitionFiles::read_dir(&dir.dir).and_then(|files| converge::load(&files));
+    if let Ok(loaded) = &loaded {
+        tracing::info!(
+            dir = %dir.dir.display(),
+            clusters = loaded.definitions.clusters.len(),
+            apps = loaded.definitions.apps.len(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "loaded definitions"
+        );
+    }
+    match loaded {
+        Ok(loaded) => Ok(loaded),
         Err(LoadError::Invalid(problems)) => {
             for problem in &problems {
                 eprintln!("{problem}");
             }
             eprintln!("error: {}", LoadError::Invalid(problems));
-            Ok(None)
+            Err(Failure::Reported(ExitCode::FAILURE))
         }
         Err(other) => Err(other.into()),
     }

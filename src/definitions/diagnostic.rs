@@ -3,7 +3,7 @@
 use std::fmt;
 use std::path::PathBuf;
 
-use super::source::Position;
+use super::positions::Position;
 
 /// One problem in a definitions file, printed as `file:line:col: message`
 /// with an optional `hint:` line below it.
@@ -98,7 +98,7 @@ fn strip_locations(message: &str) -> String {
 
 /// `did you mean ...?` for serde's "unknown field `x`, expected ..." and
 /// "unknown variant `x`, expected ..." messages.
-fn misspelling_hint(message: &str) -> Option<String> {
+pub(super) fn misspelling_hint(message: &str) -> Option<String> {
     let (_, after) = message
         .split_once("unknown field `")
         .or_else(|| message.split_once("unknown variant `"))?;

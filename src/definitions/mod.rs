@@ -1,39 +1,55 @@
-//! The definitions repository: clusters and apps, loaded and validated.
+//! The definitions repository: clusters, apps and template overrides,
+//! loaded and validated.
 //!
-//! This is the only module that reads YAML. `load` returns a `Definitions`
-//! only when every file parses and every cross-reference holds; otherwise it
-//! returns every problem it found, each with its file, line and column. The
-//! rest of the program may assume the rules checked here (valid names,
-//! existing clusters and servers, parseable schedules).
+//! This is the only module that reads YAML. Reading the files (`files`: a
+//! directory, or a git commit's tree) is separate from `parse`, which is
+//! pure: it returns a `Definitions` only when every file parses and every
+//! cross-reference holds, and otherwise every problem it found, each with
+//! its file, line and column. The rest of the program may assume the rules
+//! checked here (valid names, existing clusters and servers, parseable
+//! schedules, values safe for the config files they reach).
 
 mod diagnostic;
+pub mod files;
 pub mod model;
 pub mod names;
-mod source;
+mod parse;
+mod positions;
 mod validate;
 pub mod values;
 
-use std::fs;
+use std::collections::BTreeMap;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use serde::de::DeserializeOwned;
-
-pub use diagnostic::Diagnostic;
+pub use diagnostic::{Diagnostic, closest};
+pub use files::DefinitionFiles;
 pub use model::*;
 pub use names::{AppName, ClusterName, ServerName, WorkerName};
-pub use source::Position;
+pub use positions::Position;
 pub use values::PhpVersion;
 
-use source::SourceMap;
+use positions::SourceMap;
 
 /// Valid definitions, in file-name order.
 #[derive(Debug, Clone)]
 pub struct Definitions {
-    /// The definitions directory, for templates and messages.
-    pub root: PathBuf,
+    /// Where they were read from, for messages.
+    pub origin: PathBuf,
+    /// The commit they come from, when read from git.
+    pub revision: Option<String>,
     pub clusters: Vec<Cluster>,
     pub apps: Vec<App>,
+    /// Template overrides from `templates/`, by template name.
+    pub templates: BTreeMap<String, TemplateOverride>,
+}
+
+/// A file under `templates/` that replaces an embedded template.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TemplateOverride {
+    /// Where it is, for messages.
+    pub file: PathBuf,
+    pub text: String,
 }
 
 /// Why definitions could not be loaded.
@@ -67,36 +83,52 @@ struct Document<T> {
 }
 
 impl Definitions {
-    /// Loads and validates `clusters/*.yaml` and `apps/*.yaml` under `root`.
+    /// Reads and validates the definitions under `root`.
     pub fn load(root: &Path) -> Result<Self, LoadError> {
-        let read = |source| LoadError::Read {
-            path: root.to_owned(),
-            source,
-        };
-        fs::metadata(root).map_err(read)?;
-        let cluster_files = yaml_files(&root.join("clusters")).map_err(read)?;
-        let app_files = yaml_files(&root.join("apps")).map_err(read)?;
-        if cluster_files.is_none() && app_files.is_none() {
-            return Err(LoadError::Empty(root.to_owned()));
-        }
+        Self::parse(&DefinitionFiles::read_dir(root)?)
+    }
 
-        let mut problems = Vec::new();
-        let clusters: Vec<Document<Cluster>> =
-            parse_all(cluster_files.unwrap_or_default(), &mut problems)?;
-        let apps: Vec<Document<App>> = parse_all(app_files.unwrap_or_default(), &mut problems)?;
-        problems.extend(validate::check(&clusters, &apps));
+    /// Parses and validates definitions files; touches nothing else.
+    pub fn parse(files: &DefinitionFiles) -> Result<Self, LoadError> {
+        if files.is_empty() {
+            return Err(LoadError::Empty(files.origin.clone()));
+        }
+        let mut problems: Vec<Diagnostic> = files.problems().to_vec();
+        let (clusters, clusters_failed) = documents::<Cluster>(files, "clusters", &mut problems);
+        let (apps, _) = documents::<App>(files, "apps", &mut problems);
+        let unreadable_cluster = clusters_failed
+            || files
+                .problems()
+                .iter()
+                .any(|p| p.file.starts_with(files.display_path("clusters")));
+        problems.extend(validate::check(&clusters, &apps, unreadable_cluster));
+
+        let mut templates = BTreeMap::new();
+        for (path, bytes) in files.in_dir("templates") {
+            let file = files.display_path(path);
+            let name = path.trim_start_matches("templates/").to_owned();
+            match String::from_utf8(bytes.to_vec()) {
+                Ok(text) => {
+                    templates.insert(name, TemplateOverride { file, text });
+                }
+                Err(_) => problems.push(Diagnostic::new(file, Position::START, "not UTF-8 text")),
+            }
+        }
 
         if !problems.is_empty() {
             problems.sort_by(|a, b| (&a.file, a.position).cmp(&(&b.file, b.position)));
             return Err(LoadError::Invalid(problems));
         }
         Ok(Definitions {
-            root: root.to_owned(),
+            origin: files.origin.clone(),
+            revision: files.revision.clone(),
             clusters: clusters.into_iter().map(|d| d.value).collect(),
             apps: apps.into_iter().map(|d| d.value).collect(),
+            templates,
         })
     }
 
+    /// The cluster named `name`.
     pub fn cluster(&self, name: &ClusterName) -> Option<&Cluster> {
         self.clusters.iter().find(|c| &c.name == name)
     }
@@ -113,51 +145,20 @@ impl Definitions {
     }
 }
 
-/// The `.yaml` and `.yml` files directly in `dir`, sorted; `None` when the
-/// directory does not exist.
-fn yaml_files(dir: &Path) -> io::Result<Option<Vec<PathBuf>>> {
-    let entries = match fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e),
-    };
-    let mut files = Vec::new();
-    for entry in entries {
-        let path = entry?.path();
-        let yaml = matches!(
-            path.extension().and_then(|e| e.to_str()),
-            Some("yaml" | "yml")
-        );
-        if yaml && path.is_file() {
-            files.push(path);
-        }
-    }
-    files.sort();
-    Ok(Some(files))
-}
-
-fn parse_all<T: DeserializeOwned>(
-    files: Vec<PathBuf>,
+/// Every file in `dir` parsed as a `T`, and whether any failed to parse.
+fn documents<T: serde::de::DeserializeOwned + schemars::JsonSchema>(
+    files: &DefinitionFiles,
+    dir: &str,
     problems: &mut Vec<Diagnostic>,
-) -> Result<Vec<Document<T>>, LoadError> {
-    let mut documents = Vec::new();
-    for file in files {
-        let bytes = fs::read(&file).map_err(|source| LoadError::Read {
-            path: file.clone(),
-            source,
-        })?;
-        let Ok(text) = String::from_utf8(bytes) else {
-            problems.push(Diagnostic::new(file, Position::START, "not UTF-8 text"));
-            continue;
-        };
-        match serde_yaml::from_str::<T>(&text) {
-            Ok(value) => documents.push(Document {
-                map: SourceMap::index(&text),
-                file,
-                value,
-            }),
-            Err(error) => problems.push(Diagnostic::from_yaml(file, &error)),
-        }
-    }
-    Ok(documents)
+) -> (Vec<Document<T>>, bool) {
+    let mut failed = false;
+    let parsed = files
+        .in_dir(dir)
+        .filter_map(|(path, bytes)| {
+            let document = parse::document(&files.display_path(path), bytes, problems);
+            failed |= document.is_none();
+            document
+        })
+        .collect();
+    (parsed, failed)
 }

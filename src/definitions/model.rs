@@ -35,8 +35,60 @@ pub struct Cluster {
     /// requests and flushes OPcache). Without windows, reloads wait for `--now`.
     #[serde(default)]
     pub reload_windows: Vec<ReloadWindow>,
+    /// When php-fpm reloads after a change: `window` (the default) waits for
+    /// a reload window; `immediate` reloads at once. A pool for an app that
+    /// had none always starts at once: the app cannot serve without it.
+    #[serde(default)]
+    pub fpm_reload: FpmReload,
+    /// How many servers of the cluster reload php-fpm at once in a window;
+    /// each must answer over HTTP before the next one reloads.
+    #[serde(default = "Cluster::default_reload_parallel")]
+    pub reload_parallel: u32,
+    /// Reload php-fpm in a window when its OPcache needs it: when it is
+    /// fuller than `max_fill` percent, or (`after_release`) when an app's
+    /// live release changed since the cache started and old scripts fill it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub opcache_hygiene: Option<OpcacheHygiene>,
     /// The cluster's servers.
     pub servers: Vec<Server>,
+}
+
+impl Cluster {
+    fn default_reload_parallel() -> u32 {
+        1
+    }
+}
+
+/// When php-fpm reloads after a configuration change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum FpmReload {
+    /// In the next reload window (or with `--now`).
+    #[default]
+    Window,
+    /// At once.
+    Immediate,
+}
+
+/// When a php-fpm's OPcache is due for a reload in a window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OpcacheHygiene {
+    /// Used plus wasted memory above this percent of the cache's size.
+    #[serde(default = "OpcacheHygiene::default_max_fill")]
+    pub max_fill: u8,
+    /// An app's `current` release changed since the cache started.
+    #[serde(default = "OpcacheHygiene::default_after_release")]
+    pub after_release: bool,
+}
+
+impl OpcacheHygiene {
+    fn default_max_fill() -> u8 {
+        80
+    }
+    fn default_after_release() -> bool {
+        true
+    }
 }
 
 /// Limits of a single HTTP request.
@@ -198,6 +250,11 @@ pub struct App {
     /// such as `php artisan config:cache`.
     #[serde(default)]
     pub env_commands: Vec<String>,
+    /// Take over an existing Unix user named like the app that reconciler
+    /// did not create. Without it such a user is refused: it may be a
+    /// person's login, with sudo rights, that the app's code would then own.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub adopt_user: bool,
     /// What the app runs on each server of its cluster.
     pub servers: Vec<AppServer>,
 }

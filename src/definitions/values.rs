@@ -232,12 +232,26 @@ impl Syntax for CronSchedule {
     );
 
     fn parse(text: &str) -> Result<Self, String> {
-        // The crate's message repeats the expression with a caret under it;
-        // the last line is the reason.
         cron::Schedule::from_str(text).map(Self).map_err(|e| {
+            let fields = text.split_whitespace().count();
+            if !(6..=7).contains(&fields) {
+                return format!(
+                    "it has {fields} fields; a schedule has 6 (seconds first) or 7 (a year last)"
+                );
+            }
+            // The expression, a caret under the place, and a reason when
+            // the crate has one.
             let message = e.to_string();
-            let reason = message.lines().rev().find(|l| !l.trim().is_empty());
-            reason.unwrap_or("invalid").trim().to_owned()
+            let mut lines = message.lines();
+            let (_, caret, reason) = (lines.next(), lines.next(), lines.next());
+            match (
+                reason.map(str::trim).filter(|r| !r.is_empty()),
+                caret.and_then(|l| l.find('^')),
+            ) {
+                (Some(reason), _) => reason.to_owned(),
+                (None, Some(column)) => format!("the syntax is wrong at column {}", column + 1),
+                (None, None) => message.trim().to_owned(),
+            }
         })
     }
 
@@ -329,7 +343,18 @@ mod tests {
     #[test]
     fn cron_schedules_need_the_seconds_field() {
         assert!(Parsed::<CronSchedule>::new("0 0 3 * * *").error().is_none());
-        assert!(Parsed::<CronSchedule>::new("every night").error().is_some());
+        assert_eq!(
+            Parsed::<CronSchedule>::new("0 3 * * *").error(),
+            Some("it has 5 fields; a schedule has 6 (seconds first) or 7 (a year last)")
+        );
+        assert_eq!(
+            Parsed::<CronSchedule>::new("0 0 3 ? * MON-").error(),
+            Some("the syntax is wrong at column 14")
+        );
+        assert_eq!(
+            Parsed::<CronSchedule>::new("0 0 25 * * *").error(),
+            Some("Hours must be less than 23. ('25' specified.)")
+        );
     }
 
     #[test]

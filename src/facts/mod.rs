@@ -1,10 +1,11 @@
-//! What a server has now, gathered in one SSH round trip per host.
+//! What a server has now: `HostFacts`, plain serde data.
 //!
-//! `gather` sends one read-only bash script (gather.sh, with the paths,
-//! users and apps of this host's desired units prepended) and parses its
-//! line-framed output into `HostFacts`. `HostFacts` is plain serde data:
-//! planning never talks to a server, and tests load facts from fixtures.
+//! Planning reads facts and never talks to a server; tests load facts from
+//! YAML fixtures. How facts are gathered (one read-only script per host,
+//! one round trip) is `gather`, kept apart so that `plan` does not depend
+//! on anything that touches a transport.
 
+mod gather;
 mod parse;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -12,13 +13,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 
 use crate::definitions::{AppName, PhpVersion};
-use crate::shell::quote_all;
-use crate::transport::{Transport, TransportError};
-use crate::units::HostUnits;
 
+pub use gather::{GatherError, gather, script};
 pub use parse::ParseError;
-
-const GATHER_SCRIPT: &str = include_str!("gather.sh");
 
 /// The init system, which decides how services are reloaded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -47,6 +44,36 @@ pub struct UserFacts {
     pub uid: u32,
     pub gid: u32,
     pub home: String,
+    /// The login shell; system users have `/usr/sbin/nologin`.
+    #[serde(default = "UserFacts::no_login")]
+    pub shell: String,
+}
+
+impl UserFacts {
+    fn no_login() -> String {
+        "/usr/sbin/nologin".into()
+    }
+
+    /// Whether the user can log in with a shell.
+    pub fn can_log_in(&self) -> bool {
+        !matches!(
+            self.shell.as_str(),
+            "/usr/sbin/nologin" | "/sbin/nologin" | "/bin/false" | "/usr/bin/false" | ""
+        )
+    }
+}
+
+/// An apply that started and did not finish (the process was killed): the
+/// files it staged were never validated, and their backups are kept.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Journal {
+    /// When it started, as the server's clock said (RFC 3339).
+    pub started: String,
+    /// Who ran it: `user@machine (pid N)`.
+    pub holder: String,
+    /// The config files it staged.
+    #[serde(default)]
+    pub staged: Vec<String>,
 }
 
 /// What kind of thing stands at a path.
@@ -77,6 +104,70 @@ pub struct PathFacts {
     /// what the units want (or that is not wanted at all), for diffs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub content: Option<String>,
+    /// When it last changed (seconds since the epoch): for a `current`
+    /// link, when a release went live.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mtime: Option<i64>,
+}
+
+/// The OPcache of one php-fpm master, as `opcache_get_status(false)`
+/// reports it (memory in bytes, times in seconds since the epoch).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct Opcache {
+    pub enabled: bool,
+    pub memory_used: u64,
+    pub memory_free: u64,
+    pub memory_wasted: u64,
+    pub cached_scripts: u64,
+    pub cached_keys: u64,
+    pub max_cached_keys: u64,
+    pub hits: u64,
+    pub misses: u64,
+    pub oom_restarts: u64,
+    pub hash_restarts: u64,
+    /// When the cache started (the master's start or last reload).
+    pub start_time: i64,
+}
+
+impl Opcache {
+    /// Reads `opcache_get_status(false)` as JSON.
+    pub fn from_status(json: &serde_json::Value) -> Self {
+        let number = |group: &str, key: &str| json[group][key].as_u64().unwrap_or(0);
+        Self {
+            enabled: json["opcache_enabled"].as_bool().unwrap_or(false),
+            memory_used: number("memory_usage", "used_memory"),
+            memory_free: number("memory_usage", "free_memory"),
+            memory_wasted: number("memory_usage", "wasted_memory"),
+            cached_scripts: number("opcache_statistics", "num_cached_scripts"),
+            cached_keys: number("opcache_statistics", "num_cached_keys"),
+            max_cached_keys: number("opcache_statistics", "max_cached_keys"),
+            hits: number("opcache_statistics", "hits"),
+            misses: number("opcache_statistics", "misses"),
+            oom_restarts: number("opcache_statistics", "oom_restarts"),
+            hash_restarts: number("opcache_statistics", "hash_restarts"),
+            start_time: json["opcache_statistics"]["start_time"]
+                .as_i64()
+                .unwrap_or(0),
+        }
+    }
+
+    /// Memory used and wasted, in percent of the cache's size.
+    pub fn fill_percent(&self) -> u64 {
+        let total = self.memory_used + self.memory_free + self.memory_wasted;
+        if total == 0 {
+            return 0;
+        }
+        (self.memory_used + self.memory_wasted) * 100 / total
+    }
+
+    /// Hits in percent of lookups, in tenths.
+    pub fn hit_rate_permille(&self) -> u64 {
+        let lookups = self.hits + self.misses;
+        if lookups == 0 {
+            return 0;
+        }
+        self.hits * 1000 / lookups
+    }
 }
 
 /// An app's releases on a server.
@@ -107,20 +198,46 @@ pub struct HostFacts {
     /// Every user in /etc/passwd.
     #[serde(default)]
     pub users: BTreeMap<String, UserFacts>,
+    /// Which of the apps' users appear in sudoers files.
+    #[serde(default)]
+    pub sudoers: BTreeSet<String>,
+    /// The users reconciler itself created.
+    #[serde(default)]
+    pub created_users: BTreeSet<String>,
     /// Every group in /etc/group, with its listed members.
     #[serde(default)]
     pub groups: BTreeMap<String, BTreeSet<String>>,
     /// Every managed or wanted path that exists; absent paths are missing.
     #[serde(default)]
     pub paths: BTreeMap<String, PathFacts>,
-    /// The files reconciler wrote in earlier applies.
+    /// The files reconciler wrote in earlier applies (only paths reconciler
+    /// could have written: anything else in the file is left out).
     #[serde(default)]
     pub manifest: Vec<String>,
+    /// Lines of the manifest file that name no path reconciler writes
+    /// (left out of `manifest`, and dropped by the next apply).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub manifest_ignored: usize,
+    /// The sha256 of the manifest file, so apply can tell it changed since.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manifest_sha256: Option<String>,
+    /// An apply that was killed before it finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub journal: Option<Journal>,
+    /// Who holds the host lock, when an apply runs right now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lock_holder: Option<String>,
+    /// How many applies took the host lock so far.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub generation: u64,
     /// Reloads recorded by an earlier apply, waiting for a window.
     #[serde(default)]
     pub pending_reloads: Vec<String>,
     #[serde(default)]
     pub releases: BTreeMap<AppName, AppReleases>,
+    /// The OPcache of each running php-fpm, by PHP version.
+    #[serde(default)]
+    pub opcache: BTreeMap<PhpVersion, Opcache>,
 }
 
 impl std::fmt::Display for PathKind {
@@ -134,60 +251,14 @@ impl std::fmt::Display for PathKind {
     }
 }
 
+fn is_zero<T: Default + PartialEq>(n: &T) -> bool {
+    *n == T::default()
+}
+
 impl HostFacts {
     pub fn has_tool(&self, tool: &str) -> bool {
         self.tools.contains_key(tool)
     }
-}
-
-/// Why facts could not be gathered from a host.
-#[derive(Debug, thiserror::Error)]
-pub enum GatherError {
-    #[error(transparent)]
-    Transport(#[from] TransportError),
-    #[error("the fact-gathering script failed (exit {status:?}): {stderr}")]
-    Script { status: Option<i32>, stderr: String },
-    #[error("cannot read the facts the server sent")]
-    Parse(#[from] ParseError),
-}
-
-/// The script that gathers facts for `units`: the arrays it reads, then
-/// gather.sh. Every value is quoted (paths and names are validated too;
-/// quoting makes that not matter).
-pub fn script(units: &HostUnits) -> String {
-    let array = |name: &str, values: Vec<&str>| format!("{name}=({})\n", quote_all(values));
-    let sums: Vec<String> = units.files.iter().map(|f| f.sha256()).collect();
-    let mut script = String::new();
-    script.push_str(&array(
-        "FILES",
-        units.files.iter().map(|f| f.path.as_str()).collect(),
-    ));
-    script.push_str(&array("SUMS", sums.iter().map(String::as_str).collect()));
-    script.push_str(&array(
-        "DIRS",
-        units.directories.iter().map(|d| d.path.as_str()).collect(),
-    ));
-    script.push_str(&array(
-        "APPS",
-        units.users.iter().map(|u| u.name.as_str()).collect(),
-    ));
-    script.push_str(GATHER_SCRIPT);
-    script
-}
-
-/// Gathers the facts `units` needs from one host, in one round trip.
-pub async fn gather(
-    transport: &dyn Transport,
-    units: &HostUnits,
-) -> Result<HostFacts, GatherError> {
-    let output = transport.run(&script(units)).await?;
-    if !output.success() {
-        return Err(GatherError::Script {
-            status: output.status,
-            stderr: output.stderr_text().trim().to_owned(),
-        });
-    }
-    Ok(parse::parse(&output.stdout)?)
 }
 
 #[cfg(test)]

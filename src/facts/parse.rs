@@ -8,7 +8,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::definitions::{AppName, PhpVersion};
 
-use super::{HostFacts, Init, PathFacts, PathKind, PhpInstall, UserFacts};
+use super::{HostFacts, Init, Journal, Opcache, PathFacts, PathKind, PhpInstall, UserFacts};
+use crate::layout::AppPaths;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ParseError {
@@ -80,15 +81,22 @@ pub fn parse(bytes: &[u8]) -> Result<HostFacts, ParseError> {
                 }
             }
             "@user" => {
+                // `name uid gid home shell`; a home may hold spaces.
                 let fields: Vec<&str> = rest.splitn(4, ' ').collect();
-                let [name, uid, gid, home] = fields[..] else {
+                let [name, uid, gid, rest] = fields[..] else {
                     return Err(malformed());
                 };
+                let (home, shell) = rest.rsplit_once(' ').unwrap_or((rest, "-"));
                 let number = |s: &str| s.parse::<u32>().map_err(|_| malformed());
                 let user = UserFacts {
                     uid: number(uid)?,
                     gid: number(gid)?,
                     home: home.to_owned(),
+                    shell: if shell == "-" {
+                        String::new()
+                    } else {
+                        shell.to_owned()
+                    },
                 };
                 user_names
                     .entry(user.uid)
@@ -107,6 +115,32 @@ pub fn parse(bytes: &[u8]) -> Result<HostFacts, ParseError> {
                 facts.groups.insert(name.to_owned(), members);
             }
             "@manifest" => facts.manifest.push(rest.to_owned()),
+            "@manifest-sha256" => facts.manifest_sha256 = Some(rest.to_owned()),
+            "@manifest-ignored" => {
+                facts.manifest_ignored = rest.parse().map_err(|_| malformed())?
+            }
+            "@sudoer" => {
+                facts.sudoers.insert(rest.to_owned());
+            }
+            "@created-user" => {
+                facts.created_users.insert(rest.to_owned());
+            }
+            "@journal-started" => {
+                facts.journal.get_or_insert_with(Journal::default).started = rest.to_owned()
+            }
+            "@journal-holder" => {
+                facts.journal.get_or_insert_with(Journal::default).holder = rest.to_owned()
+            }
+            "@journal-staged" => facts
+                .journal
+                .get_or_insert_with(Journal::default)
+                .staged
+                .push(rest.to_owned()),
+            "@journal-backup" => {
+                facts.journal.get_or_insert_with(Journal::default);
+            }
+            "@lock" => facts.lock_holder = Some(rest.to_owned()),
+            "@generation" => facts.generation = rest.parse().map_err(|_| malformed())?,
             "@pending" => facts.pending_reloads.push(rest.to_owned()),
             "@release" => {
                 let (app, release) = rest.split_once(' ').ok_or_else(malformed)?;
@@ -117,9 +151,17 @@ pub fn parse(bytes: &[u8]) -> Result<HostFacts, ParseError> {
                     .releases
                     .push(release.to_owned());
             }
+            "@opcache" => {
+                let (version, json) = rest.split_once(' ').ok_or_else(malformed)?;
+                let status: serde_json::Value =
+                    serde_json::from_str(json).map_err(|_| malformed())?;
+                facts
+                    .opcache
+                    .insert(PhpVersion::new(version), Opcache::from_status(&status));
+            }
             "@path" => {
                 let fields: Vec<&str> = rest.split('\t').collect();
-                let [kind, uid, gid, mode, size, path, target] = fields[..] else {
+                let [kind, uid, gid, mode, size, path, target, mtime] = fields[..] else {
                     return Err(malformed());
                 };
                 // find printed numbers; names come from the @user and
@@ -149,8 +191,10 @@ pub fn parse(bytes: &[u8]) -> Result<HostFacts, ParseError> {
                     target: (kind == PathKind::Symlink).then(|| target.to_owned()),
                     sha256: None,
                     content: None,
+                    // `%T@` has a fraction: seconds are enough.
+                    mtime: mtime.split('.').next().and_then(|s| s.parse().ok()),
                 };
-                if let Some(app) = current_link_app(path)
+                if let Some(app) = AppPaths::app_of_current(path)
                     && kind == PathKind::Symlink
                 {
                     facts.releases.entry(app).or_default().current = Some(target.to_owned());
@@ -177,12 +221,6 @@ pub fn parse(bytes: &[u8]) -> Result<HostFacts, ParseError> {
             _ => {}
         }
     }
-}
-
-/// The app whose `current` link `path` is: `/home/<app>/current`.
-fn current_link_app(path: &str) -> Option<AppName> {
-    let app = path.strip_prefix("/home/")?.strip_suffix("/current")?;
-    (!app.contains('/')).then(|| AppName::new(app))
 }
 
 struct Reader<'a> {
@@ -227,16 +265,25 @@ mod tests {
 @php-cli /usr/bin/php8.2
 @tool nginx /usr/sbin/nginx
 @tool cron -
-@user root 0 0 /root
-@user shop 999 999 /home/shop
+@user root 0 0 /root /bin/bash
+@user shop 999 999 /home/shop /usr/sbin/nologin
+@sudoer shop
+@created-user shop
 @group root 0
 @group shop 999 www-data
 @manifest /etc/cron.d/old
+@manifest-sha256 abc
 @pending php8.2-fpm
+@journal-started 2026-11-22T03:00:00Z
+@journal-holder root@laptop (pid 7)
+@journal-backup /var/lib/reconciler/backup/apply.x
+@journal-staged /etc/cron.d/old
+@lock root@ci (pid 9) since 2026-11-22T03:00:01Z
 @release shop abc123
-@path\tf\t0\t0\t644\t6\t/etc/cron.d/old\t
-@path\tl\t999\t999\t777\t18\t/home/shop/current\treleases/abc123
-@path\td\t999\t1234\t750\t4096\t/home/shop\t
+@path\tf\t0\t0\t644\t6\t/etc/cron.d/old\t\t1795300000.5
+@path\tl\t999\t999\t777\t18\t/home/shop/current\treleases/abc123\t1795300100.25
+@path\td\t999\t1234\t750\t4096\t/home/shop\t\t1795300000.0
+@opcache 8.2 {\"opcache_enabled\":true,\"memory_usage\":{\"used_memory\":96,\"free_memory\":4,\"wasted_memory\":0},\"opcache_statistics\":{\"num_cached_scripts\":1500,\"hits\":99,\"misses\":1,\"start_time\":1795300000}}
 @sha256 deadbeef /etc/cron.d/old
 @content 7 /etc/cron.d/old
 a\n@b
@@ -258,9 +305,24 @@ c
         );
         assert!(facts.has_tool("nginx") && !facts.has_tool("cron"));
         assert_eq!(facts.users["shop"].home, "/home/shop");
+        assert!(facts.users["root"].can_log_in() && !facts.users["shop"].can_log_in());
+        assert!(facts.sudoers.contains("shop") && facts.created_users.contains("shop"));
+        assert_eq!(facts.manifest_sha256.as_deref(), Some("abc"));
+        let journal = facts.journal.as_ref().expect("journal");
+        assert_eq!(journal.holder, "root@laptop (pid 7)");
+        assert_eq!(journal.staged, ["/etc/cron.d/old"]);
+        assert_eq!(
+            facts.lock_holder.as_deref(),
+            Some("root@ci (pid 9) since 2026-11-22T03:00:01Z")
+        );
         assert!(facts.groups["shop"].contains("www-data"));
         assert_eq!(facts.manifest, ["/etc/cron.d/old"]);
         assert_eq!(facts.pending_reloads, ["php8.2-fpm"]);
+        let cache = &facts.opcache[&PhpVersion::new("8.2")];
+        assert_eq!((cache.cached_scripts, cache.fill_percent()), (1500, 96));
+        assert_eq!(cache.hit_rate_permille(), 990);
+        assert_eq!(cache.start_time, 1795300000);
+        assert_eq!(facts.paths["/home/shop/current"].mtime, Some(1795300100));
         let shop = &facts.releases[&AppName::new("shop")];
         assert_eq!(shop.current.as_deref(), Some("releases/abc123"));
         assert_eq!(shop.releases, ["abc123"]);

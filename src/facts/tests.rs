@@ -6,7 +6,7 @@ use std::os::unix::fs::PermissionsExt as _;
 use std::process::Command;
 
 use super::*;
-use crate::units::{Directory, ManagedFile};
+use crate::units::{Directory, HostUnits, ManagedFile};
 
 fn file(path: &str, content: &str) -> ManagedFile {
     ManagedFile {
@@ -54,6 +54,7 @@ fn content_comes_back_only_for_files_that_differ() {
             owner: "root".into(),
             group: "root".into(),
             mode: 0o755,
+            inside_home_of: None,
         }],
         ..HostUnits::default()
     };

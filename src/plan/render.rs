@@ -8,7 +8,7 @@ use std::io::{self, Write};
 
 use anstyle::{AnsiColor, Style};
 
-use super::{Action, Change, HostPlan, Ownership, Plan, ReloadWhen};
+use super::{Action, Change, HostPlan, NextWindow, Ownership, Plan, Reload, ReloadWhen};
 
 const BOLD: Style = Style::new().bold();
 const GREEN: Style = AnsiColor::Green.on_default();
@@ -28,7 +28,8 @@ pub fn text(plan: &Plan, out: &mut dyn Write) -> io::Result<()> {
     let unchanged = plan.hosts.len() - failed - changing;
     writeln!(
         out,
-        "{BOLD}Plan:{BOLD:#} {changing} to change, {unchanged} unchanged, {failed} failed"
+        "{BOLD}Plan:{BOLD:#} {} to change, {unchanged} unchanged, {failed} failed",
+        crate::definitions::plural(changing, "host")
     )
 }
 
@@ -45,31 +46,75 @@ fn host_text(host: &HostPlan, out: &mut dyn Write) -> io::Result<()> {
         }
         return writeln!(out);
     }
-    if host.changes.is_empty() && host.reloads.is_empty() {
-        return writeln!(out, "{}", summary(host));
+    let quiet = host.interrupted.is_none() && host.locked_by.is_none() && host.notes.is_empty();
+    if host.changes.is_empty() && host.reloads.is_empty() && quiet {
+        writeln!(out, "{}", summary(host))?;
+        return opcache_text(host, out);
     }
     writeln!(out, "{BOLD}{server}{BOLD:#}")?;
+    if let Some(journal) = &host.interrupted {
+        writeln!(
+            out,
+            "  {RED}!{RED:#} an interrupted apply (started {} by {}) left files that were never \
+             validated; this apply validates them and reloads, or puts back what stood before:",
+            journal.started, journal.holder
+        )?;
+        for path in &journal.staged {
+            writeln!(out, "      {path}")?;
+        }
+    }
+    if let Some(holder) = &host.locked_by {
+        writeln!(
+            out,
+            "  {YELLOW}!{YELLOW:#} an apply is running on this host now: {holder}"
+        )?;
+    }
+    for note in &host.notes {
+        writeln!(out, "  {DIM}note: {note}{DIM:#}")?;
+    }
     for change in &host.changes {
         change_text(change, out)?;
     }
     for reload in &host.reloads {
-        let when = match reload.when {
-            ReloadWhen::Now => "now",
-            ReloadWhen::Window => "in the next reload window",
-        };
+        let when = when_text(reload);
         let pending = if reload.pending {
             " (pending from an earlier apply)"
         } else {
             ""
         };
+        // The diff above already says the configuration changed.
+        let why: Vec<&str> = reload
+            .reasons
+            .iter()
+            .map(String::as_str)
+            .filter(|r| !["its configuration changed", "pending from an earlier apply"].contains(r))
+            .collect();
+        let why = if why.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", why.join("; "))
+        };
         writeln!(
             out,
-            "  {CYAN}*{CYAN:#} reload {} {when}{pending}",
+            "  {CYAN}*{CYAN:#} reload {} {when}{pending}{why}",
             reload.label
         )?;
     }
     writeln!(out, "{}", summary(host))?;
+    opcache_text(host, out)?;
     writeln!(out)
+}
+
+/// One line per php-fpm: its OPcache figures.
+fn opcache_text(host: &HostPlan, out: &mut dyn Write) -> io::Result<()> {
+    for (version, report) in &host.opcache {
+        writeln!(
+            out,
+            "  {DIM}opcache{DIM:#} {}",
+            super::opcache::summary(version, report)
+        )?;
+    }
+    Ok(())
 }
 
 /// `web-1: 2 to create, 1 to update, 0 to remove; reload nginx now, php8.2-fpm in window`
@@ -85,15 +130,75 @@ pub fn summary(host: &HostPlan) -> String {
         let reloads: Vec<String> = host
             .reloads
             .iter()
-            .map(|r| match r.when {
-                ReloadWhen::Now => format!("{} now", r.label),
-                ReloadWhen::Window => format!("{} in window", r.label),
+            .map(|r| match (r.when, &r.next_window) {
+                (ReloadWhen::Now, _) => format!("{} now", r.label),
+                (
+                    ReloadWhen::Window,
+                    Some(NextWindow {
+                        in_seconds: Some(s),
+                        ..
+                    }),
+                ) => format!(
+                    "{} in window (in {})",
+                    r.label,
+                    crate::humantime(std::time::Duration::from_secs(
+                        u64::try_from(*s).unwrap_or(0)
+                    ))
+                ),
+                (ReloadWhen::Window, _) => format!("{} in window (never opens)", r.label),
+                (ReloadWhen::Manual, _) => format!("{} on --now", r.label),
             })
             .collect();
         line.push_str("; reload ");
         line.push_str(&reloads.join(", "));
     }
     line
+}
+
+/// When a reload happens, for a person: `now`, `in the next reload window,
+/// 2026-11-23 03:00 CET (02:00 UTC), in 3h12m`, ...
+fn when_text(reload: &Reload) -> String {
+    match (reload.when, &reload.next_window) {
+        (ReloadWhen::Now, _) => match reload.window_open_until {
+            Some(until) => format!(
+                "now: a reload window is open until {}",
+                until.format("%Y-%m-%d %H:%M UTC")
+            ),
+            None => "now".into(),
+        },
+        (
+            ReloadWhen::Window,
+            Some(NextWindow {
+                start: Some(start),
+                timezone,
+                in_seconds,
+                ..
+            }),
+        ) => {
+            let local = timezone
+                .parse::<chrono_tz::Tz>()
+                .map(|tz| {
+                    start
+                        .with_timezone(&tz)
+                        .format("%Y-%m-%d %H:%M %Z")
+                        .to_string()
+                })
+                .unwrap_or_default();
+            let wait = crate::humantime(std::time::Duration::from_secs(
+                in_seconds.and_then(|s| u64::try_from(s).ok()).unwrap_or(0),
+            ));
+            format!(
+                "in the next reload window, {local} ({} UTC), in {wait}",
+                start.format("%H:%M")
+            )
+        }
+        (ReloadWhen::Window, _) => {
+            "when a reload window opens, but none ever will (its schedule never fires): \
+             apply with --now"
+                .into()
+        }
+        (ReloadWhen::Manual, _) => "on `apply --now`: the cluster has no reload windows".into(),
+    }
 }
 
 fn ownership(o: &Ownership) -> String {
@@ -110,10 +215,10 @@ fn change_text(change: &Change, out: &mut dyn Write) -> io::Result<()> {
     match change {
         Change::CreateUser { user, home } => head(out, format!("user {user} (home {home})")),
         Change::JoinGroup { user, group } => head(out, format!("{user} joins group {group}")),
-        Change::CreateDirectory { path, to } => {
+        Change::CreateDirectory { path, to, .. } => {
             head(out, format!("directory {path} {}", ownership(to)))
         }
-        Change::UpdateDirectory { path, from, to } => head(
+        Change::UpdateDirectory { path, from, to, .. } => head(
             out,
             format!("directory {path} {} -> {}", ownership(from), ownership(to)),
         ),
@@ -142,7 +247,7 @@ fn change_text(change: &Change, out: &mut dyn Write) -> io::Result<()> {
                 None => Ok(()),
             }
         }
-        Change::RemoveFile { path, diff } => {
+        Change::RemoveFile { path, diff, .. } => {
             head(out, format!("file {path}"))?;
             diff_text(diff, out)
         }

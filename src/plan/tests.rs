@@ -11,7 +11,7 @@ fn fleet() -> Definitions {
 }
 
 fn units_for(definitions: &Definitions, server: &str) -> HostUnits {
-    let templates = Templates::embedded().expect("embedded templates parse");
+    let templates = Templates::embedded();
     units::render(
         definitions,
         &definitions.clusters[0],
@@ -30,13 +30,15 @@ fn bare() -> HostFacts {
 fn converged(units: &HostUnits) -> HostFacts {
     let mut facts = bare();
     for user in &units.users {
-        let id = 1000 + facts.users.len() as u32;
+        facts.created_users.insert(user.name.to_string());
+        let id = 900 + facts.users.len() as u32;
         facts.users.insert(
             user.name.to_string(),
             UserFacts {
                 uid: id,
                 gid: id,
                 home: user.home.clone(),
+                shell: "/usr/sbin/nologin".into(),
             },
         );
         let members = facts.groups.entry(user.name.to_string()).or_default();
@@ -56,6 +58,7 @@ fn converged(units: &HostUnits) -> HostFacts {
                 target: None,
                 sha256: None,
                 content: None,
+                mtime: None,
             },
         );
     }
@@ -71,11 +74,28 @@ fn converged(units: &HostUnits) -> HostFacts {
                 target: None,
                 sha256: Some(file.sha256()),
                 content: Some(file.content.clone()),
+                mtime: None,
             },
         );
         facts.manifest.push(file.path.clone());
     }
     facts
+}
+
+/// 23:48 in Amsterdam; the cluster's window opens at 03:00 there.
+fn options() -> PlanOptions {
+    let now = "2026-11-22T22:48:00Z".parse().expect("time");
+    PlanOptions {
+        reloads: ReloadPolicy {
+            windows: crate::windows::WindowState::Closed {
+                next: Some("2026-11-23T02:00:00Z".parse().expect("time")),
+            },
+            timezone: chrono_tz::Europe::Amsterdam,
+            ..ReloadPolicy::default()
+        },
+        now,
+        ..PlanOptions::default()
+    }
 }
 
 fn web1() -> ServerName {
@@ -92,22 +112,25 @@ fn labels(plan: &HostPlan) -> Vec<(String, ReloadWhen, bool)> {
 #[test]
 fn a_bare_server_gets_everything_created() {
     let units = units_for(&fleet(), "web-1");
-    let plan = plan_host(&web1(), &units, &bare(), &PlanOptions::default());
+    let plan = plan_host(&web1(), &units, &bare(), &options());
     assert_eq!(plan.error, None);
-    // 3 users; 3 directories per app and 2 more for blog's scheduler logs;
-    // 10 files.
-    assert_eq!(plan.count(Action::Create), 3 + 11 + 10);
+    // 3 users; per app its home, releases/, shared/ and its log directory
+    // (under /var/log/reconciler, made too), 2 more for blog's scheduler
+    // logs, reconciler's own lib directory with the `php` of PHP 8.2 (2
+    // directories and the file); 10 files and the OPcache status script.
+    assert_eq!(plan.count(Action::Create), 3 + (4 * 3 + 1 + 2 + 1 + 2) + 12);
     assert_eq!(
         plan.count(Action::Update),
         3,
         "www-data joins three app groups"
     );
     assert_eq!(plan.count(Action::Remove), 0);
+    // New pools start at once: their apps cannot serve without them.
     assert_eq!(
         labels(&plan),
         [
             ("nginx".into(), ReloadWhen::Now, false),
-            ("php8.2-fpm".into(), ReloadWhen::Window, false)
+            ("php8.2-fpm".into(), ReloadWhen::Now, false)
         ]
     );
     assert!(plan.has_changes());
@@ -117,7 +140,7 @@ fn a_bare_server_gets_everything_created() {
 #[test]
 fn a_converged_server_has_no_changes() {
     let units = units_for(&fleet(), "web-1");
-    let plan = plan_host(&web1(), &units, &converged(&units), &PlanOptions::default());
+    let plan = plan_host(&web1(), &units, &converged(&units), &options());
     assert_eq!(plan.changes, []);
     assert_eq!(plan.reloads, []);
     assert!(!plan.has_changes());
@@ -129,17 +152,15 @@ fn a_reload_waiting_for_its_window_is_not_a_change() {
     let units = units_for(&fleet(), "web-1");
     let mut facts = converged(&units);
     facts.pending_reloads.push("php8.2-fpm".into());
-    let plan = plan_host(&web1(), &units, &facts, &PlanOptions::default());
+    let plan = plan_host(&web1(), &units, &facts, &options());
     assert_eq!(
         labels(&plan),
         [("php8.2-fpm".into(), ReloadWhen::Window, true)]
     );
     assert!(!plan.has_changes());
 
-    let now = PlanOptions {
-        reload_now: true,
-        ..PlanOptions::default()
-    };
+    let mut now = options();
+    now.reloads.reload_now = true;
     let plan = plan_host(&web1(), &units, &facts, &now);
     assert_eq!(
         labels(&plan),
@@ -159,12 +180,7 @@ fn a_new_pool_size_changes_only_that_pool() {
         .find(|a| a.name.as_str() == "shop")
         .expect("shop");
     shop.servers[0].web.as_mut().expect("web role").max_workers = 20;
-    let plan = plan_host(
-        &web1(),
-        &units_for(&defs, "web-1"),
-        &facts,
-        &PlanOptions::default(),
-    );
+    let plan = plan_host(&web1(), &units_for(&defs, "web-1"), &facts, &options());
     let [
         Change::UpdateFile {
             path,
@@ -195,7 +211,7 @@ fn a_manual_edit_is_drift_to_correct() {
     vhost.content = Some("# edited by hand\n".into());
     vhost.sha256 = Some("0".repeat(64));
     vhost.mode = 0o600;
-    let plan = plan_host(&web1(), &units, &facts, &PlanOptions::default());
+    let plan = plan_host(&web1(), &units, &facts, &options());
     let [
         Change::UpdateFile {
             from,
@@ -221,7 +237,7 @@ fn ownership_drift_alone_needs_no_reload() {
         .get_mut("/etc/nginx/sites-enabled/blog.conf")
         .expect("vhost")
         .owner = "www-data".into();
-    let plan = plan_host(&web1(), &units, &facts, &PlanOptions::default());
+    let plan = plan_host(&web1(), &units, &facts, &options());
     assert!(
         matches!(&plan.changes[..], [Change::UpdateFile { diff: None, .. }]),
         "{:#?}",
@@ -235,12 +251,7 @@ fn an_app_that_left_the_definitions_is_pruned() {
     let mut defs = fleet();
     let facts = converged(&units_for(&defs, "web-1"));
     defs.apps.retain(|a| a.name.as_str() != "blog");
-    let plan = plan_host(
-        &web1(),
-        &units_for(&defs, "web-1"),
-        &facts,
-        &PlanOptions::default(),
-    );
+    let plan = plan_host(&web1(), &units_for(&defs, "web-1"), &facts, &options());
     let removed: Vec<&str> = plan
         .changes
         .iter()
@@ -276,7 +287,7 @@ fn files_reconciler_did_not_write_are_never_pruned() {
     facts
         .paths
         .insert("/etc/nginx/sites-enabled/legacy.conf".into(), stranger);
-    let plan = plan_host(&web1(), &units, &facts, &PlanOptions::default());
+    let plan = plan_host(&web1(), &units, &facts, &options());
     assert_eq!(plan.changes, []);
 }
 
@@ -291,10 +302,7 @@ fn an_app_filter_plans_and_prunes_only_that_app() {
     let scope = Scope {
         apps: Some([AppName::new("blog")].into()),
     };
-    let options = PlanOptions {
-        scope,
-        ..PlanOptions::default()
-    };
+    let options = PlanOptions { scope, ..options() };
     let units = units::filter(&units_for(&defs, "web-1"), &options.scope);
     let plan = plan_host(&web1(), &units, &facts, &options);
     assert_eq!(plan.count(Action::Remove), 3);
@@ -314,7 +322,7 @@ fn missing_software_fails_the_host_with_a_hint() {
     facts.tools.remove("nginx");
     facts.php.clear();
     facts.php.insert(PhpVersion::new("8.2"), Default::default());
-    let plan = plan_host(&web1(), &units, &facts, &PlanOptions::default());
+    let plan = plan_host(&web1(), &units, &facts, &options());
     let error = plan.error.expect("an error");
     assert_eq!(error.message, "missing software: php8.2-fpm nginx");
     assert_eq!(
@@ -329,7 +337,7 @@ fn a_directory_where_a_file_belongs_fails_the_host() {
     let units = units_for(&fleet(), "web-1");
     let mut facts = converged(&units);
     facts.paths.get_mut("/etc/cron.d/blog").expect("cron").kind = PathKind::Directory;
-    let plan = plan_host(&web1(), &units, &facts, &PlanOptions::default());
+    let plan = plan_host(&web1(), &units, &facts, &options());
     assert_eq!(
         plan.error.map(|e| e.message).as_deref(),
         Some("`/etc/cron.d/blog` should be a file but is a directory")
@@ -359,7 +367,7 @@ fn mixed_plan() -> Plan {
         .find(|a| a.name.as_str() == "shop")
         .expect("shop");
     shop.servers[0].web.as_mut().expect("web").max_workers = 20;
-    let options = PlanOptions::default();
+    let options = options();
     Plan::new(vec![
         plan_host(&web1(), &units_for(&defs, "web-1"), &web_facts, &options),
         plan_host(
@@ -370,7 +378,7 @@ fn mixed_plan() -> Plan {
         ),
         HostPlan::failed(
             ServerName::new("web-2"),
-            "`web-2`: connection refused",
+            "connection to `root@203.0.113.12:22` refused",
             None,
         ),
     ])
@@ -402,9 +410,10 @@ fn an_existing_user_that_is_not_the_apps_fails_the_host() {
             uid: 120,
             gid: 120,
             home: "/var/lib/blog".into(),
+            shell: "/usr/sbin/nologin".into(),
         },
     );
-    let plan = plan_host(&web1(), &units, &facts, &PlanOptions::default());
+    let plan = plan_host(&web1(), &units, &facts, &options());
     assert_eq!(
         plan.error.map(|e| e.message).as_deref(),
         Some("user `blog` exists with home `/var/lib/blog`, so it is not this app's user")
@@ -427,4 +436,193 @@ fn json_output_follows_the_published_schema() {
     // The schema does constrain: a reload time it does not know is refused.
     plan["hosts"][0]["reloads"][0]["when"] = "later".into();
     assert!(!validator.is_valid(&plan));
+}
+
+#[test]
+fn a_deferred_reload_says_when_its_window_opens() {
+    let units = units_for(&fleet(), "web-1");
+    let mut facts = converged(&units);
+    facts.pending_reloads.push("php8.2-fpm".into());
+    let plan = plan_host(&web1(), &units, &facts, &options());
+    let next = plan.reloads[0]
+        .next_window
+        .clone()
+        .expect("the next window");
+    assert_eq!(
+        next.start_local.as_deref(),
+        Some("2026-11-23T03:00:00+01:00")
+    );
+    assert_eq!(next.in_seconds, Some(3 * 3600 + 12 * 60));
+    let text = text(&Plan::new(vec![plan]));
+    assert!(
+        text.contains("reload php8.2-fpm in the next reload window, 2026-11-23 03:00 CET (02:00 UTC), in 3h12m"),
+        "{text}"
+    );
+}
+
+#[test]
+fn without_windows_a_reload_waits_for_now_and_says_so() {
+    let units = units_for(&fleet(), "web-1");
+    let mut facts = converged(&units);
+    facts.pending_reloads.push("php8.2-fpm".into());
+    let mut options = options();
+    options.reloads.windows = crate::windows::WindowState::NoWindows;
+    let plan = plan_host(&web1(), &units, &facts, &options);
+    assert_eq!(
+        labels(&plan),
+        [("php8.2-fpm".into(), ReloadWhen::Manual, true)]
+    );
+    assert!(!plan.has_changes());
+    let text = text(&Plan::new(vec![plan]));
+    assert!(
+        text.contains("reload php8.2-fpm on `apply --now`: the cluster has no reload windows"),
+        "{text}"
+    );
+    assert!(text.contains("reload php8.2-fpm on --now"), "{text}");
+}
+
+#[test]
+fn in_an_open_window_a_pending_reload_is_due_now() {
+    let units = units_for(&fleet(), "web-1");
+    let mut facts = converged(&units);
+    facts.pending_reloads.push("php8.2-fpm".into());
+    let mut options = options();
+    let until = "2026-11-23T03:00:00Z".parse().expect("time");
+    options.reloads.windows = crate::windows::WindowState::Open { until };
+    let plan = plan_host(&web1(), &units, &facts, &options);
+    assert_eq!(
+        labels(&plan),
+        [("php8.2-fpm".into(), ReloadWhen::Now, true)]
+    );
+    assert_eq!(plan.reloads[0].window_open_until, Some(until));
+    assert!(
+        plan.has_changes(),
+        "apply would reload: --detailed-exitcode gives 2"
+    );
+}
+
+#[test]
+fn a_new_pool_starts_at_once_and_immediate_clusters_reload_at_once() {
+    let units = units_for(&fleet(), "web-1");
+    let mut facts = converged(&units);
+    facts.paths.remove("/etc/php/8.2/fpm/pool.d/blog.conf");
+    let plan = plan_host(&web1(), &units, &facts, &options());
+    assert_eq!(
+        labels(&plan),
+        [("php8.2-fpm".into(), ReloadWhen::Now, false)]
+    );
+
+    let mut facts = converged(&units);
+    facts.pending_reloads.push("php8.2-fpm".into());
+    let mut options = options();
+    options.reloads.fpm_reload = crate::definitions::FpmReload::Immediate;
+    let plan = plan_host(&web1(), &units, &facts, &options);
+    assert_eq!(
+        labels(&plan),
+        [("php8.2-fpm".into(), ReloadWhen::Now, true)]
+    );
+}
+
+#[test]
+fn an_app_without_a_release_and_a_removed_app_are_explained() {
+    let mut defs = fleet();
+    let units = units_for(&defs, "web-1");
+    let mut facts = converged(&units);
+    for app in ["billing", "shop"] {
+        facts.releases.entry(AppName::new(app)).or_default().current = Some("releases/a".into());
+    }
+    defs.apps.retain(|a| a.name.as_str() != "billing");
+    let plan = plan_host(&web1(), &units_for(&defs, "web-1"), &facts, &options());
+    assert_eq!(
+        plan.notes,
+        [
+            "app `blog` has no live release yet (/home/blog/current): its site answers 404 until one is deployed",
+            "app `billing` left the definitions: its config files here are removed, but its user and /home/billing stay (reconciler never deletes an app's data; remove them by hand once you are sure)",
+        ]
+    );
+}
+
+fn opcache(used_mib: u64, start_time: i64) -> crate::facts::Opcache {
+    crate::facts::Opcache {
+        enabled: true,
+        memory_used: used_mib << 20,
+        memory_free: (128 - used_mib) << 20,
+        cached_scripts: 1500,
+        hits: 990,
+        misses: 10,
+        start_time,
+        ..Default::default()
+    }
+}
+
+#[test]
+fn a_full_opcache_is_due_for_a_reload_in_the_open_window() {
+    let units = units_for(&fleet(), "web-1");
+    let mut facts = converged(&units);
+    facts
+        .opcache
+        .insert(PhpVersion::new("8.2"), opcache(118, 1_795_300_000));
+    let mut options = options();
+    options.hygiene = Some(crate::definitions::OpcacheHygiene {
+        max_fill: 80,
+        after_release: true,
+    });
+    // Closed window: shown as waiting, not a change.
+    let plan = plan_host(&web1(), &units, &facts, &options);
+    assert_eq!(
+        labels(&plan),
+        [("php8.2-fpm".into(), ReloadWhen::Window, false)]
+    );
+    assert_eq!(
+        plan.reloads[0].reasons,
+        ["OPcache is 92% full (more than 80%)"]
+    );
+    assert!(!plan.has_changes());
+    // Open window: due now.
+    options.reloads.windows = crate::windows::WindowState::Open {
+        until: "2026-11-23T03:00:00Z".parse().expect("time"),
+    };
+    let plan = plan_host(&web1(), &units, &facts, &options);
+    assert_eq!(
+        labels(&plan),
+        [("php8.2-fpm".into(), ReloadWhen::Now, false)]
+    );
+    assert!(plan.has_changes());
+    let text = text(&Plan::new(vec![plan]));
+    assert!(
+        text.contains("(OPcache is 92% full (more than 80%))"),
+        "{text}"
+    );
+    assert!(
+        text.contains("opcache php8.2: 92% full (118.0 of 128.0 MiB), 1500 scripts, hit rate 99.0%, since 2026-11-21 22:26 UTC"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_release_after_the_cache_started_is_due_and_an_idle_cache_is_not() {
+    let units = units_for(&fleet(), "web-1");
+    let mut facts = converged(&units);
+    facts
+        .opcache
+        .insert(PhpVersion::new("8.2"), opcache(20, 1_795_300_000));
+    let hygiene = crate::definitions::OpcacheHygiene {
+        max_fill: 80,
+        after_release: true,
+    };
+    let mut options = options();
+    options.hygiene = Some(hygiene);
+    assert_eq!(plan_host(&web1(), &units, &facts, &options).reloads, []);
+    let mut current = facts.paths["/home/shop"].clone();
+    current.kind = PathKind::Symlink;
+    current.mtime = Some(1_795_300_100);
+    facts.paths.insert("/home/shop/current".into(), current);
+    let plan = plan_host(&web1(), &units, &facts, &options);
+    assert_eq!(
+        plan.reloads[0].reasons,
+        ["`shop`'s live release changed after the cache started"]
+    );
+    // Without windows hygiene waits for nothing: it is not shown.
+    options.reloads.windows = crate::windows::WindowState::NoWindows;
+    assert_eq!(plan_host(&web1(), &units, &facts, &options).reloads, []);
 }

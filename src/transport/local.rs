@@ -7,15 +7,14 @@
 //! runs scripts as root: directly when reconciler runs as root, through
 //! `sudo -n` otherwise.
 
-use std::io;
 use std::process::Stdio;
+use std::time::Duration;
 
 use async_trait::async_trait;
-use tokio::io::AsyncWriteExt as _;
 use tokio::process::Command;
 
-use super::connect::{runner_command, send};
-use super::{Output, Transport, TransportError};
+use super::runner::{Exchanged, Started, exchange, finish_reading, runner_command, start_holding};
+use super::{Held, Holding, Output, Transport, TransportError};
 use crate::definitions::{Server, ServerName};
 
 /// Runs scripts on this machine.
@@ -39,7 +38,7 @@ impl LocalTransport {
         if !as_root {
             let sudo = transport.command_output("sudo", &["-n", "true"]).await?;
             if !sudo.status.success() {
-                return Err(transport.other(format!(
+                return Err(TransportError::other(format!(
                     "cannot run `sudo` without a password: {}",
                     String::from_utf8_lossy(&sudo.stderr).trim()
                 )));
@@ -49,6 +48,20 @@ impl LocalTransport {
             as_root,
             ..transport
         })
+    }
+
+    /// Starts the runner with its pipes.
+    fn spawn(&self) -> Result<tokio::process::Child, TransportError> {
+        let argv = runner_command(self.as_root);
+        Command::new(&argv[0])
+            .args(&argv[1..])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            // A caller that gives up on the script (a timeout) stops it too.
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|err| TransportError::other(format!("cannot run `{}`: {err}", argv[0])))
     }
 
     async fn command_output(
@@ -61,14 +74,7 @@ impl LocalTransport {
             .stdin(Stdio::null())
             .output()
             .await
-            .map_err(|err| self.other(format!("cannot run `{program}`: {err}")))
-    }
-
-    fn other(&self, message: String) -> TransportError {
-        TransportError::Other {
-            server: self.server.clone(),
-            message,
-        }
+            .map_err(|err| TransportError::other(format!("cannot run `{program}`: {err}")))
     }
 }
 
@@ -78,47 +84,107 @@ impl Transport for LocalTransport {
         &self.server
     }
 
-    async fn run(&self, script: &str) -> Result<Output, TransportError> {
-        let argv = runner_command(self.as_root);
-        let mut child = Command::new(&argv[0])
-            .args(&argv[1..])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            // A caller that gives up on the script (a timeout) stops it too.
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|err| self.other(format!("cannot run `{}`: {err}", argv[0])))?;
-        let stdin = child.stdin.take();
-        let input = send(script);
-        let write = async move {
-            match stdin {
-                Some(mut stdin) => stdin.write_all(&input).await,
-                None => Ok::<(), io::Error>(()),
-            }
-        };
-        let (written, output) = tokio::join!(write, child.wait_with_output());
-        let output = output.map_err(|err| self.other(format!("cannot wait for `bash`: {err}")))?;
+    async fn run_with(
+        &self,
+        script: &str,
+        input: &[u8],
+        limit: Duration,
+    ) -> Result<Output, TransportError> {
+        let mut child = self.spawn()?;
+        let (stdin, stdout_pipe, stderr_pipe) =
+            (child.stdin.take(), child.stdout.take(), child.stderr.take());
+        let Exchanged {
+            written,
+            read,
+            stdout,
+            stderr,
+        } = exchange(stdin, stdout_pipe, stderr_pipe, script, input, limit).await?;
+        read.map_err(|err| {
+            TransportError::other(format!("cannot read the script's output: {err}"))
+        })?;
+        let status = child
+            .wait()
+            .await
+            .map_err(|err| TransportError::other(format!("cannot wait for `bash`: {err}")))?;
         if let Err(err) = written {
             // Only when the runner stopped reading early, and then it did not
             // run the script.
-            return Err(self.other(format!(
+            return Err(TransportError::other(format!(
                 "cannot send the script: {err}: {}",
-                String::from_utf8_lossy(&output.stderr).trim()
+                String::from_utf8_lossy(&stderr).trim()
             )));
         }
         // One line per round trip: `bench/noop-plan` counts them.
         tracing::debug!(
             server = %self.server,
             sent = script.len(),
-            received = output.stdout.len(),
-            status = ?output.status.code(),
+            received = stdout.len(),
+            status = ?status.code(),
             "script done"
         );
         Ok(Output {
-            status: output.status.code(),
-            stdout: output.stdout,
-            stderr: output.stderr,
+            status: status.code(),
+            stdout,
+            stderr,
+        })
+    }
+
+    async fn hold(&self, script: &str, limit: Duration) -> Result<Holding, TransportError> {
+        let mut child = self.spawn()?;
+        let (Some(mut stdin), Some(stdout), Some(mut stderr)) =
+            (child.stdin.take(), child.stdout.take(), child.stderr.take())
+        else {
+            return Err(TransportError::other("the script's pipes are missing"));
+        };
+        let mut stdout = tokio::io::BufReader::new(stdout);
+        match start_holding(&mut stdin, &mut stdout, script, limit).await? {
+            Started::Held(printed) => Ok(Holding::Held {
+                stdout: printed,
+                guard: Box::new(LocalHeld {
+                    child,
+                    stdin: Some(stdin),
+                    stdout,
+                    stderr,
+                }),
+            }),
+            Started::Ended(printed) => {
+                drop(stdin);
+                let (rest, stderr) = finish_reading(&mut stdout, &mut stderr, limit).await?;
+                let status = child.wait().await.map_err(|err| {
+                    TransportError::other(format!("cannot wait for `bash`: {err}"))
+                })?;
+                Ok(Holding::Ended(Output {
+                    status: status.code(),
+                    stdout: [printed, rest].concat(),
+                    stderr,
+                }))
+            }
+        }
+    }
+}
+
+/// A script holding something on this machine.
+struct LocalHeld {
+    child: tokio::process::Child,
+    stdin: Option<tokio::process::ChildStdin>,
+    stdout: tokio::io::BufReader<tokio::process::ChildStdout>,
+    stderr: tokio::process::ChildStderr,
+}
+
+#[async_trait]
+impl Held for LocalHeld {
+    async fn release(mut self: Box<Self>, limit: Duration) -> Result<Output, TransportError> {
+        drop(self.stdin.take());
+        let (stdout, stderr) = finish_reading(&mut self.stdout, &mut self.stderr, limit).await?;
+        let status = self
+            .child
+            .wait()
+            .await
+            .map_err(|err| TransportError::other(format!("cannot wait for `bash`: {err}")))?;
+        Ok(Output {
+            status: status.code(),
+            stdout,
+            stderr,
         })
     }
 }

@@ -1,41 +1,33 @@
-//! How reconciler reaches a server: run a script as root and write files.
+//! How reconciler reaches a server: run a script as root.
 //!
-//! Two implementations: `ssh` (the `openssh` crate, one multiplexed master
-//! connection per host, strict host key checking) and `local` for servers
-//! whose address is `local`. Everything above this module talks to a
-//! `&dyn Transport` and never builds an ssh command line itself.
+//! Two real implementations, `ssh` (the `openssh` crate, one multiplexed
+//! master connection per host, strict host key checking) and `local` for
+//! servers whose address is `local`, and `fake`, which answers from
+//! fixtures for offline tests of everything above. Everything above this
+//! module talks to a `&dyn Transport` and never builds an ssh command line.
+//!
+//! Errors say what was dialled (`root@203.0.113.10:22`), never the server's
+//! name: the caller already prints that.
 
 use std::fmt;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 
 use crate::definitions::{Server, ServerName};
-use crate::shell::quote;
 
-mod connect;
+pub mod fake;
 mod local;
+mod runner;
 mod ssh;
 
 pub use local::LocalTransport;
 pub use ssh::SshTransport;
 
-/// Connects to `server`: directly when its address is `local`, otherwise over
-/// SSH with one master connection kept open until the transport is dropped.
-pub async fn connect(
-    server: &Server,
-    options: &ConnectOptions,
-) -> Result<Box<dyn Transport>, TransportError> {
-    if server.is_local() {
-        Ok(Box::new(LocalTransport::new(server).await?))
-    } else {
-        Ok(Box::new(SshTransport::connect(server, options).await?))
-    }
-}
-
 /// What a script printed and how it ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Output {
     /// The exit status; `None` when it was killed by a signal.
     pub status: Option<i32>,
@@ -60,24 +52,39 @@ impl Output {
 /// How connecting to or talking with a server failed.
 #[derive(Debug, thiserror::Error)]
 pub enum TransportError {
-    #[error("`{server}`: connection refused")]
-    Refused { server: ServerName },
-    #[error("`{server}`: connection timed out")]
-    Timeout { server: ServerName },
-    #[error("`{server}`: {}", if *.changed {
-        "host key has CHANGED: someone may be intercepting the connection, or the server was reinstalled"
+    #[error("connection to `{dialed}` refused")]
+    Refused { dialed: String },
+    #[error("no answer from `{dialed}` in time")]
+    Timeout { dialed: String },
+    #[error("{}", if *.changed {
+        format!("host key of `{dialed}` has CHANGED: someone may be intercepting the connection, or the server was reinstalled")
     } else {
-        "host key is not known, and host keys are checked strictly"
+        format!("host key of `{dialed}` is not known, and host keys are checked strictly")
     })]
     HostKey {
-        server: ServerName,
+        dialed: String,
         /// Whether known_hosts has another key for this server (rather than none).
         changed: bool,
     },
-    #[error("`{server}`: authentication failed")]
-    Auth { server: ServerName },
-    #[error("`{server}`: {message}")]
-    Other { server: ServerName, message: String },
+    #[error("`{dialed}` refused the login")]
+    Auth { dialed: String },
+    /// A file the connection needs is missing; found before dialling.
+    #[error("cannot read the {what} `{}`", .path.display())]
+    MissingFile {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The script ran longer than its limit; it may go on on the server.
+    #[error("the script did not finish within {}", crate::humantime(*.after))]
+    ScriptTimeout {
+        after: Duration,
+        /// What it printed before the limit.
+        partial: Output,
+    },
+    #[error("{message}")]
+    Other { message: String },
 }
 
 impl TransportError {
@@ -95,7 +102,29 @@ impl TransportError {
             TransportError::Auth { .. } => {
                 Some("check the SSH user and key (ssh-agent, ~/.ssh/config or --ssh-key FILE)")
             }
+            TransportError::MissingFile { .. } => Some("check the path given on the command line"),
+            TransportError::Refused { .. } | TransportError::Timeout { .. } => {
+                Some("check that the server is up and its SSH port is reachable")
+            }
             _ => None,
+        }
+    }
+
+    /// Whether trying again later may succeed (the server was unreachable),
+    /// as opposed to a setup problem that only a person can fix.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            TransportError::Refused { .. }
+                | TransportError::Timeout { .. }
+                | TransportError::ScriptTimeout { .. }
+                | TransportError::Other { .. }
+        )
+    }
+
+    pub(crate) fn other(message: impl Into<String>) -> Self {
+        TransportError::Other {
+            message: message.into(),
         }
     }
 }
@@ -110,6 +139,11 @@ pub struct ConnectOptions {
     /// Private key to authenticate with instead of ssh's defaults.
     pub identity: Option<PathBuf>,
     pub connect_timeout: Duration,
+    /// Keep each connection busy with an idle channel, so that it stays up
+    /// between scripts however long the pause (for the daemon). Without
+    /// it a connection unused for a few seconds closes and is opened again
+    /// when needed, which suits a command that runs once.
+    pub keep_warm: bool,
 }
 
 impl Default for ConnectOptions {
@@ -119,7 +153,30 @@ impl Default for ConnectOptions {
             accept_new_host_keys: false,
             identity: None,
             connect_timeout: Duration::from_secs(10),
+            keep_warm: false,
         }
+    }
+}
+
+impl ConnectOptions {
+    /// Checks the files named here before any server is dialled, so that a
+    /// mistyped `--ssh-key` does not read as "the login was refused".
+    pub fn check(&self) -> Result<(), TransportError> {
+        for (what, path) in [
+            ("SSH key", &self.identity),
+            ("known_hosts file", &self.known_hosts),
+        ] {
+            if let Some(path) = path
+                && let Err(source) = std::fs::File::open(path)
+            {
+                return Err(TransportError::MissingFile {
+                    what,
+                    path: path.clone(),
+                    source,
+                });
+            }
+        }
+        Ok(())
     }
 }
 
@@ -130,49 +187,116 @@ pub trait Transport: Send + Sync + fmt::Debug {
     fn server(&self) -> &ServerName;
 
     /// Runs `script` with bash as root (through `sudo -n` when the SSH user
-    /// is not root) and returns its output, whatever its exit status.
-    async fn run(&self, script: &str) -> Result<Output, TransportError>;
+    /// is not root) and returns its output, whatever its exit status. Gives
+    /// up after `limit`, returning what the script printed so far.
+    async fn run(&self, script: &str, limit: Duration) -> Result<Output, TransportError> {
+        self.run_with(script, &[], limit).await
+    }
 
-    /// Writes `content` to `path` atomically (a temporary file in the same
-    /// directory, then a rename) with the given owner, group and mode.
-    async fn upload(
+    /// Like `run`, with `input` for the script to read on its file
+    /// descriptor 3 (an upload, in the same round trip).
+    async fn run_with(
         &self,
-        path: &str,
-        content: &[u8],
-        owner: &str,
-        group: &str,
-        mode: u32,
-    ) -> Result<(), TransportError> {
-        let script = upload_script(path, content, owner, group, mode);
-        let output = self.run(&script).await?;
-        if output.success() {
-            Ok(())
+        script: &str,
+        input: &[u8],
+        limit: Duration,
+    ) -> Result<Output, TransportError>;
+
+    /// Starts `script` and returns once it prints a line `@held`: it then
+    /// holds something (a lock) until it reads the end of its file
+    /// descriptor 3, which comes when the `Held` is released or dropped,
+    /// or when this process or its connection dies. `limit` bounds the
+    /// start only.
+    async fn hold(&self, script: &str, limit: Duration) -> Result<Holding, TransportError>;
+}
+
+/// What a script started by `Transport::hold` did.
+pub enum Holding {
+    /// It printed `stdout`, then `@held`, and waits.
+    Held {
+        stdout: Vec<u8>,
+        guard: Box<dyn Held>,
+    },
+    /// It ended without holding anything.
+    Ended(Output),
+}
+
+/// A script that holds something on a server until it is let go.
+#[async_trait]
+pub trait Held: Send + Sync {
+    /// Lets the script go on (its fd 3 ends) and waits, at most `limit`,
+    /// for it to end; returns what it printed after `@held`.
+    async fn release(self: Box<Self>, limit: Duration) -> Result<Output, TransportError>;
+}
+
+/// Opens transports to servers: the real one, or a fake for tests.
+#[async_trait]
+pub trait Connector: Send + Sync {
+    async fn connect(&self, server: &Server) -> Result<Arc<dyn Transport>, TransportError>;
+}
+
+/// Connects over SSH, or directly when a server's address is `local`.
+#[derive(Debug, Clone, Default)]
+pub struct RealConnector {
+    pub options: ConnectOptions,
+}
+
+#[async_trait]
+impl Connector for RealConnector {
+    async fn connect(&self, server: &Server) -> Result<Arc<dyn Transport>, TransportError> {
+        if server.is_local() {
+            Ok(Arc::new(LocalTransport::new(server).await?))
         } else {
-            Err(TransportError::Other {
-                server: self.server().clone(),
-                message: format!("cannot write `{path}`: {}", output.stderr_text().trim()),
-            })
+            Ok(Arc::new(
+                SshTransport::connect(server, &self.options).await?,
+            ))
         }
     }
 }
 
-/// A script that writes one file atomically; its content travels base64
-/// encoded inside a quoted here-document, so no byte of it is shell syntax.
-pub fn upload_script(path: &str, content: &[u8], owner: &str, group: &str, mode: u32) -> String {
-    use base64::Engine as _;
-    let encoded = base64::engine::general_purpose::STANDARD.encode(content);
-    let path = quote(path);
-    format!(
-        "set -eu\n\
-         target={path}\n\
-         tmp=$(mktemp \"$(dirname \"$target\")/.reconciler.XXXXXX\")\n\
-         trap 'rm -f \"$tmp\"' EXIT\n\
-         base64 -d > \"$tmp\" <<'RECONCILER_EOF'\n{encoded}\nRECONCILER_EOF\n\
-         chown {owner}:{group} \"$tmp\"\n\
-         chmod {mode:o} \"$tmp\"\n\
-         mv -f \"$tmp\" \"$target\"\n\
-         trap - EXIT\n",
-        owner = quote(owner),
-        group = quote(group),
-    )
+/// Connects to `server` with `options`.
+pub async fn connect(
+    server: &Server,
+    options: &ConnectOptions,
+) -> Result<Arc<dyn Transport>, TransportError> {
+    RealConnector {
+        options: options.clone(),
+    }
+    .connect(server)
+    .await
+}
+
+/// Keeps one transport per server for a long-lived process, so that a
+/// cycle with nothing to do costs one round trip per host. A transport
+/// reconnects by itself when its connection broke; a server that cannot be
+/// reached is not kept, and is dialled again next time.
+pub struct CachedConnector {
+    inner: RealConnector,
+    cache: tokio::sync::Mutex<std::collections::HashMap<String, Arc<dyn Transport>>>,
+}
+
+impl CachedConnector {
+    pub fn new(options: ConnectOptions) -> Self {
+        Self {
+            inner: RealConnector { options },
+            cache: tokio::sync::Mutex::new(Default::default()),
+        }
+    }
+}
+
+#[async_trait]
+impl Connector for CachedConnector {
+    async fn connect(&self, server: &Server) -> Result<Arc<dyn Transport>, TransportError> {
+        // Keyed by what is dialled: a server that moved is dialled anew.
+        let key = format!(
+            "{}={}@{}:{}",
+            server.name, server.user, server.address, server.port
+        );
+        if let Some(transport) = self.cache.lock().await.get(&key) {
+            return Ok(Arc::clone(transport));
+        }
+        let transport = self.inner.connect(server).await?;
+        self.cache.lock().await.insert(key, Arc::clone(&transport));
+        Ok(transport)
+    }
 }

@@ -3,8 +3,10 @@
 //!
 //! `render` is pure: definitions and templates in, `HostUnits` out. It does
 //! not know what a server has now (that is `facts`) nor what to change
-//! (that is `plan`). Paths and ownership live here, content in the templates.
+//! (that is `plan`). Paths come from `layout`, content from the templates,
+//! and every free-text value passes through `escape` for its file's syntax.
 
+pub mod escape;
 mod templates;
 
 use std::collections::BTreeSet;
@@ -13,92 +15,16 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::definitions::{
-    App, AppName, AppServer, Cluster, Definitions, PhpVersion, ServerName, SessionHandler, Worker,
+    App, AppName, AppServer, Cluster, ClusterName, Definitions, Diagnostic, PhpVersion, Server,
+    ServerName, SessionHandler, Worker,
 };
-use crate::shell::quote;
+use crate::layout::{self, AppPaths, ConfigFile, Sapi};
 
-pub use templates::{EMBEDDED, TemplateError, Templates};
+pub use templates::{EMBEDDED, MAX_INCLUDE_DEPTH, TemplateError, Templates};
 
-/// Where reconciler keeps its own state on a server.
-pub const STATE_DIR: &str = "/var/lib/reconciler";
-/// The list of files reconciler manages on a server, one path a line.
-pub const MANIFEST: &str = "/var/lib/reconciler/manifest";
-/// Reloads waiting for a window, one service a line.
-pub const PENDING_RELOADS: &str = "/var/lib/reconciler/pending-reloads";
-
-/// The user nginx runs as on Debian; it joins each app's group to read the
-/// app's public files, which nobody else can.
-pub const WEB_USER: &str = "www-data";
-
-/// A service that must validate and reload when its files change.
-#[derive(
-    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, schemars::JsonSchema,
-)]
-#[serde(tag = "service", rename_all = "kebab-case")]
-pub enum Service {
-    Nginx,
-    PhpFpm {
-        version: PhpVersion,
-    },
-    /// One supervisor group: reread, then `update <group>`.
-    Supervisor {
-        group: String,
-    },
-}
-
-impl Service {
-    /// The service a managed file belongs to, from its path alone, so that
-    /// a file recorded in the manifest can be pruned with the right reload
-    /// even after its unit left the definitions.
-    pub fn for_path(path: &str) -> Option<Service> {
-        if path.starts_with("/etc/nginx/") {
-            return Some(Service::Nginx);
-        }
-        if let Some(rest) = path.strip_prefix("/etc/php/") {
-            let (version, rest) = rest.split_once('/')?;
-            return rest.starts_with("fpm/").then(|| Service::PhpFpm {
-                version: PhpVersion::new(version),
-            });
-        }
-        if let Some(file) = path.strip_prefix("/etc/supervisor/conf.d/") {
-            return Some(Service::Supervisor {
-                group: file.trim_end_matches(".conf").to_owned(),
-            });
-        }
-        None
-    }
-
-    /// The service a label names; the inverse of `label`.
-    pub fn from_label(label: &str) -> Option<Service> {
-        if label == "nginx" {
-            return Some(Service::Nginx);
-        }
-        if let Some(group) = label.strip_prefix("supervisor:") {
-            return Some(Service::Supervisor {
-                group: group.to_owned(),
-            });
-        }
-        let version = label.strip_prefix("php")?.strip_suffix("-fpm")?;
-        Some(Service::PhpFpm {
-            version: PhpVersion::new(version),
-        })
-    }
-
-    /// The name operators know it by: `nginx`, `php8.2-fpm`, `supervisor:shop`.
-    pub fn label(&self) -> String {
-        match self {
-            Service::Nginx => "nginx".into(),
-            Service::PhpFpm { version } => format!("php{version}-fpm"),
-            Service::Supervisor { group } => format!("supervisor:{group}"),
-        }
-    }
-
-    /// php-fpm reloads stall requests and flush OPcache: they wait for a
-    /// reload window. The others are cheap and happen at once.
-    pub fn is_expensive(&self) -> bool {
-        matches!(self, Service::PhpFpm { .. })
-    }
-}
+/// The script reconciler's status pool runs (not a template: nothing in it
+/// depends on the definitions).
+const OPCACHE_STATUS_SCRIPT: &str = include_str!("opcache-status.php");
 
 /// A file reconciler writes, with its exact content.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -113,19 +39,24 @@ pub struct ManagedFile {
 impl ManagedFile {
     /// The hex sha256 of the content, as `sha256sum` prints it.
     pub fn sha256(&self) -> String {
-        use sha2::{Digest, Sha256};
-        hex::encode(Sha256::digest(self.content.as_bytes()))
+        sha256(self.content.as_bytes())
     }
 
-    fn root(path: String, content: String) -> Self {
+    fn root(file: ConfigFile, content: String) -> Self {
         Self {
-            path,
+            path: file.path(),
             owner: "root".into(),
             group: "root".into(),
             mode: 0o644,
             content,
         }
     }
+}
+
+/// The hex sha256 of `bytes`.
+pub fn sha256(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(bytes))
 }
 
 /// An app's system user: its own group, its home, no login shell.
@@ -135,6 +66,9 @@ pub struct AppUser {
     pub home: String,
     /// Whether nginx's user joins this app's group (web roles only).
     pub web: bool,
+    /// Whether an existing user of that name may be taken over.
+    #[serde(default)]
+    pub adopt: bool,
 }
 
 /// A directory with its owner and mode.
@@ -144,6 +78,11 @@ pub struct Directory {
     pub owner: String,
     pub group: String,
     pub mode: u32,
+    /// The app whose home holds this directory: the app can replace any
+    /// part of such a path, so apply creates and changes it as the app's
+    /// user, never as root. `None` for directories in root's places.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inside_home_of: Option<AppName>,
 }
 
 /// Everything one server should have, in a stable order.
@@ -156,6 +95,18 @@ pub struct HostUnits {
     pub php_versions: BTreeSet<PhpVersion>,
     /// Whether this host needs nginx, supervisor and cron.
     pub needs: Needs,
+    /// What must answer over HTTP on this host after php-fpm reloads: each
+    /// web app's first domain and health check path.
+    #[serde(default)]
+    pub web_checks: Vec<WebCheck>,
+}
+
+/// A request to this host's own nginx that must not fail (5xx).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebCheck {
+    pub app: AppName,
+    pub domain: String,
+    pub path: String,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -167,7 +118,7 @@ pub struct Needs {
 }
 
 /// Which units a plan covers: everything, or some apps' units only.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Scope {
     /// When set, only these apps' units are planned (and pruned); the
     /// cluster-wide files (php.ini, FPM global) are left out.
@@ -179,11 +130,13 @@ impl Scope {
     pub fn covers(&self, path: &str) -> bool {
         match &self.apps {
             None => true,
-            Some(apps) => app_of_path(path).is_some_and(|app| apps.contains(&app)),
+            Some(apps) => ConfigFile::parse(path)
+                .and_then(|file| file.app().cloned())
+                .is_some_and(|app| apps.contains(&app)),
         }
     }
 
-    fn covers_app(&self, app: &AppName) -> bool {
+    pub fn covers_app(&self, app: &AppName) -> bool {
         self.apps.as_ref().is_none_or(|apps| apps.contains(app))
     }
 }
@@ -193,10 +146,13 @@ pub fn filter(units: &HostUnits, scope: &Scope) -> HostUnits {
     if scope.apps.is_none() {
         return units.clone();
     }
-    let in_app_home = |path: &str| {
+    let of_app = |path: &str| {
         units.users.iter().any(|u| {
+            let paths = AppPaths::new(&u.name);
             scope.covers_app(&u.name)
-                && (path == u.home || path.starts_with(&format!("{}/", u.home)))
+                && [&paths.home, &paths.logs]
+                    .iter()
+                    .any(|dir| path == dir.as_str() || path.starts_with(&format!("{dir}/")))
         })
     };
     HostUnits {
@@ -209,7 +165,7 @@ pub fn filter(units: &HostUnits, scope: &Scope) -> HostUnits {
         directories: units
             .directories
             .iter()
-            .filter(|d| in_app_home(&d.path))
+            .filter(|d| of_app(&d.path))
             .cloned()
             .collect(),
         files: units
@@ -220,33 +176,73 @@ pub fn filter(units: &HostUnits, scope: &Scope) -> HostUnits {
             .collect(),
         php_versions: units.php_versions.clone(),
         needs: units.needs,
+        web_checks: units
+            .web_checks
+            .iter()
+            .filter(|c| scope.covers_app(&c.app))
+            .cloned()
+            .collect(),
     }
 }
 
-/// The app a per-app file belongs to, from its path alone (for pruning
-/// within `--app` filters); `None` for cluster-wide files.
-pub fn app_of_path(path: &str) -> Option<AppName> {
-    let stem = if let Some(rest) = path.strip_prefix("/etc/php/") {
-        rest.split_once("/fpm/pool.d/")?.1.strip_suffix(".conf")?
-    } else if let Some(file) = path.strip_prefix("/etc/nginx/sites-enabled/") {
-        file.strip_suffix(".conf")?
-    } else if let Some(file) = path.strip_prefix("/etc/supervisor/conf.d/") {
-        file.strip_suffix(".conf")?
-    } else {
-        path.strip_prefix("/etc/cron.d/")?
-    };
-    crate::definitions::names::is_valid(stem).then(|| AppName::new(stem))
+/// What one server of the definitions should have.
+#[derive(Debug, Clone)]
+pub struct HostDesired {
+    pub server: Server,
+    pub cluster: ClusterName,
+    pub units: HostUnits,
 }
 
-/// The home of an app's user.
-pub fn home(app: &AppName) -> String {
-    format!("/home/{app}")
+/// What every server of the definitions should have: the definitions
+/// rendered once, so that a template that fails for some app is found
+/// before any server is contacted.
+#[derive(Debug, Clone)]
+pub struct Desired {
+    pub hosts: Vec<HostDesired>,
 }
 
-/// The PHP-FPM socket of an app's pool.
-pub fn fpm_socket(app: &AppName, php: &PhpVersion) -> String {
-    format!("/run/php/php{php}-fpm-{app}.sock")
+impl Desired {
+    /// Renders every server's units; every template that fails, as a
+    /// diagnostic at the template's file and line.
+    pub fn render(definitions: &Definitions) -> Result<Self, Vec<Diagnostic>> {
+        let templates = Templates::new(&definitions.templates)?;
+        let mut hosts = Vec::new();
+        let mut problems = Vec::new();
+        for (cluster, server) in definitions.servers() {
+            match render(definitions, cluster, &server.name, &templates) {
+                Ok(units) => hosts.push(HostDesired {
+                    server: server.clone(),
+                    cluster: cluster.name.clone(),
+                    units,
+                }),
+                Err((error, context)) => {
+                    // One diagnostic per place in a template: the first
+                    // app it fails for says enough.
+                    let context = format!("{context} on server `{}`", server.name);
+                    let diagnostic = templates.diagnostic(&error, &context);
+                    let seen = problems.iter().any(|p: &Diagnostic| {
+                        p.file == diagnostic.file && p.position == diagnostic.position
+                    });
+                    if !seen {
+                        problems.push(diagnostic);
+                    }
+                }
+            }
+        }
+        if problems.is_empty() {
+            Ok(Self { hosts })
+        } else {
+            Err(problems)
+        }
+    }
+
+    pub fn host(&self, server: &ServerName) -> Option<&HostDesired> {
+        self.hosts.iter().find(|h| &h.server.name == server)
+    }
 }
+
+/// A render error and what was being rendered (`for app `shop``).
+type RenderFailure = (TemplateError, String);
 
 /// Renders what `server` of `cluster` should have.
 pub fn render(
@@ -254,36 +250,77 @@ pub fn render(
     cluster: &Cluster,
     server: &ServerName,
     templates: &Templates,
-) -> Result<HostUnits, TemplateError> {
+) -> Result<HostUnits, RenderFailure> {
     let mut units = HostUnits::default();
     let is_web = cluster
         .servers
         .iter()
         .any(|s| &s.name == server && s.web_server);
     units.php_versions = cluster.php.iter().cloned().collect();
+    let for_cluster = |e| (e, format!("for cluster `{}`", cluster.name));
 
     for version in &cluster.php {
-        let ini = |fpm: bool| php_ini(cluster, templates, fpm);
-        units.files.push(ManagedFile::root(
-            format!("/etc/php/{version}/cli/conf.d/99-reconciler.ini"),
-            ini(false)?,
-        ));
+        let ini = |fpm: bool| php_ini(cluster, templates, fpm).map_err(for_cluster);
+        let file = |sapi| ConfigFile::PhpIni {
+            version: version.clone(),
+            sapi,
+        };
+        units
+            .files
+            .push(ManagedFile::root(file(Sapi::Cli), ini(false)?));
         if is_web {
+            units
+                .files
+                .push(ManagedFile::root(file(Sapi::Fpm), ini(true)?));
             units.files.push(ManagedFile::root(
-                format!("/etc/php/{version}/fpm/conf.d/99-reconciler.ini"),
-                ini(true)?,
-            ));
-            // `_` cannot start an app name, so this never collides with a pool.
-            units.files.push(ManagedFile::root(
-                format!("/etc/php/{version}/fpm/pool.d/_reconciler-global.conf"),
-                templates.render(
-                    "fpm-global.conf.hbs",
-                    &json!({ "cluster": cluster.name, "duration": cluster.request.duration }),
-                )?,
+                ConfigFile::FpmGlobal {
+                    version: version.clone(),
+                },
+                templates
+                    .render(
+                        "fpm-global.conf.hbs",
+                        &json!({
+                            "cluster": cluster.name, "duration": cluster.request.duration,
+                            "status_socket": layout::fpm_status_socket(version),
+                            "status_script": ConfigFile::OpcacheStatus.path(),
+                        }),
+                    )
+                    .map_err(for_cluster)?,
             ));
             units.needs.php_fpm = true;
             units.needs.nginx = true;
         }
+    }
+    // reconciler's own directory, and the `php` of each version: what
+    // runs for an app finds its own PHP version first in its PATH.
+    let root_dir = |path: String| Directory {
+        path,
+        owner: "root".into(),
+        group: "root".into(),
+        mode: 0o755,
+        inside_home_of: None,
+    };
+    units.directories.push(root_dir(layout::LIB_DIR.into()));
+    units.directories.push(root_dir(layout::PHP_SHIMS.into()));
+    for version in &cluster.php {
+        units.directories.push(root_dir(layout::php_dir(version)));
+        units.files.push(ManagedFile {
+            mode: 0o755,
+            ..ManagedFile::root(
+                ConfigFile::PhpShim {
+                    version: version.clone(),
+                },
+                format!(
+                    "#!/bin/sh\n# Managed by reconciler: PHP {version} for apps that run `php`.\nexec /usr/bin/php{version} \"$@\"\n"
+                ),
+            )
+        });
+    }
+    if is_web {
+        units.files.push(ManagedFile::root(
+            ConfigFile::OpcacheStatus,
+            OPCACHE_STATUS_SCRIPT.into(),
+        ));
     }
 
     let mut apps: Vec<(&App, &AppServer)> = definitions
@@ -298,8 +335,18 @@ pub fn render(
         })
         .collect();
     apps.sort_by(|a, b| a.0.name.cmp(&b.0.name));
+    if !apps.is_empty() {
+        units.directories.push(Directory {
+            path: layout::LOG_ROOT.into(),
+            owner: "root".into(),
+            group: "root".into(),
+            mode: 0o755,
+            inside_home_of: None,
+        });
+    }
     for (app, role) in apps {
-        render_app(&mut units, cluster, app, role, templates)?;
+        render_app(&mut units, cluster, app, role, templates)
+            .map_err(|e| (e, format!("for app `{}`", app.name)))?;
     }
     Ok(units)
 }
@@ -312,41 +359,60 @@ fn render_app(
     templates: &Templates,
 ) -> Result<(), TemplateError> {
     let name = &app.name;
-    let home = home(name);
-    let dir = |path: String, mode: u32| Directory {
+    let paths = AppPaths::new(name);
+    let owned = |path: String, mode: u32, inside: bool| Directory {
         path,
         owner: name.to_string(),
         group: name.to_string(),
         mode,
+        inside_home_of: inside.then(|| name.clone()),
     };
     units.users.push(AppUser {
         name: name.clone(),
-        home: home.clone(),
+        home: paths.home.clone(),
         web: role.web.is_some(),
+        adopt: app.adopt_user,
     });
-    units.directories.push(dir(home.clone(), 0o750));
     units
         .directories
-        .push(dir(format!("{home}/releases"), 0o755));
-    units.directories.push(dir(format!("{home}/shared"), 0o755));
-    if !role.workers.is_empty() || role.scheduler {
+        .push(owned(paths.home.clone(), 0o750, false));
+    units
+        .directories
+        .push(owned(paths.releases.clone(), 0o755, true));
+    units
+        .directories
+        .push(owned(paths.shared.clone(), 0o755, true));
+    if role.scheduler {
+        // Laravel's own logs, and the scheduler's (cron runs it as the app).
         units
             .directories
-            .push(dir(format!("{home}/shared/storage"), 0o755));
+            .push(owned(format!("{}/storage", paths.shared), 0o755, true));
         units
             .directories
-            .push(dir(format!("{home}/shared/storage/logs"), 0o755));
+            .push(owned(format!("{}/storage/logs", paths.shared), 0o755, true));
     }
+    // Logs that root daemons open: root's directory, the app's group reads.
+    units.directories.push(Directory {
+        path: paths.logs.clone(),
+        owner: "root".into(),
+        group: name.to_string(),
+        mode: 0o750,
+        inside_home_of: None,
+    });
 
     let duration = cluster.request.duration;
     if let Some(pool) = &role.web {
-        let socket = fpm_socket(name, &app.php);
+        let socket = layout::fpm_socket(name, &app.php);
         units.files.push(ManagedFile::root(
-            format!("/etc/php/{}/fpm/pool.d/{name}.conf", app.php),
+            ConfigFile::FpmPool {
+                version: app.php.clone(),
+                app: name.clone(),
+            },
             templates.render(
                 "fpm-pool.conf.hbs",
                 &json!({
                     "app": name, "user": name, "socket": socket, "duration": duration,
+                    "logs": paths.logs,
                     "max_workers": pool.max_workers,
                     "initial_workers": pool.initial_workers,
                     "min_spare_workers": pool.min_spare_workers,
@@ -355,28 +421,40 @@ fn render_app(
             )?,
         ));
         units.files.push(ManagedFile::root(
-            format!("/etc/nginx/sites-enabled/{name}.conf"),
+            ConfigFile::Vhost { app: name.clone() },
             templates.render(
                 "nginx-vhost.conf.hbs",
                 &json!({
-                    "app": name, "home": home, "socket": socket, "domains": app.domains,
+                    "app": name, "home": paths.home, "current": paths.current,
+                    "socket": socket, "domains": app.domains, "logs": paths.logs,
                     "payload": cluster.request.payload, "duration": duration,
                 }),
             )?,
         ));
         units.needs.nginx = true;
         units.needs.php_fpm = true;
+        if let Some(domain) = app.domains.first() {
+            units.web_checks.push(WebCheck {
+                app: name.clone(),
+                domain: domain.clone(),
+                path: app
+                    .health_check
+                    .as_ref()
+                    .map_or_else(|| "/".to_owned(), |h| h.path.clone()),
+            });
+        }
     }
     if !role.workers.is_empty() {
         let workers: Vec<_> = role.workers.iter().map(|w| worker(name, w)).collect();
         let programs: Vec<String> = role.workers.iter().map(|w| program_name(name, w)).collect();
         units.files.push(ManagedFile::root(
-            format!("/etc/supervisor/conf.d/{name}.conf"),
+            ConfigFile::Supervisor { app: name.clone() },
             templates.render(
                 "supervisor.conf.hbs",
                 &json!({
-                    "app": name, "user": name, "home": home, "workers": workers,
-                    "programs": programs.join(","),
+                    "app": name, "user": name, "home": paths.home, "current": paths.current,
+                    "logs": paths.logs, "workers": workers, "programs": programs.join(","),
+                    "path": layout::app_path(&app.php),
                 }),
             )?,
         ));
@@ -384,10 +462,14 @@ fn render_app(
     }
     if role.scheduler {
         units.files.push(ManagedFile::root(
-            format!("/etc/cron.d/{name}"),
+            ConfigFile::Cron { app: name.clone() },
             templates.render(
                 "cron.hbs",
-                &json!({ "app": name, "user": name, "home": home, "php": app.php }),
+                &json!({
+                    "app": name, "user": name, "home": paths.home, "current": paths.current,
+                    "shared": paths.shared, "php": app.php,
+                    "path": layout::app_path(&app.php),
+                }),
             )?,
         ));
         units.needs.cron = true;
@@ -395,19 +477,16 @@ fn render_app(
     Ok(())
 }
 
-fn program_name(app: &AppName, worker: &Worker) -> String {
+/// The supervisor program of a worker: `<app>-<worker>`.
+pub fn program_name(app: &AppName, worker: &Worker) -> String {
     format!("{app}-{}", worker.name)
 }
 
 fn worker(app: &AppName, worker: &Worker) -> serde_json::Value {
-    // supervisor splits `command` like a shell would but runs no shell; sh
-    // gives the command its shell syntax, `exec` keeps signals going to it.
-    // `%` starts a supervisor expansion, so it is doubled.
-    let command = format!("/bin/sh -c {}", quote(&format!("exec {}", worker.command)));
     json!({
         "program": program_name(app, worker),
         "name": worker.name,
-        "command": command.replace('%', "%%"),
+        "command": escape::supervisor_command(&worker.command),
         "processes": worker.processes,
         "stop_wait": worker.stop_wait,
     })
@@ -462,22 +541,23 @@ fn php_ini(cluster: &Cluster, templates: &Templates, fpm: bool) -> Result<String
             "duration": cluster.request.duration,
             "payload": cluster.request.payload,
             "session_handler": handler,
-            "session_save_path": sessions.save_path.as_deref().map(|p| format!("\"{p}\"")),
+            "session_save_path": sessions.save_path.as_deref().map(escape::php_ini_string),
             "session_settings": ini_pairs(session_settings),
             "php_ini": ini_pairs(php_ini),
         }),
     )
 }
 
-/// A php.ini value: strings in double quotes (validation refuses `"` and
-/// control characters in them), the rest as PHP reads them.
+/// A php.ini value: strings raw-quoted, the rest as PHP reads them.
 fn ini_value(value: &crate::definitions::values::IniValue) -> String {
     use crate::definitions::values::IniValue;
     match value {
-        IniValue::String(s) => format!("\"{s}\""),
+        IniValue::String(s) => escape::php_ini_string(s),
         other => other.to_string(),
     }
 }
 
+#[cfg(test)]
+mod parse_back;
 #[cfg(test)]
 mod tests;

@@ -4,14 +4,20 @@ use super::*;
 use crate::definitions::Definitions;
 
 fn fleet() -> Definitions {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/fleet");
-    Definitions::load(&dir).expect("the fleet example is valid")
+    static FLEET: std::sync::OnceLock<Definitions> = std::sync::OnceLock::new();
+    FLEET
+        .get_or_init(|| {
+            let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/fleet");
+            Definitions::load(&dir).expect("the fleet example is valid")
+        })
+        .clone()
 }
 
 fn units(definitions: &Definitions, server: &str) -> HostUnits {
+    static TEMPLATES: std::sync::OnceLock<Templates> = std::sync::OnceLock::new();
+    let templates = TEMPLATES.get_or_init(Templates::embedded);
     let cluster = &definitions.clusters[0];
-    let templates = Templates::embedded().expect("embedded templates parse");
-    render(definitions, cluster, &ServerName::new(server), &templates).expect("render")
+    render(definitions, cluster, &ServerName::new(server), templates).expect("render")
 }
 
 fn file<'a>(units: &'a HostUnits, path: &str) -> &'a ManagedFile {
@@ -33,10 +39,43 @@ fn a_web_server_gets_ini_global_pools_and_vhosts() {
     let paths: Vec<&str> = units.files.iter().map(|f| f.path.as_str()).collect();
     insta::assert_debug_snapshot!(paths);
     for f in &units.files {
+        let mode = if f.path.ends_with("/php") {
+            0o755
+        } else {
+            0o644
+        };
         assert_eq!(
             (f.owner.as_str(), f.group.as_str(), f.mode),
-            ("root", "root", 0o644)
+            ("root", "root", mode),
+            "{}",
+            f.path
         );
+    }
+}
+
+#[test]
+fn every_server_has_a_php_of_each_cluster_version_for_its_apps() {
+    for server in ["web-1", "jobs-1"] {
+        let units = units(&fleet(), server);
+        let shim = units
+            .files
+            .iter()
+            .find(|f| f.path == "/usr/local/lib/reconciler/php/8.2/php")
+            .expect("the shim of PHP 8.2");
+        assert_eq!(shim.mode, 0o755);
+        assert!(shim.content.starts_with("#!/bin/sh\n"));
+        assert!(shim.content.ends_with("exec /usr/bin/php8.2 \"$@\"\n"));
+        let supervisor = units
+            .files
+            .iter()
+            .find(|f| f.path.starts_with("/etc/supervisor/conf.d/"));
+        if let Some(supervisor) = supervisor {
+            assert!(
+                supervisor
+                    .content
+                    .contains("PATH=\"/usr/local/lib/reconciler/php/8.2:/usr/local/sbin:")
+            );
+        }
     }
 }
 
@@ -48,6 +87,7 @@ fn a_jobs_server_gets_cli_ini_supervisor_and_cron_only() {
         paths,
         [
             "/etc/php/8.2/cli/conf.d/99-reconciler.ini",
+            "/usr/local/lib/reconciler/php/8.2/php",
             "/etc/supervisor/conf.d/billing.conf",
             "/etc/cron.d/billing",
             "/etc/supervisor/conf.d/shop.conf",
@@ -134,98 +174,199 @@ fn a_worker_command_stays_one_shell_word_for_supervisor() {
         .iter_mut()
         .find(|a| a.name.as_str() == "shop")
         .expect("shop");
-    shop.servers[1].workers[0].command = "php artisan it's 100% $(reboot)".into();
+    shop.servers[1].workers[0].command = "php artisan it's 100% $(reboot) ; echo #x".into();
     let units = units(&defs, "jobs-1");
     let conf = &file(&units, "/etc/supervisor/conf.d/shop.conf").content;
     assert!(
-        conf.contains("command=/bin/sh -c 'exec php artisan it'\\''s 100%% $(reboot)'\n"),
+        conf.contains(
+            "command=/bin/sh -c 'php artisan it'\"'\"'s 100%% $(reboot) '';'' echo ''#''x'\n"
+        ),
         "{conf}"
     );
 }
 
+fn with_override(name: &str, text: &str) -> Definitions {
+    let mut defs = fleet();
+    defs.templates.insert(
+        name.into(),
+        crate::definitions::TemplateOverride {
+            file: format!("templates/{name}").into(),
+            text: text.into(),
+        },
+    );
+    defs
+}
+
 #[test]
 fn a_template_override_replaces_the_embedded_one() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::create_dir(dir.path().join("templates")).expect("mkdir");
-    std::fs::write(dir.path().join("templates/cron.hbs"), "# custom {{app}}\n").expect("write");
-    let templates = Templates::load(dir.path()).expect("load");
-    let defs = fleet();
-    let units = render(
-        &defs,
-        &defs.clusters[0],
-        &ServerName::new("jobs-1"),
-        &templates,
-    )
-    .expect("render");
-    assert_eq!(file(&units, "/etc/cron.d/shop").content, "# custom shop\n");
-}
-
-#[test]
-fn a_broken_override_names_the_template() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::create_dir(dir.path().join("templates")).expect("mkdir");
-    std::fs::write(dir.path().join("templates/nginx-vhost.conf.hbs"), "{{#if}}").expect("write");
-    let error = Templates::load(dir.path()).expect_err("must not parse");
+    let defs = with_override("cron.hbs", "# custom {{app}}\n");
+    let desired = Desired::render(&defs).expect("renders");
+    let jobs = desired.host(&ServerName::new("jobs-1")).expect("jobs-1");
     assert_eq!(
-        error.to_string(),
-        "template `nginx-vhost.conf.hbs` does not parse"
+        file(&jobs.units, "/etc/cron.d/shop").content,
+        "# custom shop\n"
     );
 }
 
 #[test]
-fn services_are_known_from_paths_alone() {
+fn an_override_that_fails_to_render_names_its_file_line_and_app() {
+    let defs = with_override("cron.hbs", "# custom\n{{no_such_value}}\n");
+    let problems = Desired::render(&defs).expect_err("must not render");
+    let problems: Vec<String> = problems.iter().map(ToString::to_string).collect();
     assert_eq!(
-        Service::for_path("/etc/nginx/sites-enabled/shop.conf"),
-        Some(Service::Nginx)
-    );
-    assert_eq!(
-        Service::for_path("/etc/php/8.2/fpm/pool.d/shop.conf"),
-        Some(Service::PhpFpm {
-            version: PhpVersion::new("8.2")
-        })
-    );
-    assert_eq!(
-        Service::for_path("/etc/php/8.2/cli/conf.d/99-reconciler.ini"),
-        None
-    );
-    assert_eq!(
-        Service::for_path("/etc/supervisor/conf.d/shop.conf"),
-        Some(Service::Supervisor {
-            group: "shop".into()
-        })
-    );
-    assert_eq!(Service::for_path("/etc/cron.d/shop"), None);
-}
-
-#[test]
-fn per_app_files_are_known_from_paths_alone() {
-    let shop = Some(AppName::new("shop"));
-    assert_eq!(app_of_path("/etc/php/8.2/fpm/pool.d/shop.conf"), shop);
-    assert_eq!(app_of_path("/etc/nginx/sites-enabled/shop.conf"), shop);
-    assert_eq!(app_of_path("/etc/supervisor/conf.d/shop.conf"), shop);
-    assert_eq!(app_of_path("/etc/cron.d/shop"), shop);
-    assert_eq!(
-        app_of_path("/etc/php/8.2/fpm/pool.d/_reconciler-global.conf"),
-        None
-    );
-    assert_eq!(
-        app_of_path("/etc/php/8.2/fpm/conf.d/99-reconciler.ini"),
-        None
+        problems,
+        [
+            "templates/cron.hbs:2:1: the template does not render for app `blog` on server `web-1`: Failed to access variable in strict mode Some(\"no_such_value\")"
+        ]
     );
 }
 
 #[test]
-fn service_labels_read_back() {
-    for service in [
-        Service::Nginx,
-        Service::PhpFpm {
-            version: PhpVersion::new("8.2"),
-        },
-        Service::Supervisor {
-            group: "shop".into(),
-        },
-    ] {
-        assert_eq!(Service::from_label(&service.label()), Some(service));
+fn root_daemons_open_logs_only_in_roots_directories() {
+    let units = units(&fleet(), "jobs-1");
+    let conf = &file(&units, "/etc/supervisor/conf.d/shop.conf").content;
+    for line in conf.lines().filter(|l| l.starts_with("stdout_logfile=")) {
+        assert!(
+            line.starts_with("stdout_logfile=/var/log/reconciler/shop/"),
+            "{line}"
+        );
     }
-    assert_eq!(Service::from_label("mysql"), None);
+    let web = units_web();
+    let vhost = &file(&web, "/etc/nginx/sites-enabled/shop.conf").content;
+    assert!(
+        vhost.contains("error_log /var/log/reconciler/shop/nginx-error.log;"),
+        "{vhost}"
+    );
+    assert!(
+        vhost.contains("disable_symlinks if_not_owner from=$document_root;"),
+        "{vhost}"
+    );
+    let logs = units
+        .directories
+        .iter()
+        .find(|d| d.path == "/var/log/reconciler/shop")
+        .expect("log directory");
+    assert_eq!(
+        (logs.owner.as_str(), logs.group.as_str(), logs.mode),
+        ("root", "shop", 0o750)
+    );
+    assert_eq!(logs.inside_home_of, None);
+}
+
+fn units_web() -> HostUnits {
+    units(&fleet(), "web-1")
+}
+
+#[test]
+fn directories_in_an_app_home_are_the_apps_to_make() {
+    let units = units(&fleet(), "jobs-1");
+    for dir in &units.directories {
+        let inside = dir.path.starts_with("/home/shop/") || dir.path.starts_with("/home/billing/");
+        assert_eq!(dir.inside_home_of.is_some(), inside, "{}", dir.path);
+    }
+}
+
+mod hostile {
+    //! Any text a definition may hold reads back, from the rendered file,
+    //! as exactly that text: no extra section, directive or expansion.
+
+    use proptest::prelude::*;
+
+    use super::super::parse_back;
+    use super::*;
+    use crate::definitions::values::IniValue;
+
+    /// Strings of the characters config syntaxes treat specially, and any
+    /// other printable text; no control characters (validation refuses
+    /// those, see `control_characters_are_refused`).
+    fn hostile() -> impl Strategy<Value = String> {
+        let special = prop::sample::select(vec![
+            "'",
+            "\"",
+            "$",
+            "${HOME}",
+            "%",
+            "%(ENV_X)s",
+            ";",
+            " ;",
+            " #",
+            "#",
+            "\\",
+            "[",
+            "]",
+            "[program:pwn]",
+            "=",
+            ":",
+            "`",
+            "$(id)",
+            " ",
+            "  ",
+            "{",
+            "}",
+            "*",
+            "~",
+            "é",
+            "€",
+        ]);
+        let plain = "[ -~]{0,4}";
+        prop::collection::vec(prop_oneof![special.prop_map(str::to_owned), plain], 1..12)
+            .prop_map(|parts| parts.concat())
+            .prop_filter("a command is not blank", |s| !s.trim().is_empty())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(300))]
+
+        #[test]
+        fn a_worker_command_reaches_sh_unchanged(command in hostile()) {
+            let mut defs = fleet();
+            let shop = defs.apps.iter_mut().find(|a| a.name.as_str() == "shop").expect("shop");
+            shop.servers[1].workers[0].command = command.clone();
+            let units = units(&defs, "jobs-1");
+            let conf = &file(&units, "/etc/supervisor/conf.d/shop.conf").content;
+            let sections = parse_back::supervisor_sections(conf).map_err(TestCaseError::fail)?;
+            let names: Vec<&str> = sections.keys().map(String::as_str).collect();
+            prop_assert_eq!(names, ["group:shop", "program:shop-default", "program:shop-reports"]);
+            let line = &sections["program:shop-default"]["command"];
+            let expanded = parse_back::supervisor_expand(line).map_err(TestCaseError::fail)?;
+            let argv = parse_back::shlex_split(&expanded).map_err(TestCaseError::fail)?;
+            let script = format!("{}{command}", escape::shell_prefix(&command));
+            prop_assert_eq!(argv, vec!["/bin/sh".to_owned(), "-c".into(), script]);
+        }
+
+        #[test]
+        fn php_ini_text_reads_back_unchanged(value in hostile()) {
+            let mut defs = fleet();
+            let cluster = &mut defs.clusters[0];
+            cluster.php_ini.clear();
+            cluster.php_ini.insert("x.y".into(), IniValue::String(value.clone()));
+            cluster.sessions.save_path = Some(value.clone());
+            let units = units(&defs, "web-1");
+            for sapi in ["cli", "fpm"] {
+                let ini = &file(&units, &format!("/etc/php/8.2/{sapi}/conf.d/99-reconciler.ini")).content;
+                let directives = parse_back::php_ini(ini).map_err(TestCaseError::fail)?;
+                prop_assert_eq!(&directives["x.y"], &value);
+                prop_assert_eq!(&directives["session.save_path"], &value);
+                let unexpected: Vec<&String> = directives
+                    .keys()
+                    .filter(|k| !(k.starts_with("session.") || k.starts_with("redis.")
+                        || ["x.y", "memory_limit", "max_execution_time", "post_max_size", "upload_max_filesize"].contains(&k.as_str())))
+                    .collect();
+                prop_assert!(unexpected.is_empty(), "{:?}", unexpected);
+            }
+        }
+    }
+
+    #[test]
+    fn the_models_catch_what_escaping_prevents() {
+        // Without escaping, these would be misread: the models must see it.
+        let comment = parse_back::supervisor_sections("[p]\ncommand=a ; b\n").expect("parses");
+        assert_eq!(comment["p"]["command"], "a");
+        assert!(parse_back::supervisor_expand("100%").is_err());
+        assert!(parse_back::php_ini("a = \"${HOME}\"\n").is_err());
+        let injected =
+            parse_back::supervisor_sections("[p]\ncommand=x\n[program:pwn]\ncommand=y\n")
+                .expect("parses");
+        assert_eq!(injected.len(), 2);
+    }
 }

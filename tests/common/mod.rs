@@ -12,6 +12,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use serde::Deserialize;
+use serde_json::Value;
 
 /// `ssh -o` options of every fleet login (plus `UserKnownHostsFile`).
 const SSH_OPTIONS: &[&str] = &[
@@ -172,28 +173,54 @@ impl FleetServer {
         let addr: SocketAddr = format!("{}:{}", self.address, self.http_port)
             .parse()
             .unwrap();
-        let timeout = Duration::from_secs(10);
-        let mut stream = TcpStream::connect_timeout(&addr, timeout)
-            .unwrap_or_else(|err| panic!("{}: connect to {addr}: {err}", self.name));
-        stream.set_read_timeout(Some(timeout)).unwrap();
-        stream.set_write_timeout(Some(timeout)).unwrap();
-        write!(
-            stream,
-            "GET {path} HTTP/1.0\r\nHost: {host_header}\r\nConnection: close\r\n\r\n"
-        )
-        .unwrap();
-        let mut raw = Vec::new();
-        stream
-            .read_to_end(&mut raw)
-            .unwrap_or_else(|err| panic!("{}: read from {addr}: {err}", self.name));
-        parse_http(&raw).unwrap_or_else(|| {
-            panic!(
-                "{}: not an HTTP response: {:?}",
-                self.name,
-                String::from_utf8_lossy(&raw)
-            )
-        })
+        http(addr, "GET", path, &[("Host", host_header)], b"")
+            .unwrap_or_else(|err| panic!("{}: {err}", self.name))
     }
+}
+
+/// One HTTP/1.0 request to `addr` (no chunked answers) on a new connection (closed after it);
+/// `headers` may set `Host`, which defaults to `addr`.
+pub fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Result<HttpResponse, String> {
+    let timeout = Duration::from_secs(10);
+    let mut stream = TcpStream::connect_timeout(&addr, timeout)
+        .map_err(|err| format!("connect to {addr}: {err}"))?;
+    stream.set_read_timeout(Some(timeout)).unwrap();
+    stream.set_write_timeout(Some(timeout)).unwrap();
+    let mut head = format!("{method} {path} HTTP/1.0\r\n");
+    if !headers
+        .iter()
+        .any(|(name, _)| name.eq_ignore_ascii_case("host"))
+    {
+        head.push_str(&format!("Host: {addr}\r\n"));
+    }
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str(&format!(
+        "Connection: close\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    ));
+    stream
+        .write_all(head.as_bytes())
+        .map_err(|err| format!("write to {addr}: {err}"))?;
+    // A server may answer (413) and close before it has read the body.
+    let _ = stream.write_all(body);
+    let mut raw = Vec::new();
+    stream
+        .read_to_end(&mut raw)
+        .map_err(|err| format!("read from {addr}: {err}"))?;
+    parse_http(&raw).ok_or_else(|| {
+        format!(
+            "not an HTTP response from {addr}: {:?}",
+            String::from_utf8_lossy(&raw)
+        )
+    })
 }
 
 /// Runs `cmd` with `input` on stdin (written from a thread, so large outputs can't deadlock).
@@ -230,4 +257,151 @@ fn parse_http(raw: &[u8]) -> Option<HttpResponse> {
         headers,
         body,
     })
+}
+
+/// A definitions repository in a temporary directory.
+pub struct Repo {
+    pub dir: tempfile::TempDir,
+    pub fleet: Fleet,
+}
+
+impl Repo {
+    /// A cluster of `servers` (fleet names) sharing sessions in the fleet's redis.
+    pub fn new(servers: &[&str]) -> Repo {
+        let fleet = Fleet::load();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let repo = Repo { dir, fleet };
+        let mut cluster = String::from(
+            "name: fleet\nphp: [\"8.2\"]\nrequest: { duration: 30, payload: 8, memory: 256 }\n\
+             sessions: { handler: redis, save_path: \"tcp://redis:6379\" }\nservers:\n",
+        );
+        for name in servers {
+            let s = repo.fleet.server(name);
+            cluster.push_str(&format!(
+                "  - {{ name: {}, address: {}, port: {}, web_server: true }}\n",
+                s.name, s.address, s.ssh_port
+            ));
+        }
+        repo.write("clusters/fleet.yaml", &cluster);
+        repo
+    }
+
+    pub fn write(&self, path: &str, text: &str) {
+        let path = self.dir.path().join(path);
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        std::fs::write(path, text).expect("write");
+    }
+
+    pub fn remove(&self, path: &str) {
+        std::fs::remove_file(self.dir.path().join(path)).expect("remove");
+    }
+
+    /// An app with a web role on `web` servers; `extra` is YAML added to
+    /// the first server's role.
+    pub fn app(&self, name: &str, web: &[&str], max_workers: u32, extra: &str) {
+        let mut yaml = format!(
+            "name: {name}\ncluster: fleet\nrepo: https://git.example.com/{name}.git\nphp: \"8.2\"\n\
+             domains: [{name}.test]\nservers:\n"
+        );
+        for (i, server) in web.iter().enumerate() {
+            yaml.push_str(&format!(
+                "  - name: {server}\n    web: {{ max_workers: {max_workers}, min_spare_workers: 1, initial_workers: 1, max_spare_workers: 2 }}\n"
+            ));
+            if i == 0 {
+                yaml.push_str(extra);
+            }
+        }
+        self.write(&format!("apps/{name}.yaml"), &yaml);
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_reconciler"))
+            .args(args)
+            .arg("-d")
+            .arg(self.dir.path())
+            .arg("--known-hosts")
+            .arg(&self.fleet.known_hosts)
+            .arg("--ssh-key")
+            .arg(&self.fleet.key)
+            .args(["--color", "never"])
+            .output()
+            .expect("run reconciler")
+    }
+
+    /// Runs and asserts the exit code, showing the output when it differs.
+    pub fn run_expect(&self, args: &[&str], code: i32) -> String {
+        let out = self.run(args);
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert_eq!(
+            out.status.code(),
+            Some(code),
+            "reconciler {args:?}\n--- stdout\n{stdout}\n--- stderr\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout
+    }
+
+    pub fn plan_json(&self) -> Value {
+        let text = self.run_expect(&["plan", "--format", "json"], 0);
+        serde_json::from_str(&text).expect("plan JSON")
+    }
+
+    pub fn server(&self, name: &str) -> &FleetServer {
+        self.fleet.server(name)
+    }
+
+    pub fn ssh(&self, server: &str, script: &str) -> String {
+        self.server(server).ssh_ok(&self.fleet, script)
+    }
+}
+
+pub fn host<'a>(plan: &'a Value, server: &str) -> &'a Value {
+    plan["hosts"]
+        .as_array()
+        .expect("hosts")
+        .iter()
+        .find(|h| h["server"] == server)
+        .unwrap_or_else(|| panic!("no {server} in {plan:#}"))
+}
+
+pub fn kinds(host: &Value) -> Vec<String> {
+    host["changes"]
+        .as_array()
+        .expect("changes")
+        .iter()
+        .map(|c| {
+            format!(
+                "{} {}",
+                c["kind"].as_str().unwrap_or(""),
+                c["path"].as_str().unwrap_or("")
+            )
+        })
+        .collect()
+}
+
+/// A release whose index.php prints the user PHP runs as and the session
+/// handler, made live by pointing `current` at it.
+pub fn install_release(repo: &Repo, server: &str, app: &str) {
+    repo.ssh(
+        server,
+        &format!(
+            "set -e\nmkdir -p /home/{app}/releases/t1/public\n\
+             echo '<?php echo posix_getpwuid(posix_geteuid())[\"name\"], \" \", ini_get(\"session.save_handler\");' \
+             > /home/{app}/releases/t1/public/index.php\n\
+             chown -R {app}:{app} /home/{app}/releases/t1\n\
+             ln -sfn releases/t1 /home/{app}/current\n"
+        ),
+    );
+}
+
+/// Panics, listing every violation, unless `value` follows the JSON Schema
+/// `schema`.
+pub fn assert_follows(schema: &str, value: &Value) {
+    let schema: Value = serde_json::from_str(schema).expect("schema JSON");
+    let validator = jsonschema::validator_for(&schema).expect("a valid schema");
+    let errors: Vec<String> = validator
+        .iter_errors(value)
+        .map(|e| e.to_string())
+        .collect();
+    assert_eq!(errors, Vec::<String>::new(), "{value:#}");
 }

@@ -5,9 +5,14 @@
 //! problem. This module walks the same text with yaml-rust2's event parser and
 //! records, for each node, the position of its value and of its key, keyed by
 //! the same path syntax serde_yaml uses in its own messages (`servers[1].web`).
-//! It must stay a passive index: it never decides whether a document is valid.
+//! It decides nothing about validity with two exceptions that must run
+//! before any parser sees the text: documents nested deeper than
+//! `MAX_DEPTH` or with more than `MAX_NODES` values are refused (serde_yaml
+//! and this index slow down with depth, and no definitions file needs
+//! either), and keys that appear twice in one mapping are reported (serde
+//! would keep the last one silently in maps such as `php_ini`).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use yaml_rust2::parser::{Event, Parser};
 use yaml_rust2::scanner::Marker;
@@ -31,26 +36,59 @@ impl Position {
     }
 }
 
+/// Deepest nesting of mappings and sequences a definitions file may have.
+pub const MAX_DEPTH: usize = 24;
+/// Most values (scalars, mappings, sequences) a definitions file may have.
+pub const MAX_NODES: usize = 100_000;
+
+/// Why a document was refused before parsing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    TooDeep(Position),
+    TooManyNodes(Position),
+}
+
 /// Positions of every node of one YAML document, by path.
 #[derive(Debug, Default)]
 pub struct SourceMap {
     values: HashMap<String, Position>,
     keys: HashMap<String, Position>,
+    /// Keys that appear a second time in their mapping: (path, position of
+    /// the repetition, position of the first).
+    pub duplicates: Vec<(String, Position, Position)>,
 }
 
 impl SourceMap {
-    /// Indexes `text`. A document that does not parse yields an empty map:
-    /// serde_yaml reports the syntax error with its own position.
-    pub fn index(text: &str) -> Self {
+    /// Indexes `text`. A document that does not parse yields the part read
+    /// before the error: serde_yaml reports the syntax error with its own
+    /// position.
+    pub fn index(text: &str) -> Result<Self, Refusal> {
         let mut indexer = Indexer::default();
         let mut parser = Parser::new_from_str(text);
-        while let Ok((event, marker)) = parser.next_token() {
+        loop {
+            let (event, marker) = match parser.next_token() {
+                Ok(next) => next,
+                // The scanner has a nesting limit of its own.
+                Err(error) if error.info().contains("recursion limit") => {
+                    return Err(Refusal::TooDeep(Position::from_marker(*error.marker())));
+                }
+                // serde_yaml reports syntax errors with its own position.
+                Err(_) => break,
+            };
             if event == Event::StreamEnd {
                 break;
             }
-            indexer.event(event, Position::from_marker(marker));
+            let at = Position::from_marker(marker);
+            indexer.nodes += 1;
+            if indexer.nodes > MAX_NODES {
+                return Err(Refusal::TooManyNodes(at));
+            }
+            indexer.event(event, at);
+            if indexer.stack.len() > MAX_DEPTH {
+                return Err(Refusal::TooDeep(at));
+            }
         }
-        indexer.map
+        Ok(indexer.map)
     }
 
     /// The position of the value at `path`, or of its nearest ancestor that
@@ -91,6 +129,8 @@ enum Frame {
     Mapping {
         path: String,
         key: Option<String>,
+        /// Keys seen so far, to report repetitions.
+        seen: HashSet<String>,
         /// A block mapping's start marker points past its first key; the
         /// first key's position is the one a reader expects.
         awaiting_position: bool,
@@ -105,6 +145,7 @@ enum Frame {
 struct Indexer {
     stack: Vec<Frame>,
     map: SourceMap,
+    nodes: usize,
 }
 
 impl Indexer {
@@ -114,6 +155,7 @@ impl Indexer {
                 if let Some(Frame::Mapping {
                     path,
                     key,
+                    seen,
                     awaiting_position,
                 }) = self.stack.last_mut()
                     && key.is_none()
@@ -123,7 +165,12 @@ impl Indexer {
                         *awaiting_position = false;
                     }
                     let child = join(path, &text);
-                    self.map.keys.insert(child.clone(), at);
+                    if seen.insert(text) {
+                        self.map.keys.insert(child.clone(), at);
+                    } else {
+                        let first = self.map.keys.get(&child).copied().unwrap_or(at);
+                        self.map.duplicates.push((child.clone(), at, first));
+                    }
                     *key = Some(child);
                     return;
                 }
@@ -144,6 +191,7 @@ impl Indexer {
                 self.stack.push(Frame::Mapping {
                     path,
                     key: None,
+                    seen: HashSet::new(),
                     awaiting_position: !known,
                 });
             }
@@ -206,7 +254,7 @@ empty: {}
 
     #[test]
     fn scalars_in_block_and_flow_collections() {
-        let map = SourceMap::index(DOC);
+        let map = SourceMap::index(DOC).expect("indexes");
         assert_eq!(map.value("name"), at(1, 7));
         assert_eq!(map.value("php[1]"), at(2, 14));
         assert_eq!(map.value("servers[0].name"), at(4, 11));
@@ -216,20 +264,53 @@ empty: {}
 
     #[test]
     fn a_mapping_item_stands_at_its_first_key() {
-        let map = SourceMap::index(DOC);
+        let map = SourceMap::index(DOC).expect("indexes");
         assert_eq!(map.value("servers[0]"), at(4, 5));
     }
 
     #[test]
     fn unknown_paths_fall_back_to_the_nearest_ancestor() {
-        let map = SourceMap::index(DOC);
+        let map = SourceMap::index(DOC).expect("indexes");
         assert_eq!(map.value("servers[0].missing"), at(4, 5));
         assert_eq!(map.value("nothing.here"), Position::START);
     }
 
     #[test]
-    fn broken_yaml_gives_an_empty_map() {
-        let map = SourceMap::index("a: [\n");
+    fn broken_yaml_gives_what_was_read_before_the_error() {
+        let map = SourceMap::index("a: [\n").expect("indexes");
         assert_eq!(map.value("a"), at(1, 4));
+    }
+
+    #[test]
+    fn a_key_given_twice_is_reported_with_both_positions() {
+        let map = SourceMap::index("php_ini:\n  a: 1\n  b: 2\n  a: 3\n").expect("indexes");
+        assert_eq!(
+            map.duplicates,
+            [("php_ini.a".to_owned(), at(4, 3), at(2, 3))]
+        );
+    }
+
+    #[test]
+    fn deep_nesting_is_refused() {
+        for deep in [
+            format!("a: {}{}", "[".repeat(40_000), "]".repeat(40_000)),
+            format!("{}x", "- ".repeat(40_000)),
+            format!("a: {}1{}", "{b: ".repeat(30), "}".repeat(30)),
+            (0..100)
+                .map(|i| format!("{}k{i}:\n", " ".repeat(i)))
+                .collect(),
+        ] {
+            let refused = SourceMap::index(&deep);
+            assert!(
+                matches!(refused, Err(Refusal::TooDeep(_))),
+                "{:?}",
+                &deep[..20]
+            );
+        }
+        let wide = format!("a: [{}]", "1,".repeat(MAX_NODES));
+        assert!(matches!(
+            SourceMap::index(&wide),
+            Err(Refusal::TooManyNodes(_))
+        ));
     }
 }

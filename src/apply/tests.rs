@@ -1,0 +1,572 @@
+//! prelude.sh run by the local bash in a temporary directory: the apply's
+//! logic and its report parser together, without a server. Validators and
+//! reloads are replaced by shell functions the test defines; everything
+//! else (staging, backups, journal, lock, detaching) is the real script.
+
+use std::fs;
+use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::report::read;
+use super::*;
+use crate::definitions::{AppName, PhpVersion, ServerName};
+use crate::facts::{HostFacts, Journal};
+use crate::plan::{Change, Ownership, Reload, ReloadWhen, Service};
+use crate::units::sha256;
+
+struct Sandbox {
+    dir: tempfile::TempDir,
+}
+
+impl Sandbox {
+    fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().expect("tempdir"),
+        }
+    }
+
+    fn path(&self, relative: &str) -> String {
+        self.dir
+            .path()
+            .join(relative)
+            .to_string_lossy()
+            .into_owned()
+    }
+
+    fn state(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    /// The apply script for `plan`, its state in the sandbox, `stubs`
+    /// defining the validators and reloads.
+    fn script(&self, plan: &HostPlan, facts: &HostFacts, stubs: &str) -> String {
+        let (script, _) = super::script::build(plan, facts, &ScriptOptions::default());
+        self.with_overrides(&script, stubs)
+    }
+
+    /// `script` with its state in the sandbox and `stubs` defined.
+    fn with_overrides(&self, script: &str, stubs: &str) -> String {
+        let state = self.state();
+        let state = state.to_string_lossy();
+        let overrides = format!(
+            "STATE={state}; MANIFEST={state}/manifest; PENDING={state}/pending-reloads; \
+             JOURNAL={state}/journal; BACKUPS={state}/backup; LOCK={state}/lock; \
+             LOCK_HOLDER={state}/lock.holder; GENERATION={state}/generation; RUN_DIR={state}/run; APPLY_LOG={state}/apply.log; \
+             USERS_FILE={state}/users\n{stubs}\n"
+        );
+        script.replacen("\napply_main\n", &format!("\n{overrides}apply_main\n"), 1)
+    }
+
+    fn run(&self, script: &str) -> (Outcome, String) {
+        let out = Command::new("bash")
+            .arg("-c")
+            .arg(script)
+            .output()
+            .expect("bash");
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        (read(&out.stdout, &dummy_plan()), stderr)
+    }
+}
+
+fn dummy_plan() -> HostPlan {
+    HostPlan::failed(crate::definitions::ServerName::new("here"), "", None)
+}
+
+fn plan(changes: Vec<Change>, reloads: Vec<Reload>) -> HostPlan {
+    let mut plan = dummy_plan();
+    plan.error = None;
+    plan.changes = changes;
+    plan.reloads = reloads;
+    plan
+}
+
+fn root(mode: u32) -> Ownership {
+    Ownership::new("root", "root", mode)
+}
+
+fn create(path: &str, content: &str) -> Change {
+    Change::CreateFile {
+        path: path.into(),
+        to: root(0o640),
+        diff: String::new(),
+        content: content.into(),
+    }
+}
+
+fn update(path: &str, old: &str, content: &str) -> Change {
+    Change::UpdateFile {
+        path: path.into(),
+        from: root(0o644),
+        to: root(0o644),
+        diff: Some(String::new()),
+        adopt: false,
+        content: content.into(),
+        expected: sha256(old.as_bytes()),
+    }
+}
+
+fn nginx_reload() -> Reload {
+    Reload {
+        service: Service::Nginx,
+        label: "nginx".into(),
+        when: ReloadWhen::Now,
+        pending: false,
+        interrupted: false,
+        next_window: None,
+        window_open_until: None,
+        reasons: Vec::new(),
+        for_changes_only: true,
+    }
+}
+
+const VALID: &str = "validate_one() { out=\"$1 ok\"; }\nreload_one() { out=reloaded; }";
+const INVALID: &str = "validate_one() { out='nginx: [emerg] unknown directive \"x\"'; return 1; }\nreload_one() { out=reloaded; }";
+
+#[test]
+fn a_valid_plan_lands_with_owner_mode_and_manifest() {
+    let sandbox = Sandbox::new();
+    let (new, old) = (sandbox.path("new.conf"), sandbox.path("old.conf"));
+    fs::write(&old, "old\n").expect("write");
+    let mut plan = plan(
+        vec![create(&new, "new\n"), update(&old, "old\n", "changed\n")],
+        vec![nginx_reload()],
+    );
+    plan.manifest = vec![new.clone(), old.clone()];
+    let (outcome, stderr) = sandbox.run(&sandbox.script(&plan, &HostFacts::default(), VALID));
+    assert!(
+        matches!(&outcome, Outcome::Applied { reloaded, .. } if reloaded == &["nginx"]),
+        "{outcome:?} {stderr}"
+    );
+    assert_eq!(fs::read_to_string(&new).expect("new"), "new\n");
+    assert_eq!(fs::read_to_string(&old).expect("old"), "changed\n");
+    let mode = fs::metadata(&new).expect("stat").permissions().mode() & 0o777;
+    assert_eq!(mode, 0o640);
+    let manifest = fs::read_to_string(sandbox.state().join("manifest")).expect("manifest");
+    assert_eq!(manifest, format!("{new}\n{old}\n"));
+    assert!(!sandbox.state().join("journal").exists(), "journal removed");
+    let backups = fs::read_dir(sandbox.state().join("backup"))
+        .expect("backups")
+        .count();
+    assert_eq!(backups, 0, "backups removed");
+    let log = fs::read_to_string(sandbox.state().join("apply.log")).expect("apply log");
+    let entry: serde_json::Value = serde_json::from_str(log.trim()).expect("one JSON line");
+    assert_eq!(entry["result"], "applied");
+    assert_eq!(entry["reloaded"], serde_json::json!(["nginx"]));
+}
+
+#[test]
+fn a_refused_validation_puts_every_file_back() {
+    let sandbox = Sandbox::new();
+    let (new, old) = (sandbox.path("new.conf"), sandbox.path("old.conf"));
+    fs::write(&old, "old\n").expect("write");
+    let plan = plan(
+        vec![create(&new, "new\n"), update(&old, "old\n", "changed\n")],
+        vec![nginx_reload()],
+    );
+    let (outcome, _) = sandbox.run(&sandbox.script(&plan, &HostFacts::default(), INVALID));
+    match outcome {
+        Outcome::Invalid { failures } => assert_eq!(
+            failures,
+            [StepOutput::new(
+                "nginx",
+                "nginx: [emerg] unknown directive \"x\""
+            )]
+        ),
+        other => panic!("{other:?}"),
+    }
+    assert!(!Path::new(&new).exists(), "a new file is removed again");
+    assert_eq!(fs::read_to_string(&old).expect("old"), "old\n");
+    assert!(!sandbox.state().join("journal").exists());
+}
+
+#[test]
+fn a_failing_chown_shows_its_error_and_restores_what_was_staged() {
+    let sandbox = Sandbox::new();
+    let (first, second) = (sandbox.path("first.conf"), sandbox.path("second.conf"));
+    fs::write(&first, "before\n").expect("write");
+    let mut bad = create(&second, "x\n");
+    if let Change::CreateFile { to, .. } = &mut bad {
+        to.owner = "no-such-user".into();
+    }
+    let plan = plan(vec![update(&first, "before\n", "after\n"), bad], vec![]);
+    let (outcome, _) = sandbox.run(&sandbox.script(&plan, &HostFacts::default(), VALID));
+    match outcome {
+        Outcome::Failed { message, output } => {
+            assert_eq!(message, format!("cannot write {second}"));
+            assert!(
+                output.contains("chown: invalid user: 'no-such-user:root'"),
+                "{output}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(fs::read_to_string(&first).expect("first"), "before\n");
+    assert!(!Path::new(&second).exists());
+    let leftovers: Vec<_> = fs::read_dir(sandbox.dir.path())
+        .expect("list")
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().starts_with(".reconciler."))
+        .collect();
+    assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
+}
+
+#[test]
+fn a_file_changed_since_the_plan_stops_the_apply_before_anything_changes() {
+    let sandbox = Sandbox::new();
+    let (a, b) = (sandbox.path("a.conf"), sandbox.path("b.conf"));
+    fs::write(&a, "edited by someone else\n").expect("write");
+    let plan = plan(
+        vec![
+            update(&a, "what the plan saw\n", "new\n"),
+            create(&b, "b\n"),
+        ],
+        vec![nginx_reload()],
+    );
+    let (outcome, _) = sandbox.run(&sandbox.script(&plan, &HostFacts::default(), VALID));
+    assert_eq!(
+        outcome,
+        Outcome::Stale {
+            paths: vec![a.clone()]
+        }
+    );
+    assert_eq!(
+        fs::read_to_string(&a).expect("a"),
+        "edited by someone else\n"
+    );
+    assert!(!Path::new(&b).exists());
+}
+
+#[test]
+fn a_plan_made_before_another_apply_ran_is_stale() {
+    let sandbox = Sandbox::new();
+    fs::create_dir_all(sandbox.state()).expect("state");
+    // Another apply took the lock after this plan was made (every apply
+    // raises the count): the plan's own file is untouched, yet it is
+    // stale, since what it called unchanged may have changed since.
+    fs::write(sandbox.state().join("generation"), "1\n").expect("generation");
+    let file = sandbox.path("x.conf");
+    let change = plan(vec![create(&file, "x\n")], vec![]);
+    let (before, _) = sandbox.run(&sandbox.script(&change, &HostFacts::default(), VALID));
+    assert_eq!(
+        before,
+        Outcome::Stale {
+            paths: vec!["another apply ran since the plan was made".into()]
+        }
+    );
+    assert!(!Path::new(&file).exists());
+
+    let facts = HostFacts {
+        generation: 1,
+        ..HostFacts::default()
+    };
+    let (after, _) = sandbox.run(&sandbox.script(&change, &facts, VALID));
+    assert!(matches!(after, Outcome::Applied { .. }), "{after:?}");
+    let count = fs::read_to_string(sandbox.state().join("generation")).expect("generation");
+    assert_eq!(count, "2\n");
+}
+
+#[test]
+fn a_plan_made_while_an_apply_ran_waits_for_it_and_is_stale() {
+    let sandbox = Sandbox::new();
+    fs::create_dir_all(sandbox.state()).expect("state");
+    let mut holder = Command::new("flock")
+        .arg("--no-fork")
+        .arg(sandbox.state().join("lock"))
+        .args(["sleep", "1"])
+        .spawn()
+        .expect("flock");
+    std::thread::sleep(Duration::from_millis(200));
+    // Even with nothing to change, the plan may have read files the
+    // running apply had half-written: it waits, then asks for a new plan.
+    let mut busy = plan(vec![], vec![]);
+    busy.locked_by = Some("watch ops@ci (pid 7) since then".into());
+    let options = ScriptOptions {
+        lock_wait: Duration::from_secs(5),
+        ..ScriptOptions::default()
+    };
+    let (script, _) = super::script::build(&busy, &HostFacts::default(), &options);
+    let script = sandbox.with_overrides(&script, VALID);
+    let started = std::time::Instant::now();
+    let (outcome, _) = sandbox.run(&script);
+    let waited = started.elapsed();
+    let _ = holder.wait();
+    assert_eq!(
+        outcome,
+        Outcome::Stale {
+            paths: vec![
+                "an apply was running when the plan was made: watch ops@ci (pid 7) since then"
+                    .into()
+            ]
+        }
+    );
+    assert!(waited >= Duration::from_millis(500), "{waited:?}");
+}
+
+#[test]
+fn a_held_lock_names_its_holder_and_changes_nothing() {
+    let sandbox = Sandbox::new();
+    fs::create_dir_all(sandbox.state()).expect("state");
+    let lock = sandbox.state().join("lock");
+    // --no-fork: the sleep itself holds the lock, and dies with kill().
+    let mut holder = Command::new("flock")
+        .arg("--no-fork")
+        .arg(&lock)
+        .args(["sleep", "10"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("flock");
+    std::thread::sleep(Duration::from_millis(200));
+    let record = sandbox.state().join("lock.holder");
+    let file = sandbox.path("x.conf");
+    let plan = plan(vec![create(&file, "x\n")], vec![]);
+    let script = sandbox.script(&plan, &HostFacts::default(), VALID);
+
+    // The record names a process that holds the lock: it is named.
+    fs::write(
+        &record,
+        format!(
+            "ops@laptop (pid 1) since then; server pid {}\n",
+            holder.id()
+        ),
+    )
+    .expect("holder");
+    let (named, _) = sandbox.run(&script);
+    // A stale record (its process is gone) is never presented as the holder.
+    fs::write(
+        &record,
+        "ops@laptop (pid 1) since then; server pid 999999\n",
+    )
+    .expect("holder");
+    let (stale, _) = sandbox.run(&script);
+    let _ = holder.kill();
+    let _ = holder.wait();
+    assert_eq!(
+        named,
+        Outcome::Locked {
+            holder: "ops@laptop (pid 1) since then".into()
+        }
+    );
+    assert_eq!(
+        stale,
+        Outcome::Locked {
+            holder: "a process that is not a reconciler apply".into()
+        }
+    );
+    assert!(!Path::new(&file).exists());
+}
+
+#[test]
+fn an_interrupted_apply_is_adopted_and_restored_when_its_files_are_invalid() {
+    let sandbox = Sandbox::new();
+    let conf = sandbox.path("vhost.conf");
+    // What a worker killed after staging leaves behind: the new file in
+    // place, the old one in its backup, both named by the journal.
+    let backup = sandbox.state().join("backup/apply.killed");
+    let backup_of = |path: &str| PathBuf::from(format!("{}{path}", backup.display()));
+    fs::create_dir_all(backup_of(&conf).parent().expect("parent")).expect("mkdir");
+    fs::write(backup_of(&conf), "served before\n").expect("backup");
+    fs::write(&conf, "never validated\n").expect("staged");
+    fs::write(
+        sandbox.state().join("journal"),
+        format!(
+            "started 2026-11-22T03:00:00Z\nholder ops@laptop (pid 1)\nbackup {}\nstaged {conf}\n",
+            backup.display()
+        ),
+    )
+    .expect("journal");
+    let mut plan = plan(vec![], vec![nginx_reload()]);
+    plan.interrupted = Some(Journal {
+        started: "2026-11-22T03:00:00Z".into(),
+        holder: "ops@laptop (pid 1)".into(),
+        staged: vec![conf.clone()],
+    });
+    let (outcome, _) = sandbox.run(&sandbox.script(&plan, &HostFacts::default(), INVALID));
+    assert!(matches!(outcome, Outcome::Invalid { .. }), "{outcome:?}");
+    assert_eq!(fs::read_to_string(&conf).expect("conf"), "served before\n");
+    assert!(!sandbox.state().join("journal").exists());
+    assert!(!backup.exists());
+}
+
+#[test]
+fn the_worker_finishes_when_its_foreground_is_killed() {
+    let sandbox = Sandbox::new();
+    let conf = sandbox.path("slow.conf");
+    let plan = plan(vec![create(&conf, "new\n")], vec![nginx_reload()]);
+    // A validator that takes a while: the foreground is killed meanwhile.
+    let stubs = "validate_one() { sleep 1; out=ok; }\nreload_one() { out=reloaded; }";
+    let mut child = Command::new("bash")
+        .arg("-c")
+        .arg(sandbox.script(&plan, &HostFacts::default(), stubs))
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("bash");
+    let journal = sandbox.state().join("journal");
+    let started = Instant::now();
+    while !journal.exists() && started.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(journal.exists(), "the worker started");
+    child.kill().expect("kill the foreground");
+    let _ = child.wait();
+    while journal.exists() && started.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!journal.exists(), "the worker finished");
+    assert_eq!(fs::read_to_string(&conf).expect("conf"), "new\n");
+    let log = fs::read_to_string(sandbox.state().join("apply.log"));
+    let reports: Vec<String> = fs::read_dir(sandbox.state().join("run"))
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .map(|e| fs::read_to_string(e.path()).unwrap_or_default())
+                .collect()
+        })
+        .unwrap_or_default();
+    let log = log.unwrap_or_else(|e| panic!("apply log: {e}; run dir: {reports:?}"));
+    assert!(log.contains("\"result\":\"applied\""), "{log}");
+}
+
+#[test]
+fn state_is_roots_alone() {
+    let sandbox = Sandbox::new();
+    let plan = plan(vec![create(&sandbox.path("x.conf"), "x\n")], vec![]);
+    sandbox.run(&sandbox.script(&plan, &HostFacts::default(), VALID));
+    let meta = fs::metadata(sandbox.state()).expect("state");
+    assert_eq!(meta.mode() & 0o777, 0o700);
+}
+
+#[test]
+fn a_step_that_hangs_is_stopped_and_named() {
+    let sandbox = Sandbox::new();
+    let conf = sandbox.path("hang.conf");
+    let plan = plan(vec![create(&conf, "x\n")], vec![nginx_reload()]);
+    let stubs = "STEP_LIMIT=1\nvalidate_one() { run_step \"$STEP_LIMIT\" 'nginx -t' sleep 30; }";
+    let started = Instant::now();
+    let (outcome, _) = sandbox.run(&sandbox.script(&plan, &HostFacts::default(), stubs));
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert_eq!(
+        outcome,
+        Outcome::Invalid {
+            failures: vec![StepOutput::new(
+                "nginx",
+                "nginx -t did not finish within 1s"
+            )]
+        }
+    );
+    assert!(!Path::new(&conf).exists(), "restored");
+}
+
+#[test]
+fn a_reload_for_a_window_is_recorded_as_pending() {
+    let sandbox = Sandbox::new();
+    let conf = sandbox.path("pool.conf");
+    let fpm = Reload {
+        service: Service::PhpFpm {
+            version: crate::definitions::PhpVersion::new("8.2"),
+        },
+        label: "php8.2-fpm".into(),
+        when: ReloadWhen::Window,
+        pending: false,
+        interrupted: false,
+        next_window: None,
+        window_open_until: None,
+        reasons: Vec::new(),
+        for_changes_only: true,
+    };
+    let plan = plan(vec![create(&conf, "x\n")], vec![fpm]);
+    let (outcome, stderr) = sandbox.run(&sandbox.script(&plan, &HostFacts::default(), VALID));
+    assert!(
+        matches!(&outcome, Outcome::Applied { deferred, .. } if deferred == &["php8.2-fpm"]),
+        "{outcome:?} {stderr}"
+    );
+    let pending = fs::read_to_string(sandbox.state().join("pending-reloads")).expect("pending");
+    assert_eq!(pending, "php8.2-fpm\n");
+}
+
+/// A web server on loopback answering `answers` in turn (the last one
+/// from then on) to each request for `domain`, and 200 to any other
+/// domain; stops with the test.
+fn web(domain: &'static str, answers: &'static [u16]) -> u16 {
+    use std::io::{BufRead as _, BufReader, Write as _};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        let mut served = 0;
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut host = String::new();
+            for line in BufReader::new(&stream).lines() {
+                let line = line.unwrap_or_default();
+                if let Some(value) = line.strip_prefix("Host: ") {
+                    host = value.to_owned();
+                }
+                if line.is_empty() {
+                    break;
+                }
+            }
+            let code = if host == domain {
+                served += 1;
+                answers[(served - 1).min(answers.len() - 1)]
+            } else {
+                200
+            };
+            let _ = write!(stream, "HTTP/1.1 {code} X\r\nContent-Length: 0\r\n\r\n");
+        }
+    });
+    port
+}
+
+#[test]
+fn after_php_fpm_reloads_every_web_app_must_answer() {
+    let sandbox = Sandbox::new();
+    let file = sandbox.path("pool.conf");
+    let fpm = Reload {
+        service: Service::PhpFpm {
+            version: PhpVersion::new("8.2"),
+        },
+        label: "php8.2-fpm".into(),
+        ..nginx_reload()
+    };
+    let plan = plan(vec![create(&file, "[pool]\n")], vec![fpm]);
+    let check = |domain: &str| crate::units::WebCheck {
+        app: AppName::new("shop"),
+        domain: domain.into(),
+        path: "/up".into(),
+    };
+    let options = ScriptOptions {
+        web_checks: vec![check("warming.test"), check("broken.test")],
+        ..ScriptOptions::default()
+    };
+    // warming.test answers 502 twice, then 200; broken.test 503 always.
+    let port = web("warming.test", &[502, 502, 200]);
+    let broken = web("broken.test", &[503]);
+    let (script, _) = super::script::build(&plan, &HostFacts::default(), &options);
+    let stubs = format!("{VALID}\nWEB_TRIES=10\nWEB_PORT={port}");
+    let (first, _) = sandbox.run(&sandbox.with_overrides(&script, &stubs));
+    let Outcome::Applied { unanswered, .. } = &first else {
+        panic!("{first:?}");
+    };
+    assert_eq!(unanswered, &Vec::<StepOutput>::new(), "502, 502, then 200");
+
+    let stubs = format!("{VALID}\nWEB_TRIES=10\nWEB_PORT={broken}");
+    let sandbox = Sandbox::new();
+    let plan = self::plan(
+        vec![create(&sandbox.path("pool.conf"), "[pool]\n")],
+        plan.reloads,
+    );
+    let (script, _) = super::script::build(&plan, &HostFacts::default(), &options);
+    let (second, _) = sandbox.run(&sandbox.with_overrides(&script, &stubs));
+    let Outcome::Applied { unanswered, .. } = &second else {
+        panic!("{second:?}");
+    };
+    assert_eq!(
+        unanswered,
+        &vec![StepOutput::new(
+            "broken.test",
+            "GET /up answered 503 for 1 s after php-fpm reloaded"
+        )]
+    );
+    assert!(!HostReport::new(ServerName::new("web-1"), second).succeeded());
+}

@@ -1,0 +1,167 @@
+//! `reconciler status`.
+
+use std::io::{Read as _, Write as _};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+
+use crate::watch::Status;
+
+use super::Failure;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// For a person: the commits, then a few lines per server.
+    Text,
+    /// The status document (schemas/status.schema.json), as the daemon
+    /// serves it.
+    Json,
+}
+
+#[derive(Debug, clap::Args)]
+#[command(group = clap::ArgGroup::new("from").args(["state_dir", "url"]))]
+pub struct Args {
+    /// Read the status a daemon keeps in its state directory (the
+    /// default, in /var/lib/reconciler-watch).
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+    /// Ask a daemon serving on this address, such as http://127.0.0.1:8700.
+    #[arg(long, value_name = "URL")]
+    url: Option<String>,
+    /// How to print it.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
+}
+
+pub fn run(args: Args) -> Result<ExitCode, Failure> {
+    let text = match (&args.state_dir, &args.url) {
+        (_, Some(url)) => fetch(url)?,
+        (dir, None) => {
+            let dir = dir
+                .clone()
+                .unwrap_or_else(|| PathBuf::from("/var/lib/reconciler-watch"));
+            let path = dir.join("status.json");
+            std::fs::read_to_string(&path).with_context(|| {
+                format!(
+                    "cannot read `{}`: is a daemon using that state directory?",
+                    path.display()
+                )
+            })?
+        }
+    };
+    let status: Status =
+        serde_json::from_str(&text).context("the status is not a status document")?;
+    match args.format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&status)?),
+        Format::Text => print!("{}", render(&status)),
+    }
+    let failing = status.last_rejected.is_some()
+        && status.last_rejected.as_ref().map(|r| &r.commit) == status.head.as_ref()
+        || status.hosts.values().any(|h| h.failures > 0);
+    Ok(if failing {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// GET URL/v1/status over plain HTTP (a daemon listens on loopback).
+fn fetch(url: &str) -> anyhow::Result<String> {
+    let Some(rest) = url.strip_prefix("http://") else {
+        bail!("`{url}` is not an http:// URL");
+    };
+    let host = rest.trim_end_matches('/');
+    let mut stream =
+        TcpStream::connect(host).with_context(|| format!("cannot connect to `{host}`"))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(
+        stream,
+        "GET /v1/status HTTP/1.0\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let (head, body) = response
+        .split_once("\r\n\r\n")
+        .context("not an HTTP response")?;
+    if !head.starts_with("HTTP/1.1 200") && !head.starts_with("HTTP/1.0 200") {
+        bail!(
+            "`{url}` answered {}",
+            head.lines().next().unwrap_or_default()
+        );
+    }
+    Ok(body.to_owned())
+}
+
+fn render(status: &Status) -> String {
+    let short = |c: &str| c.chars().take(12).collect::<String>();
+    let at = |t: &chrono::DateTime<chrono::Utc>| t.format("%Y-%m-%d %H:%M:%S UTC").to_string();
+    let mut out = format!("definitions: {} ({})\n", status.repo, status.branch);
+    if let Some(head) = &status.head {
+        out.push_str(&format!("head:        {}\n", short(head)));
+    }
+    match &status.last_good {
+        Some(good) => out.push_str(&format!(
+            "in force:    {} since {}\n",
+            short(&good.commit),
+            at(&good.at)
+        )),
+        None => out.push_str("in force:    nothing yet\n"),
+    }
+    if let Some(error) = &status.fetch_error {
+        out.push_str(&format!("fetching fails: {error}\n"));
+    }
+    if let Some(rejected) = &status.last_rejected {
+        out.push_str(&format!(
+            "rejected:    {} at {}; nothing of it was applied:\n",
+            short(&rejected.commit),
+            at(&rejected.at)
+        ));
+        for error in &rejected.errors {
+            for line in error.lines() {
+                out.push_str(&format!("    {line}\n"));
+            }
+        }
+    }
+    out.push_str("hosts:\n");
+    for (server, host) in &status.hosts {
+        let mut line = format!("  {server} ({})", host.cluster);
+        if let Some(result) = &host.last_result {
+            line.push_str(&format!(": {result}"));
+        }
+        if let Some(when) = &host.last_at {
+            line.push_str(&format!(" at {}", at(when)));
+        }
+        if let Some(commit) = &host.last_applied_commit {
+            line.push_str(&format!(", commit {}", short(commit)));
+        }
+        out.push_str(&line);
+        out.push('\n');
+        if let Some(message) = &host.last_message {
+            out.push_str(&format!("    {message}\n"));
+        }
+        if host.failures > 0 {
+            let retry = host.retry_at.as_ref().map(at).unwrap_or_default();
+            out.push_str(&format!(
+                "    {} failures in a row; next try {retry}\n",
+                host.failures
+            ));
+        }
+        if let Some(holder) = &host.lock_holder {
+            out.push_str(&format!("    host lock held by {holder}\n"));
+        }
+        for reload in &host.pending_reloads {
+            match &reload.next_window {
+                Some(next) => out.push_str(&format!(
+                    "    {} waits for the window at {}\n",
+                    reload.label,
+                    at(next)
+                )),
+                None => out.push_str(&format!("    {} waits for apply --now\n", reload.label)),
+            }
+        }
+    }
+    out
+}

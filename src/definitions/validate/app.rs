@@ -1,0 +1,342 @@
+//! Rules for app files, and for an app against its cluster.
+
+use super::{
+    At, FirstSeen, MAX_KEEP_RELEASES, MAX_POOL_WORKERS, MAX_PROCESSES, MAX_STOP_WAIT,
+    MAX_WORKERS_PER_SERVER, list,
+};
+use crate::definitions::Document;
+use crate::definitions::diagnostic::closest;
+use crate::definitions::model::{App, AppServer, Cluster, WebPool};
+
+/// Names an app cannot take: Debian's system users and groups (the app
+/// would share them), and `www`, Debian's own php-fpm pool file.
+const RESERVED_APP_NAMES: &[&str] = &[
+    "root",
+    "daemon",
+    "bin",
+    "sys",
+    "sync",
+    "games",
+    "man",
+    "lp",
+    "mail",
+    "news",
+    "uucp",
+    "proxy",
+    "www-data",
+    "backup",
+    "list",
+    "irc",
+    "gnats",
+    "nobody",
+    "sshd",
+    "messagebus",
+    "redis",
+    "nginx",
+    "memcache",
+    "mysql",
+    "postgres",
+    "postfix",
+    "www",
+    "staff",
+    "users",
+    "adm",
+    "sudo",
+];
+
+pub(super) fn check_app(at: &mut At, app: &App) {
+    at.name("name", app.name.as_str());
+    if RESERVED_APP_NAMES.contains(&app.name.as_str()) {
+        at.error("name", format!("app name `{}` is reserved", app.name))
+            .hint = Some(
+            "it names a system user, group or file of the server's own; choose another name".into(),
+        );
+    }
+    if app.repo.trim().is_empty() {
+        at.error("repo", "`repo` is empty");
+    } else if app.repo.starts_with('-')
+        || app
+            .repo
+            .chars()
+            .any(|c| c.is_control() || c.is_whitespace())
+    {
+        at.error(
+            "repo",
+            format!("`{}` is not a git URL or path", app.repo.escape_debug()),
+        );
+    }
+    if app.branch.is_empty()
+        || app.branch.starts_with('-')
+        || app.branch.contains("..")
+        || app
+            .branch
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control())
+    {
+        at.error("branch", format!("`{}` is not a branch name", app.branch));
+    }
+    if !app.php.is_valid() {
+        at.error("php", format!("`{}` is not a PHP version", app.php))
+            .hint = Some("write major.minor, quoted, such as \"8.2\"".into());
+    }
+    for (i, domain) in app.domains.iter().enumerate() {
+        if !is_domain(domain) {
+            at.error(
+                &format!("domains[{i}]"),
+                format!("`{domain}` is not a domain name"),
+            );
+        }
+    }
+    check_shared(at, &app.shared);
+    if let Some(composer) = &app.composer {
+        at.command("composer", composer);
+    }
+    for (field, commands) in [
+        ("release_commands", &app.release_commands),
+        ("env_commands", &app.env_commands),
+    ] {
+        for (i, command) in commands.iter().enumerate() {
+            at.command(&format!("{field}[{i}]"), command);
+        }
+    }
+    if app.keep_releases == 0 {
+        at.error(
+            "keep_releases",
+            "`keep_releases` must be at least 1: the live release is kept",
+        );
+    } else {
+        at.range(
+            "keep_releases",
+            "keep_releases",
+            app.keep_releases,
+            1,
+            MAX_KEEP_RELEASES,
+        );
+    }
+    if let Some(check) = &app.health_check {
+        if !check.path.starts_with('/')
+            || check
+                .path
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control())
+        {
+            at.error(
+                "health_check.path",
+                format!("`{}` is not a URL path", check.path),
+            )
+            .hint = Some("start it with `/`, such as /up".into());
+        }
+        if !(100..=599).contains(&check.status) {
+            at.error(
+                "health_check.status",
+                format!("{} is not an HTTP status", check.status),
+            );
+        }
+    }
+    let mut seen = FirstSeen::default();
+    for (i, role) in app.servers.iter().enumerate() {
+        let path = format!("servers[{i}]");
+        at.name(&format!("{path}.name"), role.name.as_str());
+        at.unique(
+            &mut seen,
+            &format!("{path}.name"),
+            role.name.as_str(),
+            "server role",
+        );
+        check_role(at, app, &path, role);
+    }
+}
+
+fn check_role(at: &mut At, app: &App, path: &str, role: &AppServer) {
+    if let Some(pool) = &role.web {
+        check_pool(at, &format!("{path}.web"), pool);
+        if app.domains.is_empty() {
+            at.error_at_key(
+                &format!("{path}.web"),
+                "a web role needs the app to have `domains`",
+            );
+        }
+    }
+    for (j, command) in role.deploy_commands.iter().enumerate() {
+        at.command(&format!("{path}.deploy_commands[{j}]"), command);
+    }
+    if role.workers.len() > MAX_WORKERS_PER_SERVER {
+        at.error_at_key(
+            &format!("{path}.workers"),
+            format!(
+                "{} workers on one server; at most {MAX_WORKERS_PER_SERVER}",
+                role.workers.len()
+            ),
+        );
+    }
+    let mut seen = FirstSeen::default();
+    for (j, worker) in role.workers.iter().enumerate() {
+        let worker_path = format!("{path}.workers[{j}]");
+        at.name(&format!("{worker_path}.name"), worker.name.as_str());
+        at.unique(
+            &mut seen,
+            &format!("{worker_path}.name"),
+            worker.name.as_str(),
+            "worker",
+        );
+        if worker.command.trim().is_empty() {
+            at.error(
+                &format!("{worker_path}.command"),
+                "a worker needs a command",
+            );
+        }
+        at.command(&format!("{worker_path}.command"), &worker.command);
+        at.range(
+            &format!("{worker_path}.processes"),
+            "processes",
+            worker.processes,
+            1,
+            MAX_PROCESSES,
+        );
+        at.range(
+            &format!("{worker_path}.stop_wait"),
+            "stop_wait",
+            worker.stop_wait,
+            0,
+            MAX_STOP_WAIT,
+        );
+    }
+}
+
+fn check_pool(at: &mut At, path: &str, pool: &WebPool) {
+    let sizes = [
+        ("min_spare_workers", pool.min_spare_workers),
+        ("initial_workers", pool.initial_workers),
+        ("max_spare_workers", pool.max_spare_workers),
+        ("max_workers", pool.max_workers),
+    ];
+    if pool.min_spare_workers == 0 {
+        at.error(
+            &format!("{path}.min_spare_workers"),
+            "`min_spare_workers` must be at least 1",
+        );
+    }
+    at.range(
+        &format!("{path}.max_workers"),
+        "max_workers",
+        pool.max_workers,
+        1,
+        MAX_POOL_WORKERS,
+    );
+    if let Some(pair) = sizes.windows(2).find(|pair| pair[0].1 > pair[1].1) {
+        let (low, high) = (pair[0], pair[1]);
+        at.error(
+            &format!("{path}.{}", high.0),
+            format!("`{}` ({}) is less than `{}` ({})", high.0, high.1, low.0, low.1),
+        )
+        .hint = Some(
+            "pool sizes must satisfy min_spare_workers ≤ initial_workers ≤ max_spare_workers ≤ max_workers"
+                .into(),
+        );
+    }
+}
+
+fn check_shared(at: &mut At, shared: &[String]) {
+    let mut seen = FirstSeen::default();
+    for (i, entry) in shared.iter().enumerate() {
+        let path = format!("shared[{i}]");
+        let trimmed = entry.trim_end_matches('/');
+        if entry.starts_with('/') {
+            at.error(&path, format!("shared path `{entry}` is absolute"))
+                .hint =
+                Some("shared paths are relative to the release root, such as storage/app".into());
+        } else if trimmed.split('/').any(|part| part == "..") {
+            at.error(
+                &path,
+                format!("shared path `{entry}` leaves the release with `..`"),
+            );
+        } else if trimmed.is_empty()
+            || trimmed
+                .split('/')
+                .any(|part| part.is_empty() || part == ".")
+            || entry.chars().any(|c| c.is_control())
+        {
+            at.error(&path, format!("`{entry}` is not a plain relative path"));
+        } else {
+            at.unique(&mut seen, &path, trimmed, "shared path");
+        }
+    }
+}
+
+pub(super) fn check_app_in_cluster(at: &mut At, app: &App, cluster: &Document<Cluster>) {
+    let cluster_file = cluster.file.display();
+    let cluster = &cluster.value;
+    if app.php.is_valid() && !cluster.php.contains(&app.php) {
+        let installed: Vec<&str> = cluster.php.iter().map(|v| v.as_str()).collect();
+        at.error(
+            "php",
+            format!(
+                "cluster `{}` does not install PHP {}",
+                cluster.name, app.php
+            ),
+        )
+        .hint = Some(format!("it installs {}", list(installed)));
+    }
+    for (i, role) in app.servers.iter().enumerate() {
+        let Some(server) = cluster.servers.iter().find(|s| s.name == role.name) else {
+            let names: Vec<&str> = cluster.servers.iter().map(|s| s.name.as_str()).collect();
+            at.error(
+                &format!("servers[{i}].name"),
+                format!(
+                    "server `{}` is not in cluster `{}`",
+                    role.name, cluster.name
+                ),
+            )
+            .hint = Some(match closest(role.name.as_str(), names.iter().copied()) {
+                Some(best) => format!("did you mean `{best}`?"),
+                None => format!("servers of `{}`: {}", cluster.name, list(names)),
+            });
+            continue;
+        };
+        if role.web.is_some() && !server.web_server {
+            at.error_at_key(
+                &format!("servers[{i}].web"),
+                format!("server `{}` is not a web server", server.name),
+            )
+            .hint = Some(format!(
+                "set `web_server: true` on it in {cluster_file}, or give the web role to a web server"
+            ));
+        }
+    }
+}
+
+fn is_domain(domain: &str) -> bool {
+    let host = domain.strip_prefix("*.").unwrap_or(domain);
+    !host.is_empty()
+        && host.len() <= 253
+        && host.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn domains_allow_a_leading_wildcard_only() {
+        assert!(is_domain("shop.example.com"));
+        assert!(is_domain("*.example.com"));
+        assert!(is_domain("localhost"));
+        for bad in [
+            "",
+            "a..b",
+            "-a.com",
+            "a b.com",
+            "a.*.com",
+            "x;y",
+            "shop.example.com/x",
+        ] {
+            assert!(!is_domain(bad), "{bad}");
+        }
+    }
+}

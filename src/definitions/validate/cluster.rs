@@ -1,0 +1,156 @@
+//! Rules for cluster files.
+
+use super::{At, REQUEST_LIMITS};
+use crate::definitions::model::{Cluster, ReloadWindow, SessionHandler};
+use crate::definitions::values::IniValue;
+
+pub(super) fn check_cluster(at: &mut At, cluster: &Cluster) {
+    at.name("name", cluster.name.as_str());
+    if cluster.php.is_empty() {
+        at.error("php", "a cluster needs at least one PHP version");
+    }
+    for (i, version) in cluster.php.iter().enumerate() {
+        if !version.is_valid() {
+            at.error(
+                &format!("php[{i}]"),
+                format!("`{version}` is not a PHP version"),
+            )
+            .hint = Some("write major.minor, quoted, such as \"8.2\"".into());
+        }
+    }
+    for ((field, max), value) in REQUEST_LIMITS.into_iter().zip([
+        cluster.request.duration,
+        cluster.request.payload,
+        cluster.request.memory,
+    ]) {
+        at.range(&format!("request.{field}"), field, value, 1, max);
+    }
+    for (key, value) in &cluster.php_ini {
+        let path = format!("php_ini.{key}");
+        if key.is_empty()
+            || !key
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._".contains(c))
+        {
+            at.error_at_key(&path, format!("`{key}` is not a php.ini directive name"));
+        }
+        if let IniValue::String(text) = value {
+            at.ini_text(&path, text);
+        }
+    }
+    check_sessions(at, cluster);
+    at.range(
+        "reload_parallel",
+        "reload_parallel",
+        cluster.reload_parallel,
+        1,
+        64,
+    );
+    if let Some(hygiene) = &cluster.opcache_hygiene {
+        at.range(
+            "opcache_hygiene.max_fill",
+            "max_fill",
+            u32::from(hygiene.max_fill),
+            1,
+            100,
+        );
+    }
+    for (i, window) in cluster.reload_windows.iter().enumerate() {
+        check_window(at, &format!("reload_windows[{i}]"), window);
+    }
+    if cluster.servers.is_empty() {
+        at.error("servers", "a cluster needs at least one server");
+    }
+    for (i, server) in cluster.servers.iter().enumerate() {
+        at.name(&format!("servers[{i}].name"), server.name.as_str());
+        if !is_address(&server.address) {
+            at.error(
+                &format!("servers[{i}].address"),
+                format!(
+                    "`{}` is not a host name, an IP address or `local`",
+                    server.address
+                ),
+            );
+        }
+        if !is_unix_user(&server.user) {
+            at.error(
+                &format!("servers[{i}].user"),
+                format!("`{}` is not a Unix user name", server.user),
+            );
+        }
+        if server.port == 0 {
+            at.error(
+                &format!("servers[{i}].port"),
+                "port 0 cannot be connected to",
+            );
+        }
+    }
+}
+
+fn check_sessions(at: &mut At, cluster: &Cluster) {
+    let sessions = &cluster.sessions;
+    match (&sessions.handler, &sessions.save_path) {
+        (SessionHandler::Redis | SessionHandler::Memcached, None) => {
+            at.error_at_key(
+                "sessions.handler",
+                "a shared session store needs a `save_path`",
+            )
+            .hint = Some(match sessions.handler {
+                SessionHandler::Redis => "such as save_path: \"tcp://10.0.0.5:6379\"".into(),
+                _ => "such as save_path: \"10.0.0.5:11211\"".into(),
+            });
+        }
+        (_, Some(path)) => at.ini_text("sessions.save_path", path),
+        _ => {}
+    }
+}
+
+fn check_window(at: &mut At, path: &str, window: &ReloadWindow) {
+    at.parsed(
+        &format!("{path}.schedule"),
+        &window.schedule,
+        "cron schedule",
+    );
+
+    at.parsed(&format!("{path}.duration"), &window.duration, "duration");
+    at.parsed(&format!("{path}.timezone"), &window.timezone, "timezone");
+    if window.duration.get().is_some_and(|d| d.0.is_zero()) {
+        at.error(
+            &format!("{path}.duration"),
+            "a reload window must last longer than 0s",
+        );
+    }
+}
+
+fn is_address(address: &str) -> bool {
+    address == "local"
+        || (!address.is_empty()
+            && !address.starts_with('-')
+            && address.len() <= 253
+            && address
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || ".-:".contains(c)))
+}
+
+fn is_unix_user(user: &str) -> bool {
+    let mut chars = user.chars();
+    matches!(chars.next(), Some('a'..='z' | '_'))
+        && user.len() <= 32
+        && chars.all(|c| matches!(c, 'a'..='z' | '0'..='9' | '_' | '-'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_cannot_pass_for_ssh_options() {
+        assert!(is_address("203.0.113.10"));
+        assert!(is_address("web-1.example.com"));
+        assert!(is_address("2001:db8::1"));
+        assert!(is_address("local"));
+        for bad in ["", "-oProxyCommand=x", "a b", "x;y", "user@host"] {
+            assert!(!is_address(bad), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,261 @@
+//! The edge to git: a bare mirror of a remote repository, cloned once and
+//! fetched incrementally (gix), and what a commit holds.
+//!
+//! The watch daemon reads the definitions from the tree of a commit with
+//! `definition_files`, by the same rules as a directory: only
+//! `clusters/*.yaml`, `apps/*.yaml` and `templates/*.hbs`, and an entry that
+//! should be read but cannot be (a link, a directory named `shop.yaml`, a
+//! file over the size limit) is a problem, never skipped. Links in a tree
+//! are never followed: they could point anywhere on this machine.
+//!
+//! gix blocks: call these from a blocking thread.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+
+use crate::definitions::DefinitionFiles;
+use crate::definitions::files::KINDS;
+
+/// A commit id, as 40 hex characters.
+pub type CommitId = String;
+
+/// Why a git operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum GitError {
+    #[error("cannot clone `{url}`")]
+    Clone {
+        url: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error("cannot fetch from `{url}`")]
+    Fetch {
+        url: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error("cannot open the mirror in `{}`", .path.display())]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error("no `{rev}` in `{url}`")]
+    UnknownRevision { rev: String, url: String },
+    #[error("cannot read commit {commit}")]
+    Read {
+        commit: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+fn boxed(
+    e: impl std::error::Error + Send + Sync + 'static,
+) -> Box<dyn std::error::Error + Send + Sync> {
+    Box::new(e)
+}
+
+/// A bare mirror of a remote repository in a local directory.
+pub struct Mirror {
+    url: String,
+    path: PathBuf,
+    repo: gix::Repository,
+}
+
+impl std::fmt::Debug for Mirror {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mirror")
+            .field("url", &self.url)
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Mirror {
+    /// Opens the mirror at `path`, cloning `url` there first when it is
+    /// not one yet. `url` is a path or an ssh or https URL.
+    pub fn open_or_clone(url: &str, path: &Path) -> Result<Self, GitError> {
+        if path.join("HEAD").exists() {
+            let repo = gix::open(path).map_err(|e| GitError::Open {
+                path: path.to_owned(),
+                source: boxed(e),
+            })?;
+            return Ok(Self {
+                url: url.to_owned(),
+                path: path.to_owned(),
+                repo,
+            });
+        }
+        let clone_error = |e: Box<dyn std::error::Error + Send + Sync>| GitError::Clone {
+            url: url.to_owned(),
+            source: e,
+        };
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| clone_error(boxed(e)))?;
+        }
+        let interrupt = AtomicBool::new(false);
+        let mut prepare = gix::prepare_clone_bare(url, path).map_err(|e| clone_error(boxed(e)))?;
+        let (repo, _) = prepare
+            .fetch_only(gix::progress::Discard, &interrupt)
+            .map_err(|e| clone_error(boxed(e)))?;
+        Ok(Self {
+            url: url.to_owned(),
+            path: path.to_owned(),
+            repo,
+        })
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Fetches what is new on the remote.
+    pub fn fetch(&mut self) -> Result<(), GitError> {
+        let fetch_error = |e: Box<dyn std::error::Error + Send + Sync>| GitError::Fetch {
+            url: self.url.clone(),
+            source: e,
+        };
+        let interrupt = AtomicBool::new(false);
+        let remote = self
+            .repo
+            .find_default_remote(gix::remote::Direction::Fetch)
+            .ok_or_else(|| fetch_error("the mirror has no remote".into()))?
+            .map_err(|e| fetch_error(boxed(e)))?;
+        remote
+            .connect(gix::remote::Direction::Fetch)
+            .map_err(|e| fetch_error(boxed(e)))?
+            .prepare_fetch(gix::progress::Discard, Default::default())
+            .map_err(|e| fetch_error(boxed(e)))?
+            .receive(gix::progress::Discard, &interrupt)
+            .map_err(|e| fetch_error(boxed(e)))?;
+        // Refs written by the fetch are read from disk from here on.
+        self.repo = gix::open(&self.path).map_err(|e| GitError::Open {
+            path: self.path.clone(),
+            source: boxed(e),
+        })?;
+        Ok(())
+    }
+
+    /// The commit `rev` names: a branch, a tag or a commit id.
+    pub fn resolve(&self, rev: &str) -> Result<CommitId, GitError> {
+        let unknown = || GitError::UnknownRevision {
+            rev: rev.to_owned(),
+            url: self.url.clone(),
+        };
+        // Fetches update the remote-tracking refs; the clone's own heads
+        // stay where the clone left them.
+        for candidate in [
+            format!("refs/remotes/origin/{rev}"),
+            format!("refs/heads/{rev}"),
+            format!("refs/tags/{rev}"),
+            rev.to_owned(),
+        ] {
+            if let Ok(id) = self.repo.rev_parse_single(candidate.as_str())
+                && let Ok(object) = id.object()
+                && let Ok(commit) = object.peel_to_commit()
+            {
+                return Ok(commit.id.to_string());
+            }
+        }
+        Err(unknown())
+    }
+
+    /// The definitions files in the tree of `commit`.
+    pub fn definition_files(&self, commit: &str) -> Result<DefinitionFiles, GitError> {
+        let read_error = |e: Box<dyn std::error::Error + Send + Sync>| GitError::Read {
+            commit: commit.to_owned(),
+            source: e,
+        };
+        let id = gix::ObjectId::from_hex(commit.as_bytes()).map_err(|e| read_error(boxed(e)))?;
+        let tree = self
+            .repo
+            .find_commit(id)
+            .map_err(|e| read_error(boxed(e)))?
+            .tree()
+            .map_err(|e| read_error(boxed(e)))?;
+        // Paths as in the repository: messages name the commit beside them.
+        let mut files = DefinitionFiles::new(".");
+        files.revision = Some(commit.to_owned());
+        let mut any_dir = false;
+        for (dir, _) in KINDS {
+            let Some(entry) = tree
+                .lookup_entry_by_path(dir)
+                .map_err(|e| read_error(boxed(e)))?
+            else {
+                continue;
+            };
+            if !entry.mode().is_tree() {
+                files.refuse(dir, "this is not a directory");
+                continue;
+            }
+            any_dir |= *dir != "templates";
+            let subtree = entry
+                .object()
+                .map_err(|e| read_error(boxed(e)))?
+                .peel_to_tree()
+                .map_err(|e| read_error(boxed(e)))?;
+            for child in subtree.iter() {
+                let child = child.map_err(|e| read_error(boxed(e)))?;
+                let name = child.filename().to_string();
+                let relative = format!("{dir}/{name}");
+                let mode = child.mode();
+                if mode.is_link() {
+                    files.refuse(&relative, "refusing a symbolic link in the repository");
+                    continue;
+                }
+                if mode.is_tree() {
+                    files.refuse(&relative, "this is a directory, not a definitions file");
+                    continue;
+                }
+                let blob = child.object().map_err(|e| read_error(boxed(e)))?;
+                files.insert(&relative, blob.data.clone());
+            }
+        }
+        if !any_dir {
+            files.refuse("clusters", "the commit has neither clusters/ nor apps/");
+        }
+        Ok(files)
+    }
+
+    /// Writes the tree of `commit` as a tar archive (no compression) to `out`.
+    pub fn archive(
+        &self,
+        commit: &str,
+        out: &mut (impl std::io::Write + std::io::Seek),
+    ) -> Result<(), GitError> {
+        let read_error = |e: Box<dyn std::error::Error + Send + Sync>| GitError::Read {
+            commit: commit.to_owned(),
+            source: e,
+        };
+        let id = gix::ObjectId::from_hex(commit.as_bytes()).map_err(|e| read_error(boxed(e)))?;
+        let tree = self
+            .repo
+            .find_commit(id)
+            .map_err(|e| read_error(boxed(e)))?
+            .tree_id()
+            .map_err(|e| read_error(boxed(e)))?;
+        let (stream, _index) = self
+            .repo
+            .worktree_stream(tree)
+            .map_err(|e| read_error(boxed(e)))?;
+        let interrupt = AtomicBool::new(false);
+        self.repo
+            .worktree_archive(
+                stream,
+                out,
+                gix::progress::Discard,
+                &interrupt,
+                gix::worktree::archive::Options {
+                    format: gix::worktree::archive::Format::Tar,
+                    tree_prefix: None,
+                    modification_time: 0,
+                },
+            )
+            .map_err(|e| read_error(boxed(e)))?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,145 @@
+//! The mirror against repositories made by the git CLI in a temporary
+//! directory: no network.
+
+use std::process::Command;
+
+use super::*;
+
+/// A source repository with `files` committed on `main`.
+struct Source {
+    dir: tempfile::TempDir,
+}
+
+impl Source {
+    fn new() -> Self {
+        let source = Self {
+            dir: tempfile::tempdir().expect("tempdir"),
+        };
+        source.git(&["init", "-q", "-b", "main"]);
+        source
+    }
+
+    fn git(&self, args: &[&str]) -> String {
+        let out = Command::new("git")
+            .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
+            .args(args)
+            .current_dir(self.dir.path())
+            .output()
+            .expect("git");
+        assert!(
+            out.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
+    fn commit(&self, files: &[(&str, &str)]) -> String {
+        for (path, text) in files {
+            let path = self.dir.path().join(path);
+            std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+            std::fs::write(path, text).expect("write");
+        }
+        self.git(&["add", "-A"]);
+        self.git(&["commit", "-q", "-m", "change"]);
+        self.git(&["rev-parse", "HEAD"])
+    }
+
+    fn url(&self) -> String {
+        self.dir.path().display().to_string()
+    }
+}
+
+const CLUSTER: &str = "name: c\nphp: [\"8.2\"]\nservers: [{ name: s, address: local }]\n";
+
+#[test]
+fn a_mirror_follows_its_branch_and_reads_definitions_from_a_commit() {
+    let source = Source::new();
+    let first = source.commit(&[
+        ("clusters/c.yaml", CLUSTER),
+        ("README.md", "not a definition"),
+    ]);
+    let cache = tempfile::tempdir().expect("tempdir");
+    let mut mirror =
+        Mirror::open_or_clone(&source.url(), &cache.path().join("defs.git")).expect("clone");
+    assert_eq!(mirror.resolve("main").expect("main"), first);
+
+    let files = mirror.definition_files(&first).expect("files");
+    assert_eq!(files.revision.as_deref(), Some(first.as_str()));
+    let clusters: Vec<&str> = files.in_dir("clusters").map(|(p, _)| p).collect();
+    assert_eq!(clusters, ["clusters/c.yaml"]);
+    crate::definitions::Definitions::parse(&files).expect("valid");
+
+    let second = source.commit(&[("apps/x.yaml", "name: x\n")]);
+    assert_eq!(
+        mirror.resolve("main").expect("main"),
+        first,
+        "not fetched yet"
+    );
+    mirror.fetch().expect("fetch");
+    assert_eq!(mirror.resolve("main").expect("main"), second);
+    assert_eq!(mirror.resolve(&first).expect("by id"), first);
+
+    // Opened again from disk, it is the same mirror.
+    let again = Mirror::open_or_clone(&source.url(), &cache.path().join("defs.git")).expect("open");
+    assert_eq!(again.resolve("main").expect("main"), second);
+    assert!(matches!(
+        again.resolve("nope"),
+        Err(GitError::UnknownRevision { .. })
+    ));
+}
+
+#[test]
+fn links_and_directories_in_a_commit_are_problems_not_skipped() {
+    let source = Source::new();
+    source.commit(&[("clusters/c.yaml", CLUSTER), ("apps/shop.yaml/inner", "x")]);
+    std::os::unix::fs::symlink("/etc/passwd", source.dir.path().join("apps/blog.yaml"))
+        .expect("link");
+    let commit = source.commit(&[]);
+    let cache = tempfile::tempdir().expect("tempdir");
+    let mirror = Mirror::open_or_clone(&source.url(), &cache.path().join("m.git")).expect("clone");
+    let files = mirror.definition_files(&commit).expect("files");
+    let problems = match crate::definitions::Definitions::parse(&files) {
+        Err(crate::definitions::LoadError::Invalid(problems)) => problems,
+        other => panic!("{other:?}"),
+    };
+    let messages: Vec<String> = problems.iter().map(|p| p.message.clone()).collect();
+    assert_eq!(
+        messages,
+        [
+            "refusing a symbolic link in the repository",
+            "this is a directory, not a definitions file"
+        ]
+    );
+}
+
+#[test]
+fn a_commit_archives_as_tar() {
+    let source = Source::new();
+    let commit = source.commit(&[
+        ("public/index.php", "<?php echo 1;"),
+        ("composer.json", "{}"),
+    ]);
+    let cache = tempfile::tempdir().expect("tempdir");
+    let mirror = Mirror::open_or_clone(&source.url(), &cache.path().join("m.git")).expect("clone");
+    let mut tar = std::io::Cursor::new(Vec::new());
+    mirror.archive(&commit, &mut tar).expect("archive");
+    let tar = tar.into_inner();
+    let out = tempfile::tempdir().expect("tempdir");
+    let mut child = Command::new("tar")
+        .args(["-x", "-C"])
+        .arg(out.path())
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .expect("tar");
+    use std::io::Write as _;
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(&tar)
+        .expect("write");
+    assert!(child.wait().expect("tar").success());
+    let index = std::fs::read_to_string(out.path().join("public/index.php")).expect("extracted");
+    assert_eq!(index, "<?php echo 1;");
+}

@@ -1,0 +1,142 @@
+//! One change to a server, as data: what `plan` decides and `apply` sends.
+//!
+//! Every file change carries what the plan saw at its path (`expected`),
+//! so that apply can refuse to act on a server that changed since: the
+//! plan is a compare-and-swap, not a blind write.
+
+use schemars::JsonSchema;
+use serde::Serialize;
+
+use super::reload::Service;
+use crate::layout::ConfigFile;
+
+/// Whether a change creates, updates or removes something.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    Create,
+    Update,
+    Remove,
+}
+
+/// Owner, group and mode of a file or directory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
+pub struct Ownership {
+    pub owner: String,
+    pub group: String,
+    /// Permission bits in octal, such as "0644".
+    #[serde(serialize_with = "octal")]
+    #[schemars(with = "String")]
+    pub mode: u32,
+}
+
+impl Ownership {
+    pub fn new(owner: &str, group: &str, mode: u32) -> Self {
+        Self {
+            owner: owner.to_owned(),
+            group: group.to_owned(),
+            mode,
+        }
+    }
+}
+
+fn octal<S: serde::Serializer>(mode: &u32, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&format!("{mode:04o}"))
+}
+
+/// One change to a server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Change {
+    /// Create an app's system user with its group and home.
+    CreateUser { user: String, home: String },
+    /// Add nginx's user to an app's group so it can read the app's public files.
+    JoinGroup { user: String, group: String },
+    /// Create a directory.
+    CreateDirectory {
+        path: String,
+        to: Ownership,
+        /// The app whose home holds it; apply works on it as that app's user.
+        #[serde(skip)]
+        inside_home_of: Option<String>,
+    },
+    /// Fix a directory's owner, group or mode.
+    UpdateDirectory {
+        path: String,
+        from: Ownership,
+        to: Ownership,
+        #[serde(skip)]
+        inside_home_of: Option<String>,
+    },
+    /// Write a file that does not exist.
+    CreateFile {
+        path: String,
+        to: Ownership,
+        /// Unified diff from nothing.
+        diff: String,
+        #[serde(skip)]
+        content: String,
+    },
+    /// Rewrite a file whose content, owner, group or mode differs.
+    UpdateFile {
+        path: String,
+        from: Ownership,
+        to: Ownership,
+        /// Unified diff of the content; absent when only ownership differs.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        diff: Option<String>,
+        /// Whether reconciler did not write this file before and takes it over.
+        adopt: bool,
+        #[serde(skip)]
+        content: String,
+        /// The sha256 of the file the plan saw.
+        #[serde(skip)]
+        expected: String,
+    },
+    /// Remove a file reconciler wrote whose unit left the definitions.
+    RemoveFile {
+        path: String,
+        diff: String,
+        #[serde(skip)]
+        expected: String,
+    },
+}
+
+impl Change {
+    pub fn action(&self) -> Action {
+        match self {
+            Change::CreateUser { .. }
+            | Change::CreateDirectory { .. }
+            | Change::CreateFile { .. } => Action::Create,
+            Change::JoinGroup { .. }
+            | Change::UpdateDirectory { .. }
+            | Change::UpdateFile { .. } => Action::Update,
+            Change::RemoveFile { .. } => Action::Remove,
+        }
+    }
+
+    /// The file this change writes or removes.
+    pub fn file_path(&self) -> Option<&str> {
+        match self {
+            Change::CreateFile { path, .. }
+            | Change::UpdateFile { path, .. }
+            | Change::RemoveFile { path, .. } => Some(path),
+            _ => None,
+        }
+    }
+
+    /// The service that must validate and reload because of this change.
+    pub fn service(&self) -> Option<Service> {
+        match self {
+            Change::CreateFile { path, .. } | Change::RemoveFile { path, .. } => {
+                ConfigFile::parse(path).and_then(|f| Service::of(&f))
+            }
+            Change::UpdateFile { path, diff, .. } => diff
+                .as_ref()
+                .and(ConfigFile::parse(path).and_then(|f| Service::of(&f))),
+            // nginx's workers take up new group memberships when they restart.
+            Change::JoinGroup { .. } => Some(Service::Nginx),
+            _ => None,
+        }
+    }
+}

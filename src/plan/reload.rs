@@ -1,0 +1,317 @@
+//! Services and when they reload: the reload policy.
+//!
+//! nginx and supervisor reload at once (cheap, graceful); php-fpm reloads
+//! stall requests and empty the OPcache, so they wait for a reload window
+//! (`window`), or for `--now` when the cluster has none (`manual`), unless
+//! a window is open, the cluster says `fpm_reload: immediate`, or a pool is
+//! new (its app cannot serve without it). A reload an earlier apply
+//! recorded as pending stays in the plan until it happens.
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::definitions::{FpmReload, PhpVersion};
+use crate::layout::{ConfigFile, Sapi};
+use crate::windows::WindowState;
+
+/// A service that must validate and reload when its files change.
+#[derive(
+    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+)]
+#[serde(tag = "service", rename_all = "kebab-case")]
+pub enum Service {
+    Nginx,
+    PhpFpm {
+        version: PhpVersion,
+    },
+    /// One supervisor group: reread, then `update <group>`.
+    Supervisor {
+        group: String,
+    },
+}
+
+impl Service {
+    /// The service that reads `file`; `None` for files read on each use
+    /// (the CLI's php.ini, cron.d).
+    pub fn of(file: &ConfigFile) -> Option<Service> {
+        match file {
+            ConfigFile::PhpIni {
+                sapi: Sapi::Cli, ..
+            }
+            | ConfigFile::Cron { .. }
+            | ConfigFile::OpcacheStatus
+            | ConfigFile::PhpShim { .. } => None,
+            ConfigFile::PhpIni { version, .. }
+            | ConfigFile::FpmGlobal { version }
+            | ConfigFile::FpmPool { version, .. } => Some(Service::PhpFpm {
+                version: version.clone(),
+            }),
+            ConfigFile::Vhost { .. } => Some(Service::Nginx),
+            ConfigFile::Supervisor { app } => Some(Service::Supervisor {
+                group: app.to_string(),
+            }),
+        }
+    }
+
+    /// The service a label names; the inverse of `label`.
+    pub fn from_label(label: &str) -> Option<Service> {
+        if label == "nginx" {
+            return Some(Service::Nginx);
+        }
+        if let Some(group) = label.strip_prefix("supervisor:") {
+            return crate::definitions::names::is_valid(group).then(|| Service::Supervisor {
+                group: group.to_owned(),
+            });
+        }
+        let version = PhpVersion::new(label.strip_prefix("php")?.strip_suffix("-fpm")?);
+        version.is_valid().then_some(Service::PhpFpm { version })
+    }
+
+    /// The name operators know it by: `nginx`, `php8.2-fpm`, `supervisor:shop`.
+    pub fn label(&self) -> String {
+        match self {
+            Service::Nginx => "nginx".into(),
+            Service::PhpFpm { version } => format!("php{version}-fpm"),
+            Service::Supervisor { group } => format!("supervisor:{group}"),
+        }
+    }
+
+    /// php-fpm reloads stall requests and flush OPcache: they wait for a
+    /// reload window. The others are cheap and happen at once.
+    pub fn is_expensive(&self) -> bool {
+        matches!(self, Service::PhpFpm { .. })
+    }
+}
+
+/// When a reload happens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ReloadWhen {
+    /// During this apply.
+    Now,
+    /// In the next reload window (or with `--now`).
+    Window,
+    /// With `--now` only: the cluster has no reload windows.
+    Manual,
+}
+
+/// The reload window a deferred reload waits for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
+pub struct NextWindow {
+    /// When it opens (UTC); absent when no window will ever open (a
+    /// schedule that never fires).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub start: Option<DateTime<Utc>>,
+    /// The same in the windows' timezone, with its offset.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub start_local: Option<String>,
+    /// The windows' timezone, such as Europe/Amsterdam.
+    pub timezone: String,
+    /// Seconds from the plan until it opens.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub in_seconds: Option<i64>,
+}
+
+/// A service reload the plan needs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
+pub struct Reload {
+    #[serde(flatten)]
+    pub service: Service,
+    /// `nginx`, `php8.2-fpm`, `supervisor:shop`.
+    pub label: String,
+    pub when: ReloadWhen,
+    /// Whether an earlier apply left it pending (rather than this plan's changes).
+    pub pending: bool,
+    /// Whether an interrupted apply left its files unvalidated: this apply
+    /// validates them first.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub interrupted: bool,
+    /// For `when: window`, the window it waits for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_window: Option<NextWindow>,
+    /// For a php-fpm reload made now because a window is open: until when.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window_open_until: Option<DateTime<Utc>>,
+    /// Why it reloads: changed files, a new pool, an earlier apply, an
+    /// interrupted one, OPcache hygiene.
+    pub reasons: Vec<String>,
+    /// Whether this plan's own changes are its only cause (it goes when
+    /// they are left alone).
+    #[serde(skip)]
+    pub for_changes_only: bool,
+}
+
+/// What decides when php-fpm reloads, for one host at one time.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReloadPolicy {
+    /// `--now`: reload everything during this apply.
+    pub reload_now: bool,
+    pub fpm_reload: FpmReload,
+    /// The cluster's reload windows at the plan's time.
+    pub windows: WindowState,
+    /// The windows' timezone, for showing times.
+    pub timezone: Tz,
+}
+
+impl Default for ReloadPolicy {
+    fn default() -> Self {
+        Self {
+            reload_now: false,
+            fpm_reload: FpmReload::Window,
+            windows: WindowState::NoWindows,
+            timezone: Tz::UTC,
+        }
+    }
+}
+
+/// Why a service is in the plan, strongest first.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) enum Cause {
+    /// A pool for an app that had none: it must start now.
+    NewPool,
+    Changes,
+    Interrupted,
+    Pending,
+    /// The OPcache needs emptying (why): only in a window, or with --now.
+    Hygiene(String),
+}
+
+impl Cause {
+    fn reason(&self) -> String {
+        match self {
+            Cause::NewPool => "a new pool".into(),
+            Cause::Changes => "its configuration changed".into(),
+            Cause::Interrupted => "an interrupted apply left its files unvalidated".into(),
+            Cause::Pending => "pending from an earlier apply".into(),
+            Cause::Hygiene(why) => why.clone(),
+        }
+    }
+}
+
+/// The reloads for services with `causes`, by the policy, at `now`.
+pub(super) fn reloads(
+    causes: impl IntoIterator<Item = (Service, Cause)>,
+    policy: &ReloadPolicy,
+    now: DateTime<Utc>,
+) -> Vec<Reload> {
+    let mut by_service: std::collections::BTreeMap<Service, Vec<Cause>> = Default::default();
+    for (service, cause) in causes {
+        by_service.entry(service).or_default().push(cause);
+    }
+    by_service
+        .into_iter()
+        .filter(|(_, causes)| {
+            // Hygiene alone happens in windows (or with --now) only.
+            let hygiene_only = causes.iter().all(|c| matches!(c, Cause::Hygiene(_)));
+            !hygiene_only || policy.reload_now || policy.windows != WindowState::NoWindows
+        })
+        .map(|(service, causes)| {
+            let mut reload = Reload {
+                label: service.label(),
+                when: ReloadWhen::Now,
+                pending: causes.iter().all(|c| *c == Cause::Pending),
+                interrupted: causes.contains(&Cause::Interrupted),
+                next_window: None,
+                window_open_until: None,
+                reasons: causes
+                    .iter()
+                    .map(Cause::reason)
+                    .fold(Vec::new(), |mut all, why| {
+                        if !all.contains(&why) {
+                            all.push(why);
+                        }
+                        all
+                    }),
+                for_changes_only: causes
+                    .iter()
+                    .all(|c| matches!(c, Cause::Changes | Cause::NewPool)),
+                service,
+            };
+            let at_once = !reload.service.is_expensive()
+                || policy.reload_now
+                || policy.fpm_reload == FpmReload::Immediate
+                || causes.contains(&Cause::NewPool);
+            if !at_once {
+                match policy.windows {
+                    WindowState::Open { until } => reload.window_open_until = Some(until),
+                    WindowState::NoWindows => reload.when = ReloadWhen::Manual,
+                    WindowState::Closed { next } => {
+                        reload.when = ReloadWhen::Window;
+                        reload.next_window = Some(NextWindow {
+                            start: next,
+                            start_local: next
+                                .map(|at| at.with_timezone(&policy.timezone).to_rfc3339()),
+                            timezone: policy.timezone.name().to_owned(),
+                            in_seconds: next.map(|at| (at - now).num_seconds()),
+                        });
+                    }
+                }
+            }
+            reload
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::definitions::AppName;
+
+    #[test]
+    fn services_are_known_from_config_files() {
+        let v = PhpVersion::new("8.2");
+        let app = AppName::new("shop");
+        let of = |file: ConfigFile| Service::of(&file);
+        assert_eq!(
+            of(ConfigFile::Vhost { app: app.clone() }),
+            Some(Service::Nginx)
+        );
+        assert_eq!(
+            of(ConfigFile::FpmPool {
+                version: v.clone(),
+                app: app.clone()
+            }),
+            Some(Service::PhpFpm { version: v.clone() })
+        );
+        assert_eq!(
+            of(ConfigFile::PhpIni {
+                version: v,
+                sapi: Sapi::Cli
+            }),
+            None
+        );
+        assert_eq!(
+            of(ConfigFile::Supervisor { app: app.clone() }),
+            Some(Service::Supervisor {
+                group: "shop".into()
+            })
+        );
+        assert_eq!(of(ConfigFile::Cron { app }), None);
+    }
+
+    #[test]
+    fn labels_read_back_and_nothing_else_does() {
+        for service in [
+            Service::Nginx,
+            Service::PhpFpm {
+                version: PhpVersion::new("8.2"),
+            },
+            Service::Supervisor {
+                group: "shop".into(),
+            },
+        ] {
+            assert_eq!(Service::from_label(&service.label()), Some(service));
+        }
+        for label in [
+            "mysql",
+            "php-fpm",
+            "phpx-fpm",
+            "supervisor:a;b",
+            "supervisor:",
+        ] {
+            assert_eq!(Service::from_label(label), None, "{label}");
+        }
+    }
+}

@@ -1,0 +1,92 @@
+//! Where the daemon's definitions come from: a branch of a git repository,
+//! fetched on each poll. A trait, so the loop can be tested with a source
+//! that hands out prepared commits.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+
+use crate::definitions::DefinitionFiles;
+use crate::git::{CommitId, GitError, Mirror};
+
+/// A new branch head and its definitions.
+pub struct Head {
+    pub commit: CommitId,
+    pub files: DefinitionFiles,
+}
+
+#[async_trait]
+pub trait Source: Send {
+    /// Fetches, and returns the branch head when it is not `known`.
+    async fn poll(&mut self, known: Option<&str>) -> Result<Option<Head>, String>;
+
+    /// The definitions of an earlier commit (the last good one, after a
+    /// restart).
+    async fn files_of(&mut self, commit: &str) -> Result<DefinitionFiles, String>;
+}
+
+/// A branch of a git repository, mirrored in the state directory.
+pub struct GitSource {
+    url: String,
+    branch: String,
+    path: PathBuf,
+    mirror: Arc<Mutex<Option<Mirror>>>,
+}
+
+impl GitSource {
+    pub fn new(url: &str, branch: &str, path: PathBuf) -> Self {
+        Self {
+            url: url.to_owned(),
+            branch: branch.to_owned(),
+            path,
+            mirror: Arc::new(Mutex::new(None)),
+        }
+    }
+
+    /// Runs `work` on the mirror in a blocking thread (gix blocks), cloning
+    /// it first when there is none yet.
+    async fn with_mirror<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&mut Mirror) -> Result<T, GitError> + Send + 'static,
+    ) -> Result<T, String> {
+        let (url, path, mirror) = (self.url.clone(), self.path.clone(), self.mirror.clone());
+        let joined = tokio::task::spawn_blocking(move || {
+            let mut slot = mirror.lock().unwrap_or_else(|e| e.into_inner());
+            let mirror = match &mut *slot {
+                Some(mirror) => mirror,
+                None => slot.insert(Mirror::open_or_clone(&url, &path)?),
+            };
+            work(mirror)
+        })
+        .await;
+        match joined {
+            Ok(result) => result.map_err(|e| crate::error_chain(&e)),
+            Err(e) => Err(format!("the git task failed: {e}")),
+        }
+    }
+}
+
+#[async_trait]
+impl Source for GitSource {
+    async fn poll(&mut self, known: Option<&str>) -> Result<Option<Head>, String> {
+        let branch = self.branch.clone();
+        let known = known.map(str::to_owned);
+        self.with_mirror(move |mirror| {
+            mirror.fetch()?;
+            let commit = mirror.resolve(&branch)?;
+            if known.as_deref() == Some(commit.as_str()) {
+                return Ok(None);
+            }
+            let files = mirror.definition_files(&commit)?;
+            Ok(Some(Head { commit, files }))
+        })
+        .await
+    }
+
+    async fn files_of(&mut self, commit: &str) -> Result<DefinitionFiles, String> {
+        let commit = commit.to_owned();
+        self.with_mirror(move |mirror| mirror.definition_files(&commit))
+            .await
+    }
+}
