@@ -218,7 +218,9 @@ impl Mirror {
         Ok(files)
     }
 
-    /// Writes the tree of `commit` as a tar archive (no compression) to `out`.
+    /// Writes the tree of `commit` as a gzipped tar archive to `out`: the
+    /// fastest compression, which costs less than it saves on any link
+    /// slower than loopback.
     pub fn archive(
         &self,
         commit: &str,
@@ -247,7 +249,9 @@ impl Mirror {
                 gix::progress::Discard,
                 &interrupt,
                 gix::worktree::archive::Options {
-                    format: gix::worktree::archive::Format::Tar,
+                    format: gix::worktree::archive::Format::TarGz {
+                        compression_level: Some(1),
+                    },
                     tree_prefix: None,
                     modification_time: 0,
                 },

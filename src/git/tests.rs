@@ -114,7 +114,7 @@ fn links_and_directories_in_a_commit_are_problems_not_skipped() {
 }
 
 #[test]
-fn a_commit_archives_as_tar() {
+fn a_commit_archives_as_tar_gz() {
     let source = Source::new();
     let commit = source.commit(&[
         ("public/index.php", "<?php echo 1;"),
@@ -127,7 +127,7 @@ fn a_commit_archives_as_tar() {
     let tar = tar.into_inner();
     let out = tempfile::tempdir().expect("tempdir");
     let mut child = Command::new("tar")
-        .args(["-x", "-C"])
+        .args(["-xz", "-C"])
         .arg(out.path())
         .stdin(std::process::Stdio::piped())
         .spawn()
