@@ -225,6 +225,12 @@ impl AppPaths {
     }
 }
 
+/// Root's records of an app's releases on a server: its lock, which
+/// releases are complete, the release log.
+pub fn app_state_dir(app: &AppName) -> String {
+    format!("{STATE_DIR}/apps/{app}")
+}
+
 /// The directory whose `php` runs PHP `version`.
 pub fn php_dir(version: &PhpVersion) -> String {
     format!("{PHP_SHIMS}/{version}")

@@ -6,7 +6,9 @@
 
 mod apply;
 mod plan;
+mod release;
 mod schema;
+mod serve;
 mod status;
 mod target;
 mod templates;
@@ -99,6 +101,31 @@ enum Command {
     /// the server even if reconciler is interrupted. php-fpm reloads wait
     /// for a reload window unless --now.
     Apply(apply::Args),
+    /// Release a commit of an app to every server it runs on, with no
+    /// request lost or torn.
+    ///
+    /// The commit is archived once from a local mirror of the app's repo,
+    /// uploaded to every server in parallel and unpacked into
+    /// /home/<app>/releases/<sha> (a release already complete there is
+    /// reused); shared paths are linked in, composer and the
+    /// release_commands run as the app with its PHP version, then each
+    /// server's deploy_commands. Only when every server is ready does
+    /// `current` switch, on all of them at once; workers restart and the
+    /// health check runs through each web server's nginx. A failure before
+    /// the switch changes nothing live; a failed health check switches
+    /// every server back.
+    Release(release::ReleaseArgs),
+    /// Make an earlier release live again on every server of an app.
+    Rollback(release::RollbackArgs),
+    /// List an app's releases on each server: commit, time, live, result.
+    Releases(release::ReleasesArgs),
+    /// Serve the deploy webhook alone: POST /v1/deploy {"app", "revision"}
+    /// with a bearer token releases that revision; GET /v1/deploys/<id>
+    /// follows it. `watch --listen --deploy-tokens` serves the same routes.
+    Serve(serve::ServeArgs),
+    /// Make a deploy token for an app: its hash is added to the tokens
+    /// file, and the token itself printed once.
+    DeployToken(serve::TokenArgs),
 }
 
 /// Where the definitions are: `-d DIR`, the current directory by default.
@@ -160,6 +187,11 @@ pub fn main() -> ExitCode {
         Command::Status(args) => status::run(args),
         Command::Plan(args) => plan::run(args, color),
         Command::Apply(args) => apply::run(args, color),
+        Command::Release(args) => release::run_release(args),
+        Command::Rollback(args) => release::run_rollback(args),
+        Command::Releases(args) => release::run_releases(args),
+        Command::Serve(args) => serve::run(args),
+        Command::DeployToken(args) => serve::run_token(args),
     };
     match result {
         Ok(code) => code,

@@ -53,6 +53,10 @@ pub struct Args {
     /// without it the hook is off.
     #[arg(long, value_name = "FILE")]
     hook_secret_file: Option<PathBuf>,
+    /// The deploy tokens file (`<app> <sha256 hex>` lines, see
+    /// `deploy-token`): with --listen, POST /v1/deploy releases apps.
+    #[arg(long, value_name = "FILE", env = "RECONCILER_DEPLOY_TOKENS")]
+    deploy_tokens: Option<PathBuf>,
     /// How many servers to work on at once.
     #[arg(long, value_name = "N", default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..=256))]
     parallel: u16,
@@ -74,6 +78,10 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
         .check()
         .map_err(|e| Failure::usage(crate::error_chain(&e), e.hint()))?;
     connect.keep_warm = true;
+    let tokens = match &args.deploy_tokens {
+        Some(path) => Some(super::serve::tokens(path)?),
+        None => None,
+    };
     let hook_secret = match &args.hook_secret_file {
         Some(path) => {
             let secret = std::fs::read(path)
@@ -100,6 +108,15 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
         .filter(|s| s.repo == args.repo && s.branch == args.branch)
         .and_then(|s| s.last_good.map(|g| g.commit));
     let board = Arc::new(Board::new(&args.repo, &args.branch, Some(status_path)));
+    let connector: Arc<CachedConnector> = Arc::new(CachedConnector::new(connect));
+    let deployer = tokens.map(|tokens| {
+        Arc::new(serve::deploy::Deployer::new(
+            tokens,
+            Arc::clone(&board.definitions),
+            Arc::clone(&connector) as Arc<dyn crate::transport::Connector>,
+            args.state_dir.join("apps"),
+        ))
+    });
     let fetch_now = Arc::new(Notify::new());
     let watch = Watch {
         source: Box::new(GitSource::new(
@@ -107,7 +124,7 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
             &args.branch,
             args.state_dir.join("definitions.git"),
         )),
-        connector: Arc::new(CachedConnector::new(connect)),
+        connector: Arc::clone(&connector) as Arc<dyn crate::transport::Connector>,
         options: WatchOptions {
             interval: args.interval,
             drift_interval: args.drift_interval,
@@ -139,11 +156,14 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
                     .await
                     .with_context(|| format!("cannot listen on {addr}"))?;
                 tracing::info!(%addr, "serving status, metrics and the git hook");
-                let router = serve::router(AppState {
+                let mut router = serve::router(AppState {
                     board,
                     fetch_now,
                     hook_secret,
                 });
+                if let Some(deployer) = deployer {
+                    router = router.merge(serve::deploy_router(deployer));
+                }
                 Some(tokio::spawn(serve::serve(
                     listener,
                     router,

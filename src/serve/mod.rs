@@ -1,4 +1,5 @@
-//! The daemon's HTTP side (`--listen`): status, metrics, and the git hook.
+//! The daemon's HTTP side (`--listen`): status, metrics, the git hook and
+//! the deploy webhook (`deploy`).
 //!
 //! Everything here answers from the status board or pokes the loop; it
 //! never touches a server itself. Bodies are limited to 64 KiB (413 past
@@ -21,6 +22,8 @@ use tokio::sync::Notify;
 
 use crate::watch::Board;
 
+pub mod deploy;
+
 /// The largest body any route takes.
 pub const MAX_BODY: usize = 64 * 1024;
 
@@ -41,6 +44,15 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/hooks/git", post(git_hook))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)
+}
+
+/// The deploy webhook's routes, with the same body limit.
+pub fn deploy_router(deployer: Arc<deploy::Deployer>) -> Router {
+    Router::new()
+        .route("/v1/deploy", post(deploy::deploy))
+        .route("/v1/deploys/{id}", get(deploy::deploy_status))
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(deployer)
 }
 
 /// Serves `router` on `addr` until `shutdown` completes.

@@ -251,6 +251,11 @@ impl Watch {
         gates: &mut HashMap<ClusterName, Arc<Semaphore>>,
         why: Why,
     ) {
+        *self
+            .board
+            .definitions
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(loaded.definitions.clone()));
         let now = (self.clock)();
         let targets = converge::select(&loaded.definitions, &loaded.desired, &Selection::default())
             .unwrap_or_default();

@@ -181,6 +181,8 @@ pub struct Board {
     metrics: Metrics,
     /// Where the status is kept for `reconciler status --state-dir`.
     path: Option<PathBuf>,
+    /// The definitions of the commit in force, for the deploy webhook.
+    pub definitions: crate::serve::deploy::DefinitionsInForce,
 }
 
 impl Board {
@@ -193,6 +195,7 @@ impl Board {
             }),
             metrics: Metrics::new(),
             path,
+            definitions: Default::default(),
         }
     }
 

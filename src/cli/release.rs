@@ -1,0 +1,283 @@
+//! `reconciler release`, `rollback` and `releases`.
+
+use std::io::{IsTerminal as _, Write as _};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Mutex;
+use std::time::Instant;
+
+use crate::definitions::ServerName;
+use crate::release::{self, AppTarget, Event, Origin, Progress, Trigger, short};
+use crate::transport::RealConnector;
+
+use super::target::SshArgs;
+use super::{DefinitionsDir, Failure};
+
+#[derive(Debug, clap::Args)]
+pub struct ReleaseArgs {
+    /// The app to release.
+    app: String,
+    /// What to release: a commit id, tag or branch (default: the app's branch).
+    rev: Option<String>,
+    #[command(flatten)]
+    definitions: DefinitionsDir,
+    /// Where the app repositories are mirrored (one bare mirror per app).
+    #[arg(long, value_name = "DIR", env = "RECONCILER_CACHE_DIR")]
+    cache_dir: Option<PathBuf>,
+    #[command(flatten)]
+    common: CommonArgs,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RollbackArgs {
+    /// The app to roll back.
+    app: String,
+    /// The release to go back to (a commit id or its start); default: the
+    /// newest other release that was live and is still on every server.
+    #[arg(long, value_name = "SHA")]
+    to: Option<String>,
+    #[command(flatten)]
+    definitions: DefinitionsDir,
+    #[command(flatten)]
+    common: CommonArgs,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ReleasesArgs {
+    /// The app whose releases to list.
+    app: String,
+    #[command(flatten)]
+    definitions: DefinitionsDir,
+    #[command(flatten)]
+    ssh: SshArgs,
+}
+
+#[derive(Debug, clap::Args)]
+struct CommonArgs {
+    /// First end whatever holds the app's release lock on its servers (a
+    /// release whose client hangs). The lock of a release whose client
+    /// died is free already.
+    #[arg(long)]
+    force_unlock: bool,
+    #[command(flatten)]
+    ssh: SshArgs,
+}
+
+/// The default mirror cache: $XDG_CACHE_HOME/reconciler/apps, or
+/// ~/.cache/reconciler/apps.
+pub(super) fn default_cache() -> PathBuf {
+    std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache")))
+        .unwrap_or_else(std::env::temp_dir)
+        .join("reconciler/apps")
+}
+
+/// Lines `web-1  upload  done in 0.41 s` on stderr as steps end; on a
+/// terminal the steps that start show too.
+struct Lines {
+    started: Instant,
+    terminal: bool,
+    out: Mutex<std::io::Stderr>,
+}
+
+impl Lines {
+    fn new() -> Self {
+        Self {
+            started: Instant::now(),
+            terminal: std::io::stderr().is_terminal(),
+            out: Mutex::new(std::io::stderr()),
+        }
+    }
+}
+
+impl Progress for Lines {
+    fn step(&self, server: &ServerName, step: &str, event: &Event) {
+        let what = match event {
+            Event::Started if self.terminal => "…".to_owned(),
+            Event::Started => return,
+            Event::Done(took) => format!("done in {:.2} s", took.as_secs_f64()),
+            Event::Skipped(why) => format!("skipped: {why}"),
+            Event::Failed(output) => format!("FAILED: {}", output.lines().next().unwrap_or("")),
+        };
+        let at = self.started.elapsed().as_secs_f64();
+        let mut out = self.out.lock().unwrap_or_else(|e| e.into_inner());
+        let _ = writeln!(out, "[{at:6.2}s] {server:<12} {step:<9} {what}");
+    }
+}
+
+fn target(dir: &DefinitionsDir, app: &str) -> Result<AppTarget, Failure> {
+    let loaded = super::validate::load(dir)?;
+    AppTarget::find(&loaded.definitions, app).map_err(|e| {
+        let known: Vec<String> = loaded
+            .definitions
+            .apps
+            .iter()
+            .map(|a| a.name.to_string())
+            .collect();
+        Failure::usage(e.to_string(), Some(&format!("apps: {}", known.join(", "))))
+    })
+}
+
+fn connector(ssh: &SshArgs) -> Result<RealConnector, Failure> {
+    let options = ssh.options();
+    options
+        .check()
+        .map_err(|e| Failure::usage(crate::error_chain(&e), e.hint()))?;
+    Ok(RealConnector { options })
+}
+
+async fn unlock_first(
+    common: &CommonArgs,
+    target: &AppTarget,
+    connector: &RealConnector,
+) -> Result<(), Failure> {
+    if !common.force_unlock {
+        return Ok(());
+    }
+    let mut failed = false;
+    for (server, result) in release::force_unlock(target, connector).await {
+        match result {
+            Ok(Some(holder)) => eprintln!("{server}: broke the release lock of {holder}"),
+            Ok(None) => {}
+            Err(e) => {
+                eprintln!("{server}: cannot break the release lock: {e}");
+                failed = true;
+            }
+        }
+    }
+    if failed {
+        return Err(Failure::Reported(ExitCode::FAILURE));
+    }
+    Ok(())
+}
+
+fn report(
+    result: Result<release::Released, release::ReleaseError>,
+    app: &str,
+    what: &str,
+) -> Result<ExitCode, Failure> {
+    match result {
+        Ok(done) => {
+            let servers: Vec<String> = done.previous.iter().map(|(s, _)| s.to_string()).collect();
+            println!(
+                "{app} {} is live on {} ({what} in {:.1} s{})",
+                short(&done.sha),
+                servers.join(", "),
+                done.elapsed.as_secs_f64(),
+                match done.pruned {
+                    0 => String::new(),
+                    n => format!("; {n} old release directories pruned"),
+                }
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            let busy = matches!(e, release::ReleaseError::Busy { .. });
+            eprintln!("error: {e}");
+            if busy {
+                eprintln!("  hint: wait for it, or if its client hangs, pass --force-unlock");
+            }
+            Err(Failure::Reported(ExitCode::FAILURE))
+        }
+    }
+}
+
+pub fn run_release(args: ReleaseArgs) -> Result<ExitCode, Failure> {
+    let target = target(&args.definitions, &args.app)?;
+    let connector = connector(&args.common.ssh)?;
+    let rev = args
+        .rev
+        .clone()
+        .unwrap_or_else(|| target.app.branch.clone());
+    let cache = args.cache_dir.clone().unwrap_or_else(default_cache);
+    let mirror_path = cache.join(format!("{}.git", target.app.name));
+    let url = target.app.repo.clone();
+    let lines = Lines::new();
+    eprintln!("fetching {url} into {}", mirror_path.display());
+    let started = Instant::now();
+    let (sha, archive) = release::mirrored_archive(&url, &mirror_path, &rev)?;
+    eprintln!(
+        "{rev} is {}: archived {} KiB in {:.2} s",
+        short(&sha),
+        archive.len() / 1024,
+        started.elapsed().as_secs_f64()
+    );
+    let origin = Origin {
+        who: crate::converge::holder(),
+        trigger: Trigger::Cli,
+    };
+    super::run_until_signal(async {
+        unlock_first(&args.common, &target, &connector).await?;
+        let result = release::release(&target, &sha, &archive, &origin, &connector, &lines).await;
+        report(result, &args.app, "released")
+    })
+}
+
+pub fn run_rollback(args: RollbackArgs) -> Result<ExitCode, Failure> {
+    let target = target(&args.definitions, &args.app)?;
+    let connector = connector(&args.common.ssh)?;
+    let lines = Lines::new();
+    let origin = Origin {
+        who: crate::converge::holder(),
+        trigger: Trigger::Rollback,
+    };
+    super::run_until_signal(async {
+        unlock_first(&args.common, &target, &connector).await?;
+        let result =
+            release::rollback(&target, args.to.as_deref(), &origin, &connector, &lines).await;
+        report(result, &args.app, "rolled back")
+    })
+}
+
+pub fn run_releases(args: ReleasesArgs) -> Result<ExitCode, Failure> {
+    let target = target(&args.definitions, &args.app)?;
+    let connector = connector(&args.ssh)?;
+    super::run_until_signal(async {
+        let mut failed = false;
+        let mut out = std::io::stdout().lock();
+        for (server, state) in release::list(&target, &connector).await {
+            let state = match state {
+                Ok(state) => state,
+                Err(e) => {
+                    eprintln!("{server}: {e}");
+                    failed = true;
+                    continue;
+                }
+            };
+            writeln!(out, "{server}")?;
+            if state.present.is_empty() {
+                writeln!(out, "  no releases")?;
+            }
+            let mut present = state.present.clone();
+            present.sort_by_key(|(_, time)| std::cmp::Reverse(*time));
+            for (sha, mtime) in present {
+                let last = state.log.iter().rev().find(|e| e.sha == sha);
+                let live = state.live.as_deref() == Some(sha.as_str());
+                let result = match last {
+                    _ if !state.complete.contains(&sha) => "incomplete".to_owned(),
+                    Some(entry) => entry.result.clone(),
+                    None => "complete".to_owned(),
+                };
+                let time = last.map(|e| e.time.clone()).unwrap_or_else(|| {
+                    chrono::DateTime::from_timestamp(mtime, 0)
+                        .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+                        .unwrap_or_default()
+                });
+                writeln!(
+                    out,
+                    "  {} {:<24} {:<5} {}",
+                    short(&sha),
+                    time,
+                    if live { "live" } else { "" },
+                    result
+                )?;
+            }
+        }
+        Ok(if failed {
+            ExitCode::FAILURE
+        } else {
+            ExitCode::SUCCESS
+        })
+    })
+}
