@@ -522,3 +522,114 @@ fn the_deploy_webhook_answers_each_status_and_releases() {
     );
     assert!(log.contains(r#""trigger":"webhook""#), "{log}");
 }
+
+/// Sets the app's pinned `revision:` in the definitions.
+fn pin(repo: &Repo, revision: &str) {
+    let path = repo.dir.path().join("apps/rel.yaml");
+    let yaml = std::fs::read_to_string(&path).expect("app");
+    let yaml: String = yaml
+        .lines()
+        .filter(|l| !l.starts_with("revision:"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let yaml = yaml.replacen(
+        "php: \"8.2\"\n",
+        &format!("php: \"8.2\"\nrevision: {revision}\n"),
+        1,
+    );
+    std::fs::write(path, yaml).expect("write");
+}
+
+fn wait_serving(repo: &Repo, id: &str, within: Duration) {
+    let deadline = Instant::now() + within;
+    let want = (200, format!("{id} {id}"));
+    while SERVERS.iter().any(|s| page(repo, s) != want) {
+        assert!(
+            Instant::now() < deadline,
+            "{id} is not served after {within:?}"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+#[test]
+#[ignore = "needs the test fleet: tests/fleet/fleet up 4"]
+fn a_pinned_revision_is_released_by_apply_and_by_watch() {
+    let app = AppRepo::new();
+    let v1 = app.commit("p1", &[]);
+    git(app.dir.path(), &["tag", "v1"]);
+    let v2 = app.commit("p2", &[]);
+    let repo = definitions(&app, 5);
+
+    // apply: the configuration, then the pinned tag.
+    pin(&repo, "v1");
+    let apply = |args: &[&str]| {
+        let mut cmd = reconciler(&repo, &app, args);
+        expect(&cmd.output().expect("apply"), 0)
+    };
+    let text = apply(&["apply", "--yes"]);
+    assert!(text.contains("rel: released revision v1"), "{text}");
+    assert_serves(&repo, "p1");
+    assert_eq!(live(&repo, "fleet-1"), format!("releases/{v1}"));
+    let text = apply(&["apply", "--yes"]);
+    assert!(
+        text.contains("rel: revision v1 is live on every server"),
+        "{text}"
+    );
+
+    // watch: a commit that moves the pin releases it.
+    let defs = repo.dir.path();
+    git(defs, &["init", "-q", "-b", "main"]);
+    git(defs, &["add", "-A"]);
+    git(
+        defs,
+        &[
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@t",
+            "commit",
+            "-q",
+            "-m",
+            "v1",
+        ],
+    );
+    let state = tempfile::tempdir().expect("tempdir");
+    let _watch = Killed(
+        Command::new(env!("CARGO_BIN_EXE_reconciler"))
+            .arg("watch")
+            .arg("--repo")
+            .arg(defs)
+            .arg("--state-dir")
+            .arg(state.path())
+            .args(["--interval", "1s", "--color", "never"])
+            .arg("--known-hosts")
+            .arg(&repo.fleet.known_hosts)
+            .arg("--ssh-key")
+            .arg(&repo.fleet.key)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("watch"),
+    );
+    pin(&repo, &v2);
+    git(
+        defs,
+        &[
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@t",
+            "commit",
+            "-q",
+            "-am",
+            "v2",
+        ],
+    );
+    wait_serving(&repo, "p2", Duration::from_secs(60));
+    let log = repo.ssh(
+        "fleet-2",
+        "tail -n1 /var/lib/reconciler/apps/rel/release.log",
+    );
+    assert!(log.contains(r#""trigger":"definitions""#), "{log}");
+}

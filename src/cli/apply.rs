@@ -44,7 +44,7 @@ pub fn run(args: Args, color: anstream::ColorChoice) -> Result<ExitCode, Failure
     let options = args
         .target
         .reconcile_options(&loaded, Duration::from_secs(args.lock_wait));
-    super::run_until_signal(async {
+    let code = super::run_until_signal(async {
         let surveyed = args.target.survey(&options, &loaded).await?;
         let plan = converge::plan_of(&surveyed);
         let out = Mutex::new(anstream::AutoStream::new(io::stdout(), color));
@@ -142,7 +142,17 @@ pub fn run(args: Args, color: anstream::ColorChoice) -> Result<ExitCode, Failure
         } else {
             ExitCode::FAILURE
         })
-    })
+    })?;
+    // Pinned revisions go live once the configuration is in place, when
+    // the apply covered whole apps.
+    if code == ExitCode::SUCCESS && !json && args.target.servers.is_empty() {
+        return super::release::release_pins(
+            &loaded.definitions,
+            &args.target.apps,
+            &args.target.ssh,
+        );
+    }
+    Ok(code)
 }
 
 fn confirm(hosts: usize) -> io::Result<bool> {

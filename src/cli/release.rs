@@ -63,9 +63,12 @@ struct CommonArgs {
     ssh: SshArgs,
 }
 
-/// The default mirror cache: $XDG_CACHE_HOME/reconciler/apps, or
-/// ~/.cache/reconciler/apps.
+/// The default mirror cache: $RECONCILER_CACHE_DIR, else
+/// $XDG_CACHE_HOME/reconciler/apps, or ~/.cache/reconciler/apps.
 pub(super) fn default_cache() -> PathBuf {
+    if let Some(dir) = std::env::var_os("RECONCILER_CACHE_DIR") {
+        return PathBuf::from(dir);
+    }
     std::env::var_os("XDG_CACHE_HOME")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache")))
@@ -104,6 +107,59 @@ impl Progress for Lines {
         let mut out = self.out.lock().unwrap_or_else(|e| e.into_inner());
         let _ = writeln!(out, "[{at:6.2}s] {server:<12} {step:<9} {what}");
     }
+}
+
+/// Releases the pinned `revision:` of every app (or of `only`) that does
+/// not run it everywhere yet.
+pub(super) fn release_pins(
+    definitions: &crate::definitions::Definitions,
+    only: &[String],
+    ssh: &SshArgs,
+) -> Result<ExitCode, Failure> {
+    let targets: Vec<AppTarget> = definitions
+        .apps
+        .iter()
+        .filter(|a| a.revision.is_some())
+        .filter(|a| only.is_empty() || only.iter().any(|o| o == a.name.as_str()))
+        .filter_map(|a| AppTarget::find(definitions, a.name.as_str()).ok())
+        .collect();
+    if targets.is_empty() {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let connector = connector(ssh)?;
+    let cache = default_cache();
+    let lines = Lines::new();
+    let origin = Origin {
+        who: crate::converge::holder(),
+        trigger: Trigger::Definitions,
+    };
+    super::run_until_signal(async {
+        let mut failed = false;
+        for target in &targets {
+            let app = &target.app.name;
+            let revision = target.app.revision.as_deref().unwrap_or_default();
+            match release::ensure_revision(target, &cache, &origin, &connector, &lines).await {
+                Ok(None) => println!("{app}: revision {revision} is live on every server"),
+                Ok(Some(done)) => println!(
+                    "{app}: released revision {revision} ({}) in {:.1} s",
+                    short(&done.sha),
+                    done.elapsed.as_secs_f64()
+                ),
+                Err(e) => {
+                    failed = true;
+                    eprintln!(
+                        "error: {app}: cannot release revision {revision}: {}",
+                        crate::error_chain(e.as_ref())
+                    );
+                }
+            }
+        }
+        Ok(if failed {
+            ExitCode::FAILURE
+        } else {
+            ExitCode::SUCCESS
+        })
+    })
 }
 
 fn target(dir: &DefinitionsDir, app: &str) -> Result<AppTarget, Failure> {
@@ -191,7 +247,7 @@ pub fn run_release(args: ReleaseArgs) -> Result<ExitCode, Failure> {
         .clone()
         .unwrap_or_else(|| target.app.branch.clone());
     let cache = args.cache_dir.clone().unwrap_or_else(default_cache);
-    let mirror_path = cache.join(format!("{}.git", target.app.name));
+    let mirror_path = release::mirror_path(&cache, &target.app);
     let url = target.app.repo.clone();
     let lines = Lines::new();
     eprintln!("fetching {url} into {}", mirror_path.display());

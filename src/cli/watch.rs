@@ -136,6 +136,7 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
             holder: format!("watch {}", crate::converge::holder()),
             backoff: Backoff::default(),
             resume,
+            apps_cache: Some(args.state_dir.join("apps")),
         },
         board: Arc::clone(&board),
         clock: Arc::new(chrono::Utc::now),

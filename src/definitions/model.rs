@@ -222,6 +222,11 @@ pub struct App {
     /// Branch deployed by default.
     #[serde(default = "App::default_branch")]
     pub branch: String,
+    /// The revision (commit, tag or branch) that must be live: `apply` and
+    /// `watch` release it when the servers run another. Without it, apps
+    /// are released with `reconciler release` or the deploy webhook.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<String>,
     /// The PHP version it runs on; one the cluster installs.
     pub php: PhpVersion,
     /// Domains nginx answers for this app.

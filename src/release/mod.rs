@@ -500,7 +500,7 @@ impl Run<'_> {
         .map_err(fail("upload"))?;
         if !self.app.shared.is_empty() {
             let mut call = vec!["release_shared"];
-            call.extend(self.app.shared.iter().map(String::as_str));
+            call.extend(self.app.shared.iter().map(|p| p.trim_end_matches('/')));
             self.step(host, "shared", &call, &[], Duration::from_secs(150))
                 .await
                 .map_err(fail("shared"))?;
@@ -789,6 +789,13 @@ pub async fn release(
     outcome
 }
 
+/// Where the mirror of `app`'s repository is in `cache`: named by the app
+/// and its URL, so that an app whose `repo:` changes gets a new mirror.
+pub fn mirror_path(cache: &std::path::Path, app: &App) -> std::path::PathBuf {
+    let url = crate::units::sha256(app.repo.as_bytes());
+    cache.join(format!("{}-{}.git", app.name, &url[..12]))
+}
+
 /// Fetches the app's mirror at `mirror` (cloning `url` there first) and
 /// archives `rev`: its commit id and the gzipped tar of its tree. Blocks.
 pub fn mirrored_archive(
@@ -810,6 +817,36 @@ pub fn mirrored_archive(
     let mut archive = std::io::Cursor::new(Vec::new());
     mirror.archive(&sha, &mut archive)?;
     Ok((sha, archive.into_inner()))
+}
+
+/// Releases the app's pinned `revision:` unless every server runs it
+/// already; `Ok(None)` when nothing was to do. Blocks on git in a
+/// blocking thread.
+pub async fn ensure_revision(
+    target: &AppTarget,
+    cache: &std::path::Path,
+    origin: &Origin,
+    connector: &dyn Connector,
+    progress: &dyn Progress,
+) -> anyhow::Result<Option<Released>> {
+    let Some(revision) = target.app.revision.clone() else {
+        return Ok(None);
+    };
+    let url = target.app.repo.clone();
+    let mirror = mirror_path(cache, &target.app);
+    let (sha, archive) =
+        tokio::task::spawn_blocking(move || mirrored_archive(&url, &mirror, &revision)).await??;
+    let live_everywhere = list(target, connector).await.iter().all(|(_, state)| {
+        state
+            .as_ref()
+            .is_ok_and(|s| s.live.as_deref() == Some(sha.as_str()))
+    });
+    if live_everywhere {
+        return Ok(None);
+    }
+    Ok(Some(
+        release(target, &sha, &archive, origin, connector, progress).await?,
+    ))
 }
 
 /// Makes `to` (or the previous good release) live again on every server.

@@ -247,7 +247,7 @@ pub async fn deploy(
         deployer: Arc::clone(&deployer),
         app: request.app.clone(),
     };
-    let mirror = deployer.cache.join(format!("{}.git", request.app));
+    let mirror = release::mirror_path(&deployer.cache, &target.app);
     let (url, rev) = (target.app.repo.clone(), request.revision.clone());
     let archived =
         tokio::task::spawn_blocking(move || release::mirrored_archive(&url, &mirror, &rev)).await;

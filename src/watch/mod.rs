@@ -71,6 +71,9 @@ pub struct WatchOptions {
     /// A commit that validated before the daemon last stopped: in force
     /// until a newer one validates.
     pub resume: Option<CommitId>,
+    /// Where app repositories are mirrored for pinned revisions
+    /// (`revision:`); without it pins are not released.
+    pub apps_cache: Option<std::path::PathBuf>,
 }
 
 /// Why a host is due.
@@ -148,7 +151,19 @@ impl Watch {
         }
 
         let mut next_poll = Instant::now();
+        // The commit whose pinned revisions were last seen to.
+        let mut pinned_for: Option<CommitId> = None;
         loop {
+            // Once a commit is applied on every host (or failed there), the
+            // apps it pins to a revision are released where they differ.
+            if let Some(force) = &in_force
+                && pinned_for.as_ref() != Some(&force.commit)
+                && tasks.is_empty()
+                && hosts.values().all(|h| h.why != Why::Commit)
+            {
+                pinned_for = Some(force.commit.clone());
+                self.release_pins();
+            }
             let next_due = hosts.values().filter(|h| !h.running).map(|h| h.due).min();
             let far = Instant::now() + Duration::from_secs(86_400);
             tokio::select! {
@@ -183,6 +198,60 @@ impl Watch {
                 self.finished(finished, &in_force, &mut hosts);
             }
         }
+    }
+
+    /// Releases, in the background, every pinned revision that is not
+    /// live everywhere (the app lock keeps two from interleaving).
+    fn release_pins(&self) {
+        let Some(cache) = self.options.apps_cache.clone() else {
+            return;
+        };
+        let Some(definitions) = self
+            .board
+            .definitions
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+        else {
+            return;
+        };
+        let targets: Vec<_> = definitions
+            .apps
+            .iter()
+            .filter(|a| a.revision.is_some())
+            .filter_map(|a| crate::release::AppTarget::find(&definitions, a.name.as_str()).ok())
+            .collect();
+        if targets.is_empty() {
+            return;
+        }
+        let connector = Arc::clone(&self.connector);
+        let origin = crate::release::Origin {
+            who: self.options.holder.clone(),
+            trigger: crate::release::Trigger::Definitions,
+        };
+        tokio::spawn(async move {
+            for target in targets {
+                let app = target.app.name.to_string();
+                let revision = target.app.revision.clone().unwrap_or_default();
+                match crate::release::ensure_revision(
+                    &target,
+                    &cache,
+                    &origin,
+                    connector.as_ref(),
+                    &(),
+                )
+                .await
+                {
+                    Ok(None) => tracing::debug!(%app, %revision, "pinned revision is live"),
+                    Ok(Some(done)) => {
+                        tracing::info!(%app, %revision, sha = %done.sha, took_ms = done.elapsed.as_millis() as u64, "released the pinned revision")
+                    }
+                    Err(error) => {
+                        tracing::warn!(%app, %revision, error = %crate::error_chain(error.as_ref()), "cannot release the pinned revision")
+                    }
+                }
+            }
+        });
     }
 
     /// Fetches the branch; a new head is loaded and, when it validates,

@@ -127,6 +127,7 @@ fn options() -> WatchOptions {
         holder: "test".into(),
         backoff: Backoff::default(),
         resume: None,
+        apps_cache: None,
     }
 }
 

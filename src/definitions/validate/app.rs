@@ -75,6 +75,22 @@ pub(super) fn check_app(at: &mut At, app: &App) {
     {
         at.error("branch", format!("`{}` is not a branch name", app.branch));
     }
+    if let Some(revision) = &app.revision
+        && (revision.is_empty()
+            || revision.starts_with('-')
+            || revision.len() > 255
+            || revision
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control()))
+    {
+        at.error(
+            "revision",
+            format!(
+                "`{}` is not a commit, tag or branch",
+                revision.escape_debug()
+            ),
+        );
+    }
     if !app.php.is_valid() {
         at.error("php", format!("`{}` is not a PHP version", app.php))
             .hint = Some("write major.minor, quoted, such as \"8.2\"".into());
