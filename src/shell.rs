@@ -4,6 +4,10 @@
 //! ones validation already restricts (names), so that no definition value can
 //! ever be read as shell syntax.
 
+/// `http_status DOMAIN PATH`, the shell function that asks this host's
+/// nginx, shared by the apply and release scripts.
+pub const HTTP_STATUS: &str = include_str!("http_status.sh");
+
 /// Quotes `value` as one POSIX shell word: inside single quotes, with each
 /// `'` written as `'\''`.
 pub fn quote(value: &str) -> String {

@@ -66,25 +66,30 @@ impl AppRepo {
                 self.write(path, text);
             }
         }
-        git(self.dir.path(), &["add", "-A"]);
-        git(
-            self.dir.path(),
-            &[
-                "-c",
-                "user.name=t",
-                "-c",
-                "user.email=t@t",
-                "commit",
-                "-q",
-                "--allow-empty",
-                "-m",
-                id,
-            ],
-        );
+        commit_all(self.dir.path(), id);
         git(self.dir.path(), &["rev-parse", "HEAD"])
             .trim()
             .to_owned()
     }
+}
+
+/// Commits everything in `dir` with `message`.
+fn commit_all(dir: &Path, message: &str) {
+    git(dir, &["add", "-A"]);
+    git(
+        dir,
+        &[
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@t",
+            "commit",
+            "-q",
+            "--allow-empty",
+            "-m",
+            message,
+        ],
+    );
 }
 
 fn git(dir: &Path, args: &[&str]) -> String {
@@ -580,20 +585,7 @@ fn a_pinned_revision_is_released_by_apply_and_by_watch() {
     // watch: a commit that moves the pin releases it.
     let defs = repo.dir.path();
     git(defs, &["init", "-q", "-b", "main"]);
-    git(defs, &["add", "-A"]);
-    git(
-        defs,
-        &[
-            "-c",
-            "user.name=t",
-            "-c",
-            "user.email=t@t",
-            "commit",
-            "-q",
-            "-m",
-            "v1",
-        ],
-    );
+    commit_all(defs, "v1");
     let state = tempfile::tempdir().expect("tempdir");
     let _watch = Killed(
         Command::new(env!("CARGO_BIN_EXE_reconciler"))
@@ -613,19 +605,7 @@ fn a_pinned_revision_is_released_by_apply_and_by_watch() {
             .expect("watch"),
     );
     pin(&repo, &v2);
-    git(
-        defs,
-        &[
-            "-c",
-            "user.name=t",
-            "-c",
-            "user.email=t@t",
-            "commit",
-            "-q",
-            "-am",
-            "v2",
-        ],
-    );
+    commit_all(defs, "v2");
     wait_serving(&repo, "p2", Duration::from_secs(60));
     let log = repo.ssh(
         "fleet-2",

@@ -312,6 +312,7 @@ fn script(
     }
     s.push_str("WEB_PORT=${RECONCILER_WEB_PORT:-80}\n");
     s.push_str(RELEASE_SH);
+    s.push_str(crate::shell::HTTP_STATUS);
     s.push('\n');
     s.push_str(&call.iter().map(|a| quote(a)).collect::<Vec<_>>().join(" "));
     s.push('\n');
@@ -921,34 +922,53 @@ fn find_release(locked: &[Locked], prefix: &str) -> Result<String, String> {
     }
 }
 
+/// Runs `call` (without the app lock) on every server of `target`: per
+/// server, its reports or why it could not run.
+async fn on_every_server(
+    target: &AppTarget,
+    connector: &dyn Connector,
+    call: &str,
+    limit: Duration,
+) -> Vec<(ServerName, Result<Vec<Report>, String>)> {
+    let origin = Origin {
+        who: String::new(),
+        trigger: Trigger::Cli,
+    };
+    join_all(target.servers.iter().map(|(server, role)| {
+        let script = script(&target.app, role, "", "", &origin, &[call]);
+        async move {
+            let result = async {
+                let transport = connector
+                    .connect(server)
+                    .await
+                    .map_err(|e| crate::error_chain(&e))?;
+                let output = transport
+                    .run(&script, limit)
+                    .await
+                    .map_err(|e| crate::error_chain(&e))?;
+                let found = reports(&output.stdout);
+                match found.iter().find(|r| r.kind == "failed") {
+                    Some(failed) => Err(failed.text.clone()),
+                    None => Ok(found),
+                }
+            };
+            (server.name.clone(), result.await)
+        }
+    }))
+    .await
+}
+
 /// What every server of `target` has: per server, its releases or why it
 /// could not say.
 pub async fn list(
     target: &AppTarget,
     connector: &dyn Connector,
 ) -> Vec<(ServerName, Result<ServerReleases, String>)> {
-    let origin = Origin {
-        who: String::new(),
-        trigger: Trigger::Cli,
-    };
-    join_all(target.servers.iter().map(|(server, role)| {
-        let script = script(&target.app, role, "", "", &origin, &["release_list"]);
-        async move {
-            let state = async {
-                let transport = connector
-                    .connect(server)
-                    .await
-                    .map_err(|e| crate::error_chain(&e))?;
-                let output = transport
-                    .run(&script, Duration::from_secs(60))
-                    .await
-                    .map_err(|e| crate::error_chain(&e))?;
-                Ok(ServerReleases::from_reports(&reports(&output.stdout)))
-            };
-            (server.name.clone(), state.await)
-        }
-    }))
-    .await
+    on_every_server(target, connector, "release_list", Duration::from_secs(60))
+        .await
+        .into_iter()
+        .map(|(server, r)| (server, r.map(|found| ServerReleases::from_reports(&found))))
+        .collect()
 }
 
 /// Breaks the app lock on every server of `target`; per server, whose
@@ -957,35 +977,19 @@ pub async fn force_unlock(
     target: &AppTarget,
     connector: &dyn Connector,
 ) -> Vec<(ServerName, Result<Option<String>, String>)> {
-    let origin = Origin {
-        who: String::new(),
-        trigger: Trigger::Cli,
-    };
-    join_all(target.servers.iter().map(|(server, role)| {
-        let script = script(&target.app, role, "", "", &origin, &["force_unlock"]);
-        async move {
-            let result = async {
-                let transport = connector
-                    .connect(server)
-                    .await
-                    .map_err(|e| crate::error_chain(&e))?;
-                let output = transport
-                    .run(&script, Duration::from_secs(30))
-                    .await
-                    .map_err(|e| crate::error_chain(&e))?;
-                let found = reports(&output.stdout);
-                if let Some(f) = found.iter().find(|r| r.kind == "failed") {
-                    return Err(f.text.clone());
-                }
-                Ok(found
+    on_every_server(target, connector, "force_unlock", Duration::from_secs(30))
+        .await
+        .into_iter()
+        .map(|(server, r)| {
+            let broken = r.map(|found| {
+                found
                     .iter()
                     .find(|r| r.kind == "unlocked" && r.text != "not locked")
-                    .map(|r| r.text.replace('\t', ", ")))
-            };
-            (server.name.clone(), result.await)
-        }
-    }))
-    .await
+                    .map(|r| r.text.replace('\t', ", "))
+            });
+            (server, broken)
+        })
+        .collect()
 }
 
 #[cfg(test)]

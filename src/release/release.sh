@@ -238,14 +238,7 @@ release_switch() {
   fi
 }
 
-# http_status DOMAIN PATH: sets CODE to what this host's nginx answers.
-http_status() {
-  CODE=
-  { exec 4<>"/dev/tcp/127.0.0.1/$WEB_PORT"; } 2>/dev/null || return 0
-  printf 'GET %s HTTP/1.0\r\nHost: %s\r\nConnection: close\r\n\r\n' "$2" "$1" >&4 2>/dev/null &&
-    read -r -t 5 _ CODE _ <&4
-  exec 4<&-
-}
+# http_status: see src/http_status.sh, appended by Rust.
 
 # release_health DOMAIN PATH STATUS: the release answers PATH with STATUS
 # (`-`: anything but a 5xx) within $HEALTH_TRIES tenths of a second.
