@@ -613,3 +613,63 @@ fn a_pinned_revision_is_released_by_apply_and_by_watch() {
     );
     assert!(log.contains(r#""trigger":"definitions""#), "{log}");
 }
+
+#[test]
+#[ignore = "needs the test fleet: tests/fleet/fleet up 4"]
+fn a_hung_release_holds_the_lock_until_force_unlock_and_then_cannot_go_on() {
+    let app = AppRepo::new();
+    app.commit("base", &[]);
+    let repo = definitions(&app, 5);
+    expect(&run(&repo, &app, &["release", "rel"]), 0);
+
+    // A client that hangs (stopped) in the middle of a slow build keeps
+    // its session, so its lock holds.
+    app.commit("hung", &[("slow.txt", "4")]);
+    let hung = Killed(
+        reconciler(&repo, &app, &["release", "rel"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn"),
+    );
+    std::thread::sleep(Duration::from_millis(2500));
+    let pid = hung.0.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-STOP", &pid])
+            .status()
+            .expect("kill")
+            .success()
+    );
+    let text = expect(&run(&repo, &app, &["release", "rel"]), 1);
+    assert!(
+        text.contains(&format!("(pid {pid})")),
+        "names the holder: {text}"
+    );
+    assert!(text.contains("--force-unlock"), "{text}");
+
+    app.commit("forced", &[("slow.txt", "")]);
+    let text = expect(&run(&repo, &app, &["release", "rel", "--force-unlock"]), 0);
+    assert!(text.contains("broke the release lock of"), "{text}");
+    assert_serves(&repo, "forced");
+
+    // The hung client, let go, finds its lock gone and changes nothing.
+    assert!(
+        Command::new("kill")
+            .args(["-CONT", &pid])
+            .status()
+            .expect("kill")
+            .success()
+    );
+    let mut hung = hung;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = hung.0.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "the hung release did not end");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(status.code(), Some(1), "it lost its lock: it must fail");
+    assert_serves(&repo, "forced");
+}
