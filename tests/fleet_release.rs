@@ -119,6 +119,7 @@ fn definitions(app: &AppRepo, keep: u32) -> Repo {
              \x20 - \"test ! -f slow.txt || sleep $(cat slow.txt)\"\n\
              \x20 - \"php -r 'echo PHP_VERSION;' > php-version.txt\"\n\
              shared: [.env, storage]\nkeep_releases: {keep}\n\
+             env_commands: [\"date +%s%N > env-ran.txt\"]\n\
              health_check: {{ path: /, status: 200 }}\nservers:\n\
              \x20 - name: fleet-1\n    web: {{ max_workers: 8, min_spare_workers: 2, initial_workers: 2, max_spare_workers: 4 }}\n\
              \x20   workers: [{{ name: w, command: php worker.php, processes: 1, stop_wait: 2 }}]\n\
@@ -672,4 +673,59 @@ fn a_hung_release_holds_the_lock_until_force_unlock_and_then_cannot_go_on() {
     };
     assert_eq!(status.code(), Some(1), "it lost its lock: it must fail");
     assert_serves(&repo, "forced");
+}
+
+#[test]
+#[ignore = "needs the test fleet: tests/fleet/fleet up 4"]
+fn env_push_pull_and_diff_never_show_a_value_but_to_pull() {
+    let app = AppRepo::new();
+    app.commit("e1", &[]);
+    let repo = definitions(&app, 5);
+    expect(&run(&repo, &app, &["release", "rel"]), 0);
+
+    let secret = "s3cr3t-Value-9f2c";
+    let file = repo.dir.path().join("../rel.env");
+    let text = format!("APP_NAME=rel\nDB_PASSWORD={secret}\n# a comment\nexport MAIL_HOST=mail\n");
+    std::fs::write(&file, &text).expect("write");
+    let file_arg = file.to_string_lossy().into_owned();
+    let push = expect(&run(&repo, &app, &["env", "push", "rel", &file_arg]), 0);
+    assert!(
+        push.contains(".env with 3 keys is on fleet-1, fleet-2"),
+        "{push}"
+    );
+    for server in SERVERS {
+        let got = repo.ssh(
+            server,
+            "stat -c '%U %a' /home/rel/shared/.env; cat /home/rel/shared/.env; test -s /home/rel/current/env-ran.txt && echo ran",
+        );
+        assert_eq!(got, format!("rel 600\n{text}ran\n"), "{server}");
+    }
+
+    let pulled = run(&repo, &app, &["env", "pull", "rel", "--server", "fleet-2"]);
+    expect(&pulled, 0);
+    assert_eq!(String::from_utf8_lossy(&pulled.stdout), text);
+
+    let changed = format!("DB_PASSWORD={secret}-new\nMAIL_HOST=mail\nQUEUE=redis\n");
+    std::fs::write(&file, &changed).expect("write");
+    let diff = expect(&run(&repo, &app, &["env", "diff", "rel", &file_arg]), 2);
+    for line in [
+        "fleet-1:",
+        "fleet-2:",
+        "  - APP_NAME",
+        "  ~ DB_PASSWORD",
+        "  + QUEUE",
+    ] {
+        assert!(diff.lines().any(|l| l == line), "{line:?} in {diff}");
+    }
+    assert!(
+        !diff.contains("MAIL_HOST"),
+        "unchanged keys are not listed: {diff}"
+    );
+    for output in [
+        &push,
+        &diff,
+        &String::from_utf8_lossy(&pulled.stderr).into_owned(),
+    ] {
+        assert!(!output.contains(secret), "a value leaked: {output}");
+    }
 }

@@ -5,6 +5,7 @@
 //! pending; 130 and 143 when interrupted by SIGINT or SIGTERM.
 
 mod apply;
+mod env;
 mod plan;
 mod release;
 mod schema;
@@ -123,6 +124,9 @@ enum Command {
     /// with a bearer token releases that revision; GET /v1/deploys/<id>
     /// follows it. `watch --listen --deploy-tokens` serves the same routes.
     Serve(serve::ServeArgs),
+    /// An app's environment file (shared/.env) on its servers: pull,
+    /// push, or diff its keys (never its values).
+    Env(env::Args),
     /// Make a deploy token for an app: its hash is added to the tokens
     /// file, and the token itself printed once.
     DeployToken(serve::TokenArgs),
@@ -192,6 +196,7 @@ pub fn main() -> ExitCode {
         Command::Releases(args) => release::run_releases(args),
         Command::Serve(args) => serve::run(args),
         Command::DeployToken(args) => serve::run_token(args),
+        Command::Env(args) => env::run(args),
     };
     match result {
         Ok(code) => code,

@@ -78,14 +78,14 @@ pub(super) fn default_cache() -> PathBuf {
 
 /// Lines `web-1  upload  done in 0.41 s` on stderr as steps end; on a
 /// terminal the steps that start show too.
-struct Lines {
+pub(super) struct Lines {
     started: Instant,
     terminal: bool,
     out: Mutex<std::io::Stderr>,
 }
 
 impl Lines {
-    fn new() -> Self {
+    pub(super) fn new() -> Self {
         Self {
             started: Instant::now(),
             terminal: std::io::stderr().is_terminal(),
@@ -162,7 +162,7 @@ pub(super) fn release_pins(
     })
 }
 
-fn target(dir: &DefinitionsDir, app: &str) -> Result<AppTarget, Failure> {
+pub(super) fn target(dir: &DefinitionsDir, app: &str) -> Result<AppTarget, Failure> {
     let loaded = super::validate::load(dir)?;
     AppTarget::find(&loaded.definitions, app).map_err(|e| {
         let known: Vec<String> = loaded
@@ -175,7 +175,7 @@ fn target(dir: &DefinitionsDir, app: &str) -> Result<AppTarget, Failure> {
     })
 }
 
-fn connector(ssh: &SshArgs) -> Result<RealConnector, Failure> {
+pub(super) fn connector(ssh: &SshArgs) -> Result<RealConnector, Failure> {
     let options = ssh.options();
     options
         .check()

@@ -32,6 +32,8 @@ use crate::layout::{self, AppPaths};
 use crate::shell::quote;
 use crate::transport::{Connector, Held, Holding, Transport, TransportError};
 
+pub mod envfile;
+
 const RELEASE_SH: &str = include_str!("release.sh");
 
 /// Seconds each build or deploy command may take.
@@ -55,6 +57,8 @@ pub enum Trigger {
     Definitions,
     /// `reconciler rollback`.
     Rollback,
+    /// `reconciler env push` (it takes the app lock too).
+    Env,
 }
 
 impl fmt::Display for Trigger {
@@ -64,6 +68,7 @@ impl fmt::Display for Trigger {
             Trigger::Webhook => "webhook",
             Trigger::Definitions => "definitions",
             Trigger::Rollback => "rollback",
+            Trigger::Env => "env push",
         })
     }
 }
@@ -139,6 +144,12 @@ pub enum ReleaseError {
         step: String,
         output: String,
         previous: String,
+    },
+    #[error("{step} failed on {server}\n{output}")]
+    Failed {
+        server: ServerName,
+        step: String,
+        output: String,
     },
     #[error("nothing to roll back to: {0}")]
     NothingToRollBackTo(String),
@@ -300,7 +311,13 @@ fn script(
         ("TOKEN", token.to_owned()),
         ("WHO", origin.who.replace(['\t', '\n'], " ")),
         ("WHO_JSON", who_json.to_owned()),
-        ("REASON", format!("{} of {}", origin.trigger, short(sha))),
+        (
+            "REASON",
+            match sha {
+                "" => origin.trigger.to_string(),
+                sha => format!("{} of {}", origin.trigger, short(sha)),
+            },
+        ),
         ("TRIGGER", origin.trigger.to_string()),
         ("WORKERS", u8::from(!role.workers.is_empty()).to_string()),
         ("WORKER_LIMIT", worker_limit.to_string()),
@@ -919,6 +936,117 @@ fn find_release(locked: &[Locked], prefix: &str) -> Result<String, String> {
         },
         (Some(_), Some(_)) => Err(format!("`{prefix}` names more than one release")),
         (None, _) => Err(format!("no release `{prefix}` on the servers")),
+    }
+}
+
+/// The app's `shared/.env` on `server` (default: its first server).
+pub async fn env_pull(
+    target: &AppTarget,
+    server: Option<&ServerName>,
+    connector: &dyn Connector,
+) -> Result<(ServerName, Vec<u8>), String> {
+    let (server, role) = target
+        .servers
+        .iter()
+        .find(|(s, _)| server.is_none_or(|name| &s.name == name))
+        .ok_or_else(|| format!("{} does not run on that server", target.app.name))?;
+    let origin = Origin {
+        who: String::new(),
+        trigger: Trigger::Cli,
+    };
+    let script = script(&target.app, role, "", "", &origin, &["env_pull"]);
+    let transport = connector
+        .connect(server)
+        .await
+        .map_err(|e| crate::error_chain(&e))?;
+    let output = transport
+        .run(&script, Duration::from_secs(60))
+        .await
+        .map_err(|e| crate::error_chain(&e))?;
+    // Decoded here, not by `reports`: the content need not be text.
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    for line in stdout.lines() {
+        if let Some(encoded) = line.strip_prefix("@env\t-\t") {
+            let content = base64::engine::general_purpose::STANDARD
+                .decode(encoded)
+                .map_err(|e| format!("{}: a garbled answer: {e}", server.name))?;
+            return Ok((server.name.clone(), content));
+        }
+    }
+    let failed = reports(&output.stdout)
+        .into_iter()
+        .find(|r| r.kind == "failed")
+        .map(|r| r.text)
+        .unwrap_or_else(|| output.stderr_text());
+    Err(format!("{}: {failed}", server.name))
+}
+
+/// Writes `content` to the app's `shared/.env` on every server, under the
+/// app lock, then runs its `env_commands` where a release is live.
+pub async fn env_push(
+    target: &AppTarget,
+    content: &[u8],
+    origin: &Origin,
+    connector: &dyn Connector,
+    progress: &dyn Progress,
+) -> Result<(), ReleaseError> {
+    let run = Run {
+        app: &target.app,
+        sha: String::new(),
+        token: new_token(),
+        origin,
+        progress,
+    };
+    let hosts = connect_all(target, connector).await?;
+    let locked = run.lock_all(hosts).await?;
+    let size = content.len().to_string();
+    let sum = crate::units::sha256(content);
+    let results = join_all(locked.iter().map(|l| {
+        let (size, sum, run) = (&size, &sum, &run);
+        async move {
+            let found = run
+                .step(
+                    &l.host,
+                    "env",
+                    &["env_push", size, sum],
+                    content,
+                    Duration::from_secs(90),
+                )
+                .await
+                .map_err(|e| ("env".to_owned(), e))?;
+            let live = !found.iter().any(|r| r.kind == "skipped");
+            if live && !run.app.env_commands.is_empty() {
+                let limit = COMMAND_LIMIT.to_string();
+                let current = AppPaths::new(&run.app.name).current;
+                let mut call = vec![
+                    "app_commands",
+                    "env_commands",
+                    limit.as_str(),
+                    current.as_str(),
+                ];
+                call.extend(run.app.env_commands.iter().map(String::as_str));
+                let total =
+                    Duration::from_secs((COMMAND_LIMIT + 10) * run.app.env_commands.len() as u64);
+                run.step(&l.host, "commands", &call, &[], total)
+                    .await
+                    .map_err(|e| ("env_commands".to_owned(), e))?;
+            }
+            Ok::<(), (String, String)>(())
+        }
+    }))
+    .await;
+    let failure = locked.iter().zip(results).find_map(|(l, r)| {
+        r.err()
+            .map(|(step, output)| (l.host.server.name.clone(), step, output))
+    });
+    unlock_all(locked).await;
+    match failure {
+        None => Ok(()),
+        Some((server, step, output)) => Err(ReleaseError::Failed {
+            server,
+            step,
+            output,
+        }),
     }
 }
 

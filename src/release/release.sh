@@ -180,11 +180,18 @@ release_shared() {
 # release_commands STEP LIMIT COMMAND...: each COMMAND in the release, as
 # the app, with bash; the first that fails ends the step with its output.
 release_commands() {
-  check_lock
-  local step=$1 limit=$2 command
+  local step=$1 limit=$2
   shift 2
+  app_commands "$step" "$limit" "$RELEASES/$SHA" "$@"
+}
+
+# app_commands STEP LIMIT DIR COMMAND...: the same in DIR.
+app_commands() {
+  check_lock
+  local step=$1 limit=$2 dir=$3 command
+  shift 3
   for command in "$@"; do
-    if ! step_out "$limit" "\`$command\`" "${AS_APP[@]}" bash -c 'cd -- "$1" && eval "$2"' _ "$RELEASES/$SHA" "$command"; then
+    if ! step_out "$limit" "\`$command\`" "${AS_APP[@]}" bash -c 'cd -- "$1" && eval "$2"' _ "$dir" "$command"; then
       report failed "$step" "\$ $command"$'\n'"$out"
       exit 0
     fi
@@ -303,6 +310,42 @@ release_prune() {
     as_app rm -rf -- "$RELEASES/$sha"
     report pruned "$sha" ""
   done
+}
+
+# ---- The environment file -------------------------------------------------
+# env_pull: shared/.env, base64 in one report (its values never reach a
+# log: only `reconciler env pull` prints them, on its stdout).
+env_pull() {
+  if ! as_app test -f "$SHARED/.env"; then
+    report failed env "there is no $SHARED/.env"
+    exit 0
+  fi
+  printf '@env\t-\t%s\n' "$(as_app base64 -w0 -- "$SHARED/.env")"
+  report done env ""
+}
+
+# env_push SIZE SHA256: the file on fd 3 becomes shared/.env (0600, the
+# app's), atomically: a new file renamed over the old one. Then
+# `env_commands` run in `current`, when there is one.
+env_push() {
+  check_lock
+  local size=$1 sum=$2 file="$APP_STATE/env.new" got
+  (umask 077 && head -c "$size" <&3 >"$file")
+  got=$(stat -c %s -- "$file")
+  if [ "$got" != "$size" ] || [ "$(sha256sum <"$file" | cut -d' ' -f1)" != "$sum" ]; then
+    rm -f -- "$file"
+    report failed env "received $got of $size bytes, or not the bytes that were sent"
+    exit 0
+  fi
+  if ! step_out 30 "writing .env" "${AS_APP[@]}" sh -c \
+    'umask 077 && cat >"$1/.env.new" && chmod 600 -- "$1/.env.new" && mv -f -- "$1/.env.new" "$1/.env"' _ "$SHARED" <"$file"; then
+    rm -f -- "$file"
+    report failed env "$out"
+    exit 0
+  fi
+  rm -f -- "$file"
+  report done env ""
+  as_app test -d "$CURRENT" || report skipped env_commands "no release is live"
 }
 
 # release_list: what `reconciler releases` shows.

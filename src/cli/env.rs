@@ -1,0 +1,161 @@
+//! `reconciler env pull|push|diff`: an app's `shared/.env` on its servers.
+//! Values go nowhere but `pull`'s stdout: never to logs or errors.
+
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use crate::definitions::ServerName;
+use crate::release::envfile;
+use crate::release::{self, Origin, Trigger};
+
+use super::release::{Lines, connector, target};
+use super::target::SshArgs;
+use super::{DefinitionsDir, Failure};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    command: EnvCommand,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum EnvCommand {
+    /// Print the app's shared/.env (from its first server, or --server).
+    Pull {
+        app: String,
+        #[arg(long, value_name = "NAME")]
+        server: Option<String>,
+        #[command(flatten)]
+        definitions: DefinitionsDir,
+        #[command(flatten)]
+        ssh: SshArgs,
+    },
+    /// Write FILE to the app's shared/.env on every server (the app's,
+    /// 0600, atomically), then run its env_commands where a release is live.
+    Push {
+        app: String,
+        file: PathBuf,
+        #[command(flatten)]
+        definitions: DefinitionsDir,
+        #[command(flatten)]
+        ssh: SshArgs,
+    },
+    /// Show which keys FILE adds (+), changes (~) or removes (-) on each
+    /// server; never a value. Exits 2 when some server differs.
+    Diff {
+        app: String,
+        file: PathBuf,
+        #[command(flatten)]
+        definitions: DefinitionsDir,
+        #[command(flatten)]
+        ssh: SshArgs,
+    },
+}
+
+fn read(file: &PathBuf) -> Result<Vec<u8>, Failure> {
+    let content = std::fs::read(file)
+        .map_err(|e| Failure::usage(format!("cannot read {}: {e}", file.display()), None))?;
+    if content.len() > 1024 * 1024 {
+        return Err(Failure::usage(
+            format!("{} is over 1 MiB: not an environment file", file.display()),
+            None,
+        ));
+    }
+    Ok(content)
+}
+
+pub fn run(args: Args) -> Result<ExitCode, Failure> {
+    match args.command {
+        EnvCommand::Pull {
+            app,
+            server,
+            definitions,
+            ssh,
+        } => {
+            let target = target(&definitions, &app)?;
+            let connector = connector(&ssh)?;
+            let server = server.map(ServerName::new);
+            super::run_until_signal(async {
+                match release::env_pull(&target, server.as_ref(), &connector).await {
+                    Ok((_, content)) => {
+                        std::io::stdout().write_all(&content)?;
+                        Ok(ExitCode::SUCCESS)
+                    }
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        Ok(ExitCode::FAILURE)
+                    }
+                }
+            })
+        }
+        EnvCommand::Push {
+            app,
+            file,
+            definitions,
+            ssh,
+        } => {
+            let content = read(&file)?;
+            let target = target(&definitions, &app)?;
+            let connector = connector(&ssh)?;
+            let origin = Origin {
+                who: crate::converge::holder(),
+                trigger: Trigger::Env,
+            };
+            let lines = Lines::new();
+            super::run_until_signal(async {
+                match release::env_push(&target, &content, &origin, &connector, &lines).await {
+                    Ok(()) => {
+                        let keys = envfile::parse(&String::from_utf8_lossy(&content)).len();
+                        let servers: Vec<String> = target
+                            .servers
+                            .iter()
+                            .map(|(s, _)| s.name.to_string())
+                            .collect();
+                        println!("{app}: .env with {keys} keys is on {}", servers.join(", "));
+                        Ok(ExitCode::SUCCESS)
+                    }
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        Ok(ExitCode::FAILURE)
+                    }
+                }
+            })
+        }
+        EnvCommand::Diff {
+            app,
+            file,
+            definitions,
+            ssh,
+        } => {
+            let content = String::from_utf8_lossy(&read(&file)?).into_owned();
+            let target = target(&definitions, &app)?;
+            let connector = connector(&ssh)?;
+            super::run_until_signal(async {
+                let mut code = ExitCode::SUCCESS;
+                let mut out = std::io::stdout().lock();
+                for (server, _) in &target.servers {
+                    match release::env_pull(&target, Some(&server.name), &connector).await {
+                        Ok((_, now)) => {
+                            let changes = envfile::diff(&String::from_utf8_lossy(&now), &content);
+                            if changes.is_empty() {
+                                writeln!(out, "{}: no key changes", server.name)?;
+                                continue;
+                            }
+                            code = ExitCode::from(2);
+                            writeln!(out, "{}:", server.name)?;
+                            for (change, key) in changes {
+                                writeln!(out, "  {} {key}", change.sign())?;
+                            }
+                        }
+                        Err(e) => {
+                            eprintln!("{e}");
+                            code = ExitCode::FAILURE;
+                        }
+                    }
+                }
+                Ok(code)
+            })
+        }
+    }
+}
