@@ -729,3 +729,82 @@ fn env_push_pull_and_diff_never_show_a_value_but_to_pull() {
         assert!(!output.contains(secret), "a value leaked: {output}");
     }
 }
+
+#[test]
+#[ignore = "needs the test fleet: tests/fleet/fleet up 4"]
+fn logs_from_two_servers_come_back_merged_and_follow_shows_new_lines() {
+    let app = AppRepo::new();
+    app.commit("l1", &[]);
+    let repo = definitions(&app, 5);
+    expect(&run(&repo, &app, &["release", "rel"]), 0);
+    let write = |server: &str, lines: &str| {
+        repo.ssh(
+            server,
+            &format!(
+                "setpriv --reuid=rel --regid=rel --init-groups sh -c \
+                 'printf \"%s\" \"$1\" >> /home/rel/shared/storage/logs/laravel.log' _ '{lines}'"
+            ),
+        );
+    };
+    write(
+        "fleet-1",
+        "[2030-01-02 10:00:01] local.INFO: one\n[2030-01-02 10:00:03] local.INFO: three\n#0 trace of three\n",
+    );
+    write(
+        "fleet-2",
+        "[2030-01-02 10:00:02] local.INFO: two\n[2030-01-02 10:00:04] local.INFO: four\n",
+    );
+    let out = expect(&run(&repo, &app, &["logs", "rel", "-n", "10"]), 0);
+    let ours: Vec<&str> = out
+        .lines()
+        .filter(|l| l.contains("laravel.log") && l.contains("2030-01-02") || l.contains("#0 trace"))
+        .collect();
+    assert_eq!(ours.len(), 5, "{out}");
+    for (line, (server, text)) in ours.iter().zip([
+        ("fleet-1", "one"),
+        ("fleet-2", "two"),
+        ("fleet-1", "three"),
+        ("fleet-1", "#0 trace of three"),
+        ("fleet-2", "four"),
+    ]) {
+        assert!(line.starts_with(&format!("{server} laravel.log")), "{line}");
+        assert!(line.ends_with(text), "{line}");
+    }
+
+    // --follow shows a line written after it started.
+    let mut follow = Killed(
+        reconciler(&repo, &app, &["logs", "rel", "--follow", "-n", "0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("logs --follow"),
+    );
+    let stdout = follow.0.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead as _;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    write(
+        "fleet-2",
+        "[2030-01-02 10:00:05] local.INFO: five, followed\n",
+    );
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) if line.ends_with("five, followed") => {
+                assert!(line.starts_with("fleet-2 laravel.log"), "{line}");
+                break;
+            }
+            Ok(_) => {}
+            Err(_) => panic!("--follow did not show the new line"),
+        }
+    }
+}

@@ -6,6 +6,7 @@
 
 mod apply;
 mod env;
+mod logs;
 mod plan;
 mod release;
 mod schema;
@@ -127,6 +128,10 @@ enum Command {
     /// An app's environment file (shared/.env) on its servers: pull,
     /// push, or diff its keys (never its values).
     Env(env::Args),
+    /// An app's logs from every server at once, merged by time: Laravel's
+    /// and PHP's (shared/storage/logs), nginx errors, the FPM slow log and
+    /// the workers' logs. --follow keeps showing new lines.
+    Logs(logs::Args),
     /// Make a deploy token for an app: its hash is added to the tokens
     /// file, and the token itself printed once.
     DeployToken(serve::TokenArgs),
@@ -197,6 +202,7 @@ pub fn main() -> ExitCode {
         Command::Serve(args) => serve::run(args),
         Command::DeployToken(args) => serve::run_token(args),
         Command::Env(args) => env::run(args),
+        Command::Logs(args) => logs::run(args),
     };
     match result {
         Ok(code) => code,
@@ -256,11 +262,11 @@ where
         tokio::select! {
             result = work => result,
             _ = tokio::signal::ctrl_c() => {
-                eprintln!("\ninterrupted: applies already started finish on their servers");
+                eprintln!("\ninterrupted: work already started on a server finishes there");
                 Err(Failure::Reported(ExitCode::from(130)))
             }
             _ = terminate.recv() => {
-                eprintln!("terminated: applies already started finish on their servers");
+                eprintln!("terminated: work already started on a server finishes there");
                 Err(Failure::Reported(ExitCode::from(143)))
             }
         }

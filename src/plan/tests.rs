@@ -115,10 +115,14 @@ fn a_bare_server_gets_everything_created() {
     let plan = plan_host(&web1(), &units, &bare(), &options());
     assert_eq!(plan.error, None);
     // 3 users; per app its home, releases/, shared/ and its log directory
-    // (under /var/log/reconciler, made too), 2 more for blog's scheduler
-    // logs, reconciler's own lib directory with the `php` of PHP 8.2 (2
-    // directories and the file); 10 files and the OPcache status script.
-    assert_eq!(plan.count(Action::Create), 3 + (4 * 3 + 1 + 2 + 1 + 2) + 12);
+    // (under /var/log/reconciler, made too), 2 more per app for its
+    // storage/logs (web and scheduler roles), reconciler's own lib
+    // directory with the `php` of PHP 8.2 (2 directories and the file); 10
+    // files and the OPcache status script.
+    assert_eq!(
+        plan.count(Action::Create),
+        3 + (4 * 3 + 1 + 2 * 3 + 1 + 2) + 12
+    );
     assert_eq!(
         plan.count(Action::Update),
         3,

@@ -33,6 +33,7 @@ use crate::shell::quote;
 use crate::transport::{Connector, Held, Holding, Transport, TransportError};
 
 pub mod envfile;
+pub mod logs;
 
 const RELEASE_SH: &str = include_str!("release.sh");
 
@@ -299,7 +300,8 @@ fn script(
     let who_json = serde_json::Value::from(origin.who.as_str()).to_string();
     let who_json = &who_json[1..who_json.len() - 1];
     let worker_limit = worker_limit(role);
-    let vars: [(&str, String); 16] = [
+    let vars: [(&str, String); 17] = [
+        ("LOG_DIR", paths.logs.clone()),
         ("APP", app.name.to_string()),
         ("HOME_DIR", paths.home.clone()),
         ("RELEASES", paths.releases.clone()),

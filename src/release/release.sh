@@ -348,6 +348,38 @@ env_push() {
   as_app test -d "$CURRENT" || report skipped env_commands "no release is live"
 }
 
+# ---- Logs --------------------------------------------------------------------
+# logs_read LINES [PATH=OFFSET...]: what the app's logs hold past OFFSET
+# (a file not named: its last LINES lines; a file that shrank: from its
+# start), at most 1 MiB a file a call. Laravel's and PHP's logs are in the
+# app's home and read as the app; the others are in root's directory for
+# the app, which the app cannot write. Reports `@size PATH SIZE` and
+# `@chunk PATH BASE64`.
+logs_read() {
+  local lines=$1 spec path size offset
+  shift
+  local -A offsets=()
+  for spec in "$@"; do offsets[${spec%=*}]=${spec##*=}; done
+  {
+    as_app find "$SHARED/storage/logs" -maxdepth 1 -type f -name '*.log' 2>/dev/null
+    find "$LOG_DIR" -maxdepth 1 -type f -name '*.log' 2>/dev/null
+  } | sort | while IFS= read -r path; do
+    local -a reader=()
+    [[ $path == "$SHARED"/* ]] && reader=("${AS_APP[@]}")
+    size=$("${reader[@]}" stat -c %s -- "$path") || continue
+    offset=${offsets[$path]:-}
+    if [ -z "$offset" ]; then
+      printf '@chunk\t%s\t%s\n' "$path" "$("${reader[@]}" tail -n "$lines" -- "$path" | base64 -w0)"
+    else
+      [ "$size" -lt "$offset" ] && offset=0
+      size=$((offset + $("${reader[@]}" tail -c +$((offset + 1)) -- "$path" | head -c 1048576 | wc -c)))
+      printf '@chunk\t%s\t%s\n' "$path" "$("${reader[@]}" tail -c +$((offset + 1)) -- "$path" | head -c $((size - offset)) | base64 -w0)"
+    fi
+    printf '@size\t%s\t%s\n' "$path" "$size"
+  done
+  report done logs ""
+}
+
 # release_list: what `reconciler releases` shows.
 release_list() {
   ensure_state

@@ -382,8 +382,9 @@ fn render_app(
     units
         .directories
         .push(owned(paths.shared.clone(), 0o755, true));
-    if role.scheduler {
-        // Laravel's own logs, and the scheduler's (cron runs it as the app).
+    if role.scheduler || role.web.is_some() {
+        // Laravel's own logs, PHP's errors and the scheduler's (cron runs
+        // it as the app).
         units
             .directories
             .push(owned(format!("{}/storage", paths.shared), 0o755, true));
@@ -412,7 +413,7 @@ fn render_app(
                 "fpm-pool.conf.hbs",
                 &json!({
                     "app": name, "user": name, "socket": socket, "duration": duration,
-                    "logs": paths.logs,
+                    "logs": paths.logs, "shared": paths.shared,
                     "max_workers": pool.max_workers,
                     "initial_workers": pool.initial_workers,
                     "min_spare_workers": pool.min_spare_workers,
