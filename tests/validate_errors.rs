@@ -459,3 +459,15 @@ error: 1 problem in the definitions
 ",
     );
 }
+
+#[test]
+fn session_replicas_need_more_memcached_nodes() {
+    assert_invalid(
+        "session_replicas",
+        "\
+$D/clusters/production.yaml:3:72: `replicas: 1` needs at least 2 memcached nodes in save_path; it lists 1
+  hint: list the nodes: save_path: \"10.0.0.5:11211,10.0.0.6:11211\"
+error: 1 problem in the definitions
+",
+    );
+}

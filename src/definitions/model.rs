@@ -144,6 +144,11 @@ pub struct Sessions {
     /// user don't overwrite each other's changes. On by default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub locking: Option<bool>,
+    /// memcached only: how many other nodes of `save_path` keep a copy of
+    /// each session, so that losing a node loses no session (fewer than
+    /// the nodes listed). 0 by default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replicas: Option<u8>,
 }
 
 /// A session save handler.

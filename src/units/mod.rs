@@ -519,6 +519,19 @@ fn php_ini(cluster: &Cluster, templates: &Templates, fpm: bool) -> Result<String
         }
         SessionHandler::Memcached => {
             session_settings.push(("memcached.sess_locking", flag(locking).into()));
+            // Consistent hashing: a lost node moves only its own keys; with
+            // replicas, another node has a copy of each of them.
+            session_settings.push(("memcached.sess_consistent_hash", "1".into()));
+            let replicas = sessions.replicas.unwrap_or(0);
+            if replicas > 0 {
+                session_settings.push(("memcached.sess_binary_protocol", "1".into()));
+                session_settings.push(("memcached.sess_number_of_replicas", replicas.to_string()));
+                session_settings.push(("memcached.sess_randomize_replica_read", "0".into()));
+                session_settings.push(("memcached.sess_remove_failed_servers", "1".into()));
+                session_settings.push(("memcached.sess_server_failure_limit", "1".into()));
+                // A node that is gone is given up on within a second.
+                session_settings.push(("memcached.sess_connect_timeout", "1000".into()));
+            }
             "memcached"
         }
     };

@@ -34,6 +34,9 @@ pub struct Fleet {
     pub known_hosts: PathBuf,
     /// Redis as seen from inside the servers (`redis:6379`); not published on the host.
     pub redis: String,
+    /// The memcached nodes as seen from inside the servers (`memcached-1:11211`, ...).
+    #[serde(default)]
+    pub memcached: Vec<String>,
     pub servers: Vec<FleetServer>,
 }
 

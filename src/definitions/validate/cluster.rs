@@ -103,6 +103,28 @@ fn check_sessions(at: &mut At, cluster: &Cluster) {
         (_, Some(path)) => at.ini_text("sessions.save_path", path),
         _ => {}
     }
+    if let Some(replicas) = sessions.replicas {
+        let nodes = sessions
+            .save_path
+            .as_deref()
+            .map_or(0, |p| p.split(',').filter(|n| !n.trim().is_empty()).count());
+        if sessions.handler != SessionHandler::Memcached {
+            at.error_at_key(
+                "sessions.replicas",
+                "replicas are for the memcached handler",
+            )
+            .hint = Some("redis keeps one copy; replicate redis itself".into());
+        } else if usize::from(replicas) >= nodes.max(1) {
+            at.error(
+                "sessions.replicas",
+                format!(
+                    "`replicas: {replicas}` needs at least {} memcached nodes in save_path; it lists {nodes}",
+                    u16::from(replicas) + 1
+                ),
+            )
+            .hint = Some("list the nodes: save_path: \"10.0.0.5:11211,10.0.0.6:11211\"".into());
+        }
+    }
 }
 
 fn check_window(at: &mut At, path: &str, window: &ReloadWindow) {
