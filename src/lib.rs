@@ -11,6 +11,7 @@ pub mod fsutil;
 pub mod git;
 pub mod layout;
 pub mod plan;
+pub mod provision;
 pub mod release;
 pub mod schemas;
 pub mod serve;

@@ -8,6 +8,7 @@ mod apply;
 mod env;
 mod logs;
 mod plan;
+mod provision;
 mod release;
 mod schema;
 mod serve;
@@ -103,6 +104,12 @@ enum Command {
     /// the server even if reconciler is interrupted. php-fpm reloads wait
     /// for a reload window unless --now.
     Apply(apply::Args),
+    /// Install the Debian packages each server needs for its roles, where
+    /// missing: nginx and php<v>-fpm on web servers, php<v>-cli with the
+    /// cluster's extensions and session store everywhere, supervisor, cron
+    /// and composer where used, and the cluster's packages. Never removes
+    /// or upgrades a package.
+    Provision(provision::Args),
     /// Release a commit of an app to every server it runs on, with no
     /// request lost or torn.
     ///
@@ -196,6 +203,7 @@ pub fn main() -> ExitCode {
         Command::Status(args) => status::run(args),
         Command::Plan(args) => plan::run(args, color),
         Command::Apply(args) => apply::run(args, color),
+        Command::Provision(args) => provision::run(args),
         Command::Release(args) => release::run_release(args),
         Command::Rollback(args) => release::run_rollback(args),
         Command::Releases(args) => release::run_releases(args),

@@ -49,6 +49,13 @@ pub struct Cluster {
     /// live release changed since the cache started and old scripts fill it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub opcache_hygiene: Option<OpcacheHygiene>,
+    /// PHP extensions installed for every PHP version, as Debian names
+    /// them without the version (`intl` is php8.2-intl), by `provision`.
+    #[serde(default)]
+    pub extensions: Vec<String>,
+    /// More Debian packages `provision` installs on every server.
+    #[serde(default)]
+    pub packages: Vec<String>,
     /// The cluster's servers.
     pub servers: Vec<Server>,
 }

@@ -67,6 +67,9 @@ for tool in nginx supervisorctl cron; do
   printf '@tool %s ' "$tool"; command -v "$tool" || echo -
 done
 
+# Installed Debian packages, for `provision` and the plan's notes.
+dpkg-query -W -f='${db:Status-Abbrev} ${Package}\n' 2>/dev/null | awk '$1 == "ii" { print "@package " $2 }'
+
 # Every user and group: the parser maps the numeric owners below to names
 # (find's %u would look each one up in /etc/passwd again).
 awk -F: '{ print "@user", $1, $3, $4, $6, ($7 == "" ? "-" : $7) }' /etc/passwd

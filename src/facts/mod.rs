@@ -195,6 +195,9 @@ pub struct HostFacts {
     /// nginx, supervisorctl and cron, when installed, by name.
     #[serde(default)]
     pub tools: BTreeMap<String, String>,
+    /// The installed Debian packages (none where there is no dpkg).
+    #[serde(default)]
+    pub packages: BTreeSet<String>,
     /// Every user in /etc/passwd.
     #[serde(default)]
     pub users: BTreeMap<String, UserFacts>,

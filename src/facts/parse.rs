@@ -74,6 +74,9 @@ pub fn parse(bytes: &[u8]) -> Result<HostFacts, ParseError> {
                     install.cli = binary;
                 }
             }
+            "@package" => {
+                facts.packages.insert(rest.to_owned());
+            }
             "@tool" => {
                 let (tool, path) = rest.split_once(' ').ok_or_else(malformed)?;
                 if path != "-" {

@@ -324,6 +324,19 @@ pub fn plan_host(
         .into_iter()
         .map(str::to_owned)
         .collect();
+    let missing: Vec<&str> = units
+        .packages
+        .iter()
+        .filter(|p| !facts.packages.is_empty() && !facts.packages.contains(*p))
+        .map(String::as_str)
+        .collect();
+    if !missing.is_empty() {
+        notes.push(format!(
+            "{} not installed: {} (`reconciler provision` installs them)",
+            crate::definitions::plural(missing.len(), "package"),
+            missing.join(", ")
+        ));
+    }
     if facts.manifest_ignored > 0 {
         notes.push(format!(
             "{} in the manifest name no file reconciler writes; apply drops them",

@@ -99,6 +99,9 @@ pub struct HostUnits {
     /// web app's first domain and health check path.
     #[serde(default)]
     pub web_checks: Vec<WebCheck>,
+    /// The Debian packages this host needs (`reconciler provision`).
+    #[serde(default)]
+    pub packages: BTreeSet<String>,
 }
 
 /// A request to this host's own nginx that must not fail (5xx).
@@ -176,6 +179,7 @@ pub fn filter(units: &HostUnits, scope: &Scope) -> HostUnits {
             .collect(),
         php_versions: units.php_versions.clone(),
         needs: units.needs,
+        packages: units.packages.clone(),
         web_checks: units
             .web_checks
             .iter()
@@ -344,11 +348,51 @@ pub fn render(
             inside_home_of: None,
         });
     }
-    for (app, role) in apps {
+    for (app, role) in &apps {
         render_app(&mut units, cluster, app, role, templates)
             .map_err(|e| (e, format!("for app `{}`", app.name)))?;
     }
+    let composer = apps.iter().any(|(app, _)| app.composer.is_some());
+    units.packages = packages(cluster, &units.needs, composer);
     Ok(units)
+}
+
+/// The Debian packages a server with `needs` in `cluster` must have: each
+/// PHP version's CLI (and FPM on web servers) with the cluster's extensions
+/// and what its session store needs, nginx, supervisor, cron and composer
+/// where they are used, and the cluster's own `packages`.
+fn packages(cluster: &Cluster, needs: &Needs, composer: bool) -> BTreeSet<String> {
+    let mut packages: BTreeSet<String> = cluster.packages.iter().cloned().collect();
+    let session_extension = match cluster.sessions.handler {
+        SessionHandler::Files => None,
+        SessionHandler::Redis => Some("redis"),
+        SessionHandler::Memcached => Some("memcached"),
+    };
+    for v in &cluster.php {
+        packages.insert(format!("php{v}-cli"));
+        if needs.php_fpm {
+            packages.insert(format!("php{v}-fpm"));
+        }
+        for ext in cluster
+            .extensions
+            .iter()
+            .map(String::as_str)
+            .chain(session_extension)
+        {
+            packages.insert(format!("php{v}-{ext}"));
+        }
+    }
+    for (needed, package) in [
+        (needs.nginx, "nginx"),
+        (needs.supervisor, "supervisor"),
+        (needs.cron, "cron"),
+        (composer, "composer"),
+    ] {
+        if needed {
+            packages.insert(package.to_owned());
+        }
+    }
+    packages
 }
 
 fn render_app(

@@ -370,3 +370,25 @@ mod hostile {
         assert_eq!(injected.len(), 2);
     }
 }
+
+#[test]
+fn each_server_needs_the_packages_of_its_roles() {
+    let web = units(&fleet(), "web-1").packages;
+    let jobs = units(&fleet(), "jobs-1").packages;
+    for package in ["nginx", "php8.2-fpm", "php8.2-cli", "composer"] {
+        assert!(web.contains(package), "web-1 needs {package}: {web:?}");
+    }
+    for package in ["php8.2-cli", "supervisor", "cron"] {
+        assert!(jobs.contains(package), "jobs-1 needs {package}: {jobs:?}");
+    }
+    assert!(!jobs.contains("nginx") && !jobs.contains("php8.2-fpm"), "{jobs:?}");
+    // The session store's extension goes everywhere PHP runs.
+    let store = match fleet().clusters[0].sessions.handler {
+        crate::definitions::SessionHandler::Redis => Some("php8.2-redis"),
+        crate::definitions::SessionHandler::Memcached => Some("php8.2-memcached"),
+        crate::definitions::SessionHandler::Files => None,
+    };
+    if let Some(store) = store {
+        assert!(web.contains(store) && jobs.contains(store));
+    }
+}

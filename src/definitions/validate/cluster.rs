@@ -39,6 +39,26 @@ pub(super) fn check_cluster(at: &mut At, cluster: &Cluster) {
         }
     }
     check_sessions(at, cluster);
+    for (i, ext) in cluster.extensions.iter().enumerate() {
+        if !is_package_name(ext) {
+            at.error(
+                &format!("extensions[{i}]"),
+                format!(
+                    "`{}` is not a PHP extension's package name",
+                    ext.escape_debug()
+                ),
+            )
+            .hint = Some("as Debian names it without php<v>-, such as intl or mbstring".into());
+        }
+    }
+    for (i, package) in cluster.packages.iter().enumerate() {
+        if !is_package_name(package) {
+            at.error(
+                &format!("packages[{i}]"),
+                format!("`{}` is not a Debian package name", package.escape_debug()),
+            );
+        }
+    }
     at.range(
         "reload_parallel",
         "reload_parallel",
@@ -159,6 +179,16 @@ fn is_unix_user(user: &str) -> bool {
     matches!(chars.next(), Some('a'..='z' | '_'))
         && user.len() <= 32
         && chars.all(|c| matches!(c, 'a'..='z' | '0'..='9' | '_' | '-'))
+}
+
+/// A Debian package name: lower-case letters, digits, `+`, `-` and `.`,
+/// starting with a letter or digit (so never an option to apt-get).
+fn is_package_name(name: &str) -> bool {
+    name.len() <= 100
+        && name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '+' | '-' | '.'))
 }
 
 #[cfg(test)]
