@@ -12,7 +12,7 @@ use base64::Engine as _;
 use chrono::NaiveDateTime;
 use futures::future::join_all;
 
-use super::{AppTarget, Origin, Trigger, script};
+use super::{AppTarget, lockless};
 use crate::definitions::ServerName;
 use crate::transport::Connector;
 
@@ -72,31 +72,24 @@ pub async fn read(
     cursor: &mut Cursor,
     lines: usize,
 ) -> (Vec<LogLine>, Vec<(ServerName, String)>) {
-    let origin = Origin {
-        who: String::new(),
-        trigger: Trigger::Cli,
-    };
     let lines = lines.to_string();
     let answers = join_all(target.servers.iter().map(|(server, role)| {
         let mut call = vec!["logs_read".to_owned(), lines.clone()];
         if let Some(offsets) = cursor.offsets.get(&server.name) {
             call.extend(offsets.iter().map(|(path, at)| format!("{path}={at}")));
         }
-        let call: Vec<&str> = call.iter().map(String::as_str).collect();
-        let script = script(&target.app, role, "", "", &origin, &call);
         async move {
-            let result = async {
-                let transport = connector
-                    .connect(server)
-                    .await
-                    .map_err(|e| crate::error_chain(&e))?;
-                let output = transport
-                    .run(&script, Duration::from_secs(30))
-                    .await
-                    .map_err(|e| crate::error_chain(&e))?;
-                Ok::<_, String>(output.stdout)
-            };
-            (server.name.clone(), result.await)
+            let call: Vec<&str> = call.iter().map(String::as_str).collect();
+            let answer = lockless(
+                target,
+                (server, role),
+                &call,
+                Duration::from_secs(30),
+                connector,
+            )
+            .await
+            .map(|output| output.stdout);
+            (server.name.clone(), answer)
         }
     }))
     .await;

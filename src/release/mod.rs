@@ -941,6 +941,30 @@ fn find_release(locked: &[Locked], prefix: &str) -> Result<String, String> {
     }
 }
 
+/// Runs `call` on `server` without the app lock: what it printed, or why
+/// it could not run.
+async fn lockless(
+    target: &AppTarget,
+    (server, role): (&Server, &AppServer),
+    call: &[&str],
+    limit: Duration,
+    connector: &dyn Connector,
+) -> Result<crate::transport::Output, String> {
+    let origin = Origin {
+        who: String::new(),
+        trigger: Trigger::Cli,
+    };
+    let script = script(&target.app, role, "", "", &origin, call);
+    let transport = connector
+        .connect(server)
+        .await
+        .map_err(|e| crate::error_chain(&e))?;
+    transport
+        .run(&script, limit)
+        .await
+        .map_err(|e| crate::error_chain(&e))
+}
+
 /// The app's `shared/.env` on `server` (default: its first server).
 pub async fn env_pull(
     target: &AppTarget,
@@ -952,19 +976,14 @@ pub async fn env_pull(
         .iter()
         .find(|(s, _)| server.is_none_or(|name| &s.name == name))
         .ok_or_else(|| format!("{} does not run on that server", target.app.name))?;
-    let origin = Origin {
-        who: String::new(),
-        trigger: Trigger::Cli,
-    };
-    let script = script(&target.app, role, "", "", &origin, &["env_pull"]);
-    let transport = connector
-        .connect(server)
-        .await
-        .map_err(|e| crate::error_chain(&e))?;
-    let output = transport
-        .run(&script, Duration::from_secs(60))
-        .await
-        .map_err(|e| crate::error_chain(&e))?;
+    let output = lockless(
+        target,
+        (server, role),
+        &["env_pull"],
+        Duration::from_secs(60),
+        connector,
+    )
+    .await?;
     // Decoded here, not by `reports`: the content need not be text.
     let stdout = String::from_utf8_lossy(&output.stdout);
     for line in stdout.lines() {
@@ -1060,30 +1079,17 @@ async fn on_every_server(
     call: &str,
     limit: Duration,
 ) -> Vec<(ServerName, Result<Vec<Report>, String>)> {
-    let origin = Origin {
-        who: String::new(),
-        trigger: Trigger::Cli,
-    };
-    join_all(target.servers.iter().map(|(server, role)| {
-        let script = script(&target.app, role, "", "", &origin, &[call]);
-        async move {
-            let result = async {
-                let transport = connector
-                    .connect(server)
-                    .await
-                    .map_err(|e| crate::error_chain(&e))?;
-                let output = transport
-                    .run(&script, limit)
-                    .await
-                    .map_err(|e| crate::error_chain(&e))?;
+    join_all(target.servers.iter().map(|(server, role)| async move {
+        let result = lockless(target, (server, role), &[call], limit, connector)
+            .await
+            .and_then(|output| {
                 let found = reports(&output.stdout);
                 match found.iter().find(|r| r.kind == "failed") {
                     Some(failed) => Err(failed.text.clone()),
                     None => Ok(found),
                 }
-            };
-            (server.name.clone(), result.await)
-        }
+            });
+        (server.name.clone(), result)
     }))
     .await
 }

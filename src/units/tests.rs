@@ -381,7 +381,10 @@ fn each_server_needs_the_packages_of_its_roles() {
     for package in ["php8.2-cli", "supervisor", "cron"] {
         assert!(jobs.contains(package), "jobs-1 needs {package}: {jobs:?}");
     }
-    assert!(!jobs.contains("nginx") && !jobs.contains("php8.2-fpm"), "{jobs:?}");
+    assert!(
+        !jobs.contains("nginx") && !jobs.contains("php8.2-fpm"),
+        "{jobs:?}"
+    );
     // The session store's extension goes everywhere PHP runs.
     let store = match fleet().clusters[0].sessions.handler {
         crate::definitions::SessionHandler::Redis => Some("php8.2-redis"),
