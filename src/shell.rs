@@ -8,6 +8,10 @@
 /// nginx, shared by the apply and release scripts.
 pub const HTTP_STATUS: &str = include_str!("http_status.sh");
 
+/// `lock_holder` and `hold_record`, the host lock's record, shared by the
+/// apply and gather scripts.
+pub const LOCK_HOLDER: &str = include_str!("lock_holder.sh");
+
 /// Quotes `value` as one POSIX shell word: inside single quotes, with each
 /// `'` written as `'\''`.
 pub fn quote(value: &str) -> String {

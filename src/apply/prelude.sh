@@ -347,7 +347,7 @@ apply_work() {
   # only, so everything else is set here.
   STARTED=$(date -u +%FT%T.%3NZ)
   # The lock is this worker's now (its foreground may end first).
-  printf '%s since %s; server pid %s\n' "$HOLDER" "$STARTED" "$$" >"$LOCK_HOLDER"
+  hold_record "$HOLDER since $STARTED; server pid $$"
   out=
   staged=()
   declare -gA is_staged=()
@@ -478,18 +478,7 @@ apply_work() {
 }
 
 # ---- The foreground: lock, check, detach, wait --------------------------------
-# Who holds the lock: the record of the apply that took it, if that apply
-# still runs (its foreground, or the worker that took over its record).
-lock_holder() {
-  local line pid
-  line=$(head -n1 -- "$LOCK_HOLDER" 2>/dev/null)
-  pid=${line##*server pid }
-  if [ -n "$line" ] && [ "$pid" != "$line" ] && kill -0 "$pid" 2>/dev/null; then
-    printf '%s\n' "${line%; server pid *}"
-  else
-    echo "a process that is not a reconciler apply"
-  fi
-}
+# lock_holder and hold_record: see src/lock_holder.sh, appended by Rust.
 
 # heartbeat PID: a line a second while PID waits; once nobody reads them
 # (the client is gone), PID is ended: waiting for the lock or for the
@@ -525,7 +514,7 @@ apply_main() {
     tries=$((tries - 1))
     sleep 0.2
   done
-  printf '%s since %s; server pid %s\n' "$HOLDER" "$(date -u +%FT%TZ)" "$$" >"$LOCK_HOLDER"
+  hold_record "$HOLDER since $(date -u +%FT%TZ); server pid $$"
   check_expectations || { kill "$beating" 2>/dev/null; return 0; }
   # Reports of workers whose client went away, kept a day for a person.
   find "$RUN_DIR" -maxdepth 1 -type f -mmin +1440 -delete 2>/dev/null

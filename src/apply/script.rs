@@ -55,6 +55,7 @@ pub fn build(plan: &HostPlan, facts: &HostFacts, options: &ScriptOptions) -> (St
     let mut s = layout::shell_header();
     s.push_str(PRELUDE);
     s.push_str(crate::shell::HTTP_STATUS);
+    s.push_str(crate::shell::LOCK_HOLDER);
     s.push_str("\n# ---- This host's plan\n");
     let log_fields = serde_json::json!({
         "holder": options.holder,

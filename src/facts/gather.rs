@@ -48,6 +48,7 @@ pub fn script(units: &HostUnits) -> String {
         "APPS",
         units.users.iter().map(|u| u.name.as_str()).collect(),
     ));
+    script.push_str(crate::shell::LOCK_HOLDER);
     script.push_str(GATHER_SCRIPT);
     script
 }

@@ -109,14 +109,7 @@ generation=
 [[ $generation =~ ^[0-9]{1,18}$ ]] && echo "@generation $generation"
 if [ -e "$LOCK" ] && exec 8<"$LOCK"; then
   if ! flock -n -s 8; then
-    # The record names the apply holding it if that apply still runs.
-    holder=$(head -n1 "$LOCK_HOLDER" 2>/dev/null)
-    pid=${holder##*server pid }
-    if [ -n "$holder" ] && [ "$pid" != "$holder" ] && kill -0 "$pid" 2>/dev/null; then
-      echo "@lock ${holder%; server pid *}"
-    else
-      echo "@lock a process that is not a reconciler apply"
-    fi
+    echo "@lock $(lock_holder)"
   fi
   exec 8<&-
 fi

@@ -72,7 +72,9 @@ release_lock() {
     report busy "$APP" "$(printf '%s' "$line" | cut -f2-)"
     exit 0
   fi
-  printf '%s\t%s\t%s\t%s\n' "$TOKEN" "$WHO" "$REASON since $(date -u +%FT%TZ)" "$$" >"$APP_STATE/lock.holder"
+  # Replaced whole: a reader never sees it half-written.
+  printf '%s\t%s\t%s\t%s\n' "$TOKEN" "$WHO" "$REASON since $(date -u +%FT%TZ)" "$$" >"$APP_STATE/lock.holder.new" &&
+    mv -f -- "$APP_STATE/lock.holder.new" "$APP_STATE/lock.holder"
   release_state
   echo @held
   # The lock is this shell's fd 9; `cat` waits for the end of fd 3.
