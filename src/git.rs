@@ -161,19 +161,27 @@ impl Mirror {
         Err(unknown())
     }
 
+    /// The tree of `commit` (40 hex characters).
+    fn tree_of(&self, commit: &str) -> Result<gix::Tree<'_>, GitError> {
+        let read_error = |e: Box<dyn std::error::Error + Send + Sync>| GitError::Read {
+            commit: commit.to_owned(),
+            source: e,
+        };
+        let id = gix::ObjectId::from_hex(commit.as_bytes()).map_err(|e| read_error(boxed(e)))?;
+        self.repo
+            .find_commit(id)
+            .map_err(|e| read_error(boxed(e)))?
+            .tree()
+            .map_err(|e| read_error(boxed(e)))
+    }
+
     /// The definitions files in the tree of `commit`.
     pub fn definition_files(&self, commit: &str) -> Result<DefinitionFiles, GitError> {
         let read_error = |e: Box<dyn std::error::Error + Send + Sync>| GitError::Read {
             commit: commit.to_owned(),
             source: e,
         };
-        let id = gix::ObjectId::from_hex(commit.as_bytes()).map_err(|e| read_error(boxed(e)))?;
-        let tree = self
-            .repo
-            .find_commit(id)
-            .map_err(|e| read_error(boxed(e)))?
-            .tree()
-            .map_err(|e| read_error(boxed(e)))?;
+        let tree = self.tree_of(commit)?;
         // Paths as in the repository: messages name the commit beside them.
         let mut files = DefinitionFiles::new(".");
         files.revision = Some(commit.to_owned());
@@ -230,13 +238,7 @@ impl Mirror {
             commit: commit.to_owned(),
             source: e,
         };
-        let id = gix::ObjectId::from_hex(commit.as_bytes()).map_err(|e| read_error(boxed(e)))?;
-        let tree = self
-            .repo
-            .find_commit(id)
-            .map_err(|e| read_error(boxed(e)))?
-            .tree_id()
-            .map_err(|e| read_error(boxed(e)))?;
+        let tree = self.tree_of(commit)?.id;
         let (stream, _index) = self
             .repo
             .worktree_stream(tree)

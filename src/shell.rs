@@ -4,6 +4,10 @@
 //! ones validation already restricts (names), so that no definition value can
 //! ever be read as shell syntax.
 
+/// `report` and `run_step`, shared by the apply, release and provision
+/// scripts.
+pub const STEPS: &str = include_str!("steps.sh");
+
 /// `http_status DOMAIN PATH`, the shell function that asks this host's
 /// nginx, shared by the apply and release scripts.
 pub const HTTP_STATUS: &str = include_str!("http_status.sh");

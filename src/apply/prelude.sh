@@ -67,20 +67,7 @@ plan_manifest() { M_PATHS+=("$@"); }
 plan_web_check() { H_DOMAIN+=("$1"); H_PATH+=("$2"); }
 
 # ---- Reports -------------------------------------------------------------
-report() { printf '@%s\t%s\t%s\n' "$1" "$2" "$(printf '%s' "${3:-}" | base64 -w0)"; }
-
-# run_step LIMIT WHAT COMMAND...: runs COMMAND with a time limit; its output
-# is in $out. A step that hangs says so.
-run_step() {
-  local limit=$1 what=$2 status
-  shift 2
-  out=$(timeout -k 5 "$limit" "$@" 2>&1)
-  status=$?
-  if [ $status = 124 ] || [ $status = 137 ]; then
-    out="$what did not finish within ${limit}s${out:+: $out}"
-  fi
-  return $status
-}
+# report and run_step: see src/steps.sh, appended by Rust.
 
 # capture COMMAND...: runs COMMAND in this shell (so what it records stays
 # recorded) with its output in $out.

@@ -54,6 +54,7 @@ impl Default for ScriptOptions {
 pub fn build(plan: &HostPlan, facts: &HostFacts, options: &ScriptOptions) -> (String, Duration) {
     let mut s = layout::shell_header();
     s.push_str(PRELUDE);
+    s.push_str(crate::shell::STEPS);
     s.push_str(crate::shell::HTTP_STATUS);
     s.push_str(crate::shell::LOCK_HOLDER);
     s.push_str("\n# ---- This host's plan\n");

@@ -116,13 +116,7 @@ pub(super) fn release_pins(
     only: &[String],
     ssh: &SshArgs,
 ) -> Result<ExitCode, Failure> {
-    let targets: Vec<AppTarget> = definitions
-        .apps
-        .iter()
-        .filter(|a| a.revision.is_some())
-        .filter(|a| only.is_empty() || only.iter().any(|o| o == a.name.as_str()))
-        .filter_map(|a| AppTarget::find(definitions, a.name.as_str()).ok())
-        .collect();
+    let targets = AppTarget::pinned(definitions, only);
     if targets.is_empty() {
         return Ok(ExitCode::SUCCESS);
     }

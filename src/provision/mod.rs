@@ -27,6 +27,7 @@ pub enum Provisioned {
 pub fn script(packages: &[String], dry_run: bool) -> String {
     let mut s = format!("DRY_RUN={}\n", u8::from(dry_run));
     s.push_str(PROVISION_SH);
+    s.push_str(crate::shell::STEPS);
     s.push_str("\nprovision_main");
     for package in packages {
         s.push(' ');

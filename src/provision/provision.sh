@@ -4,7 +4,7 @@ set -u
 export LC_ALL=C DEBIAN_FRONTEND=noninteractive
 PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 
-report() { printf '@%s\t%s\t%s\n' "$1" "$2" "$(printf '%s' "${3:-}" | base64 -w0)"; }
+# report: see src/steps.sh, appended by Rust.
 
 provision_main() {
   local package missing=() out

@@ -194,6 +194,20 @@ impl AppTarget {
     }
 }
 
+impl AppTarget {
+    /// Every app of `definitions` that pins a `revision:`, or of `only`
+    /// when it names some.
+    pub fn pinned(definitions: &Definitions, only: &[String]) -> Vec<Self> {
+        definitions
+            .apps
+            .iter()
+            .filter(|a| a.revision.is_some())
+            .filter(|a| only.is_empty() || only.iter().any(|o| o == a.name.as_str()))
+            .filter_map(|a| Self::find(definitions, a.name.as_str()).ok())
+            .collect()
+    }
+}
+
 /// Who releases and why, for the lock and the log.
 #[derive(Debug, Clone)]
 pub struct Origin {
@@ -331,6 +345,7 @@ fn script(
     }
     s.push_str("WEB_PORT=${RECONCILER_WEB_PORT:-80}\n");
     s.push_str(RELEASE_SH);
+    s.push_str(crate::shell::STEPS);
     s.push_str(crate::shell::HTTP_STATUS);
     s.push('\n');
     s.push_str(&call.iter().map(|a| quote(a)).collect::<Vec<_>>().join(" "));
@@ -372,7 +387,18 @@ struct Run<'a> {
     progress: &'a dyn Progress,
 }
 
-impl Run<'_> {
+impl<'a> Run<'a> {
+    /// A run of `sha` (empty: not a release) under a new lock token.
+    fn new(app: &'a App, sha: &str, origin: &'a Origin, progress: &'a dyn Progress) -> Self {
+        Self {
+            app,
+            sha: sha.to_owned(),
+            token: new_token(),
+            origin,
+            progress,
+        }
+    }
+
     fn script(&self, role: &AppServer, call: &[&str]) -> String {
         script(self.app, role, &self.sha, &self.token, self.origin, call)
     }
@@ -752,13 +778,7 @@ pub async fn release(
     progress: &dyn Progress,
 ) -> Result<Released, ReleaseError> {
     let started = Instant::now();
-    let run = Run {
-        app: &target.app,
-        sha: sha.to_owned(),
-        token: new_token(),
-        origin,
-        progress,
-    };
+    let run = Run::new(&target.app, sha, origin, progress);
     let hosts = connect_all(target, connector).await?;
     let locked = run.lock_all(hosts).await?;
     let sum = crate::units::sha256(archive);
@@ -823,6 +843,14 @@ pub fn mirrored_archive(
     mirror: &std::path::Path,
     rev: &str,
 ) -> anyhow::Result<(String, Vec<u8>)> {
+    let sha = mirrored_commit(url, mirror, rev)?;
+    let archive = archive_of(url, mirror, &sha)?;
+    Ok((sha, archive))
+}
+
+/// Fetches the app's mirror at `mirror` (cloning `url` there first) and
+/// resolves `rev` to its commit id. Blocks.
+fn mirrored_commit(url: &str, mirror: &std::path::Path, rev: &str) -> anyhow::Result<String> {
     use anyhow::Context as _;
     if let Some(parent) = mirror.parent() {
         std::fs::create_dir_all(parent)
@@ -833,10 +861,15 @@ pub fn mirrored_archive(
     if !fresh {
         mirror.fetch()?;
     }
-    let sha = mirror.resolve(rev)?;
+    Ok(mirror.resolve(rev)?)
+}
+
+/// The gzipped tar of `sha`'s tree, from the mirror at `mirror`. Blocks.
+fn archive_of(url: &str, mirror: &std::path::Path, sha: &str) -> anyhow::Result<Vec<u8>> {
+    let mirror = crate::git::Mirror::open_or_clone(url, mirror)?;
     let mut archive = std::io::Cursor::new(Vec::new());
-    mirror.archive(&sha, &mut archive)?;
-    Ok((sha, archive.into_inner()))
+    mirror.archive(sha, &mut archive)?;
+    Ok(archive.into_inner())
 }
 
 /// Releases the app's pinned `revision:` unless every server runs it
@@ -854,8 +887,10 @@ pub async fn ensure_revision(
     };
     let url = target.app.repo.clone();
     let mirror = mirror_path(cache, &target.app);
-    let (sha, archive) =
-        tokio::task::spawn_blocking(move || mirrored_archive(&url, &mirror, &revision)).await??;
+    let sha = {
+        let (url, mirror) = (url.clone(), mirror.clone());
+        tokio::task::spawn_blocking(move || mirrored_commit(&url, &mirror, &revision)).await??
+    };
     let live_everywhere = list(target, connector).await.iter().all(|(_, state)| {
         state
             .as_ref()
@@ -864,6 +899,9 @@ pub async fn ensure_revision(
     if live_everywhere {
         return Ok(None);
     }
+    // Archived only when some server needs it.
+    let commit = sha.clone();
+    let archive = tokio::task::spawn_blocking(move || archive_of(&url, &mirror, &commit)).await??;
     Ok(Some(
         release(target, &sha, &archive, origin, connector, progress).await?,
     ))
@@ -878,13 +916,7 @@ pub async fn rollback(
     progress: &dyn Progress,
 ) -> Result<Released, ReleaseError> {
     let started = Instant::now();
-    let mut run = Run {
-        app: &target.app,
-        sha: String::new(),
-        token: new_token(),
-        origin,
-        progress,
-    };
+    let mut run = Run::new(&target.app, "", origin, progress);
     let hosts = connect_all(target, connector).await?;
     let locked = run.lock_all(hosts).await?;
     let chosen = match to {
@@ -1011,13 +1043,7 @@ pub async fn env_push(
     connector: &dyn Connector,
     progress: &dyn Progress,
 ) -> Result<(), ReleaseError> {
-    let run = Run {
-        app: &target.app,
-        sha: String::new(),
-        token: new_token(),
-        origin,
-        progress,
-    };
+    let run = Run::new(&target.app, "", origin, progress);
     let hosts = connect_all(target, connector).await?;
     let locked = run.lock_all(hosts).await?;
     let size = content.len().to_string();

@@ -21,7 +21,7 @@ export LC_ALL=C
 PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 umask 022
 
-report() { printf '@%s\t%s\t%s\n' "$1" "$2" "$(printf '%s' "${3:-}" | base64 -w0)"; }
+# report and run_step: see src/steps.sh, appended by Rust.
 
 # AS_APP COMMAND...: COMMAND as the app's user, with the environment of
 # its release commands: its PHP version's `php` first in PATH. An array,
@@ -32,20 +32,6 @@ AS_APP=(setpriv --reuid="$APP" --regid="$APP" --init-groups --reset-env --
 as_app() { "${AS_APP[@]}" "$@"; }
 # Nothing runs in a directory the app could have given us.
 cd /
-
-# step_out LIMIT WHAT COMMAND...: runs COMMAND with a time limit, its output
-# in $out; a step that hangs says so. Its stdin is the step's (the runner
-# gives scripts /dev/null).
-step_out() {
-  local limit=$1 what=$2 status
-  shift 2
-  out=$(timeout -k 5 "$limit" "$@" 2>&1)
-  status=$?
-  if [ $status = 124 ] || [ $status = 137 ]; then
-    out="$what did not finish within ${limit}s${out:+: $out}"
-  fi
-  return $status
-}
 
 # ---- The app lock ----------------------------------------------------------
 holder_line() { head -n1 -- "$APP_STATE/lock.holder" 2>/dev/null; }
@@ -135,7 +121,7 @@ release_upload() {
   fi
   rm -f -- "$APP_STATE/complete/$SHA"
   # An earlier attempt's leftovers, then the new directory, as the app.
-  if ! step_out 600 unpacking "${AS_APP[@]}" sh -c 'rm -rf -- "$1" && mkdir -m 755 -- "$1" && tar -xzf - -C "$1" --no-same-owner --no-same-permissions' _ "$RELEASES/$SHA" <"$file"; then
+  if ! run_step 600 unpacking "${AS_APP[@]}" sh -c 'rm -rf -- "$1" && mkdir -m 755 -- "$1" && tar -xzf - -C "$1" --no-same-owner --no-same-permissions' _ "$RELEASES/$SHA" <"$file"; then
     rm -f -- "$file"
     report failed upload "$out"
     exit 0
@@ -150,7 +136,7 @@ release_upload() {
 # (.env), a directory otherwise.
 release_shared() {
   check_lock
-  if ! step_out 120 "linking shared paths" "${AS_APP[@]}" bash -c '
+  if ! run_step 120 "linking shared paths" "${AS_APP[@]}" bash -c '
     set -e
     release=$1 shared=$2
     shift 2
@@ -193,7 +179,7 @@ app_commands() {
   local step=$1 limit=$2 dir=$3 command
   shift 3
   for command in "$@"; do
-    if ! step_out "$limit" "\`$command\`" "${AS_APP[@]}" bash -c 'cd -- "$1" && eval "$2"' _ "$dir" "$command"; then
+    if ! run_step "$limit" "\`$command\`" "${AS_APP[@]}" bash -c 'cd -- "$1" && eval "$2"' _ "$dir" "$command"; then
       report failed "$step" "\$ $command"$'\n'"$out"
       exit 0
     fi
@@ -231,7 +217,7 @@ release_switch() {
   else
     [ -f "$APP_STATE/complete/$sha" ] && as_app test -d "$RELEASES/$sha" ||
       { report failed switch "release $sha is not complete on this server"; exit 0; }
-    if ! step_out 30 "switching current" "${AS_APP[@]}" sh -c \
+    if ! run_step 30 "switching current" "${AS_APP[@]}" sh -c \
       'ln -sfn -- "releases/$2" "$1/.current.new" && mv -fT -- "$1/.current.new" "$1/current"' _ "$HOME_DIR" "$sha"; then
       report failed switch "$out"
       exit 0
@@ -239,7 +225,7 @@ release_switch() {
   fi
   report done switch "$sha"
   if [ "$WORKERS" = 1 ]; then
-    if step_out "$WORKER_LIMIT" "restarting the workers" supervisorctl restart "$APP:*"; then
+    if run_step "$WORKER_LIMIT" "restarting the workers" supervisorctl restart "$APP:*"; then
       report done workers "$out"
     else
       report failed workers "$out"
@@ -339,7 +325,7 @@ env_push() {
     report failed env "received $got of $size bytes, or not the bytes that were sent"
     exit 0
   fi
-  if ! step_out 30 "writing .env" "${AS_APP[@]}" sh -c \
+  if ! run_step 30 "writing .env" "${AS_APP[@]}" sh -c \
     'umask 077 && cat >"$1/.env.new" && chmod 600 -- "$1/.env.new" && mv -f -- "$1/.env.new" "$1/.env"' _ "$SHARED" <"$file"; then
     rm -f -- "$file"
     report failed env "$out"

@@ -215,12 +215,7 @@ impl Watch {
         else {
             return;
         };
-        let targets: Vec<_> = definitions
-            .apps
-            .iter()
-            .filter(|a| a.revision.is_some())
-            .filter_map(|a| crate::release::AppTarget::find(&definitions, a.name.as_str()).ok())
-            .collect();
+        let targets = crate::release::AppTarget::pinned(&definitions, &[]);
         if targets.is_empty() {
             return;
         }
