@@ -808,3 +808,54 @@ fn logs_from_two_servers_come_back_merged_and_follow_shows_new_lines() {
         }
     }
 }
+
+#[test]
+#[ignore = "needs the test fleet: tests/fleet/fleet up 4"]
+fn links_the_app_plants_give_it_nothing_through_env_or_logs() {
+    let app = AppRepo::new();
+    app.commit("a1", &[]);
+    let repo = definitions(&app, 5);
+    expect(&run(&repo, &app, &["release", "rel"]), 0);
+    let shadow = |server: &str| repo.ssh(server, "sha256sum /etc/shadow");
+    let before = shadow("fleet-1");
+
+    // As the app: its .env and a log become links to root's secrets.
+    repo.ssh(
+        "fleet-1",
+        "setpriv --reuid=rel --regid=rel --init-groups sh -c \
+         'rm -f /home/rel/shared/.env && ln -s /etc/shadow /home/rel/shared/.env && \
+          ln -sf /etc/shadow /home/rel/shared/storage/logs/evil.log'",
+    );
+    let pulled = run(&repo, &app, &["env", "pull", "rel", "--server", "fleet-1"]);
+    let text = expect(&pulled, 1);
+    assert!(
+        text.contains("rel cannot read /home/rel/shared/.env"),
+        "{text}"
+    );
+    assert!(!text.contains("root:"), "{text}");
+    let logs = expect(
+        &run(&repo, &app, &["logs", "rel", "--server", "fleet-1"]),
+        0,
+    );
+    assert!(
+        !logs.contains("evil.log") && !logs.contains("root:"),
+        "{logs}"
+    );
+
+    // A push replaces the link; what it pointed at is untouched.
+    let file = repo.dir.path().join("../links.env");
+    std::fs::write(&file, "APP_NAME=rel\n").expect("write");
+    expect(
+        &run(
+            &repo,
+            &app,
+            &["env", "push", "rel", &file.to_string_lossy()],
+        ),
+        0,
+    );
+    assert_eq!(shadow("fleet-1"), before);
+    assert_eq!(
+        repo.ssh("fleet-1", "stat -c '%F %U %a' /home/rel/shared/.env"),
+        "regular file rel 600\n"
+    );
+}

@@ -308,7 +308,12 @@ env_pull() {
     report failed env "there is no $SHARED/.env"
     exit 0
   fi
-  printf '@env\t-\t%s\n' "$(as_app base64 -w0 -- "$SHARED/.env")"
+  local content
+  if ! content=$(as_app base64 -w0 -- "$SHARED/.env" 2>/dev/null); then
+    report failed env "$APP cannot read $SHARED/.env"
+    exit 0
+  fi
+  printf '@env\t-\t%s\n' "$content"
   report done env ""
 }
 
