@@ -161,18 +161,24 @@ impl Mirror {
         Err(unknown())
     }
 
+    /// The commit `commit` (40 hex characters).
+    fn commit(&self, commit: &str) -> Result<gix::Commit<'_>, GitError> {
+        let id = gix::ObjectId::from_hex(commit.as_bytes()).map_err(|e| GitError::Read {
+            commit: commit.to_owned(),
+            source: boxed(e),
+        })?;
+        self.repo.find_commit(id).map_err(|e| GitError::Read {
+            commit: commit.to_owned(),
+            source: boxed(e),
+        })
+    }
+
     /// The tree of `commit` (40 hex characters).
     fn tree_of(&self, commit: &str) -> Result<gix::Tree<'_>, GitError> {
-        let read_error = |e: Box<dyn std::error::Error + Send + Sync>| GitError::Read {
+        self.commit(commit)?.tree().map_err(|e| GitError::Read {
             commit: commit.to_owned(),
-            source: e,
-        };
-        let id = gix::ObjectId::from_hex(commit.as_bytes()).map_err(|e| read_error(boxed(e)))?;
-        self.repo
-            .find_commit(id)
-            .map_err(|e| read_error(boxed(e)))?
-            .tree()
-            .map_err(|e| read_error(boxed(e)))
+            source: boxed(e),
+        })
     }
 
     /// The definitions files in the tree of `commit`.
@@ -228,7 +234,9 @@ impl Mirror {
 
     /// Writes the tree of `commit` as a gzipped tar archive to `out`: the
     /// fastest compression, which costs less than it saves on any link
-    /// slower than loopback.
+    /// slower than loopback. Every entry carries the commit's time, as
+    /// `git archive` gives it: PHP's OPcache never caches a file dated
+    /// 1970-01-01, and a released app would run uncached.
     pub fn archive(
         &self,
         commit: &str,
@@ -238,7 +246,9 @@ impl Mirror {
             commit: commit.to_owned(),
             source: e,
         };
-        let tree = self.tree_of(commit)?.id;
+        let found = self.commit(commit)?;
+        let time = found.time().map_err(|e| read_error(boxed(e)))?.seconds;
+        let tree = found.tree().map_err(|e| read_error(boxed(e)))?.id;
         let (stream, _index) = self
             .repo
             .worktree_stream(tree)
@@ -255,7 +265,7 @@ impl Mirror {
                         compression_level: Some(1),
                     },
                     tree_prefix: None,
-                    modification_time: 0,
+                    modification_time: time,
                 },
             )
             .map_err(|e| read_error(boxed(e)))?;

@@ -1,6 +1,7 @@
 //! The mirror against repositories made by the git CLI in a temporary
 //! directory: no network.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::process::Command;
 
 use super::*;
@@ -142,4 +143,115 @@ fn a_commit_archives_as_tar_gz() {
     assert!(child.wait().expect("tar").success());
     let index = std::fs::read_to_string(out.path().join("public/index.php")).expect("extracted");
     assert_eq!(index, "<?php echo 1;");
+}
+
+/// What a directory holds, as `git checkout` and a release must agree on:
+/// per path, its kind, whether it is executable, and its content or link
+/// target; with the modification time of every file and link.
+fn listing(root: &std::path::Path) -> (BTreeMap<String, String>, BTreeSet<i64>) {
+    use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+    let mut entries = BTreeMap::new();
+    let mut mtimes = BTreeSet::new();
+    let mut pending = vec![root.to_owned()];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).expect("read_dir") {
+            let path = entry.expect("entry").path();
+            let relative = path
+                .strip_prefix(root)
+                .expect("inside")
+                .display()
+                .to_string();
+            if relative == ".git" {
+                continue;
+            }
+            let meta = std::fs::symlink_metadata(&path).expect("metadata");
+            let what = if meta.file_type().is_symlink() {
+                mtimes.insert(meta.mtime());
+                format!(
+                    "link -> {}",
+                    std::fs::read_link(&path).expect("readlink").display()
+                )
+            } else if meta.is_dir() {
+                pending.push(path.clone());
+                "dir".to_owned()
+            } else {
+                mtimes.insert(meta.mtime());
+                let executable = meta.permissions().mode() & 0o111 != 0;
+                let content = std::fs::read(&path).expect("read");
+                format!(
+                    "file{} {}",
+                    if executable { " executable" } else { "" },
+                    crate::units::sha256(&content)
+                )
+            };
+            entries.insert(relative, what);
+        }
+    }
+    (entries, mtimes)
+}
+
+#[test]
+fn an_archive_unpacks_to_what_git_checkout_gives_dated_by_the_commit() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let source = Source::new();
+    source.commit(&[
+        ("artisan", "#!/usr/bin/env php\n<?php echo 1;\n"),
+        ("public/index.php", "<?php echo 1;"),
+        ("storage/framework/views/.gitignore", "*\n!.gitignore\n"),
+        ("storage/logs/.gitignore", "*\n!.gitignore\n"),
+        ("dir with space/naïve ü.php", "<?php\n"),
+        ("nested/deep/er/file.txt", "x"),
+        // Checkout converts line endings by attribute; a release must too.
+        (".gitattributes", "*.bat eol=crlf\n"),
+        ("run.bat", "echo one\necho two\n"),
+    ]);
+    let artisan = source.dir.path().join("artisan");
+    std::fs::set_permissions(&artisan, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    std::os::unix::fs::symlink("../nested/deep", source.dir.path().join("public/deep"))
+        .expect("link");
+    std::os::unix::fs::symlink("nowhere", source.dir.path().join("dangling")).expect("link");
+    let commit = source.commit(&[]);
+    let time: i64 = source
+        .git(&["show", "-s", "--format=%ct", &commit])
+        .parse()
+        .expect("commit time");
+
+    let checkout = tempfile::tempdir().expect("tempdir");
+    let cloned = Command::new("git")
+        .args(["clone", "-q", &source.url()])
+        .arg(checkout.path().join("c"))
+        .status()
+        .expect("git clone");
+    assert!(cloned.success());
+
+    let cache = tempfile::tempdir().expect("tempdir");
+    let mirror = Mirror::open_or_clone(&source.url(), &cache.path().join("m.git")).expect("clone");
+    let mut tar = std::io::Cursor::new(Vec::new());
+    mirror.archive(&commit, &mut tar).expect("archive");
+    let out = tempfile::tempdir().expect("tempdir");
+    let mut child = Command::new("tar")
+        .args(["-xz", "--no-same-owner", "-C"])
+        .arg(out.path())
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .expect("tar");
+    use std::io::Write as _;
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(&tar.into_inner())
+        .expect("write");
+    assert!(child.wait().expect("tar").success());
+
+    let (released, mtimes) = listing(out.path());
+    let (checked_out, _) = listing(&checkout.path().join("c"));
+    assert_eq!(released, checked_out);
+    assert_eq!(released["artisan"].split(' ').nth(1), Some("executable"));
+    assert_eq!(released["public/deep"], "link -> ../nested/deep");
+    assert_eq!(
+        mtimes,
+        BTreeSet::from([time]),
+        "every file dated by the commit"
+    );
 }
