@@ -131,26 +131,43 @@ release_upload() {
 }
 
 # release_shared PATH...: links each shared path into the release. What the
-# release brings for a path that is not in shared/ yet becomes its first
-# content; a path the release lacks is a file when its name has a dot
-# (.env), a directory otherwise.
+# release brings for a path seeds shared/: whatever shared/ lacks of it is
+# moved there (directories both have are merged), and nothing shared/ has
+# already is replaced, so a first release fills `shared/storage` that an
+# apply made with only `logs/` in it. A path neither has is a file when its
+# name has a dot (.env), a directory otherwise.
 release_shared() {
   check_lock
   if ! run_step 120 "linking shared paths" "${AS_APP[@]}" bash -c '
     set -e
+    shopt -s dotglob nullglob
+    absent() { [ ! -e "$1" ] && [ ! -L "$1" ]; }
+    real_dir() { [ -d "$1" ] && [ ! -L "$1" ]; }
+    # seed FROM TO: moves into TO what it lacks of FROM.
+    seed() {
+      local entry
+      for entry in "$1"/*; do
+        if absent "$2/${entry##*/}"; then
+          mv -- "$entry" "$2/${entry##*/}"
+        elif real_dir "$entry" && real_dir "$2/${entry##*/}"; then
+          seed "$entry" "$2/${entry##*/}"
+        fi
+      done
+    }
     release=$1 shared=$2
     shift 2
     for path in "$@"; do
       in_release=$release/$path in_shared=$shared/$path
       mkdir -p -- "$(dirname -- "$in_shared")" "$(dirname -- "$in_release")"
       if [ -e "$in_release" ] && [ ! -L "$in_release" ]; then
-        if [ -e "$in_shared" ] || [ -L "$in_shared" ]; then
-          rm -rf -- "$in_release"
-        else
+        if absent "$in_shared"; then
           mv -- "$in_release" "$in_shared"
+        elif real_dir "$in_release" && real_dir "$in_shared"; then
+          seed "$in_release" "$in_shared"
         fi
+        rm -rf -- "$in_release"
       fi
-      if [ ! -e "$in_shared" ] && [ ! -L "$in_shared" ]; then
+      if absent "$in_shared"; then
         case ${path##*/} in
           *.*) : >"$in_shared" ;;
           *) mkdir -p -- "$in_shared" ;;

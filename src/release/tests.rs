@@ -264,3 +264,76 @@ fn hostile_values_reach_the_script_as_quoted_words() {
     );
     assert!(script.trim_end().ends_with(r"'release_shared' 'a'\''b'"));
 }
+
+/// Runs release.sh's `call` with the local bash as this user, the app's
+/// home in `home` (no setpriv, no lock: what is left is the step itself).
+fn run_locally(home: &Path, call: &[&str]) -> std::process::Output {
+    let mut script = String::new();
+    for (name, value) in [
+        ("APP", "shop".to_owned()),
+        ("HOME_DIR", home.display().to_string()),
+        ("APP_PATH", "/usr/bin:/bin".to_owned()),
+        ("RELEASES", home.join("releases").display().to_string()),
+        ("SHARED", home.join("shared").display().to_string()),
+        ("SHA", SHA.to_owned()),
+    ] {
+        script.push_str(&format!("{name}={}\n", quote(&value)));
+    }
+    script.push_str(RELEASE_SH);
+    script.push_str(crate::shell::STEPS);
+    script.push_str("\nAS_APP=(env)\ncheck_lock() { :; }\n");
+    script.push_str(&call.iter().map(|a| quote(a)).collect::<Vec<_>>().join(" "));
+    std::process::Command::new("bash")
+        .arg("-c")
+        .arg(script)
+        .output()
+        .expect("bash")
+}
+
+#[test]
+fn a_release_seeds_a_shared_directory_that_exists_without_replacing_anything() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let write = |path: &str, text: &str| {
+        let path = home.path().join(path);
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        std::fs::write(path, text).expect("write");
+    };
+    let release = format!("releases/{SHA}");
+    // What the release brings: Laravel's storage tree, kept by .gitignore files.
+    for dir in ["framework/views", "framework/cache", "logs", "app/public"] {
+        write(&format!("{release}/storage/{dir}/.gitignore"), "*\n");
+    }
+    write(
+        &format!("{release}/storage/app/public/logo.svg"),
+        "from the release",
+    );
+    // What is in shared/ already: an apply made logs/, the app uploaded a logo.
+    write("shared/storage/logs/php-error.log", "kept");
+    write("shared/storage/app/public/logo.svg", "uploaded by a user");
+
+    let out = run_locally(home.path(), &["release_shared", "storage", ".env"]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("@done\tshared"),
+        "{out:?}"
+    );
+    let read = |path: &str| std::fs::read_to_string(home.path().join(path)).expect(path);
+    assert_eq!(read("shared/storage/logs/php-error.log"), "kept");
+    assert_eq!(
+        read("shared/storage/app/public/logo.svg"),
+        "uploaded by a user"
+    );
+    for dir in ["framework/views", "framework/cache", "logs", "app/public"] {
+        assert_eq!(
+            read(&format!("shared/storage/{dir}/.gitignore")),
+            "*\n",
+            "{dir}"
+        );
+    }
+    let link = std::fs::read_link(home.path().join(&release).join("storage")).expect("a link");
+    assert_eq!(link, home.path().join("shared/storage"));
+    assert_eq!(
+        read(&format!("{release}/storage/framework/views/.gitignore")),
+        "*\n"
+    );
+    assert_eq!(read("shared/.env"), "", "a missing .env starts empty");
+}
