@@ -223,6 +223,18 @@ impl AppPaths {
         let app = app.strip_suffix("/current")?;
         names::is_valid(app).then(|| AppName::new(app))
     }
+
+    /// The app and release (a 40-hex commit id) of the release directory
+    /// `path`, `/home/<app>/releases/<sha>`.
+    pub fn release_of(path: &str) -> Option<(AppName, &str)> {
+        let rest = path.strip_prefix(HOME_ROOT)?.strip_prefix('/')?;
+        let (app, sha) = rest.split_once("/releases/")?;
+        let is_sha = sha.len() == 40
+            && sha
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase());
+        (names::is_valid(app) && is_sha).then(|| (AppName::new(app), sha))
+    }
 }
 
 /// Root's records of an app's releases on a server: its lock, which

@@ -13,6 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 
 use crate::definitions::{AppName, PhpVersion};
+use crate::layout::AppPaths;
 
 pub use gather::{GatherError, gather, script};
 pub use parse::ParseError;
@@ -127,6 +128,11 @@ pub struct Opcache {
     pub hash_restarts: u64,
     /// When the cache started (the master's start or last reload).
     pub start_time: i64,
+    /// Scripts cached per release directory (`/home/<app>/releases/<sha>`),
+    /// counted by reconciler's status script: what each release costs the
+    /// cache, and whether a release's code is cached at all.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub release_scripts: BTreeMap<String, u64>,
 }
 
 impl Opcache {
@@ -148,6 +154,13 @@ impl Opcache {
             start_time: json["opcache_statistics"]["start_time"]
                 .as_i64()
                 .unwrap_or(0),
+            release_scripts: json["reconciler_release_scripts"]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .filter(|(dir, _)| AppPaths::release_of(dir).is_some())
+                .filter_map(|(dir, count)| Some((dir.clone(), count.as_u64()?)))
+                .collect(),
         }
     }
 

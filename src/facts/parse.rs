@@ -286,7 +286,7 @@ mod tests {
 @path\tf\t0\t0\t644\t6\t/etc/cron.d/old\t\t1795300000.5
 @path\tl\t999\t999\t777\t18\t/home/shop/current\treleases/abc123\t1795300100.25
 @path\td\t999\t1234\t750\t4096\t/home/shop\t\t1795300000.0
-@opcache 8.2 {\"opcache_enabled\":true,\"memory_usage\":{\"used_memory\":96,\"free_memory\":4,\"wasted_memory\":0},\"opcache_statistics\":{\"num_cached_scripts\":1500,\"hits\":99,\"misses\":1,\"start_time\":1795300000}}
+@opcache 8.2 {\"opcache_enabled\":true,\"memory_usage\":{\"used_memory\":96,\"free_memory\":4,\"wasted_memory\":0},\"opcache_statistics\":{\"num_cached_scripts\":1500,\"hits\":99,\"misses\":1,\"start_time\":1795300000},\"reconciler_release_scripts\":{\"/home/shop/releases/0123456789abcdef0123456789abcdef01234567\":377,\"/home/shop/releases/planted\":5,\"/etc/x\":1}}
 @sha256 deadbeef /etc/cron.d/old
 @content 7 /etc/cron.d/old
 a\n@b
@@ -325,6 +325,14 @@ c
         assert_eq!((cache.cached_scripts, cache.fill_percent()), (1500, 96));
         assert_eq!(cache.hit_rate_permille(), 990);
         assert_eq!(cache.start_time, 1795300000);
+        assert_eq!(
+            cache.release_scripts,
+            BTreeMap::from([(
+                "/home/shop/releases/0123456789abcdef0123456789abcdef01234567".to_owned(),
+                377
+            )]),
+            "only release directories reconciler makes are counted"
+        );
         assert_eq!(facts.paths["/home/shop/current"].mtime, Some(1795300100));
         let shop = &facts.releases[&AppName::new("shop")];
         assert_eq!(shop.current.as_deref(), Some("releases/abc123"));
