@@ -10,83 +10,49 @@ use common::Repo;
 
 /// fleet-1 with only a local repository holding `php8.2-fixture`, until
 /// dropped.
-struct LocalRepository {
-    container: String,
-}
-
-impl LocalRepository {
-    fn new(repo: &Repo) -> Self {
-        let work = tempfile::tempdir().expect("tempdir");
-        let root = work.path().join("pkg");
-        std::fs::create_dir_all(root.join("DEBIAN")).expect("mkdir");
-        std::fs::create_dir_all(root.join("usr/share/reconciler-fixture")).expect("mkdir");
-        std::fs::write(
-            root.join("DEBIAN/control"),
-            "Package: php8.2-fixture\nVersion: 1.0\nArchitecture: all\n\
-             Maintainer: reconciler tests <tests@example.com>\nDescription: a fixture extension\n",
-        )
-        .expect("control");
-        std::fs::write(
-            root.join("usr/share/reconciler-fixture/marker"),
-            "installed\n",
-        )
-        .expect("marker");
-        let deb = work.path().join("php8.2-fixture_1.0_all.deb");
-        let built = Command::new("dpkg-deb")
-            .args(["--build", "--root-owner-group"])
-            .arg(&root)
-            .arg(&deb)
-            .output()
-            .expect("dpkg-deb");
-        assert!(
-            built.status.success(),
-            "{}",
-            String::from_utf8_lossy(&built.stderr)
-        );
-        let bytes = std::fs::read(&deb).expect("deb");
-        let sha256 = {
-            use sha2::Digest as _;
-            hex::encode(sha2::Sha256::digest(&bytes))
-        };
-        let index = format!(
-            "Package: php8.2-fixture\nVersion: 1.0\nArchitecture: all\n\
-             Maintainer: reconciler tests <tests@example.com>\nFilename: ./php8.2-fixture_1.0_all.deb\n\
-             Size: {}\nSHA256: {sha256}\nDescription: a fixture extension\n\n",
-            bytes.len()
-        );
-        std::fs::write(work.path().join("Packages"), index).expect("Packages");
-        let container = repo.server("fleet-1").container.clone();
-        repo.ssh(
-            "fleet-1",
-            "set -e\nmkdir -p /srv/repo /root/apt-saved\n\
-             mv /etc/apt/sources.list /root/apt-saved/ 2>/dev/null || true\n\
-             find /etc/apt/sources.list.d -maxdepth 1 -type f -exec mv {} /root/apt-saved/ \\;\n\
-             echo 'deb [trusted=yes] file:/srv/repo ./' > /etc/apt/sources.list.d/reconciler-fixture.list\n",
-        );
-        for file in [deb, work.path().join("Packages")] {
-            let copied = Command::new("docker")
-                .arg("cp")
-                .arg(&file)
-                .arg(format!("{container}:/srv/repo/"))
-                .status()
-                .expect("docker cp");
-            assert!(copied.success());
-        }
-        Self { container }
-    }
-}
-
-impl Drop for LocalRepository {
-    fn drop(&mut self) {
-        let _ = Command::new("docker")
-            .args(["exec", &self.container, "sh", "-c"])
-            .arg(
-                "dpkg -r php8.2-fixture >/dev/null 2>&1; rm -rf /srv/repo /etc/apt/sources.list.d/reconciler-fixture.list; \
-                 mv /root/apt-saved/sources.list /etc/apt/ 2>/dev/null; mv /root/apt-saved/* /etc/apt/sources.list.d/ 2>/dev/null; \
-                 rm -rf /root/apt-saved /var/lib/apt/lists/*_srv_repo_*",
-            )
-            .status();
-    }
+fn local_repository(repo: &Repo) -> common::apt::LocalApt {
+    let work = tempfile::tempdir().expect("tempdir");
+    let root = work.path().join("pkg");
+    std::fs::create_dir_all(root.join("DEBIAN")).expect("mkdir");
+    std::fs::create_dir_all(root.join("usr/share/reconciler-fixture")).expect("mkdir");
+    std::fs::write(
+        root.join("DEBIAN/control"),
+        "Package: php8.2-fixture\nVersion: 1.0\nArchitecture: all\n\
+         Maintainer: reconciler tests <tests@example.com>\nDescription: a fixture extension\n",
+    )
+    .expect("control");
+    std::fs::write(
+        root.join("usr/share/reconciler-fixture/marker"),
+        "installed\n",
+    )
+    .expect("marker");
+    let served = work.path().join("repo");
+    std::fs::create_dir_all(&served).expect("mkdir");
+    let deb = served.join("php8.2-fixture_1.0_all.deb");
+    let built = Command::new("dpkg-deb")
+        .args(["--build", "--root-owner-group"])
+        .arg(&root)
+        .arg(&deb)
+        .output()
+        .expect("dpkg-deb");
+    assert!(
+        built.status.success(),
+        "{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    let bytes = std::fs::read(&deb).expect("deb");
+    let sha256 = {
+        use sha2::Digest as _;
+        hex::encode(sha2::Sha256::digest(&bytes))
+    };
+    let index = format!(
+        "Package: php8.2-fixture\nVersion: 1.0\nArchitecture: all\n\
+         Maintainer: reconciler tests <tests@example.com>\nFilename: ./php8.2-fixture_1.0_all.deb\n\
+         Size: {}\nSHA256: {sha256}\nDescription: a fixture extension\n\n",
+        bytes.len()
+    );
+    std::fs::write(served.join("Packages"), index).expect("Packages");
+    common::apt::LocalApt::serve(&repo.fleet, &["fleet-1"], &served, &["php8.2-fixture"])
 }
 
 fn cluster(extra: &str) -> Repo {
@@ -106,7 +72,7 @@ fn cluster(extra: &str) -> Repo {
 #[ignore = "needs the test fleet: tests/fleet/fleet up 4"]
 fn provision_installs_what_is_missing_once_and_then_costs_one_round_trip() {
     let repo = cluster("extensions: [fixture]\n");
-    let _local = LocalRepository::new(&repo);
+    let _local = local_repository(&repo);
 
     let dry = repo.run_expect(&["provision", "--dry-run"], 0);
     assert_eq!(dry, "fleet-1: would install php8.2-fixture\n");
@@ -147,7 +113,7 @@ fn provision_installs_what_is_missing_once_and_then_costs_one_round_trip() {
 #[ignore = "needs the test fleet: tests/fleet/fleet up 4"]
 fn a_package_apt_cannot_find_fails_with_apts_words() {
     let repo = cluster("packages: [reconciler-no-such-package]\n");
-    let _local = LocalRepository::new(&repo);
+    let _local = local_repository(&repo);
     let out = repo.run(&["provision"]);
     assert_eq!(out.status.code(), Some(1));
     let stdout = String::from_utf8_lossy(&out.stdout);

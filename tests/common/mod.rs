@@ -5,6 +5,9 @@
 //! (see `tests/fleet/fleet env`) or at `tests/fleet/.state/inventory.json`.
 #![allow(dead_code)] // each test binary uses a subset of these helpers
 
+pub mod apt;
+pub mod laravel;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
