@@ -56,6 +56,27 @@ fn boxed(
     Box::new(e)
 }
 
+/// One entry of a commit's tree, for checks before a release.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TreeEntry {
+    /// Its path in the repository, `/`-separated.
+    pub path: String,
+    pub kind: EntryKindOf,
+    /// Bytes, for a file or a link (its target's length).
+    pub size: u64,
+    /// A file that holds only a git LFS pointer, not the file itself.
+    pub lfs_pointer: bool,
+}
+
+/// What a tree entry is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntryKindOf {
+    File,
+    Link,
+    /// A gitlink: a submodule's commit, whose files the tree does not hold.
+    Submodule,
+}
+
 /// A bare mirror of a remote repository in a local directory.
 pub struct Mirror {
     url: String,
@@ -230,6 +251,59 @@ impl Mirror {
             files.refuse("clusters", "the commit has neither clusters/ nor apps/");
         }
         Ok(files)
+    }
+
+    /// Every file, link and submodule in the tree of `commit`, with each
+    /// blob's size read from its object header (no blob is read whole),
+    /// and whether a small blob is a git LFS pointer.
+    pub fn entries(&self, commit: &str) -> Result<Vec<TreeEntry>, GitError> {
+        let read_error = |e: Box<dyn std::error::Error + Send + Sync>| GitError::Read {
+            commit: commit.to_owned(),
+            source: e,
+        };
+        let tree = self.tree_of(commit)?;
+        let mut recorder = gix::traverse::tree::Recorder::default();
+        tree.traverse()
+            .breadthfirst(&mut recorder)
+            .map_err(|e| read_error(boxed(e)))?;
+        let mut entries = Vec::with_capacity(recorder.records.len());
+        for record in recorder.records {
+            use gix::object::tree::EntryKind;
+            let kind = match record.mode.kind() {
+                EntryKind::Tree => continue,
+                EntryKind::Blob => EntryKindOf::File,
+                EntryKind::BlobExecutable => EntryKindOf::File,
+                EntryKind::Link => EntryKindOf::Link,
+                EntryKind::Commit => EntryKindOf::Submodule,
+            };
+            let (size, lfs_pointer) = match kind {
+                EntryKindOf::Submodule => (0, false),
+                _ => {
+                    let size = self
+                        .repo
+                        .find_header(record.oid)
+                        .map_err(|e| read_error(boxed(e)))?
+                        .size();
+                    // An LFS pointer is a small text file of a known first line.
+                    let lfs = kind == EntryKindOf::File
+                        && size < 1024
+                        && self
+                            .repo
+                            .find_object(record.oid)
+                            .map_err(|e| read_error(boxed(e)))?
+                            .data
+                            .starts_with(b"version https://git-lfs.github.com/spec/");
+                    (size, lfs)
+                }
+            };
+            entries.push(TreeEntry {
+                path: record.filepath.to_string(),
+                kind,
+                size,
+                lfs_pointer,
+            });
+        }
+        Ok(entries)
     }
 
     /// Writes the tree of `commit` as a gzipped tar archive to `out`: the

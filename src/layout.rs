@@ -3,14 +3,13 @@
 //! Units ask this module where an app's pool or vhost goes; the plan asks it
 //! which config file a path is (to prune it with the right reload, or to
 //! refuse a manifest entry reconciler could never have written); the remote
-//! scripts get the same paths as variables in their header (`shell_header`),
+//! scripts get the same paths as variables in their header (`shell_vars`),
 //! so no path is spelled twice. Nothing here touches a server or reads the
 //! definitions: it maps names to paths and back.
 
 use std::fmt;
 
 use crate::definitions::{AppName, PhpVersion, names};
-use crate::shell::quote;
 
 /// Where reconciler keeps its own state on a server: root's only (0700).
 pub const STATE_DIR: &str = "/var/lib/reconciler";
@@ -283,10 +282,12 @@ const CONFIG_GLOBS: &[&str] = &[
     "/usr/local/lib/reconciler/php/*/php",
 ];
 
-/// The variables every remote script starts with: the paths above, so that
-/// gather.sh and prelude.sh never spell one.
-pub fn shell_header() -> String {
-    let vars = [
+/// The layout's paths as the remote scripts get them, first in their
+/// header (`remote::Script::new`): `STATE`, `MANIFEST`, ... and
+/// `CONFIG_PATHS`, the extended regular expression of every config path
+/// reconciler may write.
+pub fn shell_vars() -> Vec<(&'static str, String)> {
+    let mut vars: Vec<(&'static str, String)> = [
         ("STATE", STATE_DIR),
         ("MANIFEST", MANIFEST),
         ("PENDING", PENDING_RELOADS),
@@ -303,13 +304,13 @@ pub fn shell_header() -> String {
         ("WEB_USER", WEB_USER),
         ("OPCACHE_STATUS", OPCACHE_STATUS),
         ("FPM_STATUS_SOCKET", FPM_STATUS_SOCKET),
-    ];
-    let mut header = String::new();
-    for (name, value) in vars {
-        header.push_str(&format!("{name}={}\n", quote(value)));
-    }
-    header.push_str(&format!("CONFIG_PATHS={}\n", quote(&config_paths())));
-    header
+        ("SYSTEM_PATH", SYSTEM_PATH),
+    ]
+    .into_iter()
+    .map(|(name, value)| (name, value.to_owned()))
+    .collect();
+    vars.push(("CONFIG_PATHS", config_paths()));
+    vars
 }
 
 /// `CONFIG_GLOBS` as one POSIX extended regular expression, for `grep -xE`.
@@ -368,13 +369,14 @@ mod tests {
 
     /// The lines of `paths` that `grep -xE CONFIG_PATHS` keeps.
     fn kept_by_the_scripts(paths: &[String]) -> Vec<String> {
-        let script = format!(
-            "{}printf '%s\\n' \"$@\" | grep -xE -- \"$CONFIG_PATHS\" | grep -vF -- ..",
-            shell_header()
+        let mut call = vec!["keep"];
+        call.extend(paths.iter().map(String::as_str));
+        let script = crate::remote::Script::new().build(
+            "keep() { printf '%s\\n' \"$@\" | grep -xE -- \"$CONFIG_PATHS\" | grep -vF -- .. >&5; }",
+            &call,
         );
         let out = std::process::Command::new("bash")
-            .args(["-c", &script, "-"])
-            .args(paths)
+            .args(["-c", &script])
             .output()
             .expect("bash");
         String::from_utf8_lossy(&out.stdout)
@@ -445,12 +447,14 @@ mod tests {
 
     #[test]
     fn the_shell_header_is_valid_bash() {
-        let script = format!("set -eu\n{}echo \"$STATE\"", shell_header());
+        let script =
+            crate::remote::Script::new().build("show() { record state \"$STATE\"; }", &["show"]);
         let out = std::process::Command::new("bash")
             .arg("-c")
             .arg(script)
             .output()
             .expect("bash");
-        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), STATE_DIR);
+        let records = crate::remote::protocol::parse(&out.stdout).expect("records");
+        assert_eq!(records[0].text(0), STATE_DIR);
     }
 }

@@ -2,20 +2,27 @@
 //! repository describes: it gathers facts over SSH, plans the difference, and
 //! applies only what differs.
 
+pub mod app;
 pub mod apply;
 pub mod cli;
 pub mod converge;
 pub mod definitions;
+pub mod env;
 pub mod facts;
 pub mod fsutil;
 pub mod git;
 pub mod layout;
+pub mod logs;
 pub mod plan;
 pub mod provision;
+pub mod redact;
 pub mod release;
+pub mod remote;
 pub mod schemas;
+pub mod secret;
 pub mod serve;
 pub mod shell;
+pub mod text;
 pub mod transport;
 pub mod units;
 pub mod watch;

@@ -4,18 +4,6 @@
 //! ones validation already restricts (names), so that no definition value can
 //! ever be read as shell syntax.
 
-/// `report` and `run_step`, shared by the apply, release and provision
-/// scripts.
-pub const STEPS: &str = include_str!("steps.sh");
-
-/// `http_status DOMAIN PATH`, the shell function that asks this host's
-/// nginx, shared by the apply and release scripts.
-pub const HTTP_STATUS: &str = include_str!("http_status.sh");
-
-/// `lock_holder` and `hold_record`, the host lock's record, shared by the
-/// apply and gather scripts.
-pub const LOCK_HOLDER: &str = include_str!("lock_holder.sh");
-
 /// Quotes `value` as one POSIX shell word: inside single quotes, with each
 /// `'` written as `'\''`.
 pub fn quote(value: &str) -> String {

@@ -19,7 +19,7 @@ use common::{Fleet, FleetServer};
 use reconciler::definitions::{Server, ServerName};
 use reconciler::shell::quote;
 use reconciler::transport::{
-    self, ConnectOptions, Holding, SshTransport, Transport, TransportError,
+    self, ConnectOptions, Holding, Input, SshTransport, Transport, TransportError,
 };
 
 /// Time limit of the scripts these tests run.
@@ -522,44 +522,53 @@ async fn timings() {
 }
 
 /// Uploads and holds, the same on every transport: `input` arrives whole on
-/// the script's fd 3, and a held lock is held until it is let go (or its
-/// holder is dropped), and by nobody else meanwhile.
+/// the script's fd 3 (from memory or streamed from a file), and a held
+/// lock is held until it is let go (or its holder is dropped), and by
+/// nobody else meanwhile. The `held` record is found by reading records:
+/// a field that spells it is just a field.
 async fn uploads_and_holds(transport: &dyn Transport, lock: &str) {
+    use reconciler::remote::protocol::encode_text;
     let input: Vec<u8> = (0..5_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
-    let out = transport
-        .run_with(
-            "head -c 5000000 <&3 | sha256sum | cut -c1-64",
-            &input,
-            LIMIT,
-        )
-        .await
-        .expect("upload");
-    assert_eq!(
-        out.stdout_text().trim(),
-        reconciler::units::sha256(&input),
-        "{}",
-        out.stderr_text()
-    );
+    let file = tempfile::NamedTempFile::new().expect("tempfile");
+    std::fs::write(file.path(), &input).expect("write");
+    for (what, sent) in [
+        ("memory", Input::Bytes(&input)),
+        ("a file", Input::File(file.path())),
+    ] {
+        let out = transport
+            .run_with("head -c 5000000 <&3 | sha256sum | cut -c1-64", sent, LIMIT)
+            .await
+            .expect("upload");
+        assert_eq!(
+            out.stdout_text().trim(),
+            reconciler::units::sha256(&input),
+            "from {what}: {}",
+            out.stderr_text()
+        );
+    }
 
+    // `record KIND FIELD...` as the remote kit writes it.
+    let record = r#"record() { local k=$1 f='' i; shift; for ((i = 0; i < $#; i++)); do f+='%s\0'; done; printf "@%s\\0%d\\0${f}\\n" "$k" "$#" "$@"; }"#;
     let script = format!(
-        "exec 9>>{lock}; flock -n 9 || {{ echo busy; exit 0; }}; echo got; echo @held\n\
-         cat <&3 >/dev/null 9>&-; echo released"
+        "{record}\nexec 9>>{lock}; flock -n 9 || {{ record busy; exit 0; }}\n\
+         record got $'a\\n@held' 0\nrecord held\n\
+         cat <&3 >/dev/null 9>&-; record released"
     );
     let first = match transport.hold(&script, LIMIT).await.expect("hold") {
         Holding::Held { stdout, guard } => {
-            assert_eq!(String::from_utf8_lossy(&stdout), "got\n");
+            assert_eq!(stdout, encode_text("got", &["a\n@held", "0"]));
             guard
         }
         Holding::Ended(out) => panic!("not held: {out:?}"),
     };
     match transport.hold(&script, LIMIT).await.expect("hold") {
-        Holding::Ended(out) => assert_eq!(out.stdout_text(), "busy\n"),
+        Holding::Ended(out) => assert_eq!(out.stdout, encode_text("busy", &[])),
         Holding::Held { .. } => panic!("held twice"),
     }
     let released = first.release(LIMIT).await.expect("release");
     assert_eq!(
-        (released.status, released.stdout_text()),
-        (Some(0), "released\n".into())
+        (released.status, released.stdout),
+        (Some(0), encode_text("released", &[]))
     );
 
     // Dropped without a release: the lock goes as soon as the script sees

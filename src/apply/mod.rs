@@ -16,7 +16,7 @@ use crate::plan::HostPlan;
 use crate::transport::{Transport, TransportError};
 
 pub use report::{ApplyResult, HostReport, Outcome, StepOutput};
-pub use script::{STEP_LIMIT, ScriptOptions, build as script};
+pub use script::{ApplyLogEntry, Planned, STEP_LIMIT, ScriptOptions, build as script};
 
 /// Applies `plan` on the host behind `transport`.
 pub async fn apply_host(

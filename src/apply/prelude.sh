@@ -1,9 +1,10 @@
 # reconciler's apply, as shell functions over data.
 #
-# Rust prepends the layout's paths (STATE, MANIFEST, JOURNAL, ...) and
-# appends data lines: calls of the plan_* functions below, which only fill
-# arrays, then `apply_main`. Reports are lines `@kind<TAB>name<TAB>base64`
-# on stdout; see apply/report.rs.
+# The builder (src/apply/script.rs, src/remote) puts the layout's paths
+# (STATE, MANIFEST, JOURNAL, ...) and the shared library first, then this
+# file, then data lines: calls of the plan_* functions below, which only
+# fill arrays, then `apply_main`. Reports are records (src/remote); see
+# apply/report.rs.
 #
 # What an apply promises, and how:
 # - Nothing half-done. The work runs in a worker detached from the SSH
@@ -22,14 +23,9 @@
 #   the path without following links. Config files live in root's places.
 # - Every external step has a time limit, and a step that hangs or fails is
 #   reported with its output.
-set -u
-export LC_ALL=C
-PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
-umask 022
-
 # ---- The plan, as data -------------------------------------------------
 HOLDER=unknown        # who applies
-LOG_FIELDS='"holder":"unknown"'  # JSON members for the apply log, from Rust
+LOG_FIELDS='"holder":"unknown"'  # JSON members of the apply log known before it runs, from serde
 LOCK_WAIT=0           # seconds to wait for the host lock
 INIT=service          # service or systemd
 REPAIR=0              # adopt an interrupted apply's journal
@@ -45,9 +41,14 @@ D_PATH=() D_OWNER=() D_GROUP=() D_MODE=() D_APP=()  # directories
 F_PATH=() F_OWNER=() F_GROUP=() F_MODE=() F_EXPECT=() F_DATA=()  # files to write
 R_PATH=() R_EXPECT=()                     # files to remove
 V_NAME=() V_ARG=()                        # validations: nginx, php8.2-fpm BINARY, supervisor
-L_LABEL=() L_WHEN=() L_LIMIT=()           # reloads: label, now|window, seconds
+L_LABEL=() L_WHEN=() L_LIMIT=() L_JSON=() # reloads: label, now|window, seconds, label as JSON
 H_DOMAIN=() H_PATH=()                     # what must answer after php-fpm reloads
 M_PATHS=()                                # the manifest after this apply
+# Everything above, handed to the detached worker with the header's
+# variables (HEADER_VARS).
+PLAN_VARS=(HOLDER LOG_FIELDS INIT REPAIR STEP_LIMIT WEB_PORT WEB_TRIES U_NAME U_HOME J_USER J_GROUP
+  D_PATH D_OWNER D_GROUP D_MODE D_APP F_PATH F_OWNER F_GROUP F_MODE F_EXPECT F_DATA R_PATH R_EXPECT
+  V_NAME V_ARG L_LABEL L_WHEN L_LIMIT L_JSON M_PATHS H_DOMAIN H_PATH)
 
 plan_holder() { HOLDER=$1; LOG_FIELDS=$2; }
 plan_lock_wait() { LOCK_WAIT=$1; }
@@ -62,12 +63,12 @@ plan_dir() { D_PATH+=("$1"); D_OWNER+=("$2"); D_GROUP+=("$3"); D_MODE+=("$4"); D
 plan_file() { F_PATH+=("$1"); F_OWNER+=("$2"); F_GROUP+=("$3"); F_MODE+=("$4"); F_EXPECT+=("$5"); F_DATA+=("$6"); }
 plan_remove() { R_PATH+=("$1"); R_EXPECT+=("$2"); }
 plan_validate() { V_NAME+=("$1"); V_ARG+=("${2:-}"); }
-plan_reload() { L_LABEL+=("$1"); L_WHEN+=("$2"); L_LIMIT+=("$3"); }
+plan_reload() { L_LABEL+=("$1"); L_WHEN+=("$2"); L_LIMIT+=("$3"); L_JSON+=("$4"); }
 plan_manifest() { M_PATHS+=("$@"); }
 plan_web_check() { H_DOMAIN+=("$1"); H_PATH+=("$2"); }
 
 # ---- Reports -------------------------------------------------------------
-# report and run_step: see src/steps.sh, appended by Rust.
+# record, report and run_step: see src/remote/lib.sh.
 
 # capture COMMAND...: runs COMMAND in this shell (so what it records stays
 # recorded) with its output in $out.
@@ -75,19 +76,12 @@ capture() {
   local status
   "$@" >"$CAPTURE" 2>&1
   status=$?
-  out=$(cat -- "$CAPTURE")
+  out=$(tail -c "$OUTPUT_LIMIT" -- "$CAPTURE")
   return $status
 }
 
 # ---- Safe paths in app homes --------------------------------------------
-# as_app USER COMMAND...: runs COMMAND as the app's user, so that whatever
-# the app planted in its home (a symlink to /etc) gives it nothing it
-# could not already do.
-as_app() {
-  local user=$1
-  shift
-  setpriv --reuid="$user" --regid="$user" --init-groups --reset-env -- "$@"
-}
+# as_app USER COMMAND...: see src/remote/lib.sh.
 
 # enter_nofollow DIR: cd into DIR one component at a time, refusing
 # symlinks, then checks where it arrived (a component swapped for a link
@@ -241,7 +235,7 @@ check_expectations() {
     report stale - "$(printf '%s\n' "${changed[@]}")"
     return 1
   fi
-  printf '%s\n' $((generation + 1)) >"$GENERATION.new" && mv -f -- "$GENERATION.new" "$GENERATION"
+  printf '%s\n' $((generation + 1)) | replace_file "$GENERATION"
 }
 
 # ---- Validation and reloads ----------------------------------------------
@@ -287,11 +281,10 @@ supervisor_update() {
 pend() { grep -qxF -- "$1" "$PENDING" 2>/dev/null || echo "$1" >>"$PENDING"; }
 unpend() {
   [ -f "$PENDING" ] || return 0
-  grep -vxF -- "$1" "$PENDING" >"$PENDING.new"
-  mv -f -- "$PENDING.new" "$PENDING"
+  { grep -vxF -- "$1" "$PENDING" || true; } | replace_file "$PENDING"
 }
 
-# http_status: see src/http_status.sh, appended by Rust.
+# http_status: see src/remote/lib.sh.
 
 # After php-fpm reloaded: every web app answers (not 5xx) within 15 s, or
 # the rolling reload across the cluster stops here.
@@ -313,28 +306,26 @@ check_web() {
 }
 
 # ---- The apply log: one JSON line per apply ---------------------------------
-json_list() {
-  local sep='' item
-  printf '['
-  for item in "$@"; do printf '%s"%s"' "$sep" "$item"; sep=,; done
-  printf ']'
-}
+# Every string in it was serialized by serde in Rust (LOG_FIELDS: who, the
+# commit, the files; L_JSON: each reload's label); the shell adds times
+# from `date` and one word of its own: applied, invalid or failed.
+json_join() { local IFS=,; printf '%s' "$*"; }
 log_line() {
-  printf '{"started":"%s","time":"%s",%s,"result":"%s","files":%s,"removed":%s,"reloaded":%s,"deferred":%s}\n' \
-    "$STARTED" "$(date -u +%FT%T.%3NZ)" "$LOG_FIELDS" "$1" "$(json_list "${F_PATH[@]}")" "$(json_list "${R_PATH[@]}")" \
-    "$(json_list "${LOG_RELOADED[@]}")" "$(json_list "${LOG_DEFERRED[@]}")" >>"$APPLY_LOG"
+  printf '{"started":"%s","time":"%s","result":"%s",%s,"reloaded":[%s],"deferred":[%s]}\n' \
+    "$STARTED" "$(date -u +%FT%T.%3NZ)" "$1" "$LOG_FIELDS" \
+    "$(json_join "${LOG_RELOADED[@]}")" "$(json_join "${LOG_DEFERRED[@]}")" >>"$APPLY_LOG"
 }
 
 # ---- The worker ------------------------------------------------------------
 apply_work() {
   trap '' HUP INT TERM PIPE
   rm -f -- "${BASH_SOURCE[0]}"
-  local i label groups=() group_labels=()
+  local i label groups=() group_indexes=()
   # The worker's own state: it starts from the plan's data and functions
   # only, so everything else is set here.
   STARTED=$(date -u +%FT%T.%3NZ)
   # The lock is this worker's now (its foreground may end first).
-  hold_record "$HOLDER since $STARTED; server pid $$"
+  hold_record "$LOCK_HOLDER" - "$HOLDER" apply
   out=
   staged=()
   declare -gA is_staged=()
@@ -362,7 +353,7 @@ apply_work() {
     echo "holder $HOLDER"
     echo "backup $backup"
     for i in "${staged[@]}"; do echo "staged $i"; done
-  } >"$JOURNAL.new" && mv -f -- "$JOURNAL.new" "$JOURNAL" || { report failed "write the journal" ""; exit 0; }
+  } | replace_file "$JOURNAL" || { report failed "write the journal" ""; exit 0; }
 
   # Users, groups and directories: created, never removed.
   for i in "${!U_NAME[@]}"; do
@@ -417,8 +408,8 @@ apply_work() {
   fi
 
   # Valid: the new files stay.
-  if [ ${#M_PATHS[@]} -gt 0 ]; then printf '%s\n' "${M_PATHS[@]}"; else : ; fi >"$MANIFEST.new" &&
-    mv -f -- "$MANIFEST.new" "$MANIFEST" || fail 'write the manifest' ''
+  if [ ${#M_PATHS[@]} -gt 0 ]; then printf '%s\n' "${M_PATHS[@]}"; fi | replace_file "$MANIFEST" ||
+    fail 'write the manifest' ''
 
   # Reloads: at most one per service; supervisor groups in one update.
   for i in "${!L_LABEL[@]}"; do
@@ -426,16 +417,16 @@ apply_work() {
     case $label in
       supervisor:*)
         groups+=("${label#supervisor:}")
-        group_labels+=("$label")
+        group_indexes+=("$i")
         ;;
       *)
         if [ "${L_WHEN[$i]}" = window ]; then
           pend "$label"
-          LOG_DEFERRED+=("$label")
+          LOG_DEFERRED+=("${L_JSON[$i]}")
           report deferred "$label" ''
         elif reload_one "$label" "${L_LIMIT[$i]}"; then
           unpend "$label"
-          LOG_RELOADED+=("$label")
+          LOG_RELOADED+=("${L_JSON[$i]}")
           report reloaded "$label" "$out"
         else
           report reload-failed "$label" "$out"
@@ -449,23 +440,24 @@ apply_work() {
       case ${L_LABEL[$i]} in supervisor:*) [ "${L_LIMIT[$i]}" -gt "$limit" ] && limit=${L_LIMIT[$i]} ;; esac
     done
     if supervisor_update "$limit" "${groups[@]}"; then
-      for label in "${group_labels[@]}"; do
+      for i in "${group_indexes[@]}"; do
+        label=${L_LABEL[$i]}
         unpend "$label"
-        LOG_RELOADED+=("$label")
+        LOG_RELOADED+=("${L_JSON[$i]}")
         report reloaded "$label" "$out"
       done
     else
-      for label in "${group_labels[@]}"; do report reload-failed "$label" "$out"; done
+      for i in "${group_indexes[@]}"; do report reload-failed "${L_LABEL[$i]}" "$out"; done
     fi
   fi
-  case " ${LOG_RELOADED[*]} " in *" php"*"-fpm "*) check_web ;; esac
+  case " ${LOG_RELOADED[*]} " in *'"php'*'-fpm" '*) check_web ;; esac
   log_line applied
   finish
   report done - ''
 }
 
 # ---- The foreground: lock, check, detach, wait --------------------------------
-# lock_holder and hold_record: see src/lock_holder.sh, appended by Rust.
+# lock_holder and hold_record: see src/remote/lib.sh.
 
 # heartbeat PID: a line a second while PID waits; once nobody reads them
 # (the client is gone), PID is ended: waiting for the lock or for the
@@ -476,7 +468,7 @@ heartbeat() {
   # The sleep must not hold the output open: when the heartbeat is killed
   # the session ends at once, not when its last sleep would have.
   while sleep 1 </dev/null >/dev/null 2>&1 && kill -0 "$1" 2>/dev/null; do
-    printf '@alive\t-\t\n' 2>/dev/null || { kill -TERM "$1" 2>/dev/null; exit 0; }
+    record alive 2>/dev/null || { kill -TERM "$1" 2>/dev/null; exit 0; }
   done
 }
 
@@ -495,13 +487,13 @@ apply_main() {
   until flock -n 9; do
     if [ $tries -le 0 ]; then
       kill "$beating" 2>/dev/null
-      report locked - "$(lock_holder)"
+      report locked - "$(lock_holder "$LOCK_HOLDER")"
       return 0
     fi
     tries=$((tries - 1))
     sleep 0.2
   done
-  hold_record "$HOLDER since $(date -u +%FT%TZ); server pid $$"
+  hold_record "$LOCK_HOLDER" - "$HOLDER" apply
   check_expectations || { kill "$beating" 2>/dev/null; return 0; }
   # Reports of workers whose client went away, kept a day for a person.
   find "$RUN_DIR" -maxdepth 1 -type f -mmin +1440 -delete 2>/dev/null
@@ -509,23 +501,21 @@ apply_main() {
   local worker status
   worker=$(mktemp "$RUN_DIR/apply.XXXXXX") || { report failed "create a worker script" ""; return 0; }
   {
-    declare -p HOLDER LOG_FIELDS INIT REPAIR STEP_LIMIT U_NAME U_HOME J_USER J_GROUP D_PATH D_OWNER \
-      D_GROUP D_MODE D_APP F_PATH F_OWNER F_GROUP F_MODE F_EXPECT F_DATA R_PATH R_EXPECT V_NAME V_ARG \
-      L_LABEL L_WHEN L_LIMIT M_PATHS H_DOMAIN H_PATH STATE MANIFEST PENDING JOURNAL BACKUPS LOCK LOCK_HOLDER RUN_DIR \
-      APPLY_LOG USERS_FILE HOME_ROOT LOG_ROOT WEB_PORT WEB_TRIES
+    declare -p "${HEADER_VARS[@]}" "${PLAN_VARS[@]}"
     declare -f
-    echo 'set -u; export LC_ALL=C PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin; umask 022'
+    echo 'eval "$PREAMBLE"'
     echo apply_work
   } >"$worker"
   # Its own session: the end of the SSH session signals nothing to it. It
-  # inherits the lock (fd 9) and keeps it until it ends.
-  setsid -w bash "$worker" >"$worker.report" 2>&1 </dev/null &
+  # inherits the lock (fd 9) and keeps it until it ends. Its records (fd 5)
+  # go to a file of their own, whatever else it prints to another.
+  setsid -w bash "$worker" 5>"$worker.report" >"$worker.log" 2>&1 </dev/null &
   wait $!
   status=$?
   kill "$beating" 2>/dev/null
   wait "$beating" 2>/dev/null
-  cat -- "$worker.report"
-  rm -f -- "$worker.report"
+  cat -- "$worker.report" >&5
+  rm -f -- "$worker.report" "$worker.log"
   [ $status = 0 ] || report failed "finish the apply (the worker exited with $status)" ""
   return 0
 }

@@ -1,7 +1,6 @@
 //! What happened on a host during apply, read from the apply script's
-//! `@kind<TAB>name<TAB>base64(output)` lines.
+//! records (`remote::protocol`): `report KIND NAME OUTPUT`.
 
-use base64::Engine as _;
 use schemars::JsonSchema;
 use serde::Serialize;
 
@@ -98,42 +97,46 @@ pub enum Outcome {
 }
 
 pub(super) fn read(stdout: &[u8], plan: &HostPlan) -> Outcome {
-    let text = String::from_utf8_lossy(stdout);
+    let records = match crate::remote::protocol::parse(stdout) {
+        Ok(records) => records,
+        Err(e) => {
+            return Outcome::Failed {
+                message: format!("the apply script's report is garbled: {e}"),
+                output: String::from_utf8_lossy(stdout).into_owned(),
+            };
+        }
+    };
     let mut reloaded = Vec::new();
     let mut deferred = Vec::new();
     let mut reload_failures = Vec::new();
     let mut unanswered = Vec::new();
     let mut invalid = Vec::new();
-    for line in text.lines() {
-        let mut fields = line.splitn(3, '\t');
-        let (Some(kind), Some(name), output) = (fields.next(), fields.next(), fields.next()) else {
-            continue;
-        };
-        let output = decode(output.unwrap_or(""));
-        match kind {
-            "@failed" => {
+    for record in &records {
+        let (name, output) = (record.text(0).into_owned(), record.text(1).into_owned());
+        match record.kind.as_str() {
+            "failed" => {
                 return Outcome::Failed {
                     message: format!("cannot {name}"),
                     output,
                 };
             }
-            "@locked" => {
+            "locked" => {
                 return Outcome::Locked {
                     holder: output.trim().to_owned(),
                 };
             }
-            "@stale" => {
+            "stale" => {
                 return Outcome::Stale {
                     paths: output.lines().map(str::to_owned).collect(),
                 };
             }
-            "@invalid" => invalid.push(StepOutput::new(name, output)),
-            "@restored" => return Outcome::Invalid { failures: invalid },
-            "@reloaded" => reloaded.push(name.to_owned()),
-            "@deferred" => deferred.push(name.to_owned()),
-            "@reload-failed" => reload_failures.push(StepOutput::new(name, output)),
-            "@unanswered" => unanswered.push(StepOutput::new(name, output)),
-            "@done" => {
+            "invalid" => invalid.push(StepOutput::new(name, output)),
+            "restored" => return Outcome::Invalid { failures: invalid },
+            "reloaded" => reloaded.push(name),
+            "deferred" => deferred.push(name),
+            "reload-failed" => reload_failures.push(StepOutput::new(name, output)),
+            "unanswered" => unanswered.push(StepOutput::new(name, output)),
+            "done" => {
                 return Outcome::Applied {
                     changes: plan.changes.len(),
                     reloaded,
@@ -147,13 +150,6 @@ pub(super) fn read(stdout: &[u8], plan: &HostPlan) -> Outcome {
     }
     Outcome::Failed {
         message: "the apply script stopped without a report".into(),
-        output: text.into_owned(),
+        output: String::new(),
     }
-}
-
-fn decode(field: &str) -> String {
-    base64::engine::general_purpose::STANDARD
-        .decode(field.trim())
-        .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
-        .unwrap_or_default()
 }

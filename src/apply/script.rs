@@ -1,18 +1,22 @@
-//! The apply script for one host: `prelude.sh` (the logic), then the
-//! host's plan as data lines, each a call of a `plan_*` function that only
-//! records its arguments, then `apply_main`.
+//! The apply script for one host: the remote kit's header and library,
+//! `prelude.sh` (the logic), then the host's plan as data lines, each a
+//! call of a `plan_*` function that only records its arguments, then
+//! `apply_main`.
 //!
 //! Every value is quoted with `shell::quote`; file content travels base64
-//! encoded in a quoted word. Nothing here decides anything the plan did not.
+//! encoded in a quoted word; every string of the apply log is serialized
+//! here by serde. Nothing here decides anything the plan did not.
 
 use std::fmt::Write as _;
 use std::time::Duration;
 
 use base64::Engine as _;
 
+use serde::{Deserialize, Serialize};
+
 use crate::facts::{HostFacts, Init};
-use crate::layout;
 use crate::plan::{Change, HostPlan, ReloadWhen, Service};
+use crate::remote::Script;
 use crate::shell::quote;
 
 const PRELUDE: &str = include_str!("prelude.sh");
@@ -49,25 +53,67 @@ impl Default for ScriptOptions {
     }
 }
 
+/// One line of a server's apply log (`/var/lib/reconciler/apply.log`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApplyLogEntry {
+    /// When the apply's worker started and finished, by the server's clock
+    /// (RFC 3339, UTC).
+    pub started: String,
+    pub time: String,
+    /// `applied`, `invalid` (a validator refused; everything was put back)
+    /// or `failed`.
+    pub result: String,
+    #[serde(flatten)]
+    pub planned: Planned,
+    /// Reloads done, and left for a window, by label (`php8.2-fpm`).
+    pub reloaded: Vec<String>,
+    pub deferred: Vec<String>,
+}
+
+/// What the apply log says that is known before the apply runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Planned {
+    /// Who applied: `user@machine (pid N)`.
+    pub holder: String,
+    /// The definitions commit, when known.
+    pub revision: Option<String>,
+    /// Files written and removed.
+    pub files: Vec<String>,
+    pub removed: Vec<String>,
+}
+
+/// The members of a JSON object, without its braces.
+fn members(value: &impl Serialize) -> String {
+    let object = serde_json::to_string(value).unwrap_or_else(|_| "{}".into());
+    object
+        .strip_prefix('{')
+        .and_then(|f| f.strip_suffix('}'))
+        .unwrap_or_default()
+        .to_owned()
+}
+
 /// The script that applies `plan` on a host with `facts`, and the longest
 /// it may take.
 pub fn build(plan: &HostPlan, facts: &HostFacts, options: &ScriptOptions) -> (String, Duration) {
-    let mut s = layout::shell_header();
-    s.push_str(PRELUDE);
-    s.push_str(crate::shell::STEPS);
-    s.push_str(crate::shell::HTTP_STATUS);
-    s.push_str(crate::shell::LOCK_HOLDER);
-    s.push_str("\n# ---- This host's plan\n");
-    let log_fields = serde_json::json!({
-        "holder": options.holder,
-        "revision": options.revision,
-    })
-    .to_string();
-    let log_fields = log_fields
-        .strip_prefix('{')
-        .and_then(|f| f.strip_suffix('}'))
-        .unwrap_or_default();
-    line(&mut s, "plan_holder", &[&options.holder, log_fields]);
+    let mut s = String::from("\n# ---- This host's plan\n");
+    let mut files = Vec::new();
+    let mut removed = Vec::new();
+    for change in &plan.changes {
+        match change {
+            Change::CreateFile { path, .. } | Change::UpdateFile { path, .. } => {
+                files.push(path.clone())
+            }
+            Change::RemoveFile { path, .. } => removed.push(path.clone()),
+            _ => {}
+        }
+    }
+    let log_fields = members(&Planned {
+        holder: options.holder.clone(),
+        revision: options.revision.clone(),
+        files,
+        removed,
+    });
+    line(&mut s, "plan_holder", &[&options.holder, &log_fields]);
     line(
         &mut s,
         "plan_lock_wait",
@@ -123,10 +169,11 @@ pub fn build(plan: &HostPlan, facts: &HostFacts, options: &ScriptOptions) -> (St
             Service::Nginx => STEP_LIMIT,
         };
         limit += Duration::from_secs(seconds);
+        let label_json = serde_json::Value::from(reload.label.as_str()).to_string();
         line(
             &mut s,
             "plan_reload",
-            &[&reload.label, when, &seconds.to_string()],
+            &[&reload.label, when, &seconds.to_string(), &label_json],
         );
     }
     if plan
@@ -143,8 +190,11 @@ pub fn build(plan: &HostPlan, facts: &HostFacts, options: &ScriptOptions) -> (St
         let paths: Vec<&str> = chunk.iter().map(String::as_str).collect();
         line(&mut s, "plan_manifest", &paths);
     }
-    s.push_str("apply_main\n");
-    (s, limit + Duration::from_secs(30))
+    let body = format!("{PRELUDE}{s}");
+    (
+        Script::new().build(&body, &["apply_main"]),
+        limit + Duration::from_secs(30),
+    )
 }
 
 /// `function 'arg' 'arg'` on a line of its own.

@@ -56,7 +56,11 @@ impl Sandbox {
              LOCK_HOLDER={state}/lock.holder; GENERATION={state}/generation; RUN_DIR={state}/run; APPLY_LOG={state}/apply.log; \
              USERS_FILE={state}/users\n{stubs}\n"
         );
-        script.replacen("\napply_main\n", &format!("\n{overrides}apply_main\n"), 1)
+        script.replacen(
+            "\n'apply_main'\n",
+            &format!("\n{overrides}'apply_main'\n"),
+            1,
+        )
     }
 
     fn run(&self, script: &str) -> (Outcome, String) {
@@ -327,32 +331,25 @@ fn a_held_lock_names_its_holder_and_changes_nothing() {
     // The record names a process that holds the lock: it is named.
     fs::write(
         &record,
-        format!(
-            "ops@laptop (pid 1) since then; server pid {}\n",
-            holder.id()
-        ),
+        format!("-\tops@laptop (pid 1)\tapply\tthen\t{}\n", holder.id()),
     )
     .expect("holder");
     let (named, _) = sandbox.run(&script);
     // A stale record (its process is gone) is never presented as the holder.
-    fs::write(
-        &record,
-        "ops@laptop (pid 1) since then; server pid 999999\n",
-    )
-    .expect("holder");
+    fs::write(&record, "-\tops@laptop (pid 1)\tapply\tthen\t999999\n").expect("holder");
     let (stale, _) = sandbox.run(&script);
     let _ = holder.kill();
     let _ = holder.wait();
     assert_eq!(
         named,
         Outcome::Locked {
-            holder: "ops@laptop (pid 1) since then".into()
+            holder: "ops@laptop (pid 1) (apply since then)".into()
         }
     );
     assert_eq!(
         stale,
         Outcome::Locked {
-            holder: "a process that is not a reconciler apply".into()
+            holder: "a process that is not reconciler's".into()
         }
     );
     assert!(!Path::new(&file).exists());

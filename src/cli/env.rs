@@ -5,9 +5,9 @@ use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use crate::app::{Origin, Trigger};
 use crate::definitions::ServerName;
-use crate::release::envfile;
-use crate::release::{self, Origin, Trigger};
+use crate::env::{self, file as envfile};
 
 use super::release::{Lines, connector, target};
 use super::target::SshArgs;
@@ -77,13 +77,13 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
             let connector = connector(&ssh)?;
             let server = server.map(ServerName::new);
             super::run_until_signal(async {
-                match release::env_pull(&target, server.as_ref(), &connector).await {
+                match env::pull(&target, server.as_ref(), &connector).await {
                     Ok((_, content)) => {
                         std::io::stdout().write_all(&content)?;
                         Ok(ExitCode::SUCCESS)
                     }
                     Err(e) => {
-                        eprintln!("error: {e}");
+                        eprintln!("error: {}", crate::text::visible(&e));
                         Ok(ExitCode::FAILURE)
                     }
                 }
@@ -104,7 +104,7 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
             };
             let lines = Lines::new();
             super::run_until_signal(async {
-                match release::env_push(&target, &content, &origin, &connector, &lines).await {
+                match env::push(&target, &content, &origin, &connector, &lines).await {
                     Ok(()) => {
                         let keys = envfile::parse(&String::from_utf8_lossy(&content)).len();
                         let servers: Vec<String> = target
@@ -116,7 +116,10 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
                         Ok(ExitCode::SUCCESS)
                     }
                     Err(e) => {
-                        eprintln!("error: {e}");
+                        eprintln!("error: {}", crate::text::visible(&crate::error_chain(&e)));
+                        if let Some(hint) = e.hint() {
+                            eprintln!("  hint: {hint}");
+                        }
                         Ok(ExitCode::FAILURE)
                     }
                 }
@@ -135,7 +138,7 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
                 let mut code = ExitCode::SUCCESS;
                 let mut out = std::io::stdout().lock();
                 for (server, _) in &target.servers {
-                    match release::env_pull(&target, Some(&server.name), &connector).await {
+                    match env::pull(&target, Some(&server.name), &connector).await {
                         Ok((_, now)) => {
                             let changes = envfile::diff(&String::from_utf8_lossy(&now), &content);
                             if changes.is_empty() {
@@ -149,7 +152,7 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
                             }
                         }
                         Err(e) => {
-                            eprintln!("{e}");
+                            eprintln!("{}", crate::text::visible(&e));
                             code = ExitCode::FAILURE;
                         }
                     }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use chrono::NaiveDateTime;
 
 use crate::definitions::ServerName;
-use crate::release::logs::{self, Cursor, LogLine};
+use crate::logs::{self, Cursor};
 
 use super::release::{connector, target};
 use super::target::SshArgs;
@@ -30,6 +30,11 @@ pub struct Args {
     /// Keep showing new lines, from every server, until interrupted.
     #[arg(long, short = 'f')]
     follow: bool,
+    /// Print the lines as the servers hold them. Without it, control
+    /// characters (terminal escape codes an app may write) are shown as
+    /// `\u{1b}` and the like, never sent to the terminal.
+    #[arg(long)]
+    raw: bool,
     #[command(flatten)]
     definitions: DefinitionsDir,
     #[command(flatten)]
@@ -58,16 +63,45 @@ fn since(text: &str) -> Result<NaiveDateTime, String> {
     Ok(chrono::Utc::now().naive_utc() - age)
 }
 
-fn print(lines: &[LogLine], since: Option<NaiveDateTime>, width: usize) -> std::io::Result<()> {
-    let mut out = std::io::stdout().lock();
-    for line in lines {
-        if since.is_some_and(|since| line.time.is_none_or(|t| t < since)) {
-            continue;
+/// How lines are printed.
+struct Printing {
+    since: Option<NaiveDateTime>,
+    width: usize,
+    raw: bool,
+}
+
+impl Printing {
+    fn lines(&self, read: &logs::Read) -> std::io::Result<()> {
+        let mut out = std::io::stdout().lock();
+        for line in &read.lines {
+            if self
+                .since
+                .is_some_and(|since| line.time.is_none_or(|t| t < since))
+            {
+                continue;
+            }
+            let source = format!("{} {}", line.server, crate::text::one_line(&line.source));
+            let width = self.width;
+            if self.raw {
+                writeln!(out, "{source:<width$} | {}", line.text)?;
+            } else {
+                writeln!(
+                    out,
+                    "{source:<width$} | {}",
+                    crate::text::visible(&line.text)
+                )?;
+            }
         }
-        let source = format!("{} {}", line.server, line.source);
-        writeln!(out, "{source:<width$} | {}", line.text)?;
+        out.flush()?;
+        for (server, source) in &read.cut {
+            eprintln!(
+                "{server} {}: only the last {} read (a read takes at most that much of a log)",
+                crate::text::one_line(source),
+                crate::release::source::human(logs::LOG_LIMIT)
+            );
+        }
+        Ok(())
     }
-    out.flush()
 }
 
 pub fn run(args: Args) -> Result<ExitCode, Failure> {
@@ -101,13 +135,21 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
         .max()
         .unwrap_or(0)
         + 18;
+    let printing = Printing {
+        since: args.since,
+        width,
+        raw: args.raw,
+    };
     super::run_until_signal(async move {
         let mut cursor = Cursor::default();
-        let (lines, failed) =
-            logs::read(&target, &connector, &mut cursor, args.lines as usize).await;
-        print(&lines, args.since, width)?;
+        let read = logs::read(&target, &connector, &mut cursor, args.lines as usize).await;
+        printing.lines(&read)?;
+        let failed = read.failed;
         for (server, error) in &failed {
-            eprintln!("{server}: cannot read the logs: {error}");
+            eprintln!(
+                "{server}: cannot read the logs: {}",
+                crate::text::visible(error)
+            );
         }
         if !args.follow {
             return Ok(if failed.is_empty() {
@@ -119,12 +161,15 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
         let mut down: Vec<ServerName> = failed.into_iter().map(|(s, _)| s).collect();
         loop {
             tokio::time::sleep(Duration::from_secs(1)).await;
-            let (lines, failed) =
-                logs::read(&target, &connector, &mut cursor, args.lines as usize).await;
-            print(&lines, args.since, width)?;
+            let read = logs::read(&target, &connector, &mut cursor, args.lines as usize).await;
+            printing.lines(&read)?;
+            let failed = read.failed;
             for (server, error) in &failed {
                 if !down.contains(server) {
-                    eprintln!("{server}: lost ({error}); retrying every second");
+                    eprintln!(
+                        "{server}: lost ({}); retrying every second",
+                        crate::text::visible(error)
+                    );
                 }
             }
             for server in &down {

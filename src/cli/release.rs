@@ -6,8 +6,9 @@ use std::process::ExitCode;
 use std::sync::Mutex;
 use std::time::Instant;
 
+use crate::app::{AppTarget, Event, Origin, Progress, Step, Trigger};
 use crate::definitions::ServerName;
-use crate::release::{self, AppTarget, Event, Origin, Progress, Trigger, short};
+use crate::release;
 use crate::transport::RealConnector;
 
 use super::target::SshArgs;
@@ -95,16 +96,20 @@ impl Lines {
 }
 
 impl Progress for Lines {
-    fn step(&self, server: &ServerName, step: &str, event: &Event) {
+    fn step(&self, server: &ServerName, step: Step, event: &Event) {
         let what = match event {
             Event::Started if self.terminal => "…".to_owned(),
             Event::Started => return,
             Event::Done(took) => format!("done in {:.2} s", took.as_secs_f64()),
             Event::Skipped(why) => format!("skipped: {why}"),
-            Event::Failed(output) => format!("FAILED: {}", output.lines().next().unwrap_or("")),
+            Event::Failed(output) => format!(
+                "FAILED: {}",
+                crate::text::visible(output.lines().next().unwrap_or(""))
+            ),
         };
         let at = self.started.elapsed().as_secs_f64();
         let mut out = self.out.lock().unwrap_or_else(|e| e.into_inner());
+        let step = step.to_string();
         let _ = writeln!(out, "[{at:6.2}s] {server:<12} {step:<9} {what}");
     }
 }
@@ -136,15 +141,18 @@ pub(super) fn release_pins(
                 Ok(None) => println!("{app}: revision {revision} is live on every server"),
                 Ok(Some(done)) => println!(
                     "{app}: released revision {revision} ({}) in {:.1} s",
-                    short(&done.sha),
+                    done.sha.short(),
                     done.elapsed.as_secs_f64()
                 ),
                 Err(e) => {
                     failed = true;
                     eprintln!(
                         "error: {app}: cannot release revision {revision}: {}",
-                        crate::error_chain(e.as_ref())
+                        crate::text::visible(&crate::error_chain(&e))
                     );
+                    if let Some(hint) = e.hint() {
+                        eprintln!("  hint: {hint}");
+                    }
                 }
             }
         }
@@ -188,10 +196,16 @@ async fn unlock_first(
     let mut failed = false;
     for (server, result) in release::force_unlock(target, connector).await {
         match result {
-            Ok(Some(holder)) => eprintln!("{server}: broke the release lock of {holder}"),
+            Ok(Some(holder)) => eprintln!(
+                "{server}: broke the release lock of {}",
+                crate::text::visible(&holder)
+            ),
             Ok(None) => {}
             Err(e) => {
-                eprintln!("{server}: cannot break the release lock: {e}");
+                eprintln!(
+                    "{server}: cannot break the release lock: {}",
+                    crate::text::visible(&e)
+                );
                 failed = true;
             }
         }
@@ -212,21 +226,34 @@ fn report(
             let servers: Vec<String> = done.previous.iter().map(|(s, _)| s.to_string()).collect();
             println!(
                 "{app} {} is live on {} ({what} in {:.1} s{})",
-                short(&done.sha),
+                done.sha.short(),
                 servers.join(", "),
                 done.elapsed.as_secs_f64(),
                 match done.pruned {
                     0 => String::new(),
+                    1 => "; 1 old release directory pruned".to_owned(),
                     n => format!("; {n} old release directories pruned"),
                 }
             );
+            for (server, sha, why) in &done.prune_failed {
+                eprintln!(
+                    "warning: {server}: release {} could not be pruned: {}",
+                    sha.short(),
+                    crate::text::visible(why.trim())
+                );
+            }
+            for (server, why) in &done.workers_failed {
+                eprintln!(
+                    "warning: {server}: the workers did not restart: {}",
+                    why.trim()
+                );
+            }
             Ok(ExitCode::SUCCESS)
         }
         Err(e) => {
-            let busy = matches!(e, release::ReleaseError::Busy { .. });
-            eprintln!("error: {e}");
-            if busy {
-                eprintln!("  hint: wait for it, or if its client hangs, pass --force-unlock");
+            eprintln!("error: {}", crate::text::visible(&crate::error_chain(&e)));
+            if let Some(hint) = e.hint() {
+                eprintln!("  hint: {hint}");
             }
             Err(Failure::Reported(ExitCode::FAILURE))
         }
@@ -242,15 +269,29 @@ pub fn run_release(args: ReleaseArgs) -> Result<ExitCode, Failure> {
         .unwrap_or_else(|| target.app.branch.clone());
     let cache = args.cache_dir.clone().unwrap_or_else(default_cache);
     let mirror_path = release::mirror_path(&cache, &target.app);
-    let url = target.app.repo.clone();
     let lines = Lines::new();
-    eprintln!("fetching {url} into {}", mirror_path.display());
-    let started = Instant::now();
-    let (sha, archive) = release::mirrored_archive(&url, &mirror_path, &rev)?;
     eprintln!(
-        "{rev} is {}: archived {} KiB in {:.2} s",
-        short(&sha),
-        archive.len() / 1024,
+        "fetching {} into {}",
+        crate::redact::url(&target.app.repo),
+        mirror_path.display()
+    );
+    let started = Instant::now();
+    let archive = match release::fetch_and_archive(&target, &cache, &rev) {
+        Ok(archive) => archive,
+        Err(e) => {
+            eprintln!("error: {}", crate::text::visible(&crate::error_chain(&e)));
+            if let Some(hint) = e.hint() {
+                eprintln!("  hint: {hint}");
+            }
+            return Err(Failure::Reported(ExitCode::FAILURE));
+        }
+    };
+    eprintln!(
+        "{rev} is {}: {} files, {} unpacked; archived {} in {:.2} s",
+        archive.sha.short(),
+        archive.files,
+        release::source::human(archive.unpacked),
+        release::source::human(archive.size),
         started.elapsed().as_secs_f64()
     );
     let origin = Origin {
@@ -259,7 +300,7 @@ pub fn run_release(args: ReleaseArgs) -> Result<ExitCode, Failure> {
     };
     super::run_until_signal(async {
         unlock_first(&args.common, &target, &connector).await?;
-        let result = release::release(&target, &sha, &archive, &origin, &connector, &lines).await;
+        let result = release::release(&target, &archive, &origin, &connector, &lines).await;
         report(result, &args.app, "released")
     })
 }
@@ -290,7 +331,7 @@ pub fn run_releases(args: ReleasesArgs) -> Result<ExitCode, Failure> {
             let state = match state {
                 Ok(state) => state,
                 Err(e) => {
-                    eprintln!("{server}: {e}");
+                    eprintln!("{server}: {}", crate::text::visible(&e));
                     failed = true;
                     continue;
                 }
@@ -301,13 +342,20 @@ pub fn run_releases(args: ReleasesArgs) -> Result<ExitCode, Failure> {
             }
             let mut present = state.present.clone();
             present.sort_by_key(|(_, time)| std::cmp::Reverse(*time));
+            if let Some(stray) = &state.stray_current {
+                writeln!(
+                    out,
+                    "  current points at {}, which is no release of the app",
+                    crate::text::one_line(stray)
+                )?;
+            }
             for (sha, mtime) in present {
                 let last = state.log.iter().rev().find(|e| e.sha == sha);
-                let live = state.live.as_deref() == Some(sha.as_str());
+                let live = state.live.as_ref() == Some(&sha);
                 let result = match last {
-                    _ if !state.complete.contains(&sha) => "incomplete".to_owned(),
-                    Some(entry) => entry.result.clone(),
-                    None => "complete".to_owned(),
+                    _ if !state.complete.contains(&sha) => "incomplete",
+                    Some(entry) => entry.result.as_str(),
+                    None => "complete",
                 };
                 let time = last.map(|e| e.time.clone()).unwrap_or_else(|| {
                     chrono::DateTime::from_timestamp(mtime, 0)
@@ -317,8 +365,8 @@ pub fn run_releases(args: ReleasesArgs) -> Result<ExitCode, Failure> {
                 writeln!(
                     out,
                     "  {} {:<24} {:<5} {}",
-                    short(&sha),
-                    time,
+                    sha.short(),
+                    crate::text::visible(&time),
                     if live { "live" } else { "" },
                     result
                 )?;

@@ -8,24 +8,6 @@ use super::*;
 use crate::definitions::DefinitionFiles;
 use crate::transport::fake::{FakeConnector, FakeTransport, Reply};
 
-/// What gather.sh prints on a bare Debian server with the PHP stack.
-const BARE: &str = "@facts 1
-@os debian 12
-@init service
-@uid 0
-@php 8.2
-@php-fpm /usr/sbin/php-fpm8.2
-@php-cli /usr/bin/php8.2
-@tool nginx /usr/sbin/nginx
-@tool supervisorctl /usr/bin/supervisorctl
-@tool cron /usr/sbin/cron
-@user root 0 0 /root /bin/bash
-@user www-data 33 33 /var/www /usr/sbin/nologin
-@group root 0
-@group www-data 33
-@end
-";
-
 fn loaded() -> Loaded {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/fleet");
     load(&DefinitionFiles::read_dir(&dir).expect("reads")).expect("the fleet example is valid")
@@ -55,14 +37,12 @@ fn target(loaded: &Loaded, server: &str) -> Target {
 /// A bare server answering an apply with `apply`.
 fn server(name: &str, apply: Reply) -> FakeTransport {
     FakeTransport::new(name)
-        .on("@facts", Reply::stdout(BARE))
-        .on("apply_main", apply)
+        .on("'gather_main'", Reply::stdout(crate::facts::bare_server()))
+        .on("'apply_main'", apply)
 }
 
 fn report(kind: &str, output: &str) -> Reply {
-    use base64::Engine as _;
-    let encoded = base64::engine::general_purpose::STANDARD.encode(output);
-    Reply::stdout(format!("@{kind}\t-\t{encoded}\n"))
+    Reply::stdout(crate::remote::protocol::encode_text(kind, &["-", output]))
 }
 
 #[tokio::test]
@@ -198,12 +178,21 @@ fn two_web_servers() -> Loaded {
 async fn a_host_that_does_not_answer_after_reloading_stops_the_roll() {
     let loaded = two_web_servers();
     let unanswered = {
-        use base64::Engine as _;
-        let encode = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
-        Reply::stdout(format!(
-            "@reloaded\tphp8.2-fpm\t\n@unanswered\tshop.test\t{}\n@done\t-\t\n",
-            encode("GET / answered 502 for 15 s after php-fpm reloaded")
-        ))
+        use crate::remote::protocol::encode_text;
+        Reply::stdout(
+            [
+                encode_text("reloaded", &["php8.2-fpm", ""]),
+                encode_text(
+                    "unanswered",
+                    &[
+                        "shop.test",
+                        "GET / answered 502 for 15 s after php-fpm reloaded",
+                    ],
+                ),
+                encode_text("done", &["-", ""]),
+            ]
+            .concat(),
+        )
     };
     let connector = FakeConnector::default()
         .with(server("web-1", unanswered))

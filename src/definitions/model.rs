@@ -11,7 +11,9 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::names::{AppName, ClusterName, ServerName, WorkerName};
-use super::values::{CronSchedule, HumanDuration, IniValue, Parsed, PhpVersion, Timezone};
+use super::values::{
+    ByteSize, CronSchedule, HumanDuration, IniValue, Parsed, PhpVersion, Timezone,
+};
 
 /// A cluster: the servers an app can run on and the PHP runtime they share.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -263,6 +265,14 @@ pub struct App {
     /// switch; when it fails the release is rolled back.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health_check: Option<HealthCheck>,
+    /// The largest a release may be, unpacked (the commit's tree): a larger
+    /// one is refused before anything is uploaded, naming its largest files.
+    #[serde(default = "App::default_max_release_size")]
+    pub max_release_size: Parsed<ByteSize>,
+    /// The largest one file of a release may be. Archiving holds one file
+    /// in memory at a time, so this also bounds reconciler's memory.
+    #[serde(default = "App::default_max_file_size")]
+    pub max_file_size: Parsed<ByteSize>,
     /// Commands run in the live release after its environment file changes,
     /// such as `php artisan config:cache`.
     #[serde(default)]
@@ -282,6 +292,12 @@ impl App {
     }
     fn default_keep_releases() -> u32 {
         5
+    }
+    fn default_max_release_size() -> Parsed<ByteSize> {
+        Parsed::new("512M")
+    }
+    fn default_max_file_size() -> Parsed<ByteSize> {
+        Parsed::new("64M")
     }
 }
 

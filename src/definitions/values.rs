@@ -219,6 +219,47 @@ impl Syntax for HumanDuration {
     }
 }
 
+/// A size in bytes written as `512M`, `1G`, `64MB`, `100KiB` or a bare
+/// number of bytes; K, M, G and T are powers of 1024.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByteSize(pub u64);
+
+impl Syntax for ByteSize {
+    const NAME: &'static str = "ByteSize";
+    const HINT: Option<&'static str> = Some("such as 512M, 1G or 64MiB");
+
+    fn parse(text: &str) -> Result<Self, String> {
+        let text = text.trim();
+        let digits = text
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len());
+        let (number, unit) = text.split_at(digits);
+        let number: u64 = number
+            .parse()
+            .map_err(|_| "expected a number, then K, M, G or T".to_owned())?;
+        let shift = match unit.trim() {
+            "" | "B" => 0,
+            "K" | "KB" | "KiB" => 10,
+            "M" | "MB" | "MiB" => 20,
+            "G" | "GB" | "GiB" => 30,
+            "T" | "TB" | "TiB" => 40,
+            other => return Err(format!("unknown unit `{other}`")),
+        };
+        number
+            .checked_mul(1u64 << shift)
+            .map(Self)
+            .ok_or_else(|| "too large".to_owned())
+    }
+
+    fn schema() -> Schema {
+        json_schema!({
+            "description": "A size: bytes, or a number with K, M, G or T (powers of 1024), such as 512M or 1G.",
+            "type": ["string", "integer"],
+            "pattern": "^[0-9]+ ?([KMGT](i?B)?|B)?$"
+        })
+    }
+}
+
 /// A cron schedule with a seconds field first, as the `cron` crate reads it:
 /// `sec min hour day-of-month month day-of-week [year]`.
 #[derive(Debug, Clone)]

@@ -2,17 +2,20 @@
 //!
 //! `gather` sends gather.sh with the layout's paths and the paths, users
 //! and apps of this host's desired units in its header, and parses its
-//! line-framed output (`parse`) into `HostFacts`.
+//! records (`parse`) into `HostFacts`.
 
 use std::time::Duration;
 
 use super::{HostFacts, parse, parse::ParseError};
-use crate::layout;
-use crate::shell::quote_all;
+use crate::remote::Script;
 use crate::transport::{Transport, TransportError};
 use crate::units::HostUnits;
 
 const GATHER_SCRIPT: &str = include_str!("gather.sh");
+
+/// reconciler's FastCGI client (its own file, so that it can be linted and
+/// read); the script runs it with `php -r`, which takes no `<?php` line.
+const FASTCGI_CLIENT: &str = include_str!("fastcgi-client.php");
 
 /// How long gathering may take on one host.
 pub const GATHER_LIMIT: Duration = Duration::from_secs(60);
@@ -29,28 +32,20 @@ pub enum GatherError {
 }
 
 /// The script that gathers facts for `units`: the layout's paths and the
-/// arrays it reads, then gather.sh. Every value is quoted (paths and names
-/// are validated too; quoting makes that not matter).
+/// arrays it reads in its header, then gather.sh. Every value is quoted
+/// (paths and names are validated too; quoting makes that not matter).
 pub fn script(units: &HostUnits) -> String {
-    let array = |name: &str, values: Vec<&str>| format!("{name}=({})\n", quote_all(values));
     let sums: Vec<String> = units.files.iter().map(|f| f.sha256()).collect();
-    let mut script = layout::shell_header();
-    script.push_str(&array(
-        "FILES",
-        units.files.iter().map(|f| f.path.as_str()).collect(),
-    ));
-    script.push_str(&array("SUMS", sums.iter().map(String::as_str).collect()));
-    script.push_str(&array(
-        "DIRS",
-        units.directories.iter().map(|d| d.path.as_str()).collect(),
-    ));
-    script.push_str(&array(
-        "APPS",
-        units.users.iter().map(|u| u.name.as_str()).collect(),
-    ));
-    script.push_str(crate::shell::LOCK_HOLDER);
-    script.push_str(GATHER_SCRIPT);
-    script
+    let client = FASTCGI_CLIENT
+        .strip_prefix("<?php\n")
+        .unwrap_or(FASTCGI_CLIENT);
+    Script::new()
+        .array("FILES", units.files.iter().map(|f| f.path.as_str()))
+        .array("SUMS", sums.iter().map(String::as_str))
+        .array("DIRS", units.directories.iter().map(|d| d.path.as_str()))
+        .array("APPS", units.users.iter().map(|u| u.name.as_str()))
+        .var("FASTCGI_CLIENT", client)
+        .build(GATHER_SCRIPT, &["gather_main"])
 }
 
 /// Gathers the facts `units` needs from one host, in one round trip.

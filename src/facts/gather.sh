@@ -1,159 +1,140 @@
 # reconciler's fact gathering: one run per host per plan, read-only.
-# Prepended by reconciler: the layout's paths (STATE, MANIFEST, ...,
-# CONFIG_PATHS), then the arrays FILES (with SUMS, the sha256 each file
-# should have), DIRS and APPS, each value single-quoted.
-# Output is line-framed; see facts/parse.rs. Speed matters (this runs on
-# every plan): no subshell or process per file, and file content is only
-# sent for files whose hash differs from the wanted one.
-set -u
-export LC_ALL=C
-PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
-max_content=1048576  # larger files are compared by hash only
+#
+# The header (src/facts/gather.rs) holds the layout's paths, the arrays
+# FILES (with SUMS, the sha256 each file should have), DIRS and APPS, and
+# FASTCGI_CLIENT (src/facts/fastcgi-client.php). Every fact is a record
+# (src/remote/protocol.rs): an app-made name, a link target or a release
+# directory's name is a field, whatever bytes it holds. Speed matters (this
+# runs on every plan): no process per file, and file content is only sent
+# for files whose hash differs from the wanted one.
 
-echo "@facts 1"
-if [ -r /etc/os-release ]; then
-  . /etc/os-release
-  echo "@os ${ID:-unknown} ${VERSION_ID:-unknown}"
-fi
-if [ -d /run/systemd/system ]; then echo "@init systemd"; else echo "@init service"; fi
-echo "@uid $EUID"
-
-# `command -v` prints the path itself: no subshell to capture it.
-for dir in /etc/php/*/; do
-  [ -d "$dir" ] || continue
-  v=${dir%/}; v=${v##*/}
-  printf '@php %s\n@php-fpm ' "$v"; command -v "php-fpm$v" || echo -
-  printf '@php-cli '; command -v "php$v" || echo -
-done
-# OPcache figures of each running php-fpm (the CLI has a cache of its own),
-# asked of reconciler's status pool over FastCGI by the PHP CLI: no package
-# beyond PHP itself. The client prints the response body, one JSON line.
-fastcgi_client='
-[$sock, $script] = [$argv[1], $argv[2]];
-$s = @stream_socket_client("unix://$sock", $errno, $err, 3);
-if (!$s) { exit(1); }
-stream_set_timeout($s, 5);
-$record = fn($type, $body) => pack("CCnnCx", 1, $type, 1, strlen($body), 0) . $body;
-$params = "";
-foreach (["SCRIPT_FILENAME" => $script, "SCRIPT_NAME" => "/status.php", "REQUEST_METHOD" => "GET",
-    "REQUEST_URI" => "/status.php", "QUERY_STRING" => "", "SERVER_PROTOCOL" => "HTTP/1.1",
-    "GATEWAY_INTERFACE" => "CGI/1.1", "REMOTE_ADDR" => "127.0.0.1", "SERVER_NAME" => "localhost",
-    "SERVER_PORT" => "80", "CONTENT_LENGTH" => "0"] as $k => $v) {
-  $params .= chr(strlen($k)) . chr(strlen($v)) . $k . $v;
-}
-fwrite($s, $record(1, pack("nCxxxxx", 1, 0)) . $record(4, $params) . $record(4, "") . $record(5, ""));
-$out = "";
-while (!feof($s)) {
-  $head = fread($s, 8);
-  if (strlen($head) < 8) break;
-  $h = unpack("Cversion/Ctype/nid/nlength/Cpadding", $head);
-  $body = $h["length"] ? stream_get_contents($s, $h["length"]) : "";
-  if ($h["padding"]) fread($s, $h["padding"]);
-  if ($h["type"] == 6) $out .= $body; elseif ($h["type"] == 3) break;
-}
-$at = strpos($out, "\r\n\r\n");
-echo $at === false ? $out : substr($out, $at + 4), "\n";
-'
-for dir in /etc/php/*/; do
-  [ -d "$dir" ] || continue
-  v=${dir%/}; v=${v##*/}
-  printf -v socket "$FPM_STATUS_SOCKET" "$v"
-  [ -S "$socket" ] && command -v "php$v" >/dev/null || continue
-  status=$(timeout 5 "php$v" -n -r "$fastcgi_client" "$socket" "$OPCACHE_STATUS" 2>/dev/null) &&
-    [[ $status == "{"* ]] && echo "@opcache $v $status"
-done
-
-for tool in nginx supervisorctl cron; do
-  printf '@tool %s ' "$tool"; command -v "$tool" || echo -
-done
-
-# Installed Debian packages, for `provision` and the plan's notes.
-dpkg-query -W -f='${db:Status-Abbrev} ${Package}\n' 2>/dev/null | awk '$1 == "ii" { print "@package " $2 }'
-
-# Every user and group: the parser maps the numeric owners below to names
-# (find's %u would look each one up in /etc/passwd again).
-awk -F: '{ print "@user", $1, $3, $4, $6, ($7 == "" ? "-" : $7) }' /etc/passwd
-awk -F: '{ gsub(",", " ", $4); print "@group", $1, $3, $4 }' /etc/group
-
-# Sudo rights of the apps' users, in one grep (names are validated: they
-# hold no regex syntax).
-if [ ${#APPS[@]} -gt 0 ]; then
-  apps_pattern=$(IFS='|'; echo "${APPS[*]}")
-  grep -hsoE "^[[:space:]]*($apps_pattern)([[:space:],]|\$)" /etc/sudoers /etc/sudoers.d/* |
-    while read -r name _; do echo "@sudoer ${name%,}"; done
-fi
-[ -r "$USERS_FILE" ] && while read -r name; do echo "@created-user $name"; done < "$USERS_FILE"
-
-# The manifest: only paths reconciler could have written. Anything else in
-# it (a planted /root/secret.txt) is neither read nor reported.
-manifest=()
-if [ -r "$MANIFEST" ]; then
-  mapfile -t lines < "$MANIFEST"
-  mapfile -t manifest < <(grep -xE -- "$CONFIG_PATHS" "$MANIFEST" | grep -vF -- ..)
-  ignored=$((${#lines[@]} - ${#manifest[@]}))
-  [ $ignored = 0 ] || echo "@manifest-ignored $ignored"
-  line=$(sha256sum -- "$MANIFEST")
-  echo "@manifest-sha256 ${line%% *}"
-fi
-[ ${#manifest[@]} -gt 0 ] && printf '@manifest %s\n' "${manifest[@]}"
-pending=()
-[ -r "$PENDING" ] && mapfile -t pending < "$PENDING"
-[ ${#pending[@]} -gt 0 ] && printf '@pending %s\n' "${pending[@]}"
-
-# An apply that was killed before it finished, and one running now.
-if [ -r "$JOURNAL" ]; then
-  while read -r kind value; do echo "@journal-$kind $value"; done < "$JOURNAL"
-fi
-generation=
-[ -r "$GENERATION" ] && read -r generation <"$GENERATION"
-[[ $generation =~ ^[0-9]{1,18}$ ]] && echo "@generation $generation"
-if [ -e "$LOCK" ] && exec 8<"$LOCK"; then
-  if ! flock -n -s 8; then
-    echo "@lock $(lock_holder)"
+gather_main() {
+  local max_content=1048576 # larger files are compared by hash only
+  record facts 2
+  if [ -r /etc/os-release ]; then
+    # A subshell: os-release's variables stay out of this script.
+    record os "$(. /etc/os-release && printf '%s %s' "${ID:-unknown}" "${VERSION_ID:-unknown}")"
   fi
-  exec 8<&-
-fi
+  if [ -d /run/systemd/system ]; then record init systemd; else record init service; fi
+  record uid "$EUID"
 
-for app in "${APPS[@]}"; do
-  for release in "$HOME_ROOT/$app/releases/"*/; do
-    [ -d "$release" ] || continue
-    release=${release%/}
-    echo "@release $app ${release##*/}"
+  local dir v fpm cli status socket
+  for dir in /etc/php/*/; do
+    [ -d "$dir" ] || continue
+    v=${dir%/}
+    v=${v##*/}
+    fpm=$(command -v "php-fpm$v") || fpm=
+    cli=$(command -v "php$v") || cli=
+    record php "$v" "$fpm" "$cli"
+    # OPcache figures of the running php-fpm (the CLI has a cache of its
+    # own), asked of reconciler's status pool over FastCGI: one JSON line.
+    printf -v socket "$FPM_STATUS_SOCKET" "$v"
+    [ -S "$socket" ] && [ -n "$cli" ] || continue
+    status=$(timeout 5 "$cli" -n -r "$FASTCGI_CLIENT" "$socket" "$OPCACHE_STATUS" 2>/dev/null) &&
+      [[ $status == "{"* ]] && record opcache "$v" "$status"
   done
-done
 
-# Every path at once: one find for type, owner, mode, size and link
-# target, one sha256sum for the files; content only where the hash is not
-# the wanted one. Missing paths are simply absent.
-declare -A want=()
-for i in "${!FILES[@]}"; do want[${FILES[$i]}]=${SUMS[$i]}; done
-unwanted=()  # managed files no unit wants any more
-for path in "${manifest[@]}"; do
-  [ -z "${want[$path]+set}" ] && unwanted+=("$path")
-done
-currents=()
-for app in "${APPS[@]}"; do currents+=("$HOME_ROOT/$app/current"); done
-paths=("${FILES[@]}" "${unwanted[@]}" "${DIRS[@]}" "${currents[@]}")
-if [ ${#paths[@]} -gt 0 ]; then
-  find "${paths[@]}" -maxdepth 0 -printf '@path\t%y\t%U\t%G\t%m\t%s\t%p\t%l\t%T@\n' 2>/dev/null
-fi
-sums=()
-files=("${FILES[@]}" "${unwanted[@]}")
-if [ ${#files[@]} -gt 0 ]; then
-  mapfile -t sums < <(sha256sum -- "${files[@]}" 2>/dev/null)
-fi
-differ=()
-for line in "${sums[@]}"; do
-  sum=${line%% *}
-  path=${line#*  }
-  echo "@sha256 $sum $path"
-  [ "${want[$path]:-}" != "$sum" ] && differ+=("$path")
-done
-for path in "${differ[@]}"; do
-  [ -r "$path" ] || continue
-  content=
-  IFS= read -r -d '' -N $((max_content + 1)) content < "$path"
-  [ ${#content} -gt $max_content ] && continue
-  printf '@content %d %s\n%s\n' "${#content}" "$path" "$content"
-done
-echo "@end"
+  local tool path
+  for tool in nginx supervisorctl cron; do
+    path=$(command -v "$tool") || path=
+    record tool "$tool" "$path"
+  done
+
+  # Installed Debian packages, for `provision` and the plan's notes: names
+  # hold no spaces.
+  record packages "$(dpkg-query -W -f='${db:Status-Abbrev} ${Package}\n' 2>/dev/null |
+    awk '$1 == "ii" { printf "%s ", $2 }')"
+
+  # Every user and group: numeric owners below map to names through them.
+  local name uid gid home shell members
+  while IFS=: read -r name _ uid gid _ home shell; do
+    record user "$name" "$uid" "$gid" "$home" "$shell"
+  done </etc/passwd
+  while IFS=: read -r name _ gid members; do
+    record group "$name" "$gid" "$members"
+  done </etc/group
+
+  # Sudo rights of the apps' users, in one grep (names are validated: they
+  # hold no regex syntax).
+  if [ ${#APPS[@]} -gt 0 ]; then
+    local pattern
+    pattern=$(IFS='|' && echo "${APPS[*]}")
+    grep -hsoE "^[[:space:]]*($pattern)([[:space:],]|\$)" /etc/sudoers /etc/sudoers.d/* |
+      while read -r name _; do record sudoer "${name%,}"; done
+  fi
+  [ -r "$USERS_FILE" ] && while read -r name; do record created-user "$name"; done <"$USERS_FILE"
+
+  # The manifest: only paths reconciler could have written. Anything else in
+  # it (a planted /root/secret.txt) is neither read nor reported.
+  local manifest=() lines=()
+  if [ -r "$MANIFEST" ]; then
+    mapfile -t lines <"$MANIFEST"
+    mapfile -t manifest < <(grep -xE -- "$CONFIG_PATHS" "$MANIFEST" | grep -vF -- ..)
+    record manifest-ignored $((${#lines[@]} - ${#manifest[@]}))
+    local line
+    line=$(sha256sum -- "$MANIFEST")
+    record manifest-sha256 "${line%% *}"
+  fi
+  record manifest "${manifest[@]}"
+  local pending=()
+  [ -r "$PENDING" ] && mapfile -t pending <"$PENDING"
+  record pending "${pending[@]}"
+
+  # An apply that was killed before it finished, and one running now.
+  local kind value generation=
+  if [ -r "$JOURNAL" ]; then
+    while read -r kind value; do record "journal-$kind" "$value"; done <"$JOURNAL"
+  fi
+  [ -r "$GENERATION" ] && read -r generation <"$GENERATION"
+  [[ $generation =~ ^[0-9]{1,18}$ ]] && record generation "$generation"
+  if [ -e "$LOCK" ] && exec 8<"$LOCK"; then
+    flock -n -s 8 || record lock "$(lock_holder "$LOCK_HOLDER")"
+    exec 8<&-
+  fi
+
+  # Each app's release directories: app-made names, listed without
+  # following a link (find -P), whatever they hold; the plan keeps only
+  # commit ids.
+  local releases=() app
+  for app in "${APPS[@]}"; do releases+=("$HOME_ROOT/$app/releases"); done
+  if [ ${#releases[@]} -gt 0 ]; then
+    find -P "${releases[@]}" -mindepth 1 -maxdepth 1 -type d \
+      -printf '@release\0002\0%h\0%f\0\n' 2>/dev/null >&5
+  fi
+
+  # Every path at once: one find for type, owner, mode, size, link target
+  # and time (starting points are not followed either), one sha256sum for
+  # the files; content only where the hash is not the wanted one. Missing
+  # paths are simply absent.
+  local -A want=()
+  local i
+  for i in "${!FILES[@]}"; do want[${FILES[$i]}]=${SUMS[$i]}; done
+  local unwanted=() # managed files no unit wants any more
+  for path in "${manifest[@]}"; do
+    [ -z "${want[$path]+set}" ] && unwanted+=("$path")
+  done
+  local currents=()
+  for app in "${APPS[@]}"; do currents+=("$HOME_ROOT/$app/current"); done
+  local paths=("${FILES[@]}" "${unwanted[@]}" "${DIRS[@]}" "${currents[@]}")
+  if [ ${#paths[@]} -gt 0 ]; then
+    find -P "${paths[@]}" -maxdepth 0 \
+      -printf '@path\0008\0%y\0%U\0%G\0%m\0%s\0%p\0%l\0%T@\0\n' 2>/dev/null >&5
+  fi
+  local sums=() files=("${FILES[@]}" "${unwanted[@]}") differ=() sum
+  # Config paths (validated, root's places): sha256sum's lines parse.
+  [ ${#files[@]} -gt 0 ] && mapfile -t sums < <(sha256sum -- "${files[@]}" 2>/dev/null)
+  for line in "${sums[@]}"; do
+    sum=${line%% *}
+    path=${line#*  }
+    record sha256 "$sum" "$path"
+    [ "${want[$path]:-}" != "$sum" ] && differ+=("$path")
+  done
+  local size
+  for path in "${differ[@]}"; do
+    [ -f "$path" ] && [ -r "$path" ] || continue
+    size=$(stat -c %s -- "$path") || continue
+    [ "$size" -le $max_content ] || continue
+    record content "$path" "$(head -c $max_content -- "$path" | base64 -w0)"
+  done
+  record end
+}

@@ -279,3 +279,29 @@ impl HostFacts {
 
 #[cfg(test)]
 mod tests;
+
+/// What gather.sh sends for a bare Debian server with the PHP stack, for
+/// the tests of what stands on the facts.
+#[cfg(test)]
+pub(crate) fn bare_server() -> Vec<u8> {
+    use crate::remote::protocol::encode_text;
+    [
+        encode_text("facts", &["2"]),
+        encode_text("os", &["debian 12"]),
+        encode_text("init", &["service"]),
+        encode_text("uid", &["0"]),
+        encode_text("php", &["8.2", "/usr/sbin/php-fpm8.2", "/usr/bin/php8.2"]),
+        encode_text("tool", &["nginx", "/usr/sbin/nginx"]),
+        encode_text("tool", &["supervisorctl", "/usr/bin/supervisorctl"]),
+        encode_text("tool", &["cron", "/usr/sbin/cron"]),
+        encode_text("user", &["root", "0", "0", "/root", "/bin/bash"]),
+        encode_text(
+            "user",
+            &["www-data", "33", "33", "/var/www", "/usr/sbin/nologin"],
+        ),
+        encode_text("group", &["root", "0", ""]),
+        encode_text("group", &["www-data", "33", ""]),
+        encode_text("end", &[]),
+    ]
+    .concat()
+}

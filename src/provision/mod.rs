@@ -8,7 +8,7 @@ use std::time::Duration;
 use futures::StreamExt as _;
 
 use crate::definitions::{Server, ServerName};
-use crate::shell::quote;
+use crate::remote::{Script, protocol};
 use crate::transport::Connector;
 
 const PROVISION_SH: &str = include_str!("provision.sh");
@@ -25,41 +25,26 @@ pub enum Provisioned {
 
 /// The script for `packages`.
 pub fn script(packages: &[String], dry_run: bool) -> String {
-    let mut s = format!("DRY_RUN={}\n", u8::from(dry_run));
-    s.push_str(PROVISION_SH);
-    s.push_str(crate::shell::STEPS);
-    s.push_str("\nprovision_main");
-    for package in packages {
-        s.push(' ');
-        s.push_str(&quote(package));
-    }
-    s.push('\n');
-    s
+    let mut call = vec!["provision_main"];
+    call.extend(packages.iter().map(String::as_str));
+    Script::new()
+        .var("DRY_RUN", u8::from(dry_run).to_string())
+        .build(PROVISION_SH, &call)
 }
 
-fn decode(text: &str) -> String {
-    use base64::Engine as _;
-    base64::engine::general_purpose::STANDARD
-        .decode(text)
-        .map(|b| String::from_utf8_lossy(&b).into_owned())
-        .unwrap_or_default()
-}
-
-/// Reads the script's reports.
+/// Reads the script's records.
 pub fn read(stdout: &[u8], dry_run: bool) -> Result<Provisioned, String> {
-    let text = String::from_utf8_lossy(stdout);
+    let records = protocol::parse(stdout).map_err(|e| format!("the answer is garbled: {e}"))?;
     let mut missing = Vec::new();
     let mut done = false;
-    for line in text.lines() {
-        let mut fields = line.splitn(3, '\t');
-        let (Some(kind), Some(name), value) = (fields.next(), fields.next(), fields.next()) else {
-            continue;
-        };
-        let value = decode(value.unwrap_or_default());
-        match kind {
-            "@failed" => return Err(format!("{name} failed:\n{}", value.trim_end())),
-            "@missing" => missing = value.split_whitespace().map(str::to_owned).collect(),
-            "@done" => done = true,
+    for record in &records {
+        let value = record.text(1);
+        match record.kind.as_str() {
+            "failed" => {
+                return Err(format!("{} failed:\n{}", record.text(0), value.trim_end()));
+            }
+            "missing" => missing = value.split_whitespace().map(str::to_owned).collect(),
+            "done" => done = true,
             _ => {}
         }
     }
@@ -106,33 +91,33 @@ pub async fn provision(
 mod tests {
     use super::*;
 
-    fn line(kind: &str, name: &str, value: &str) -> String {
-        use base64::Engine as _;
-        format!(
-            "@{kind}\t{name}\t{}\n",
-            base64::engine::general_purpose::STANDARD.encode(value)
-        )
+    fn line(kind: &str, name: &str, value: &str) -> Vec<u8> {
+        protocol::encode_text(kind, &[name, value])
     }
 
     #[test]
     fn reports_become_outcomes() {
-        let converged = line("missing", "-", "") + &line("done", "provision", "");
+        let converged = [line("missing", "-", ""), line("done", "provision", "")].concat();
+        assert_eq!(read(&converged, false), Ok(Provisioned::Converged));
+        let missing = [
+            line("missing", "-", "php8.2-intl nginx"),
+            line("done", "provision", ""),
+        ]
+        .concat();
         assert_eq!(
-            read(converged.as_bytes(), false),
-            Ok(Provisioned::Converged)
-        );
-        let missing = line("missing", "-", "php8.2-intl nginx") + &line("done", "provision", "");
-        assert_eq!(
-            read(missing.as_bytes(), true),
+            read(&missing, true),
             Ok(Provisioned::WouldInstall(vec![
                 "php8.2-intl".into(),
                 "nginx".into()
             ]))
         );
-        let failed = line("missing", "-", "x")
-            + &line("failed", "apt-get install", "E: Unable to locate package x");
+        let failed = [
+            line("missing", "-", "x"),
+            line("failed", "apt-get install", "E: Unable to locate package x"),
+        ]
+        .concat();
         assert!(
-            read(failed.as_bytes(), false)
+            read(&failed, false)
                 .unwrap_err()
                 .contains("Unable to locate package x")
         );
@@ -142,11 +127,11 @@ mod tests {
     #[test]
     fn package_names_are_quoted_words() {
         let script = script(&["php8.2-intl".into(), "a'b".into()], true);
-        assert!(script.starts_with("DRY_RUN=1\n"));
+        assert!(script.contains("\nDRY_RUN='1'\n"), "{script}");
         assert!(
             script
                 .trim_end()
-                .ends_with(r"provision_main 'php8.2-intl' 'a'\''b'")
+                .ends_with(r"'provision_main' 'php8.2-intl' 'a'\''b'")
         );
     }
 }

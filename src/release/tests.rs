@@ -1,14 +1,22 @@
-//! Ordering and error paths of a release, against fake servers. What the
+//! Ordering and error paths of a release, against fake servers; and the
+//! release steps run by the local bash where they need no server. What the
 //! steps do on a server is tested on the fleet (tests/fleet_release.rs).
 
 use std::path::Path;
 
 use super::*;
+use crate::app::{APP_SH, Trigger};
+use crate::definitions::Definitions;
+use crate::remote::protocol::encode_text;
 use crate::transport::Output;
 use crate::transport::fake::{FakeConnector, FakeTransport, Reply};
 
 const SHA: &str = "0123456789abcdef0123456789abcdef01234567";
 const OLD: &str = "fedcba9876543210fedcba9876543210fedcba98";
+
+fn sha(text: &str) -> Sha {
+    Sha::parse(text).expect("a sha")
+}
 
 fn shop() -> AppTarget {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/fleet");
@@ -16,26 +24,56 @@ fn shop() -> AppTarget {
     AppTarget::find(&definitions, "shop").expect("shop")
 }
 
-fn line(kind: &str, name: &str, text: &str) -> String {
-    let text = base64::engine::general_purpose::STANDARD.encode(text);
-    format!("@{kind}\t{name}\t{text}\n")
+/// The archive of `SHA`: seven bytes in a file.
+fn archive() -> Archive {
+    let file = tempfile::NamedTempFile::new().expect("tempfile");
+    std::fs::write(file.path(), b"archive").expect("write");
+    Archive {
+        sha: sha(SHA),
+        path: file.into_temp_path(),
+        size: 7,
+        sha256: crate::units::sha256(b"archive"),
+        files: 1,
+        unpacked: 7,
+    }
 }
 
-fn out(stdout: String) -> Output {
+fn line(kind: &str, name: &str, text: &str) -> Vec<u8> {
+    encode_text(kind, &[name, text])
+}
+
+fn record(kind: &str, fields: &[&str]) -> Vec<u8> {
+    encode_text(kind, fields)
+}
+
+fn out(stdout: Vec<u8>) -> Output {
     Output {
         status: Some(0),
-        stdout: stdout.into_bytes(),
+        stdout,
         stderr: Vec::new(),
     }
 }
 
+/// What `app_lock` says of a server where `live` is live and `complete`
+/// are complete, then `held`.
+fn locked(live: &str, complete: &[&str], log: &str) -> Output {
+    let mut state = record("live", &[&format!("releases/{live}")]);
+    for sha in complete {
+        state.extend(record("complete", &[sha]));
+    }
+    if !log.is_empty() {
+        state.extend(record("log", &[log]));
+    }
+    state.extend(line("done", "state", ""));
+    state.extend(record("held", &[]));
+    out(state)
+}
+
 /// A server where `OLD` is live and every step succeeds.
 fn server(name: &str) -> FakeTransport {
-    let state = line("live", "-", OLD) + &line("complete", OLD, "");
     FakeTransport::new(name)
-        .on_every("'release_lock'", out(state + "@held\n"))
+        .on_every("'app_lock'", locked(OLD, &[OLD], ""))
         .on_every("'release_health'", out(line("done", "health", "200")))
-        .on_every("'release_switch'", out(line("done", "switch", "")))
         .on_every("'release_", out(line("done", "step", "")))
 }
 
@@ -46,7 +84,7 @@ fn origin() -> Origin {
     }
 }
 
-/// The steps a server was sent, by their release.sh function.
+/// The steps a server was sent, by their shell function.
 fn calls(connector: &FakeConnector, server: &str) -> Vec<String> {
     connector
         .transport(server)
@@ -64,15 +102,27 @@ fn calls(connector: &FakeConnector, server: &str) -> Vec<String> {
         .collect()
 }
 
+/// The last line of each script a server was sent that calls `function`.
+fn call_lines(connector: &FakeConnector, server: &str, function: &str) -> Vec<String> {
+    connector
+        .transport(server)
+        .expect("server")
+        .sent()
+        .into_iter()
+        .filter_map(|s| s.trim_end().lines().last().map(str::to_owned))
+        .filter(|l| l.starts_with(&format!("'{function}'")))
+        .collect()
+}
+
 #[tokio::test]
 async fn every_server_is_prepared_before_any_switches() {
     let connector = FakeConnector::default()
         .with(server("web-1"))
         .with(server("jobs-1"));
-    let released = release(&shop(), SHA, b"archive", &origin(), &connector, &())
+    let released = release(&shop(), &archive(), &origin(), &connector, &())
         .await
         .expect("released");
-    assert_eq!(released.sha, SHA);
+    assert_eq!(released.sha, sha(SHA));
     for name in ["web-1", "jobs-1"] {
         let calls = calls(&connector, name);
         let first_switch = calls
@@ -83,7 +133,7 @@ async fn every_server_is_prepared_before_any_switches() {
             calls[..first_switch].contains(&"release_complete".to_owned()),
             "{calls:?}"
         );
-        assert_eq!(calls[0], "release_lock");
+        assert_eq!(calls[0], "app_lock");
         assert_eq!(calls.last().map(String::as_str), Some("release_finish"));
     }
     // shop builds (composer and its release_commands) on both servers and
@@ -94,6 +144,9 @@ async fn every_server_is_prepared_before_any_switches() {
     assert!(!calls(&connector, "jobs-1").contains(&"release_health".to_owned()));
     // The archive went to each server once.
     assert_eq!(connector.transport("web-1").unwrap().inputs(), [7]);
+    // The lock says which release it is for.
+    let lock = &connector.transport("web-1").unwrap().sent()[0];
+    assert!(lock.contains("\nREASON='cli of 0123456789ab'\n"), "{lock}");
 }
 
 #[tokio::test]
@@ -107,10 +160,10 @@ async fn a_failed_build_on_one_server_switches_nothing_anywhere() {
                 "$ php artisan migrate --force\nSQLSTATE[HY000]",
             )),
         )
-        .on_every("'release_lock'", out(line("live", "-", OLD) + "@held\n"))
+        .on_every("'app_lock'", locked(OLD, &[], ""))
         .on_every("'release_", out(line("done", "step", "")));
     let connector = FakeConnector::default().with(server("web-1")).with(failing);
-    let error = release(&shop(), SHA, b"archive", &origin(), &connector, &())
+    let error = release(&shop(), &archive(), &origin(), &connector, &())
         .await
         .expect_err("failed");
     let text = error.to_string();
@@ -132,7 +185,7 @@ async fn a_failed_build_on_one_server_switches_nothing_anywhere() {
 #[tokio::test]
 async fn a_failed_health_check_switches_every_server_back() {
     let unhealthy = FakeTransport::new("web-1")
-        .on_every("'release_lock'", out(line("live", "-", OLD) + "@held\n"))
+        .on_every("'app_lock'", locked(OLD, &[OLD], ""))
         .on_every(
             "'release_health'",
             out(line(
@@ -141,27 +194,22 @@ async fn a_failed_health_check_switches_every_server_back() {
                 "GET /up for shop.example.com answered 500",
             )),
         )
-        .on_every("'release_switch'", out(line("done", "switch", "")))
         .on_every("'release_", out(line("done", "step", "")));
     let connector = FakeConnector::default()
         .with(unhealthy)
         .with(server("jobs-1"));
-    let error = release(&shop(), SHA, b"archive", &origin(), &connector, &())
+    let error = release(&shop(), &archive(), &origin(), &connector, &())
         .await
         .expect_err("rolled back");
     assert!(matches!(error, ReleaseError::RolledBack { .. }), "{error}");
-    assert!(error.to_string().contains(short(OLD)), "{error}");
+    let text = error.to_string();
+    assert!(
+        text.contains("every server went back to fedcba987654"),
+        "{text}"
+    );
     for name in ["web-1", "jobs-1"] {
-        let switches: Vec<String> = connector
-            .transport(name)
-            .unwrap()
-            .sent()
-            .into_iter()
-            .filter_map(|s| s.trim_end().lines().last().map(str::to_owned))
-            .filter(|l| l.starts_with("'release_switch'"))
-            .collect();
         assert_eq!(
-            switches,
+            call_lines(&connector, name, "release_switch"),
             [
                 format!("'release_switch' '{SHA}'"),
                 format!("'release_switch' '{OLD}'")
@@ -172,42 +220,107 @@ async fn a_failed_health_check_switches_every_server_back() {
 }
 
 #[tokio::test]
+async fn a_server_that_cannot_switch_back_is_named_never_called_back() {
+    let unhealthy = FakeTransport::new("web-1")
+        .on_every("'app_lock'", locked(OLD, &[OLD], ""))
+        .on_every(
+            "'release_health'",
+            out(line("failed", "health", "GET /up answered 500")),
+        )
+        .on_every("'release_", out(line("done", "step", "")));
+    // jobs-1 switches to the release, then cannot go back.
+    let stuck = server("jobs-1").on(
+        &format!("'release_switch' '{OLD}'"),
+        Reply::stdout(line(
+            "failed",
+            "switch",
+            "mv: cannot move: No space left on device",
+        )),
+    );
+    let connector = FakeConnector::default().with(unhealthy).with(stuck);
+    let error = release(&shop(), &archive(), &origin(), &connector, &())
+        .await
+        .expect_err("rolled back");
+    let text = error.to_string();
+    assert!(!text.contains("every server went back"), "{text}");
+    assert!(
+        text.contains("except jobs-1, which may still serve it"),
+        "{text}"
+    );
+    assert!(text.contains("No space left on device"), "{text}");
+}
+
+#[tokio::test]
 async fn a_busy_app_names_its_holder_and_nothing_runs() {
     let busy = FakeTransport::new("jobs-1").on_every(
-        "'release_lock'",
+        "'app_lock'",
         out(line(
             "busy",
             "shop",
-            "ana@laptop (pid 7)\tcli of 0123456789ab since 2026-11-22T10:00:00Z\t4242",
+            "ana@laptop (pid 7) (cli of 0123456789ab since 2026-11-22T10:00:00Z)",
         )),
     );
     let connector = FakeConnector::default().with(server("web-1")).with(busy);
-    let error = release(&shop(), SHA, b"archive", &origin(), &connector, &())
+    let error = release(&shop(), &archive(), &origin(), &connector, &())
         .await
         .expect_err("busy");
     assert!(error.to_string().contains("ana@laptop (pid 7)"), "{error}");
-    assert_eq!(calls(&connector, "web-1"), ["release_lock"]);
-    assert_eq!(calls(&connector, "jobs-1"), ["release_lock"]);
+    assert_eq!(calls(&connector, "web-1"), ["app_lock"]);
+    assert_eq!(calls(&connector, "jobs-1"), ["app_lock"]);
 }
 
 #[tokio::test]
 async fn a_release_complete_everywhere_is_not_uploaded_again() {
     let complete = |name: &str| {
-        let state = line("live", "-", OLD) + &line("complete", SHA, "");
         FakeTransport::new(name)
-            .on_every("'release_lock'", out(state + "@held\n"))
+            .on_every("'app_lock'", locked(OLD, &[OLD, SHA], ""))
             .on_every("'release_health'", out(line("done", "health", "200")))
             .on_every("'release_", out(line("done", "step", "")))
     };
     let connector = FakeConnector::default()
         .with(complete("web-1"))
         .with(complete("jobs-1"));
-    let released = release(&shop(), SHA, b"archive", &origin(), &connector, &())
+    let released = release(&shop(), &archive(), &origin(), &connector, &())
         .await
         .expect("released");
     assert_eq!(released.reused.len(), 2);
     assert!(connector.transport("web-1").unwrap().inputs().is_empty());
     assert!(!calls(&connector, "jobs-1").contains(&"release_commands".to_owned()));
+}
+
+#[tokio::test]
+async fn the_finish_keeps_what_the_plan_keeps_and_counts_only_checked_prunes() {
+    let pruning = |name: &str| {
+        let mut finished = line("pruned", &"a".repeat(40), "");
+        finished.extend(line(
+            "prune-failed",
+            &"b".repeat(40),
+            "rm: cannot remove: Permission denied",
+        ));
+        finished.extend(line("done", "finish", ""));
+        server(name).on("'release_finish'", Reply::stdout(finished))
+    };
+    let connector = FakeConnector::default()
+        .with(pruning("web-1"))
+        .with(server("jobs-1"));
+    let released = release(&shop(), &archive(), &origin(), &connector, &())
+        .await
+        .expect("released");
+    assert_eq!(released.pruned, 1, "a failed prune is not counted");
+    assert_eq!(released.prune_failed.len(), 1);
+    assert!(released.prune_failed[0].2.contains("Permission denied"));
+    // The release log line is serde's, and the new release and the one
+    // before are kept.
+    let finish = &call_lines(&connector, "web-1", "release_finish")[0];
+    assert!(
+        finish.contains(&format!(r#"'{{"sha":"{SHA}","#)),
+        "{finish}"
+    );
+    assert!(
+        finish.contains(&format!(r#""previous":"{OLD}""#)),
+        "{finish}"
+    );
+    assert!(finish.ends_with(&format!("'{SHA}' '{OLD}'")), "{finish}");
 }
 
 #[tokio::test]
@@ -217,13 +330,9 @@ async fn rollback_goes_to_the_newest_other_release_that_was_live() {
         format!(r#"{{"sha":"{SHA}","time":"t2","trigger":"cli","result":"live","duration_ms":1,"who":"a","previous":"{OLD}"}}"#),
     ]
     .join("\n");
-    let state = line("live", "-", SHA)
-        + &line("complete", SHA, "")
-        + &line("complete", OLD, "")
-        + &line("log", "-", &log);
     let server = |name: &str| {
         FakeTransport::new(name)
-            .on_every("'release_lock'", out(state.clone() + "@held\n"))
+            .on_every("'app_lock'", locked(SHA, &[SHA, OLD], &log))
             .on_every("'release_health'", out(line("done", "health", "200")))
             .on_every("'release_", out(line("done", "step", "")))
     };
@@ -233,11 +342,29 @@ async fn rollback_goes_to_the_newest_other_release_that_was_live() {
     let done = rollback(&shop(), None, &origin(), &connector, &())
         .await
         .expect("rolled back");
-    assert_eq!(done.sha, OLD);
+    assert_eq!(done.sha, sha(OLD));
     let error = rollback(&shop(), Some("abc"), &origin(), &connector, &())
         .await
         .expect_err("unknown");
     assert!(error.to_string().contains("no release `abc`"), "{error}");
+}
+
+#[test]
+fn a_current_link_the_app_pointed_elsewhere_is_no_release() {
+    let forged = format!("/home/other/releases/{SHA}\n@live\0releases/{OLD}");
+    let state = ServerReleases::from_records(
+        &crate::remote::protocol::parse(
+            &[
+                record("live", &[&forged.replace('\0', "")]),
+                record("complete", &[SHA]),
+            ]
+            .concat(),
+        )
+        .expect("records"),
+    );
+    assert_eq!(state.live, None);
+    assert!(state.stray_current.is_some());
+    assert_eq!(state.previous_good(), None);
 }
 
 #[test]
@@ -248,41 +375,30 @@ fn hostile_values_reach_the_script_as_quoted_words() {
         who: "x'; rm -rf / #\"\n".into(),
         trigger: Trigger::Cli,
     };
-    let script = script(
-        &target.app,
-        role,
-        SHA,
-        "t",
-        &origin,
-        &["release_shared", "a'b"],
-    );
-    let header: Vec<&str> = script.lines().take(16).collect();
-    assert!(header.iter().all(|l| l.contains("='")), "{header:#?}");
+    let mut session = crate::app::Session::new(&target.app, RELEASE_SH, &origin, &());
+    session.set("SHA", SHA);
+    let script = session.script(role, &["release_shared", "a'b"]);
     assert!(
-        script.contains(r#"WHO_JSON='x'\''; rm -rf / #\"\n'"#),
+        script.contains("\nWHO='x'\\''; rm -rf / #\" '\n"),
         "{script}"
     );
     assert!(script.trim_end().ends_with(r"'release_shared' 'a'\''b'"));
 }
 
-/// Runs release.sh's `call` with the local bash as this user, the app's
+/// Runs `call` of release.sh with the local bash as this user, the app's
 /// home in `home` (no setpriv, no lock: what is left is the step itself).
 fn run_locally(home: &Path, call: &[&str]) -> std::process::Output {
-    let mut script = String::new();
-    for (name, value) in [
-        ("APP", "shop".to_owned()),
-        ("HOME_DIR", home.display().to_string()),
-        ("APP_PATH", "/usr/bin:/bin".to_owned()),
-        ("RELEASES", home.join("releases").display().to_string()),
-        ("SHARED", home.join("shared").display().to_string()),
-        ("SHA", SHA.to_owned()),
-    ] {
-        script.push_str(&format!("{name}={}\n", quote(&value)));
-    }
-    script.push_str(RELEASE_SH);
-    script.push_str(crate::shell::STEPS);
-    script.push_str("\nAS_APP=(env)\ncheck_lock() { :; }\n");
-    script.push_str(&call.iter().map(|a| quote(a)).collect::<Vec<_>>().join(" "));
+    let body = format!(
+        "{APP_SH}\n{RELEASE_SH}\napp_argv() {{ APP_ARGV=(env); }}\ncheck_lock() {{ :; }}\n"
+    );
+    let script = crate::remote::Script::new()
+        .var("APP", "shop")
+        .var("HOME_DIR", home.display().to_string())
+        .var("APP_PATH", "/usr/bin:/bin")
+        .var("RELEASES", home.join("releases").display().to_string())
+        .var("SHARED", home.join("shared").display().to_string())
+        .var("SHA", SHA)
+        .build(&body, call);
     std::process::Command::new("bash")
         .arg("-c")
         .arg(script)
@@ -312,9 +428,11 @@ fn a_release_seeds_a_shared_directory_that_exists_without_replacing_anything() {
     write("shared/storage/app/public/logo.svg", "uploaded by a user");
 
     let out = run_locally(home.path(), &["release_shared", "storage", ".env"]);
+    let records = crate::remote::protocol::parse(&out.stdout).expect("records");
     assert!(
-        String::from_utf8_lossy(&out.stdout).contains("@done\tshared"),
-        "{out:?}"
+        crate::remote::first(&records, "done").is_some(),
+        "{records:?} {}",
+        String::from_utf8_lossy(&out.stderr)
     );
     let read = |path: &str| std::fs::read_to_string(home.path().join(path)).expect(path);
     assert_eq!(read("shared/storage/logs/php-error.log"), "kept");

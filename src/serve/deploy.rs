@@ -18,8 +18,9 @@ use axum::response::{IntoResponse, Json, Response};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::app::{AppTarget, Origin, Trigger};
 use crate::definitions::Definitions;
-use crate::release::{self, AppTarget, Origin, Trigger};
+use crate::release;
 use crate::transport::Connector;
 
 use super::error;
@@ -247,25 +248,30 @@ pub async fn deploy(
         deployer: Arc::clone(&deployer),
         app: request.app.clone(),
     };
-    let mirror = release::mirror_path(&deployer.cache, &target.app);
-    let (url, rev) = (target.app.repo.clone(), request.revision.clone());
+    let (source, cache, rev) = (
+        target.clone(),
+        deployer.cache.clone(),
+        request.revision.clone(),
+    );
     let archived =
-        tokio::task::spawn_blocking(move || release::mirrored_archive(&url, &mirror, &rev)).await;
-    let (sha, archive) = match archived {
-        Ok(Ok(found)) => found,
+        tokio::task::spawn_blocking(move || release::fetch_and_archive(&source, &cache, &rev))
+            .await;
+    let archive = match archived {
+        Ok(Ok(archive)) => archive,
         Ok(Err(e)) => {
             return error(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 &format!(
-                    "cannot find revision `{}`: {}",
+                    "cannot release revision `{}`: {}",
                     request.revision,
-                    crate::error_chain(e.as_ref())
+                    crate::error_chain(&e)
                 ),
             );
         }
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
     };
-    let id = format!("{:016x}", fastrand::u64(..));
+    let sha = archive.sha.to_string();
+    let id = crate::secret::hex(8);
     let job = Job {
         id: id.clone(),
         app: request.app.clone(),
@@ -301,7 +307,6 @@ pub async fn deploy(
         };
         let result = release::release(
             &target,
-            &sha,
             &archive,
             &origin,
             task_deployer.connector.as_ref(),

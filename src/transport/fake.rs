@@ -156,32 +156,36 @@ impl Transport for FakeTransport {
     async fn run_with(
         &self,
         script: &str,
-        input: &[u8],
+        input: super::Input<'_>,
         _limit: Duration,
     ) -> Result<Output, TransportError> {
-        if !input.is_empty() {
+        let size = match input {
+            super::Input::None => 0,
+            super::Input::Bytes(bytes) => bytes.len(),
+            super::Input::File(path) => std::fs::metadata(path)
+                .map(|m| usize::try_from(m.len()).unwrap_or(usize::MAX))
+                .map_err(|e| TransportError::other(format!("cannot read the input: {e}")))?,
+        };
+        if size > 0 {
             self.inputs
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .push(input.len());
+                .push(size);
         }
         self.answer(script).await
     }
 
-    /// Holds when the reply prints `@held`; what follows that line is what
+    /// Holds when the reply has a `held` record; what follows it is what
     /// the release returns.
     async fn hold(&self, script: &str, _limit: Duration) -> Result<Holding, TransportError> {
         let output = self.answer(script).await?;
-        let marker = b"@held\n";
-        match output
-            .stdout
-            .windows(marker.len())
-            .position(|w| w == marker)
-        {
-            Some(at) => Ok(Holding::Held {
-                stdout: output.stdout[..at].to_vec(),
+        let held = crate::remote::protocol::find(&output.stdout, "held")
+            .map_err(|e| TransportError::other(e.to_string()))?;
+        match held {
+            Some(record) => Ok(Holding::Held {
+                stdout: output.stdout[..record.start].to_vec(),
                 guard: Box::new(FakeHeld(Output {
-                    stdout: output.stdout[at + marker.len()..].to_vec(),
+                    stdout: output.stdout[record.end..].to_vec(),
                     ..output
                 })),
             }),

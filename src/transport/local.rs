@@ -87,7 +87,7 @@ impl Transport for LocalTransport {
     async fn run_with(
         &self,
         script: &str,
-        input: &[u8],
+        input: super::Input<'_>,
         limit: Duration,
     ) -> Result<Output, TransportError> {
         let mut child = self.spawn()?;

@@ -26,6 +26,23 @@ mod ssh;
 pub use local::LocalTransport;
 pub use ssh::SshTransport;
 
+/// What a script reads on its file descriptor 3, in the same round trip
+/// as the script: nothing, bytes, or a file streamed from disk (a release
+/// archive is never held whole in memory).
+#[derive(Debug, Clone, Copy)]
+pub enum Input<'a> {
+    None,
+    Bytes(&'a [u8]),
+    File(&'a std::path::Path),
+}
+
+/// The most a script may print on stdout (its records) before reading it
+/// stops with an error: whatever a server sends, reconciler never holds
+/// more. Scripts bound what they send far below it.
+pub const MAX_STDOUT: usize = 256 * 1024 * 1024;
+/// The same for stderr, which carries commands' own output.
+pub const MAX_STDERR: usize = 16 * 1024 * 1024;
+
 /// What a script printed and how it ended.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Output {
@@ -190,19 +207,21 @@ pub trait Transport: Send + Sync + fmt::Debug {
     /// is not root) and returns its output, whatever its exit status. Gives
     /// up after `limit`, returning what the script printed so far.
     async fn run(&self, script: &str, limit: Duration) -> Result<Output, TransportError> {
-        self.run_with(script, &[], limit).await
+        self.run_with(script, Input::None, limit).await
     }
 
     /// Like `run`, with `input` for the script to read on its file
-    /// descriptor 3 (an upload, in the same round trip).
+    /// descriptor 3 (an upload, in the same round trip). Output past
+    /// `MAX_STDOUT` or `MAX_STDERR` is an error.
     async fn run_with(
         &self,
         script: &str,
-        input: &[u8],
+        input: Input<'_>,
         limit: Duration,
     ) -> Result<Output, TransportError>;
 
-    /// Starts `script` and returns once it prints a line `@held`: it then
+    /// Starts `script` and returns once it writes a `held` record
+    /// (`remote::protocol`): it then
     /// holds something (a lock) until it reads the end of its file
     /// descriptor 3, which comes when the `Held` is released or dropped,
     /// or when this process or its connection dies. `limit` bounds the
@@ -212,7 +231,7 @@ pub trait Transport: Send + Sync + fmt::Debug {
 
 /// What a script started by `Transport::hold` did.
 pub enum Holding {
-    /// It printed `stdout`, then `@held`, and waits.
+    /// It printed `stdout` (records), then its `held` record, and waits.
     Held {
         stdout: Vec<u8>,
         guard: Box<dyn Held>,
@@ -225,7 +244,7 @@ pub enum Holding {
 #[async_trait]
 pub trait Held: Send + Sync {
     /// Lets the script go on (its fd 3 ends) and waits, at most `limit`,
-    /// for it to end; returns what it printed after `@held`.
+    /// for it to end; returns what it printed after its `held` record.
     async fn release(self: Box<Self>, limit: Duration) -> Result<Output, TransportError>;
 }
 

@@ -70,7 +70,7 @@ pub(super) async fn exchange(
     mut stdout_pipe: Option<impl tokio::io::AsyncRead + Unpin>,
     mut stderr_pipe: Option<impl tokio::io::AsyncRead + Unpin>,
     script: &str,
-    input: &[u8],
+    input: super::Input<'_>,
     limit: std::time::Duration,
 ) -> Result<Exchanged, super::TransportError> {
     use tokio::io::AsyncWriteExt as _;
@@ -82,7 +82,14 @@ pub(super) async fn exchange(
             match stdin {
                 Some(mut stdin) => {
                     stdin.write_all(&sent).await?;
-                    stdin.write_all(input).await?;
+                    match input {
+                        super::Input::None => {}
+                        super::Input::Bytes(bytes) => stdin.write_all(bytes).await?,
+                        super::Input::File(path) => {
+                            let mut file = tokio::fs::File::open(path).await?;
+                            tokio::io::copy(&mut file, &mut stdin).await?;
+                        }
+                    }
                     stdin.shutdown().await
                 }
                 None => Ok(()),
@@ -90,8 +97,8 @@ pub(super) async fn exchange(
         };
         let (written, out, err) = tokio::join!(
             write,
-            read_all(stdout_pipe.as_mut(), &mut stdout),
-            read_all(stderr_pipe.as_mut(), &mut stderr)
+            read_all(stdout_pipe.as_mut(), &mut stdout, super::MAX_STDOUT),
+            read_all(stderr_pipe.as_mut(), &mut stderr, super::MAX_STDERR)
         );
         (written, out.and(err))
     };
@@ -113,37 +120,46 @@ pub(super) async fn exchange(
     }
 }
 
-/// The line a held script prints once it holds what it holds.
-pub(super) const HELD_MARKER: &[u8] = b"@held\n";
-
 /// A script started by `hold`: it printed `HELD_MARKER`, or it ended.
 pub(super) enum Started {
-    /// What it printed before the marker; it now waits for fd 3 to end.
+    /// What it printed before its `held` record; it now waits for fd 3 to
+    /// end.
     Held(Vec<u8>),
     /// It ended without the marker: all it printed.
     Ended(Vec<u8>),
 }
 
 /// Sends `script` (keeping stdin, the script's fd 3, open) and reads its
-/// output up to `HELD_MARKER` or its end, for at most `limit`.
+/// records up to its `held` record or its end, for at most `limit`. The
+/// record is found by reading records, so that no field can pass for it.
 pub(super) async fn start_holding(
     stdin: &mut (impl tokio::io::AsyncWrite + Unpin),
     stdout: &mut (impl tokio::io::AsyncBufRead + Unpin),
     script: &str,
     limit: std::time::Duration,
 ) -> Result<Started, super::TransportError> {
-    use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _};
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     let mut printed = Vec::new();
     let start = async {
         stdin.write_all(&send(script)).await?;
         stdin.flush().await?;
+        let mut chunk = [0u8; 8192];
         loop {
-            let from = printed.len();
-            if stdout.read_until(b'\n', &mut printed).await? == 0 {
+            let n = stdout.read(&mut chunk).await?;
+            if n == 0 {
                 return Ok::<_, std::io::Error>(Started::Ended(std::mem::take(&mut printed)));
             }
-            if printed[from..] == *HELD_MARKER {
-                printed.truncate(from);
+            printed.extend_from_slice(&chunk[..n]);
+            if printed.len() > super::MAX_STDOUT {
+                return Err(std::io::Error::other(
+                    "the script printed too much before holding",
+                ));
+            }
+            let held = crate::remote::protocol::find(&printed, "held")
+                .map_err(|e| std::io::Error::other(e.to_string()))?;
+            if let Some(record) = held {
+                // What follows the record is read when the script ends.
+                printed.truncate(record.start);
                 return Ok(Started::Held(std::mem::take(&mut printed)));
             }
         }
@@ -173,8 +189,8 @@ pub(super) async fn finish_reading(
     let (mut out, mut err) = (Vec::new(), Vec::new());
     let both = async {
         let (a, b) = tokio::join!(
-            read_all(Some(stdout), &mut out),
-            read_all(Some(stderr), &mut err)
+            read_all(Some(stdout), &mut out, super::MAX_STDOUT),
+            read_all(Some(stderr), &mut err, super::MAX_STDERR)
         );
         a.and(b)
     };
@@ -195,14 +211,23 @@ pub(super) async fn finish_reading(
 }
 
 /// Reads `stream` to its end into `into`, which keeps what arrived even
-/// when the caller gives up half-way (a script that timed out).
+/// when the caller gives up half-way (a script that timed out); more than
+/// `max` bytes is an error, and no more is read.
 async fn read_all<R: tokio::io::AsyncRead + Unpin>(
     stream: Option<&mut R>,
     into: &mut Vec<u8>,
+    max: usize,
 ) -> std::io::Result<()> {
     use tokio::io::AsyncReadExt as _;
     if let Some(stream) = stream {
-        stream.read_to_end(into).await?;
+        let limit = u64::try_from(max).unwrap_or(u64::MAX).saturating_add(1);
+        stream.take(limit).read_to_end(into).await?;
+        if into.len() > max {
+            return Err(std::io::Error::other(format!(
+                "the script printed more than {} MiB",
+                max / (1024 * 1024)
+            )));
+        }
     }
     Ok(())
 }

@@ -215,14 +215,14 @@ impl Watch {
         else {
             return;
         };
-        let targets = crate::release::AppTarget::pinned(&definitions, &[]);
+        let targets = crate::app::AppTarget::pinned(&definitions, &[]);
         if targets.is_empty() {
             return;
         }
         let connector = Arc::clone(&self.connector);
-        let origin = crate::release::Origin {
+        let origin = crate::app::Origin {
             who: self.options.holder.clone(),
-            trigger: crate::release::Trigger::Definitions,
+            trigger: crate::app::Trigger::Definitions,
         };
         tokio::spawn(async move {
             for target in targets {
@@ -242,7 +242,7 @@ impl Watch {
                         tracing::info!(%app, %revision, sha = %done.sha, took_ms = done.elapsed.as_millis() as u64, "released the pinned revision")
                     }
                     Err(error) => {
-                        tracing::warn!(%app, %revision, error = %crate::error_chain(error.as_ref()), "cannot release the pinned revision")
+                        tracing::warn!(%app, %revision, error = %crate::error_chain(&error), "cannot release the pinned revision")
                     }
                 }
             }

@@ -11,17 +11,10 @@ use crate::definitions::DefinitionFiles;
 use crate::transport::Output;
 use crate::transport::fake::{FakeConnector, FakeTransport};
 
-/// What gather.sh prints on a bare Debian server with the PHP stack.
-const BARE: &str = "@facts 1\n@os debian 12\n@init service\n@uid 0\n@php 8.2\n\
-@php-fpm /usr/sbin/php-fpm8.2\n@php-cli /usr/bin/php8.2\n@tool nginx /usr/sbin/nginx\n\
-@tool supervisorctl /usr/bin/supervisorctl\n@tool cron /usr/sbin/cron\n\
-@user root 0 0 /root /bin/bash\n@user www-data 33 33 /var/www /usr/sbin/nologin\n\
-@group root 0\n@group www-data 33\n@end\n";
-
-fn ok(stdout: &str) -> Output {
+fn ok(stdout: Vec<u8>) -> Output {
     Output {
         status: Some(0),
-        stdout: stdout.as_bytes().to_vec(),
+        stdout,
         stderr: Vec::new(),
     }
 }
@@ -29,8 +22,11 @@ fn ok(stdout: &str) -> Output {
 /// A server that answers every gather and every apply.
 fn server(name: &str) -> FakeTransport {
     FakeTransport::new(name)
-        .on_every("@facts", ok(BARE))
-        .on_every("apply_main", ok("@done\t-\t\n"))
+        .on_every("'gather_main'", ok(crate::facts::bare_server()))
+        .on_every(
+            "'apply_main'",
+            ok(crate::remote::protocol::encode_text("done", &["-", ""])),
+        )
 }
 
 fn cluster(windows: &str) -> String {
@@ -141,7 +137,12 @@ fn applies(connector: &FakeConnector, server: &str) -> usize {
 fn gathers(connector: &FakeConnector, server: &str) -> usize {
     connector
         .transport(server)
-        .map(|t| t.sent().iter().filter(|s| s.contains("@facts")).count())
+        .map(|t| {
+            t.sent()
+                .iter()
+                .filter(|s| s.contains("'gather_main'"))
+                .count()
+        })
         .unwrap_or(0)
 }
 

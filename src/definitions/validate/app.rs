@@ -115,6 +115,15 @@ pub(super) fn check_app(at: &mut At, app: &App) {
             at.command(&format!("{field}[{i}]"), command);
         }
     }
+    for (field, size) in [
+        ("max_release_size", &app.max_release_size),
+        ("max_file_size", &app.max_file_size),
+    ] {
+        at.parsed(field, size, "size");
+        if size.get().is_some_and(|s| s.0 == 0) {
+            at.error(field, format!("`{field}` must be more than 0"));
+        }
+    }
     if app.keep_releases == 0 {
         at.error(
             "keep_releases",

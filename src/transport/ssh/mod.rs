@@ -290,7 +290,7 @@ impl Transport for SshTransport {
     async fn run_with(
         &self,
         script: &str,
-        input: &[u8],
+        input: super::Input<'_>,
         limit: Duration,
     ) -> Result<Output, TransportError> {
         let started = Instant::now();

@@ -3,22 +3,18 @@
 
 use std::collections::BTreeMap;
 
-/// The `KEY=value` assignments of a dotenv file (`export KEY=...` too);
-/// comments, blank lines and lines that are not assignments are left out.
-/// A key assigned twice keeps its last value, as dotenv readers do.
+/// The `KEY=value` assignments of a dotenv file, as dotenv readers see
+/// them (`dotenvy`, the format Laravel's phpdotenv shares): quotes and
+/// escapes are read, so `KEY="a"` and `KEY=a` are the same value; `export`
+/// is allowed; comments, blank lines and lines that are not assignments
+/// are left out. A key assigned twice keeps its last value.
 pub fn parse(text: &str) -> BTreeMap<String, String> {
+    // Line by line: a line dotenvy cannot read is left out, not the rest.
     text.lines()
         .filter_map(|line| {
-            let line = line.trim_start();
-            let line = line.strip_prefix("export ").unwrap_or(line);
-            let (key, value) = line.split_once('=')?;
-            let key = key.trim();
-            let valid = !key.is_empty()
-                && !key.starts_with('#')
-                && key
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.');
-            valid.then(|| (key.to_owned(), value.trim().to_owned()))
+            dotenvy::from_read_iter(line.as_bytes())
+                .next()
+                .and_then(Result::ok)
         })
         .collect()
 }
@@ -77,6 +73,17 @@ mod tests {
             ]
         );
         assert!(diff(new, new).is_empty());
+    }
+
+    #[test]
+    fn a_value_written_another_way_is_not_a_change() {
+        let old = "APP_NAME=\"My Shop\"\nDEBUG=false\nURL='https://x'\n";
+        let new = "APP_NAME='My Shop'\nDEBUG=\"false\"\nURL=https://x\n";
+        assert!(diff(old, new).is_empty(), "{:?}", diff(old, new));
+        assert_eq!(
+            diff(old, "APP_NAME=\"My Shop \"\nDEBUG=false\nURL=https://x\n"),
+            [(KeyChange::Changed, "APP_NAME".to_owned())]
+        );
     }
 
     #[test]

@@ -8,13 +8,14 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use base64::Engine as _;
 use chrono::NaiveDateTime;
 use futures::future::join_all;
 
-use super::{AppTarget, lockless};
+use crate::app::{AppTarget, Lockless, lockless};
 use crate::definitions::ServerName;
 use crate::transport::Connector;
+
+const LOGS_SH: &str = include_str!("logs.sh");
 
 /// One line of one log on one server.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,87 +64,85 @@ pub struct Cursor {
     last: BTreeMap<(ServerName, String), NaiveDateTime>,
 }
 
+/// The most of one log one read takes from a server, in bytes: a line
+/// count is a byte bound too.
+pub const LOG_LIMIT: u64 = 1024 * 1024;
+
+/// What one read of every server's logs found.
+#[derive(Debug, Clone, Default)]
+pub struct Read {
+    /// The lines, merged by time.
+    pub lines: Vec<LogLine>,
+    /// Servers that could not be read, with why.
+    pub failed: Vec<(ServerName, String)>,
+    /// Logs of which `LOG_LIMIT` cut the read short: `(server, log)`.
+    pub cut: Vec<(ServerName, String)>,
+}
+
 /// Reads what is new in the app's logs on every server of `target` (at
-/// first, the last `lines` lines of each): the lines, and per server that
-/// could not be read, why.
+/// first, the last `lines` lines of each).
 pub async fn read(
     target: &AppTarget,
     connector: &dyn Connector,
     cursor: &mut Cursor,
     lines: usize,
-) -> (Vec<LogLine>, Vec<(ServerName, String)>) {
+) -> Read {
     let lines = lines.to_string();
+    let vars = [("LOG_LIMIT", LOG_LIMIT.to_string())];
     let answers = join_all(target.servers.iter().map(|(server, role)| {
         let mut call = vec!["logs_read".to_owned(), lines.clone()];
         if let Some(offsets) = cursor.offsets.get(&server.name) {
             call.extend(offsets.iter().map(|(path, at)| format!("{path}={at}")));
         }
+        let vars = &vars;
         async move {
             let call: Vec<&str> = call.iter().map(String::as_str).collect();
-            let answer = lockless(
-                target,
-                (server, role),
-                &call,
-                Duration::from_secs(30),
-                connector,
-            )
-            .await
-            .map(|output| output.stdout);
+            let work = Lockless {
+                body: LOGS_SH,
+                vars,
+                call: &call,
+                limit: Duration::from_secs(30),
+            };
+            let answer = lockless(target, (server, role), &work, connector).await;
             (server.name.clone(), answer)
         }
     }))
     .await;
-    let mut found = Vec::new();
-    let mut failed = Vec::new();
+    let mut read = Read::default();
     for (server, answer) in answers {
-        let stdout = match answer {
-            Ok(stdout) => stdout,
+        let records = match answer {
+            Ok(records) => records,
             Err(e) => {
-                failed.push((server, e));
+                read.failed.push((server, e));
                 continue;
             }
         };
-        let text = String::from_utf8_lossy(&stdout);
-        if !text.lines().any(|l| l.starts_with("@done\tlogs\t")) {
-            failed.push((server, "the logs could not be read".to_owned()));
-            continue;
-        }
         let offsets = cursor.offsets.entry(server.clone()).or_default();
-        for line in text.lines() {
-            let mut fields = line.splitn(3, '\t');
-            let (Some(kind), Some(path), Some(value)) =
-                (fields.next(), fields.next(), fields.next())
-            else {
-                continue;
-            };
-            let source = path.rsplit('/').next().unwrap_or(path).to_owned();
-            match kind {
-                "@size" => {
-                    offsets.insert(path.to_owned(), value.parse().unwrap_or(0));
+        for record in records.iter().filter(|r| r.kind == "chunk") {
+            let path = record.text(0).into_owned();
+            let source = path.rsplit('/').next().unwrap_or(&path).to_owned();
+            offsets.insert(path.clone(), record.text(2).parse().unwrap_or(0));
+            if record.text(3) == "1" {
+                read.cut.push((server.clone(), source.clone()));
+            }
+            let bytes = record.base64(1).unwrap_or_default();
+            let key = (server.clone(), source.clone());
+            for text in String::from_utf8_lossy(&bytes).lines() {
+                let time = timestamp(text).or_else(|| cursor.last.get(&key).copied());
+                if let Some(time) = time {
+                    cursor.last.insert(key.clone(), time);
                 }
-                "@chunk" => {
-                    let bytes = base64::engine::general_purpose::STANDARD
-                        .decode(value)
-                        .unwrap_or_default();
-                    let key = (server.clone(), source.clone());
-                    for text in String::from_utf8_lossy(&bytes).lines() {
-                        let time = timestamp(text).or_else(|| cursor.last.get(&key).copied());
-                        if let Some(time) = time {
-                            cursor.last.insert(key.clone(), time);
-                        }
-                        found.push(LogLine {
-                            server: server.clone(),
-                            source: source.clone(),
-                            time,
-                            text: text.to_owned(),
-                        });
-                    }
-                }
-                _ => {}
+                read.lines.push(LogLine {
+                    server: server.clone(),
+                    source: source.clone(),
+                    time,
+                    text: text.to_owned(),
+                });
             }
         }
     }
-    (merge(found), failed)
+    read.lines = merge(read.lines);
+    read
 }
 
 #[cfg(test)]

@@ -1,0 +1,222 @@
+//! An app's servers, and the scripts reconciler runs there for the app.
+//!
+//! `AppTarget` is where an app runs: each server with its roles. A
+//! `Session` runs the app's scripts on those servers (`app.sh`, with the
+//! caller's own shell file: `release.sh`, `env.sh` or `logs.sh`), one round
+//! trip per step and server so that progress shows. Releases, rollbacks and
+//! `env push` hold the app lock on every server (`Session::lock_all`), so
+//! they never interleave; what only reads runs without it (`lockless`).
+//!
+//! Nothing here decides what a release does: `release/` plans, this runs.
+
+mod session;
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::definitions::{App, AppServer, Definitions, Server, ServerName};
+use crate::transport::TransportError;
+
+pub use session::{
+    APP_SH, Host, Locked, Lockless, Session, connect_all, lockless, on_every_server, unlock_all,
+    worker_limit,
+};
+
+/// Seconds each build, deploy or env command may take.
+pub const COMMAND_LIMIT: u64 = 600;
+
+/// Where an app runs: each server with its roles.
+#[derive(Debug, Clone)]
+pub struct AppTarget {
+    pub app: App,
+    pub servers: Vec<(Server, AppServer)>,
+}
+
+impl AppTarget {
+    /// The app and its servers from the definitions.
+    pub fn find(definitions: &Definitions, app: &str) -> Result<Self, AppError> {
+        let found = definitions
+            .apps
+            .iter()
+            .find(|a| a.name.as_str() == app)
+            .ok_or_else(|| AppError::UnknownApp(app.to_owned()))?;
+        let cluster = definitions
+            .clusters
+            .iter()
+            .find(|c| c.name == found.cluster)
+            .ok_or_else(|| AppError::UnknownApp(app.to_owned()))?;
+        let servers = found
+            .servers
+            .iter()
+            .filter_map(|role| {
+                cluster
+                    .servers
+                    .iter()
+                    .find(|s| s.name == role.name)
+                    .map(|s| (s.clone(), role.clone()))
+            })
+            .collect();
+        Ok(Self {
+            app: found.clone(),
+            servers,
+        })
+    }
+
+    /// Every app of `definitions` that pins a `revision:`, or of `only`
+    /// when it names some.
+    pub fn pinned(definitions: &Definitions, only: &[String]) -> Vec<Self> {
+        definitions
+            .apps
+            .iter()
+            .filter(|a| a.revision.is_some())
+            .filter(|a| only.is_empty() || only.iter().any(|o| o == a.name.as_str()))
+            .filter_map(|a| Self::find(definitions, a.name.as_str()).ok())
+            .collect()
+    }
+}
+
+/// What started a release, for the app lock and the release log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Trigger {
+    /// `reconciler release`.
+    Cli,
+    /// The deploy webhook.
+    Webhook,
+    /// An app's `revision:` in the definitions.
+    Definitions,
+    /// `reconciler rollback`.
+    Rollback,
+    /// `reconciler env push` (it takes the app lock too).
+    Env,
+}
+
+impl fmt::Display for Trigger {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Trigger::Cli => "cli",
+            Trigger::Webhook => "webhook",
+            Trigger::Definitions => "definitions",
+            Trigger::Rollback => "rollback",
+            Trigger::Env => "env push",
+        })
+    }
+}
+
+/// Who acts on an app and why, for the lock and the log.
+#[derive(Debug, Clone)]
+pub struct Origin {
+    /// `user@machine (pid N)`, or the daemon's name.
+    pub who: String,
+    pub trigger: Trigger,
+}
+
+/// One step of work on an app's server, as progress and errors name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    Lock,
+    Upload,
+    Shared,
+    Build,
+    Deploy,
+    Complete,
+    Switch,
+    Workers,
+    Health,
+    Finish,
+    Discard,
+    Env,
+    EnvCommands,
+    Unlock,
+    Read,
+}
+
+impl fmt::Display for Step {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Step::Lock => "lock",
+            Step::Upload => "upload",
+            Step::Shared => "shared",
+            Step::Build => "build",
+            Step::Deploy => "deploy",
+            Step::Complete => "complete",
+            Step::Switch => "switch",
+            Step::Workers => "workers",
+            Step::Health => "health check",
+            Step::Finish => "finish",
+            Step::Discard => "discard",
+            Step::Env => "env",
+            Step::EnvCommands => "env_commands",
+            Step::Unlock => "unlock",
+            Step::Read => "read",
+        })
+    }
+}
+
+/// A step that failed on a server, with what it printed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepFailure {
+    pub server: ServerName,
+    pub step: Step,
+    pub output: String,
+}
+
+/// A step's progress on one server.
+#[derive(Debug, Clone)]
+pub enum Event {
+    Started,
+    Done(Duration),
+    Skipped(&'static str),
+    Failed(String),
+}
+
+/// Where progress goes: a line per step and server, or a terminal display.
+pub trait Progress: Send + Sync {
+    fn step(&self, server: &ServerName, step: Step, event: &Event);
+}
+
+/// No progress.
+impl Progress for () {
+    fn step(&self, _: &ServerName, _: Step, _: &Event) {}
+}
+
+/// Why work on an app could not start, or a step of it failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("app `{0}` is not in the definitions")]
+    UnknownApp(String),
+    #[error("cannot reach {server}")]
+    Unreachable {
+        server: ServerName,
+        #[source]
+        source: TransportError,
+    },
+    #[error("{app} is being released on {server} by {holder}")]
+    Busy {
+        app: String,
+        server: ServerName,
+        holder: String,
+    },
+    #[error("{} failed on {}\n{}", .0.step, .0.server, .0.output)]
+    Failed(StepFailure),
+}
+
+impl AppError {
+    /// What the user can do about it.
+    pub fn hint(&self) -> Option<&'static str> {
+        match self {
+            AppError::Unreachable { source, .. } => source.hint(),
+            AppError::Busy { .. } => {
+                Some("wait for it, or if its client hangs, pass --force-unlock")
+            }
+            _ => None,
+        }
+    }
+}
+
+/// The first 12 characters of a commit id.
+pub fn short(sha: &str) -> &str {
+    &sha[..sha.len().min(12)]
+}

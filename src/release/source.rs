@@ -1,0 +1,276 @@
+//! Where a release's files come from: the app's git mirror (`git::Mirror`),
+//! and a commit's tree as a gzipped tar file in the cache, checked before
+//! anything reaches a server: nothing left out silently (a submodule, git
+//! LFS pointers in place of files), nothing larger than the app allows.
+//! The archive is written to disk and streamed to the servers, never held
+//! whole in memory; its sha256 is computed as it is written.
+//!
+//! gix blocks: call these from a blocking thread.
+
+use std::io::{Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest as _, Sha256};
+
+use super::Sha;
+use crate::definitions::App;
+use crate::git::{EntryKindOf, GitError, Mirror};
+
+/// The sizes an app's release may have (`max_release_size`,
+/// `max_file_size` in the app's definition), in bytes of the unpacked tree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub total: u64,
+    pub file: u64,
+}
+
+impl Limits {
+    pub fn of(app: &App) -> Self {
+        Self {
+            total: app.max_release_size.get().map_or(u64::MAX, |s| s.0),
+            file: app.max_file_size.get().map_or(u64::MAX, |s| s.0),
+        }
+    }
+}
+
+/// Why a release's files cannot be had, or must not be shipped.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error(transparent)]
+    Git(#[from] GitError),
+    #[error("the git work stopped: {0}")]
+    Interrupted(String),
+    #[error("cannot write the archive in `{}`", .path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "{sha} holds {} ({}): a release would leave {} out",
+        crate::definitions::plural(.paths.len(), "git submodule"),
+        .paths.join(", "),
+        if .paths.len() == 1 { "its files" } else { "their files" }
+    )]
+    Submodules { sha: String, paths: Vec<String> },
+    #[error(
+        "{sha} holds {} where files should be ({})",
+        crate::definitions::plural(.paths.len(), "git LFS pointer"),
+        .paths.join(", ")
+    )]
+    LfsPointers { sha: String, paths: Vec<String> },
+    #[error(
+        "{sha} is {} unpacked, more than the app's max_release_size of {}; its largest files: {}",
+        human(*.size), human(*.limit), .largest.iter().map(|(p, s)| format!("{p} ({})", human(*s))).collect::<Vec<_>>().join(", ")
+    )]
+    TooLarge {
+        sha: String,
+        size: u64,
+        limit: u64,
+        largest: Vec<(String, u64)>,
+    },
+    #[error(
+        "{sha} holds files larger than the app's max_file_size of {}: {}",
+        human(*.limit), .files.iter().map(|(p, s)| format!("{p} ({})", human(*s))).collect::<Vec<_>>().join(", ")
+    )]
+    FileTooLarge {
+        sha: String,
+        limit: u64,
+        files: Vec<(String, u64)>,
+    },
+}
+
+impl SourceError {
+    /// What the user can do about it.
+    pub fn hint(&self) -> Option<&'static str> {
+        match self {
+            SourceError::Submodules { .. } => Some(
+                "reconciler ships what the app's repository holds: vendor the submodule's files \
+                 into it (`git rm` the submodule, then add its files), or install them in a \
+                 release command",
+            ),
+            SourceError::LfsPointers { .. } => Some(
+                "reconciler does not fetch git LFS objects: commit the files themselves \
+                 (`git lfs migrate export`), or fetch them in a release command",
+            ),
+            SourceError::TooLarge { .. } | SourceError::FileTooLarge { .. } => Some(
+                "if the app really is this large, raise max_release_size or max_file_size in \
+                 its definition",
+            ),
+            _ => None,
+        }
+    }
+}
+
+/// `bytes` for people: `5.0 MiB`.
+pub fn human(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["bytes", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} bytes")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+/// A commit's tree as a gzipped tar file, ready to stream to servers.
+#[derive(Debug)]
+pub struct Archive {
+    pub sha: Sha,
+    /// The file, removed when the archive is dropped.
+    pub path: tempfile::TempPath,
+    /// Its size in bytes, and sha256 in hex.
+    pub size: u64,
+    pub sha256: String,
+    /// Files and bytes of the unpacked tree.
+    pub files: usize,
+    pub unpacked: u64,
+}
+
+/// Where the mirror of `app`'s repository is in `cache`: named by the app
+/// and its URL, so that an app whose `repo:` changes gets a new mirror.
+pub fn mirror_path(cache: &Path, app: &App) -> PathBuf {
+    let url = crate::units::sha256(app.repo.as_bytes());
+    cache.join(format!("{}-{}.git", app.name, &url[..12]))
+}
+
+/// Fetches the app's mirror at `mirror` (cloning `url` there first) and
+/// resolves `rev` to its commit.
+pub fn resolve(url: &str, mirror: &Path, rev: &str) -> Result<Sha, SourceError> {
+    let fresh = !mirror.join("HEAD").exists();
+    let mut repo = Mirror::open_or_clone(url, mirror)?;
+    if !fresh {
+        repo.fetch()?;
+    }
+    let commit = repo.resolve(rev)?;
+    Sha::parse(&commit).ok_or_else(|| {
+        GitError::UnknownRevision {
+            rev: rev.to_owned(),
+            url: url.to_owned(),
+        }
+        .into()
+    })
+}
+
+/// Checks the tree of `sha` against `limits` and what a release must hold,
+/// then archives it into a new file beside the mirror (in the cache).
+pub fn archive(
+    url: &str,
+    mirror: &Path,
+    sha: &Sha,
+    limits: Limits,
+) -> Result<Archive, SourceError> {
+    let repo = Mirror::open_or_clone(url, mirror)?;
+    let entries = repo.entries(sha.as_str())?;
+    let submodules: Vec<String> = entries
+        .iter()
+        .filter(|e| e.kind == EntryKindOf::Submodule)
+        .map(|e| e.path.clone())
+        .collect();
+    if !submodules.is_empty() {
+        return Err(SourceError::Submodules {
+            sha: sha.short().to_owned(),
+            paths: submodules,
+        });
+    }
+    let pointers: Vec<String> = entries
+        .iter()
+        .filter(|e| e.lfs_pointer)
+        .map(|e| e.path.clone())
+        .collect();
+    if !pointers.is_empty() {
+        return Err(SourceError::LfsPointers {
+            sha: sha.short().to_owned(),
+            paths: pointers,
+        });
+    }
+    let mut by_size: Vec<(String, u64)> =
+        entries.iter().map(|e| (e.path.clone(), e.size)).collect();
+    by_size.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    let too_large: Vec<(String, u64)> = by_size
+        .iter()
+        .filter(|(_, size)| *size > limits.file)
+        .take(5)
+        .cloned()
+        .collect();
+    if !too_large.is_empty() {
+        return Err(SourceError::FileTooLarge {
+            sha: sha.short().to_owned(),
+            limit: limits.file,
+            files: too_large,
+        });
+    }
+    let unpacked: u64 = by_size.iter().map(|(_, s)| s).sum();
+    if unpacked > limits.total {
+        return Err(SourceError::TooLarge {
+            sha: sha.short().to_owned(),
+            size: unpacked,
+            limit: limits.total,
+            largest: by_size.into_iter().take(5).collect(),
+        });
+    }
+    let dir = mirror.parent().unwrap_or(mirror);
+    let io = |source| SourceError::Io {
+        path: dir.to_owned(),
+        source,
+    };
+    let file = tempfile::Builder::new()
+        .prefix(".archive-")
+        .suffix(".tar.gz")
+        .tempfile_in(dir)
+        .map_err(io)?;
+    let (file, path) = file.into_parts();
+    let mut out = Hashing {
+        inner: std::io::BufWriter::new(file),
+        hasher: Sha256::new(),
+        written: 0,
+    };
+    repo.archive(sha.as_str(), &mut out)?;
+    out.inner.flush().map_err(io)?;
+    Ok(Archive {
+        sha: sha.clone(),
+        path,
+        size: out.written,
+        sha256: hex::encode(out.hasher.finalize()),
+        files: entries.len(),
+        unpacked,
+    })
+}
+
+/// A writer that hashes and counts what it writes. It only appends: the
+/// tar.gz writer never seeks, and a seek anywhere but here is refused.
+struct Hashing<W> {
+    inner: W,
+    hasher: Sha256,
+    written: u64,
+}
+
+impl<W: Write> Write for Hashing<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.written += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+impl<W> Seek for Hashing<W> {
+    fn seek(&mut self, to: SeekFrom) -> std::io::Result<u64> {
+        match to {
+            SeekFrom::Current(0) => Ok(self.written),
+            _ => Err(std::io::Error::new(
+                std::io::ErrorKind::Unsupported,
+                "the archive is written in one pass",
+            )),
+        }
+    }
+}

@@ -1,0 +1,133 @@
+//! What a server has of an app's releases, as its records say, and the
+//! release log's lines, written and read by serde.
+
+use std::collections::BTreeSet;
+
+use serde::{Deserialize, Deserializer, Serialize};
+
+use super::Sha;
+use crate::remote::Record;
+
+/// How a release ended, in the release log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LogResult {
+    /// It went live.
+    Live,
+    /// It failed before any server switched to it.
+    Failed,
+    /// It went live, failed after the switch, and the servers went back.
+    RolledBack,
+    /// `reconciler rollback` made it live again.
+    Rollback,
+}
+
+impl LogResult {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogResult::Live => "live",
+            LogResult::Failed => "failed",
+            LogResult::RolledBack => "rolled-back",
+            LogResult::Rollback => "rollback",
+        }
+    }
+
+    /// Whether the release was live after it.
+    pub fn went_live(self) -> bool {
+        matches!(self, LogResult::Live | LogResult::Rollback)
+    }
+}
+
+/// One line of a server's release log
+/// (`/var/lib/reconciler/apps/<app>/release.log`), serialized here and
+/// appended whole by the server; a line that does not read back as one
+/// (a log from before this format, or damaged) is left out.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogEntry {
+    pub sha: Sha,
+    /// When it ended, by this machine's clock (RFC 3339, UTC).
+    pub time: String,
+    /// What started it: `cli`, `webhook`, `definitions`, `rollback`.
+    pub trigger: String,
+    pub result: LogResult,
+    pub duration_ms: u64,
+    pub who: String,
+    /// What was live on this server before.
+    #[serde(default, deserialize_with = "optional_sha")]
+    pub previous: Option<Sha>,
+}
+
+/// A commit id, or nothing (`""` in older lines).
+fn optional_sha<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Sha>, D::Error> {
+    let text = Option::<String>::deserialize(deserializer)?.unwrap_or_default();
+    if text.is_empty() {
+        return Ok(None);
+    }
+    Sha::parse(&text)
+        .map(Some)
+        .ok_or_else(|| serde::de::Error::custom(format!("`{text}` is not a commit id")))
+}
+
+/// What a server has of an app: from `app_state` (under the lock) or
+/// `release_list`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ServerReleases {
+    /// The release `current` names.
+    pub live: Option<Sha>,
+    /// Where `current` points when it names no release of the app (the
+    /// app pointed it elsewhere, or a directory stands there): never taken
+    /// for a release.
+    pub stray_current: Option<String>,
+    /// Releases root recorded complete (and whose directory is there).
+    pub complete: BTreeSet<Sha>,
+    /// Release directories, with their modification time (Unix seconds).
+    pub present: Vec<(Sha, i64)>,
+    /// The release log's last lines, oldest first.
+    pub log: Vec<LogEntry>,
+}
+
+impl ServerReleases {
+    /// Reads a server's records.
+    pub fn from_records(records: &[Record]) -> Self {
+        let mut state = Self::default();
+        for r in records {
+            match r.kind.as_str() {
+                "live" => {
+                    let target = r.text(0);
+                    match Sha::of_current(&target) {
+                        Some(sha) => state.live = Some(sha),
+                        None if target.is_empty() => {}
+                        None => state.stray_current = Some(target.into_owned()),
+                    }
+                }
+                "complete" => state.complete.extend(Sha::parse(&r.text(0))),
+                "present" => {
+                    if let Some(sha) = Sha::parse(&r.text(0)) {
+                        let time = r.text(1).split('.').next().and_then(|t| t.parse().ok());
+                        state.present.push((sha, time.unwrap_or_default()));
+                    }
+                }
+                "log" => {
+                    state.log = r
+                        .text(0)
+                        .lines()
+                        .filter_map(|l| serde_json::from_str(l).ok())
+                        .collect()
+                }
+                _ => {}
+            }
+        }
+        state
+    }
+
+    /// The release to roll back to: the newest one that went live, is not
+    /// live now, and is complete here.
+    pub fn previous_good(&self) -> Option<&Sha> {
+        self.log
+            .iter()
+            .rev()
+            .filter(|e| e.result.went_live())
+            .map(|e| &e.sha)
+            .find(|sha| Some(*sha) != self.live.as_ref() && self.complete.contains(*sha))
+    }
+}

@@ -1,0 +1,120 @@
+# reconciler's shell library: what every script run on a server shares.
+# The builder (src/remote/script.rs) puts it after the script's quoted
+# header and before its body. Records go to fd 5, the report stream (the
+# script's stdout); everything else a script or its commands print goes
+# to stderr, so nothing but `record` can ever write a record.
+
+# record KIND FIELD...: one record of the report protocol
+# (src/remote/protocol.rs): `@KIND`, NUL, the field count, NUL, each field
+# and a NUL, a newline. A bash string holds no NUL, so no field can break
+# the framing. One printf: a record is written whole.
+record() {
+  local kind=$1 format='' i
+  shift
+  for ((i = 0; i < $#; i++)); do format+='%s\0'; done
+  # shellcheck disable=SC2059 # the format is built from '%s\0' only
+  printf "@%s\\0%d\\0${format}\\n" "$kind" "$#" "$@" >&5
+}
+
+# report KIND NAME [TEXT]: a step's result (done, failed, skipped, ...),
+# what it was about, and its output.
+report() { record "$1" "$2" "${3:-}"; }
+
+# run_step LIMIT WHAT COMMAND...: COMMAND with a time limit; the last
+# $OUTPUT_LIMIT bytes (a header variable) of what it printed (stdout and
+# stderr) are in $out, whatever it prints: an app's build may print
+# gigabytes. A step that hangs says so. Its stdin is the caller's (the
+# runner gives /dev/null).
+run_step() {
+  local limit=$1 what=$2 status
+  shift 2
+  out=$(
+    timeout -k 5 "$limit" "$@" 2>&1 | tail -c $((OUTPUT_LIMIT + 1))
+    exit "${PIPESTATUS[0]}"
+  )
+  status=$?
+  if [ ${#out} -gt $OUTPUT_LIMIT ]; then
+    out="[only the last $OUTPUT_LIMIT bytes of the output are shown]"$'\n'"${out: -OUTPUT_LIMIT}"
+  fi
+  if [ $status = 124 ] || [ $status = 137 ]; then
+    out="$what did not finish within ${limit}s${out:+: $out}"
+  fi
+  return $status
+}
+
+# app_argv USER: sets APP_ARGV to the command prefix that runs a command
+# as USER (an app's user) with a clean environment: the app's home, and
+# its PHP version's `php` first in PATH when the script knows it
+# ($APP_PATH). An array, so that `timeout` (run_step) can run it too.
+app_argv() {
+  APP_ARGV=(setpriv --reuid="$1" --regid="$1" --init-groups --reset-env --
+    env -i HOME="$HOME_ROOT/$1" USER="$1" LOGNAME="$1" PATH="${APP_PATH:-$SYSTEM_PATH}"
+    LANG=C.UTF-8 COMPOSER_NO_INTERACTION=1)
+}
+
+# as_app USER COMMAND...: COMMAND as the app's user, so that whatever the
+# app planted in its home (a link to /etc) gives it nothing it could not
+# do already.
+as_app() {
+  local APP_ARGV
+  app_argv "$1"
+  shift
+  "${APP_ARGV[@]}" "$@"
+}
+
+# replace_file PATH: what comes on stdin becomes PATH, whole: a new file
+# beside it (mode 0600) renamed over it, so that no reader ever sees it
+# half-written, and a failure leaves PATH as it was.
+replace_file() {
+  local tmp
+  tmp=$(mktemp "$1.XXXXXX") || return 1
+  if cat >"$tmp" && mv -f -- "$tmp" "$1"; then
+    return 0
+  fi
+  rm -f -- "$tmp"
+  return 1
+}
+
+# hold_record FILE TOKEN WHO REASON: the record of who holds a lock (this
+# shell, $$), replaced whole: TOKEN, WHO, REASON, since when, pid; tab
+# separated (WHO and REASON come from reconciler, without tabs).
+hold_record() {
+  printf '%s\t%s\t%s\t%s\t%s\n' "$2" "$3" "$4" "$(date -u +%FT%TZ)" "$$" | replace_file "$1"
+}
+
+# lock_holder FILE: who holds the lock whose record is FILE, if that
+# process still runs: `WHO (REASON since TIME)`. A holder writes its
+# record just after it takes the lock, so the record of a finished one
+# is read again for up to half a second before the holder is unknown.
+lock_holder() {
+  local token who reason since pid tries
+  for ((tries = 0; tries < 10; tries++)); do
+    IFS=$'\t' read -r token who reason since pid <"$1" 2>/dev/null
+    if [[ ${pid:-} =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null; then
+      printf '%s (%s since %s)\n' "$who" "$reason" "$since"
+      return
+    fi
+    sleep 0.05
+  done
+  echo "a process that is not reconciler's"
+}
+
+# lock_token FILE: the token of the lock record FILE.
+lock_token() {
+  local token
+  IFS=$'\t' read -r token _ <"$1" 2>/dev/null
+  printf '%s' "${token:-}"
+}
+
+# http_status DOMAIN PATH: sets CODE to the status code this host's nginx
+# answers to `GET PATH` for DOMAIN (at 127.0.0.1:$WEB_PORT), or to nothing.
+# bash's /dev/tcp, in this shell: no curl needed, and no process per
+# request (a 50-app server is checked in tens of milliseconds). Loopback
+# connects do not hang; the answer is waited for 5 s at most. Uses fd 4.
+http_status() {
+  CODE=
+  { exec 4<>"/dev/tcp/127.0.0.1/$WEB_PORT"; } 2>/dev/null || return 0
+  printf 'GET %s HTTP/1.0\r\nHost: %s\r\nConnection: close\r\n\r\n' "$2" "$1" >&4 2>/dev/null &&
+    read -r -t 5 _ CODE _ <&4
+  exec 4<&-
+}
