@@ -229,3 +229,149 @@ fn an_out_of_range_timeout_is_a_usage_error() {
         text(&out.stderr)
     );
 }
+
+/// A definitions directory with app `big` released from the git
+/// repository `app` (made here) to a server on loopback whose port is
+/// closed: a release refused before any upload never dials it.
+fn release_of(app: &Path, extra: &str, cache: &Path) -> (tempfile::TempDir, Output) {
+    let defs = tempfile::tempdir().expect("tempdir");
+    fs::create_dir_all(defs.path().join("clusters")).expect("mkdir");
+    fs::create_dir_all(defs.path().join("apps")).expect("mkdir");
+    fs::write(
+        defs.path().join("clusters/c.yaml"),
+        "name: c\nphp: [\"8.2\"]\nservers: [{ name: s, address: 127.0.0.1, port: 9 }]\n",
+    )
+    .expect("cluster");
+    fs::write(
+        defs.path().join("apps/big.yaml"),
+        format!(
+            "name: big\ncluster: c\nrepo: {}\nphp: \"8.2\"\n{extra}servers: [{{ name: s }}]\n",
+            app.display()
+        ),
+    )
+    .expect("app");
+    let out = Command::new(env!("CARGO_BIN_EXE_reconciler"))
+        .args(["release", "big", "-d"])
+        .arg(defs.path())
+        .env("RECONCILER_CACHE_DIR", cache)
+        .output()
+        .expect("run reconciler");
+    (defs, out)
+}
+
+fn git(dir: &Path, args: &[&str]) {
+    let out = Command::new("git")
+        .args([
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@t",
+            "-c",
+            "protocol.file.allow=always",
+        ])
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("git");
+    assert!(out.status.success(), "git {args:?}: {}", text(&out.stderr));
+}
+
+#[test]
+fn a_release_over_the_apps_size_limits_is_refused_before_any_upload_naming_its_files() {
+    let app = tempfile::tempdir().expect("tempdir");
+    git(app.path(), &["init", "-q", "-b", "main"]);
+    fs::write(app.path().join("index.php"), "<?php echo 1;\n").expect("write");
+    // A tiny repository holding a huge, very compressible file.
+    let huge = fs::File::create(app.path().join("dump.sql")).expect("create");
+    huge.set_len(65 * 1024 * 1024).expect("sparse");
+    git(app.path(), &["add", "-A"]);
+    git(app.path(), &["commit", "-q", "-m", "one"]);
+
+    let cache = tempfile::tempdir().expect("tempdir");
+    let (_defs, out) = release_of(app.path(), "", cache.path());
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains(
+            "holds files larger than the app's max_file_size of 64.0 MiB: dump.sql (65.0 MiB)"
+        ),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("raise max_release_size or max_file_size"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("127.0.0.1"),
+        "no server was dialled: {stderr}"
+    );
+
+    let (_defs, out) = release_of(
+        app.path(),
+        "max_file_size: 100M\nmax_release_size: 10M\n",
+        cache.path(),
+    );
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("is 65.0 MiB unpacked, more than the app's max_release_size of 10.0 MiB; its largest files: dump.sql (65.0 MiB), index.php (14 bytes)"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_release_that_would_leave_code_out_is_refused_naming_what() {
+    // A submodule: its files are not in the app's repository.
+    let lib = tempfile::tempdir().expect("tempdir");
+    git(lib.path(), &["init", "-q", "-b", "main"]);
+    fs::write(lib.path().join("Lib.php"), "<?php\n").expect("write");
+    git(lib.path(), &["add", "-A"]);
+    git(lib.path(), &["commit", "-q", "-m", "lib"]);
+    let app = tempfile::tempdir().expect("tempdir");
+    git(app.path(), &["init", "-q", "-b", "main"]);
+    fs::write(
+        app.path().join("index.php"),
+        "<?php require 'lib/Lib.php';\n",
+    )
+    .expect("write");
+    git(
+        app.path(),
+        &[
+            "submodule",
+            "add",
+            "-q",
+            &lib.path().display().to_string(),
+            "lib",
+        ],
+    );
+    git(app.path(), &["commit", "-q", "-m", "with a submodule"]);
+    let cache = tempfile::tempdir().expect("tempdir");
+    let (_defs, out) = release_of(app.path(), "", cache.path());
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("holds 1 git submodule (lib): a release would leave its files out"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("hint: reconciler ships what the app's repository holds"),
+        "{stderr}"
+    );
+
+    // LFS pointers in place of files.
+    let app = tempfile::tempdir().expect("tempdir");
+    git(app.path(), &["init", "-q", "-b", "main"]);
+    fs::create_dir_all(app.path().join("public")).expect("mkdir");
+    fs::write(
+        app.path().join("public/hero.jpg"),
+        "version https://git-lfs.github.com/spec/v1\noid sha256:4d7a214614ab2935c943f9e0ff69d22eadbb8f32b1258daaa5e2ca24d17e2393\nsize 12345\n",
+    )
+    .expect("write");
+    git(app.path(), &["add", "-A"]);
+    git(app.path(), &["commit", "-q", "-m", "lfs"]);
+    let (_defs, out) = release_of(app.path(), "", cache.path());
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("holds 1 git LFS pointer where files should be (public/hero.jpg)"),
+        "{stderr}"
+    );
+}
