@@ -214,7 +214,8 @@ fn write_report(
                 writeln!(
                     out,
                     "{RED}{server}{RED:#}: {} did not answer after php-fpm reloaded: {}",
-                    failure.step, failure.output
+                    failure.step,
+                    crate::text::one_line(&failure.output)
                 )?;
             }
             Ok(())
@@ -232,13 +233,18 @@ fn write_report(
             Ok(())
         }
         Outcome::Failed { message, output } => {
-            writeln!(out, "{RED}{server}{RED:#}: error: {message}")?;
+            writeln!(
+                out,
+                "{RED}{server}{RED:#}: error: {}",
+                crate::text::one_line(message)
+            )?;
             indented(output, out)
         }
         Outcome::Locked { holder } => {
             writeln!(
                 out,
-                "{RED}{server}{RED:#}: error: another apply holds this host: {holder}; nothing was changed"
+                "{RED}{server}{RED:#}: error: another apply holds this host: {}; nothing was changed",
+                crate::text::one_line(holder)
             )?;
             writeln!(out, "  hint: wait for it, or pass --lock-wait SECONDS")
         }
@@ -253,9 +259,10 @@ fn write_report(
     }
 }
 
+/// A server's output, indented, with control characters made visible.
 fn indented(text: &str, out: &mut dyn io::Write) -> io::Result<()> {
     for line in text.lines() {
-        writeln!(out, "    {line}")?;
+        writeln!(out, "    {}", crate::text::visible(line))?;
     }
     Ok(())
 }

@@ -70,7 +70,7 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
                 Ok(Provisioned::Installed(installed)) => {
                     writeln!(out, "{server}: installed {}", installed.join(" "))
                 }
-                Err(e) => writeln!(out, "{server}: FAILED: {e}"),
+                Err(e) => writeln!(out, "{server}: FAILED: {}", crate::text::visible(e)),
             };
         };
         let results = provision::provision(

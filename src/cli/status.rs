@@ -56,7 +56,7 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
         serde_json::from_str(&text).context("the status is not a status document")?;
     match args.format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&status)?),
-        Format::Text => print!("{}", render(&status)),
+        Format::Text => print!("{}", crate::text::visible(&render(&status))),
     }
     let failing = status.last_rejected.is_some()
         && status.last_rejected.as_ref().map(|r| &r.commit) == status.head.as_ref()

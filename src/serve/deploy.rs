@@ -315,7 +315,9 @@ pub async fn deploy(
         .await;
         match &result {
             Ok(_) => tracing::info!(app = %target.app.name, %sha, "deploy is live"),
-            Err(e) => tracing::warn!(app = %target.app.name, %sha, error = %e, "deploy failed"),
+            Err(e) => {
+                tracing::warn!(app = %target.app.name, %sha, error = %crate::text::visible(&crate::error_chain(&e)), "deploy failed")
+            }
         }
         task_deployer.update(&id, |job| {
             job.finished = Some(chrono::Utc::now());

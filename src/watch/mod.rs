@@ -242,7 +242,7 @@ impl Watch {
                         tracing::info!(%app, %revision, sha = %done.sha, took_ms = done.elapsed.as_millis() as u64, "released the pinned revision")
                     }
                     Err(error) => {
-                        tracing::warn!(%app, %revision, error = %crate::error_chain(&error), "cannot release the pinned revision")
+                        tracing::warn!(%app, %revision, error = %crate::text::visible(&crate::error_chain(&error)), "cannot release the pinned revision")
                     }
                 }
             }
@@ -448,7 +448,7 @@ impl Watch {
         } else if succeeded {
             tracing::info!(result, took_ms, "reconciled");
         } else {
-            tracing::warn!(result, took_ms, message = %message, "reconcile failed");
+            tracing::warn!(result, took_ms, message = %crate::text::visible(&message), "reconcile failed");
         }
 
         // The next time: at once for a commit that came while this ran, a
