@@ -131,7 +131,10 @@ impl Mirror {
         &self.url
     }
 
-    /// Fetches what is new on the remote.
+    /// Fetches what is new on the remote, and makes the mirror follow it
+    /// exactly: a tag moved there (`git tag -f`) moves here, and a branch
+    /// or tag deleted there is deleted here, so that no release or commit
+    /// is ever taken from a ref the remote no longer has.
     pub fn fetch(&mut self) -> Result<(), GitError> {
         let fetch_error = |e: Box<dyn std::error::Error + Send + Sync>| GitError::Fetch {
             url: self.url.clone(),
@@ -142,19 +145,70 @@ impl Mirror {
             .repo
             .find_default_remote(gix::remote::Direction::Fetch)
             .ok_or_else(|| fetch_error("the mirror has no remote".into()))?
-            .map_err(|e| fetch_error(boxed(e)))?;
-        remote
+            .map_err(|e| fetch_error(boxed(e)))?
+            .with_refspecs(
+                [
+                    "+refs/heads/*:refs/remotes/origin/*",
+                    "+refs/tags/*:refs/tags/*",
+                ],
+                gix::remote::Direction::Fetch,
+            )
+            .map_err(|e| fetch_error(boxed(e)))?
+            .with_fetch_tags(gix::remote::fetch::Tags::None);
+        let outcome = remote
             .connect(gix::remote::Direction::Fetch)
             .map_err(|e| fetch_error(boxed(e)))?
             .prepare_fetch(gix::progress::Discard, Default::default())
             .map_err(|e| fetch_error(boxed(e)))?
             .receive(gix::progress::Discard, &interrupt)
             .map_err(|e| fetch_error(boxed(e)))?;
+        let on_remote: std::collections::BTreeSet<String> = outcome
+            .ref_map
+            .remote_refs
+            .iter()
+            .map(|r| r.unpack().0.to_string())
+            .collect();
         // Refs written by the fetch are read from disk from here on.
         self.repo = gix::open(&self.path).map_err(|e| GitError::Open {
             path: self.path.clone(),
             source: boxed(e),
         })?;
+        self.prune(&on_remote).map_err(fetch_error)
+    }
+
+    /// Deletes the branches and tags the remote does not have (`on_remote`
+    /// holds its full ref names): the clone's own heads, the
+    /// remote-tracking branches and the tags.
+    fn prune(
+        &self,
+        on_remote: &std::collections::BTreeSet<String>,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        use gix::refs::transaction::{Change, PreviousValue, RefEdit, RefLog};
+        let mut gone = Vec::new();
+        for reference in self.repo.references()?.all()? {
+            let reference = reference?;
+            let name = reference.name().as_bstr().to_string();
+            let remote_name = if let Some(branch) = name.strip_prefix("refs/remotes/origin/") {
+                format!("refs/heads/{branch}")
+            } else if name.starts_with("refs/heads/") || name.starts_with("refs/tags/") {
+                name.clone()
+            } else {
+                continue;
+            };
+            if name != "refs/remotes/origin/HEAD" && !on_remote.contains(&remote_name) {
+                gone.push(reference.name().to_owned());
+            }
+        }
+        for name in gone {
+            self.repo.edit_reference(RefEdit {
+                change: Change::Delete {
+                    expected: PreviousValue::Any,
+                    log: RefLog::AndReference,
+                },
+                name,
+                deref: false,
+            })?;
+        }
         Ok(())
     }
 

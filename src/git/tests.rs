@@ -255,3 +255,36 @@ fn an_archive_unpacks_to_what_git_checkout_gives_dated_by_the_commit() {
         "every file dated by the commit"
     );
 }
+
+#[test]
+fn a_moved_tag_moves_in_the_mirror_and_a_deleted_branch_is_gone() {
+    let source = Source::new();
+    let first = source.commit(&[("index.php", "<?php echo 1;")]);
+    source.git(&["tag", "v1.0"]);
+    source.git(&["branch", "feature"]);
+    let cache = tempfile::tempdir().expect("tempdir");
+    let path = cache.path().join("m.git");
+    let mut mirror = Mirror::open_or_clone(&source.url(), &path).expect("clone");
+    mirror.fetch().expect("fetch");
+    assert_eq!(mirror.resolve("v1.0").expect("tag"), first);
+    assert_eq!(mirror.resolve("feature").expect("branch"), first);
+
+    // The fix: a new commit, and the tag moved to it (`git tag -f`).
+    let fix = source.commit(&[("index.php", "<?php echo 2;")]);
+    source.git(&["tag", "-f", "v1.0"]);
+    source.git(&["branch", "-D", "feature"]);
+    mirror.fetch().expect("fetch");
+    assert_eq!(mirror.resolve("v1.0").expect("tag"), fix, "the moved tag");
+    assert!(
+        matches!(
+            mirror.resolve("feature"),
+            Err(GitError::UnknownRevision { .. })
+        ),
+        "no ghost of a deleted branch"
+    );
+    // Reopened, the same.
+    let mirror = Mirror::open_or_clone(&source.url(), &path).expect("open");
+    assert_eq!(mirror.resolve("v1.0").expect("tag"), fix);
+    assert!(mirror.resolve("feature").is_err());
+    assert_eq!(mirror.resolve("main").expect("main"), fix);
+}
