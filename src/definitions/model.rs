@@ -255,9 +255,11 @@ pub struct App {
     #[serde(default)]
     pub release_commands: Vec<String>,
     /// Paths kept across releases under /home/<app>/shared and linked into
-    /// each release, relative to the release root, such as `storage/app/public` or `.env`.
+    /// each release, relative to the release root: `storage/` (a trailing
+    /// `/`: a directory), `{ path: .env, kind: file }`, or a bare name
+    /// whose kind is guessed (a dot in its last name: a file).
     #[serde(default)]
-    pub shared: Vec<String>,
+    pub shared: Vec<SharedPath>,
     /// How many releases to keep on each server, the live one included.
     #[serde(default = "App::default_keep_releases")]
     pub keep_releases: u32,
@@ -298,6 +300,115 @@ impl App {
     }
     fn default_max_file_size() -> Parsed<ByteSize> {
         Parsed::new("64M")
+    }
+}
+
+/// A path kept across releases (`shared:`), with its kind: stated (a
+/// trailing `/` for a directory, or `kind:`) or guessed from the name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SharedPath {
+    /// Relative to the release root, without a trailing `/`.
+    pub path: String,
+    /// As written; `None` when the kind is guessed.
+    pub stated: Option<SharedKind>,
+}
+
+/// What a shared path is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum SharedKind {
+    Dir,
+    File,
+}
+
+impl SharedPath {
+    /// Its kind: as stated, else a file when its last name has a dot
+    /// (`.env`, `config.php`), a directory otherwise.
+    pub fn kind(&self) -> SharedKind {
+        self.stated.unwrap_or_else(|| {
+            match self
+                .path
+                .rsplit('/')
+                .next()
+                .is_some_and(|name| name.contains('.'))
+            {
+                true => SharedKind::File,
+                false => SharedKind::Dir,
+            }
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for SharedPath {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Form {
+            Text(String),
+            Stated(Stated),
+        }
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Stated {
+            path: String,
+            kind: SharedKind,
+        }
+        Ok(match Form::deserialize(deserializer)? {
+            Form::Text(text) => match text.strip_suffix('/') {
+                Some(dir) if !dir.is_empty() => SharedPath {
+                    path: dir.to_owned(),
+                    stated: Some(SharedKind::Dir),
+                },
+                _ => SharedPath {
+                    path: text,
+                    stated: None,
+                },
+            },
+            Form::Stated(stated) => SharedPath {
+                path: stated.path.trim_end_matches('/').to_owned(),
+                stated: Some(stated.kind),
+            },
+        })
+    }
+}
+
+impl Serialize for SharedPath {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self.stated {
+            None => serializer.serialize_str(&self.path),
+            Some(SharedKind::Dir) => serializer.serialize_str(&format!("{}/", self.path)),
+            Some(SharedKind::File) => {
+                use serde::ser::SerializeMap as _;
+                let mut map = serializer.serialize_map(Some(2))?;
+                map.serialize_entry("path", &self.path)?;
+                map.serialize_entry("kind", &SharedKind::File)?;
+                map.end()
+            }
+        }
+    }
+}
+
+impl JsonSchema for SharedPath {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "SharedPath".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "A path relative to the release root: `storage/` (a trailing slash: a directory), `{ path: .env, kind: file }`, or a bare name whose kind is guessed (a dot in its last name: a file; `plan` says so).",
+            "oneOf": [
+                { "type": "string" },
+                {
+                    "type": "object",
+                    "properties": {
+                        "path": { "type": "string" },
+                        "kind": { "enum": ["dir", "file"] }
+                    },
+                    "required": ["path", "kind"],
+                    "additionalProperties": false
+                }
+            ]
+        })
     }
 }
 

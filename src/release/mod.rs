@@ -34,7 +34,7 @@ use crate::app::{
     self, AppError, AppTarget, COMMAND_LIMIT, Locked, Lockless, Origin, Progress, Session, Step,
     StepFailure, connect_all, on_every_server, unlock_all,
 };
-use crate::definitions::ServerName;
+use crate::definitions::{ServerName, SharedKind};
 use crate::transport::{Connector, Input};
 
 pub use plan::{ReleasePlan, keep, plan, rollback_target};
@@ -202,7 +202,13 @@ impl<'a> Run<'a> {
         .await?;
         if !app.shared.is_empty() {
             let mut call = vec!["release_shared"];
-            call.extend(app.shared.iter().map(|p| p.trim_end_matches('/')));
+            for shared in &app.shared {
+                call.push(match shared.kind() {
+                    SharedKind::Dir => "dir",
+                    SharedKind::File => "file",
+                });
+                call.push(&shared.path);
+            }
             self.step(
                 l,
                 Step::Shared,

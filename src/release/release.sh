@@ -32,12 +32,13 @@ release_upload() {
   report done upload ""
 }
 
-# release_shared PATH...: links each shared path into the release. What the
-# release brings for a path seeds shared/: whatever shared/ lacks of it is
-# moved there (directories both have are merged), and nothing shared/ has
+# release_shared KIND PATH...: links each shared path into the release
+# (KIND is `dir` or `file`, as the definitions say). What the release
+# brings for a path seeds shared/: whatever shared/ lacks of it is moved
+# there (directories both have are merged), and nothing shared/ has
 # already is replaced, so a first release fills `shared/storage` that an
-# apply made with only `logs/` in it. A path neither has is a file when its
-# name has a dot (.env), a directory otherwise.
+# apply made with only `logs/` in it. A path neither has is made of its
+# kind: an empty file, or a directory.
 release_shared() {
   check_lock
   local APP_ARGV
@@ -60,7 +61,9 @@ release_shared() {
     }
     release=$1 shared=$2
     shift 2
-    for path in "$@"; do
+    while [ $# -ge 2 ]; do
+      kind=$1 path=$2
+      shift 2
       in_release=$release/$path in_shared=$shared/$path
       mkdir -p -- "$(dirname -- "$in_shared")" "$(dirname -- "$in_release")"
       if [ -e "$in_release" ] && [ ! -L "$in_release" ]; then
@@ -72,8 +75,8 @@ release_shared() {
         rm -rf -- "$in_release"
       fi
       if absent "$in_shared"; then
-        case ${path##*/} in
-          *.*) : >"$in_shared" ;;
+        case $kind in
+          file) : >"$in_shared" ;;
           *) mkdir -p -- "$in_shared" ;;
         esac
       fi

@@ -427,7 +427,18 @@ fn a_release_seeds_a_shared_directory_that_exists_without_replacing_anything() {
     write("shared/storage/logs/php-error.log", "kept");
     write("shared/storage/app/public/logo.svg", "uploaded by a user");
 
-    let out = run_locally(home.path(), &["release_shared", "storage", ".env"]);
+    let out = run_locally(
+        home.path(),
+        &[
+            "release_shared",
+            "dir",
+            "storage",
+            "file",
+            ".env",
+            "dir",
+            "public/.well-known",
+        ],
+    );
     let records = crate::remote::protocol::parse(&out.stdout).expect("records");
     assert!(
         crate::remote::first(&records, "done").is_some(),
@@ -454,4 +465,8 @@ fn a_release_seeds_a_shared_directory_that_exists_without_replacing_anything() {
         "*\n"
     );
     assert_eq!(read("shared/.env"), "", "a missing .env starts empty");
+    assert!(
+        home.path().join("shared/public/.well-known").is_dir(),
+        "a directory with a dot in its name, stated as one"
+    );
 }

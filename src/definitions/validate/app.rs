@@ -6,7 +6,7 @@ use super::{
 };
 use crate::definitions::Document;
 use crate::definitions::diagnostic::closest;
-use crate::definitions::model::{App, AppServer, Cluster, WebPool};
+use crate::definitions::model::{App, AppServer, Cluster, SharedPath, WebPool};
 
 /// Names an app cannot take: Debian's system users and groups (the app
 /// would share them), and `www`, Debian's own php-fpm pool file.
@@ -261,29 +261,27 @@ fn check_pool(at: &mut At, path: &str, pool: &WebPool) {
     }
 }
 
-fn check_shared(at: &mut At, shared: &[String]) {
+fn check_shared(at: &mut At, shared: &[SharedPath]) {
     let mut seen = FirstSeen::default();
     for (i, entry) in shared.iter().enumerate() {
         let path = format!("shared[{i}]");
-        let trimmed = entry.trim_end_matches('/');
+        let entry = &entry.path;
         if entry.starts_with('/') {
             at.error(&path, format!("shared path `{entry}` is absolute"))
                 .hint =
                 Some("shared paths are relative to the release root, such as storage/app".into());
-        } else if trimmed.split('/').any(|part| part == "..") {
+        } else if entry.split('/').any(|part| part == "..") {
             at.error(
                 &path,
                 format!("shared path `{entry}` leaves the release with `..`"),
             );
-        } else if trimmed.is_empty()
-            || trimmed
-                .split('/')
-                .any(|part| part.is_empty() || part == ".")
+        } else if entry.is_empty()
+            || entry.split('/').any(|part| part.is_empty() || part == ".")
             || entry.chars().any(|c| c.is_control())
         {
             at.error(&path, format!("`{entry}` is not a plain relative path"));
         } else {
-            at.unique(&mut seen, &path, trimmed, "shared path");
+            at.unique(&mut seen, &path, entry, "shared path");
         }
     }
 }
@@ -363,5 +361,33 @@ mod tests {
         ] {
             assert!(!is_domain(bad), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_shared_path_says_its_kind_or_has_it_guessed() {
+        use crate::definitions::SharedKind;
+        let shared: Vec<SharedPath> = serde_yaml::from_str(
+            "[storage/, .env, storage/app, public/.well-known, { path: public/.well-known, kind: dir }, { path: VERSION, kind: file }]",
+        )
+        .expect("parses");
+        let kinds: Vec<(&str, SharedKind, bool)> = shared
+            .iter()
+            .map(|s| (s.path.as_str(), s.kind(), s.stated.is_some()))
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                ("storage", SharedKind::Dir, true),
+                (".env", SharedKind::File, false),
+                ("storage/app", SharedKind::Dir, false),
+                ("public/.well-known", SharedKind::File, false),
+                ("public/.well-known", SharedKind::Dir, true),
+                ("VERSION", SharedKind::File, true),
+            ]
+        );
+        assert!(serde_yaml::from_str::<Vec<SharedPath>>("[{ path: x, kind: folder }]").is_err());
+        assert!(
+            serde_yaml::from_str::<Vec<SharedPath>>("[{ path: x, kind: dir, mode: 1 }]").is_err()
+        );
     }
 }
