@@ -36,6 +36,7 @@ fn start() -> Server {
     runtime.spawn(serve::serve(
         listener,
         serve::router(state),
+        serve::Limits::default(),
         std::future::pending(),
     ));
     Server {

@@ -47,6 +47,7 @@ pub(super) fn tokens(path: &std::path::Path) -> Result<deploy::Tokens, Failure> 
 }
 
 pub fn run(args: ServeArgs) -> Result<ExitCode, Failure> {
+    let limits = serve::Limits::for_open_files(serve::raise_open_files());
     let tokens = tokens(&args.deploy_tokens)?;
     let loaded = super::validate::load(&args.definitions)?;
     let options = args.ssh.options();
@@ -69,6 +70,7 @@ pub fn run(args: ServeArgs) -> Result<ExitCode, Failure> {
         serve::serve(
             listener,
             serve::deploy_router(deployer),
+            limits,
             std::future::pending(),
         )
         .await

@@ -73,6 +73,8 @@ fn duration(text: &str) -> Result<Duration, String> {
 }
 
 pub fn run(args: Args) -> Result<ExitCode, Failure> {
+    // SSH connections and the listener share this limit.
+    let limits = serve::Limits::for_open_files(serve::raise_open_files());
     let mut connect = args.ssh.options();
     connect
         .check()
@@ -156,7 +158,11 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
                 let listener = serve::bind(addr)
                     .await
                     .with_context(|| format!("cannot listen on {addr}"))?;
-                tracing::info!(%addr, "serving status, metrics and the git hook");
+                tracing::info!(
+                    %addr,
+                    max_connections = limits.max_connections,
+                    "serving status, metrics and the git hook"
+                );
                 let mut router = serve::router(AppState {
                     board,
                     fetch_now,
@@ -168,6 +174,7 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
                 Some(tokio::spawn(serve::serve(
                     listener,
                     router,
+                    limits,
                     until_stopped(stopped.clone()),
                 )))
             }

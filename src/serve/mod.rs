@@ -1,5 +1,5 @@
 //! The daemon's HTTP side (`--listen`): status, metrics, the git hook and
-//! the deploy webhook (`deploy`).
+//! the deploy webhook (`deploy`), served by `listener` within its limits.
 //!
 //! Everything here answers from the status board or pokes the loop; it
 //! never touches a server itself. Bodies are limited to 64 KiB (413 past
@@ -23,6 +23,9 @@ use tokio::sync::Notify;
 use crate::watch::Board;
 
 pub mod deploy;
+pub mod listener;
+
+pub use listener::{Limits, raise_open_files, serve};
 
 /// The largest body any route takes.
 pub const MAX_BODY: usize = 64 * 1024;
@@ -53,17 +56,6 @@ pub fn deploy_router(deployer: Arc<deploy::Deployer>) -> Router {
         .route("/v1/deploys/{id}", get(deploy::deploy_status))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(deployer)
-}
-
-/// Serves `router` on `addr` until `shutdown` completes.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    router: Router,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
 }
 
 /// Binds `addr` (an error says which address).
