@@ -14,6 +14,7 @@ pub mod plan;
 pub mod provision;
 pub mod release;
 pub mod schemas;
+pub mod secret;
 pub mod serve;
 pub mod shell;
 pub mod transport;

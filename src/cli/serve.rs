@@ -61,6 +61,7 @@ pub fn run(args: ServeArgs) -> Result<ExitCode, Failure> {
         args.cache_dir
             .clone()
             .unwrap_or_else(super::release::default_cache),
+        Arc::new(serve::AuthGuard::default()),
     ));
     super::run_until_signal(async move {
         let listener = serve::bind(args.listen)
@@ -79,6 +80,9 @@ pub fn run(args: ServeArgs) -> Result<ExitCode, Failure> {
     })
 }
 
+/// Random bytes in a deploy token (64 hex digits).
+const TOKEN_BYTES: usize = 32;
+
 pub fn run_token(args: TokenArgs) -> Result<ExitCode, Failure> {
     use std::os::unix::fs::OpenOptionsExt as _;
     if !crate::definitions::names::is_valid(&args.app) {
@@ -87,12 +91,7 @@ pub fn run_token(args: TokenArgs) -> Result<ExitCode, Failure> {
             None,
         ));
     }
-    let token = format!(
-        "{:016x}{:016x}{:016x}",
-        fastrand::u64(..),
-        fastrand::u64(..),
-        fastrand::u64(..)
-    );
+    let token = crate::secret::token(TOKEN_BYTES).context("cannot make a deploy token")?;
     let mut file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)

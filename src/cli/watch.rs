@@ -10,7 +10,7 @@ use anyhow::Context as _;
 use tokio::sync::Notify;
 
 use crate::definitions::values::{HumanDuration, Syntax as _};
-use crate::serve::{self, AppState};
+use crate::serve::{self, AppState, AuthGuard};
 use crate::transport::CachedConnector;
 use crate::watch::{Backoff, Board, Drift, GitSource, Status, Watch, WatchOptions};
 
@@ -111,12 +111,14 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
         .and_then(|s| s.last_good.map(|g| g.commit));
     let board = Arc::new(Board::new(&args.repo, &args.branch, Some(status_path)));
     let connector: Arc<CachedConnector> = Arc::new(CachedConnector::new(connect));
+    let guard = Arc::new(AuthGuard::new(board.auth_failures()));
     let deployer = tokens.map(|tokens| {
         Arc::new(serve::deploy::Deployer::new(
             tokens,
             Arc::clone(&board.definitions),
             Arc::clone(&connector) as Arc<dyn crate::transport::Connector>,
             args.state_dir.join("apps"),
+            Arc::clone(&guard),
         ))
     });
     let fetch_now = Arc::new(Notify::new());
@@ -167,6 +169,7 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
                     board,
                     fetch_now,
                     hook_secret,
+                    guard,
                 });
                 if let Some(deployer) = deployer {
                     router = router.merge(serve::deploy_router(deployer));

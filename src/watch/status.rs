@@ -104,6 +104,27 @@ struct ResultLabel {
     result: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabel {
+    route: String,
+}
+
+/// Failed token and signature checks by route (such as `/v1/deploy`): the
+/// metric `reconciler_auth_failures_total{route}`. Clones count together.
+#[derive(Clone, Debug, Default)]
+pub struct AuthFailureCounter(Family<RouteLabel, Counter>);
+
+impl AuthFailureCounter {
+    /// Counts one failed check on `route`.
+    pub fn inc(&self, route: &str) {
+        self.0
+            .get_or_create(&RouteLabel {
+                route: route.to_owned(),
+            })
+            .inc();
+    }
+}
+
 fn duration_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.05, 2.0, 12))
 }
@@ -118,6 +139,7 @@ struct Metrics {
     pending: Family<HostLabel, Gauge>,
     last_success: Family<HostLabel, Gauge>,
     rejected: Counter,
+    auth_failures: AuthFailureCounter,
 }
 
 impl Metrics {
@@ -131,6 +153,7 @@ impl Metrics {
         let pending = Family::<HostLabel, Gauge>::default();
         let last_success = Family::<HostLabel, Gauge>::default();
         let rejected = Counter::default();
+        let auth_failures = AuthFailureCounter::default();
         registry.register(
             "reconciles",
             "Host reconciles, by result",
@@ -162,6 +185,11 @@ impl Metrics {
             "Definitions commits that did not validate",
             rejected.clone(),
         );
+        registry.register(
+            "auth_failures",
+            "Deploy tokens and git hook signatures that failed their check",
+            auth_failures.0.clone(),
+        );
         Self {
             registry,
             reconciles,
@@ -171,6 +199,7 @@ impl Metrics {
             pending,
             last_success,
             rejected,
+            auth_failures,
         }
     }
 }
@@ -257,6 +286,11 @@ impl Board {
 
     pub fn count_rejected(&self) {
         self.metrics.rejected.inc();
+    }
+
+    /// The counter of failed authentications, for the listener's guard.
+    pub fn auth_failures(&self) -> AuthFailureCounter {
+        self.metrics.auth_failures.clone()
     }
 
     /// The metrics in Prometheus' text format.
