@@ -12,6 +12,7 @@ pub mod git;
 pub mod layout;
 pub mod plan;
 pub mod provision;
+pub mod redact;
 pub mod release;
 pub mod schemas;
 pub mod secret;

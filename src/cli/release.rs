@@ -143,7 +143,7 @@ pub(super) fn release_pins(
                     failed = true;
                     eprintln!(
                         "error: {app}: cannot release revision {revision}: {}",
-                        crate::error_chain(e.as_ref())
+                        crate::redact::scrub(&crate::error_chain(e.as_ref()), &target.app.repo)
                     );
                 }
             }
@@ -244,9 +244,14 @@ pub fn run_release(args: ReleaseArgs) -> Result<ExitCode, Failure> {
     let mirror_path = release::mirror_path(&cache, &target.app);
     let url = target.app.repo.clone();
     let lines = Lines::new();
-    eprintln!("fetching {url} into {}", mirror_path.display());
+    eprintln!(
+        "fetching {} into {}",
+        crate::redact::url(&url),
+        mirror_path.display()
+    );
     let started = Instant::now();
-    let (sha, archive) = release::mirrored_archive(&url, &mirror_path, &rev)?;
+    let (sha, archive) = release::mirrored_archive(&url, &mirror_path, &rev)
+        .map_err(|e| anyhow::Error::new(crate::redact::ScrubbedError::new(e.as_ref(), &url)))?;
     eprintln!(
         "{rev} is {}: archived {} KiB in {:.2} s",
         short(&sha),

@@ -107,7 +107,7 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
     let resume = std::fs::read(&status_path)
         .ok()
         .and_then(|bytes| serde_json::from_slice::<Status>(&bytes).ok())
-        .filter(|s| s.repo == args.repo && s.branch == args.branch)
+        .filter(|s| s.repo == crate::redact::url(&args.repo) && s.branch == args.branch)
         .and_then(|s| s.last_good.map(|g| g.commit));
     let board = Arc::new(Board::new(&args.repo, &args.branch, Some(status_path)));
     let connector: Arc<CachedConnector> = Arc::new(CachedConnector::new(connect));
@@ -195,7 +195,8 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
             Ok::<(), std::io::Error>(())
         };
         let signals = tokio::spawn(signals);
-        tracing::info!(repo = %args.repo, branch = %args.branch, "watching");
+        let repo = crate::redact::url(&args.repo);
+        tracing::info!(%repo, branch = %args.branch, "watching");
         watch.run(until_stopped(stopped)).await;
         signals.abort();
         if let Some(server) = server {

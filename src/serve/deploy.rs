@@ -230,7 +230,7 @@ pub async fn deploy(
                 &format!(
                     "cannot find revision `{}`: {}",
                     request.revision,
-                    crate::error_chain(e.as_ref())
+                    crate::redact::scrub(&crate::error_chain(e.as_ref()), &target.app.repo)
                 ),
             );
         }
@@ -282,7 +282,10 @@ pub async fn deploy(
             &(),
         )
         .await;
-        let failure = result.as_ref().err().map(|e| e.to_string());
+        let failure = result
+            .as_ref()
+            .err()
+            .map(|e| crate::redact::scrub(&e.to_string(), &target.app.repo));
         match &failure {
             None => tracing::info!(app = %target.app.name, %sha, "deploy is live"),
             Some(error) => tracing::warn!(app = %target.app.name, %sha, %error, "deploy failed"),

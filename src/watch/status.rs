@@ -19,7 +19,8 @@ use serde::{Deserialize, Serialize};
 /// The daemon's status document.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 pub struct Status {
-    /// The definitions repository and branch it follows.
+    /// The definitions repository and branch it follows; credentials in
+    /// a URL are shown as `***`.
     pub repo: String,
     pub branch: String,
     /// The branch head last fetched.
@@ -36,6 +37,28 @@ pub struct Status {
     pub fetch_error: Option<String>,
     pub hosts: BTreeMap<String, HostStatus>,
     pub updated: Option<DateTime<Utc>>,
+}
+
+impl Status {
+    /// The document with every URL's credentials shown as `***`: for one
+    /// written by a daemon that kept them.
+    pub fn redacted(mut self) -> Self {
+        use crate::redact::scrub_urls;
+        self.repo = crate::redact::url(&self.repo);
+        let scrub = |text: &mut String| *text = scrub_urls(text).into_owned();
+        if let Some(error) = &mut self.fetch_error {
+            scrub(error);
+        }
+        if let Some(rejected) = &mut self.last_rejected {
+            rejected.errors.iter_mut().for_each(scrub);
+        }
+        for host in self.hosts.values_mut() {
+            if let Some(message) = &mut host.last_message {
+                scrub(message);
+            }
+        }
+        self
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -215,10 +238,12 @@ pub struct Board {
 }
 
 impl Board {
+    /// A board for `repo` (shown without its credentials) and `branch`,
+    /// kept in `path` when given.
     pub fn new(repo: &str, branch: &str, path: Option<PathBuf>) -> Self {
         Self {
             status: Mutex::new(Status {
-                repo: repo.to_owned(),
+                repo: crate::redact::url(repo),
                 branch: branch.to_owned(),
                 ..Status::default()
             }),
