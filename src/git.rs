@@ -9,6 +9,10 @@
 //! are never followed: they could point anywhere on this machine.
 //!
 //! gix blocks: call these from a blocking thread.
+//!
+//! A URL may carry credentials (`https://user:password@host/...`): errors
+//! name it redacted, and gix's own errors are kept scrubbed of it
+//! (`crate::redact`), so no `GitError` can show them.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
@@ -19,7 +23,8 @@ use crate::definitions::files::KINDS;
 /// A commit id, as 40 hex characters.
 pub type CommitId = String;
 
-/// Why a git operation failed.
+/// Why a git operation failed. URLs in it are redacted and its causes
+/// scrubbed of their credentials.
 #[derive(Debug, thiserror::Error)]
 pub enum GitError {
     #[error("cannot clone `{url}`")]
@@ -50,10 +55,13 @@ pub enum GitError {
     },
 }
 
+/// `e` and its causes as a source of `GitError`, without the credentials
+/// of `url`.
 fn boxed(
+    url: &str,
     e: impl std::error::Error + Send + Sync + 'static,
 ) -> Box<dyn std::error::Error + Send + Sync> {
-    Box::new(e)
+    Box::new(crate::redact::ScrubbedError::new(&e, url))
 }
 
 /// One entry of a commit's tree, for checks before a release.
@@ -87,7 +95,7 @@ pub struct Mirror {
 impl std::fmt::Debug for Mirror {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Mirror")
-            .field("url", &self.url)
+            .field("url", &crate::redact::url(&self.url))
             .field("path", &self.path)
             .finish_non_exhaustive()
     }
@@ -100,7 +108,7 @@ impl Mirror {
         if path.join("HEAD").exists() {
             let repo = gix::open(path).map_err(|e| GitError::Open {
                 path: path.to_owned(),
-                source: boxed(e),
+                source: boxed(url, e),
             })?;
             return Ok(Self {
                 url: url.to_owned(),
@@ -109,17 +117,18 @@ impl Mirror {
             });
         }
         let clone_error = |e: Box<dyn std::error::Error + Send + Sync>| GitError::Clone {
-            url: url.to_owned(),
+            url: crate::redact::url(url),
             source: e,
         };
         if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).map_err(|e| clone_error(boxed(e)))?;
+            std::fs::create_dir_all(parent).map_err(|e| clone_error(boxed(url, e)))?;
         }
         let interrupt = AtomicBool::new(false);
-        let mut prepare = gix::prepare_clone_bare(url, path).map_err(|e| clone_error(boxed(e)))?;
+        let mut prepare =
+            gix::prepare_clone_bare(url, path).map_err(|e| clone_error(boxed(url, e)))?;
         let (repo, _) = prepare
             .fetch_only(gix::progress::Discard, &interrupt)
-            .map_err(|e| clone_error(boxed(e)))?;
+            .map_err(|e| clone_error(boxed(url, e)))?;
         Ok(Self {
             url: url.to_owned(),
             path: path.to_owned(),
@@ -127,6 +136,8 @@ impl Mirror {
         })
     }
 
+    /// The URL or path the mirror was made from, with its credentials:
+    /// show `crate::redact::url` of it, never it.
     pub fn url(&self) -> &str {
         &self.url
     }
@@ -136,8 +147,9 @@ impl Mirror {
     /// or tag deleted there is deleted here, so that no release or commit
     /// is ever taken from a ref the remote no longer has.
     pub fn fetch(&mut self) -> Result<(), GitError> {
+        let url = self.url.as_str();
         let fetch_error = |e: Box<dyn std::error::Error + Send + Sync>| GitError::Fetch {
-            url: self.url.clone(),
+            url: crate::redact::url(url),
             source: e,
         };
         let interrupt = AtomicBool::new(false);
@@ -145,7 +157,7 @@ impl Mirror {
             .repo
             .find_default_remote(gix::remote::Direction::Fetch)
             .ok_or_else(|| fetch_error("the mirror has no remote".into()))?
-            .map_err(|e| fetch_error(boxed(e)))?
+            .map_err(|e| fetch_error(boxed(url, e)))?
             .with_refspecs(
                 [
                     "+refs/heads/*:refs/remotes/origin/*",
@@ -153,15 +165,15 @@ impl Mirror {
                 ],
                 gix::remote::Direction::Fetch,
             )
-            .map_err(|e| fetch_error(boxed(e)))?
+            .map_err(|e| fetch_error(boxed(url, e)))?
             .with_fetch_tags(gix::remote::fetch::Tags::None);
         let outcome = remote
             .connect(gix::remote::Direction::Fetch)
-            .map_err(|e| fetch_error(boxed(e)))?
+            .map_err(|e| fetch_error(boxed(url, e)))?
             .prepare_fetch(gix::progress::Discard, Default::default())
-            .map_err(|e| fetch_error(boxed(e)))?
+            .map_err(|e| fetch_error(boxed(url, e)))?
             .receive(gix::progress::Discard, &interrupt)
-            .map_err(|e| fetch_error(boxed(e)))?;
+            .map_err(|e| fetch_error(boxed(url, e)))?;
         let on_remote: std::collections::BTreeSet<String> = outcome
             .ref_map
             .remote_refs
@@ -169,11 +181,13 @@ impl Mirror {
             .map(|r| r.unpack().0.to_string())
             .collect();
         // Refs written by the fetch are read from disk from here on.
-        self.repo = gix::open(&self.path).map_err(|e| GitError::Open {
+        let repo = gix::open(&self.path).map_err(|e| GitError::Open {
             path: self.path.clone(),
-            source: boxed(e),
+            source: boxed(url, e),
         })?;
-        self.prune(&on_remote).map_err(fetch_error)
+        self.repo = repo;
+        self.prune(&on_remote)
+            .map_err(|e| fetch_error(Box::new(crate::redact::ScrubbedError::new(&*e, url))))
     }
 
     /// Deletes the branches and tags the remote does not have (`on_remote`
@@ -216,7 +230,7 @@ impl Mirror {
     pub fn resolve(&self, rev: &str) -> Result<CommitId, GitError> {
         let unknown = || GitError::UnknownRevision {
             rev: rev.to_owned(),
-            url: self.url.clone(),
+            url: crate::redact::url(&self.url),
         };
         // Fetches update the remote-tracking refs; the clone's own heads
         // stay where the clone left them.
@@ -240,11 +254,11 @@ impl Mirror {
     fn commit(&self, commit: &str) -> Result<gix::Commit<'_>, GitError> {
         let id = gix::ObjectId::from_hex(commit.as_bytes()).map_err(|e| GitError::Read {
             commit: commit.to_owned(),
-            source: boxed(e),
+            source: boxed(&self.url, e),
         })?;
         self.repo.find_commit(id).map_err(|e| GitError::Read {
             commit: commit.to_owned(),
-            source: boxed(e),
+            source: boxed(&self.url, e),
         })
     }
 
@@ -252,7 +266,7 @@ impl Mirror {
     fn tree_of(&self, commit: &str) -> Result<gix::Tree<'_>, GitError> {
         self.commit(commit)?.tree().map_err(|e| GitError::Read {
             commit: commit.to_owned(),
-            source: boxed(e),
+            source: boxed(&self.url, e),
         })
     }
 
@@ -270,7 +284,7 @@ impl Mirror {
         for (dir, _) in KINDS {
             let Some(entry) = tree
                 .lookup_entry_by_path(dir)
-                .map_err(|e| read_error(boxed(e)))?
+                .map_err(|e| read_error(boxed(&self.url, e)))?
             else {
                 continue;
             };
@@ -281,11 +295,11 @@ impl Mirror {
             any_dir |= *dir != "templates";
             let subtree = entry
                 .object()
-                .map_err(|e| read_error(boxed(e)))?
+                .map_err(|e| read_error(boxed(&self.url, e)))?
                 .peel_to_tree()
-                .map_err(|e| read_error(boxed(e)))?;
+                .map_err(|e| read_error(boxed(&self.url, e)))?;
             for child in subtree.iter() {
-                let child = child.map_err(|e| read_error(boxed(e)))?;
+                let child = child.map_err(|e| read_error(boxed(&self.url, e)))?;
                 let name = child.filename().to_string();
                 let relative = format!("{dir}/{name}");
                 let mode = child.mode();
@@ -297,7 +311,9 @@ impl Mirror {
                     files.refuse(&relative, "this is a directory, not a definitions file");
                     continue;
                 }
-                let blob = child.object().map_err(|e| read_error(boxed(e)))?;
+                let blob = child
+                    .object()
+                    .map_err(|e| read_error(boxed(&self.url, e)))?;
                 files.insert(&relative, blob.data.clone());
             }
         }
@@ -319,7 +335,7 @@ impl Mirror {
         let mut recorder = gix::traverse::tree::Recorder::default();
         tree.traverse()
             .breadthfirst(&mut recorder)
-            .map_err(|e| read_error(boxed(e)))?;
+            .map_err(|e| read_error(boxed(&self.url, e)))?;
         let mut entries = Vec::with_capacity(recorder.records.len());
         for record in recorder.records {
             use gix::object::tree::EntryKind;
@@ -336,7 +352,7 @@ impl Mirror {
                     let size = self
                         .repo
                         .find_header(record.oid)
-                        .map_err(|e| read_error(boxed(e)))?
+                        .map_err(|e| read_error(boxed(&self.url, e)))?
                         .size();
                     // An LFS pointer is a small text file of a known first line.
                     let lfs = kind == EntryKindOf::File
@@ -344,7 +360,7 @@ impl Mirror {
                         && self
                             .repo
                             .find_object(record.oid)
-                            .map_err(|e| read_error(boxed(e)))?
+                            .map_err(|e| read_error(boxed(&self.url, e)))?
                             .data
                             .starts_with(b"version https://git-lfs.github.com/spec/");
                     (size, lfs)
@@ -375,12 +391,18 @@ impl Mirror {
             source: e,
         };
         let found = self.commit(commit)?;
-        let time = found.time().map_err(|e| read_error(boxed(e)))?.seconds;
-        let tree = found.tree().map_err(|e| read_error(boxed(e)))?.id;
+        let time = found
+            .time()
+            .map_err(|e| read_error(boxed(&self.url, e)))?
+            .seconds;
+        let tree = found
+            .tree()
+            .map_err(|e| read_error(boxed(&self.url, e)))?
+            .id;
         let (stream, _index) = self
             .repo
             .worktree_stream(tree)
-            .map_err(|e| read_error(boxed(e)))?;
+            .map_err(|e| read_error(boxed(&self.url, e)))?;
         let interrupt = AtomicBool::new(false);
         self.repo
             .worktree_archive(
@@ -396,7 +418,7 @@ impl Mirror {
                     modification_time: time,
                 },
             )
-            .map_err(|e| read_error(boxed(e)))?;
+            .map_err(|e| read_error(boxed(&self.url, e)))?;
         Ok(())
     }
 }

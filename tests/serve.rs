@@ -28,6 +28,7 @@ fn start() -> Server {
         board: Arc::clone(&board),
         fetch_now: Arc::clone(&fetch_now),
         hook_secret: Some(Arc::new(SECRET.to_vec())),
+        guard: Arc::new(serve::AuthGuard::new(board.auth_failures())),
     };
     let listener = runtime
         .block_on(serve::bind("127.0.0.1:0".parse().expect("addr")))
@@ -36,6 +37,7 @@ fn start() -> Server {
     runtime.spawn(serve::serve(
         listener,
         serve::router(state),
+        serve::Limits::default(),
         std::future::pending(),
     ));
     Server {

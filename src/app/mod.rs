@@ -201,6 +201,8 @@ pub enum AppError {
     },
     #[error("{} failed on {}\n{}", .0.step, .0.server, .0.output)]
     Failed(StepFailure),
+    #[error(transparent)]
+    Secret(#[from] crate::secret::SecretError),
 }
 
 impl AppError {

@@ -46,21 +46,22 @@ pub struct Session<'a> {
 
 impl<'a> Session<'a> {
     /// A session of `body`'s functions for `app`, under a new lock token
-    /// from the OS's cryptographic generator.
+    /// of 128 bits from the OS's cryptographic generator (which, failing,
+    /// fails the session: no lock is ever taken with a guessable token).
     pub fn new(
         app: &'a App,
         body: &'a str,
         origin: &'a Origin,
         progress: &'a dyn Progress,
-    ) -> Self {
-        Self {
+    ) -> Result<Self, crate::secret::SecretError> {
+        Ok(Self {
             app,
             body,
-            token: crate::secret::token(),
+            token: crate::secret::token(16)?,
             origin,
             progress,
             vars: Vec::new(),
-        }
+        })
     }
 
     /// A header variable of the caller's (`SHA`), set or replaced.

@@ -148,7 +148,10 @@ pub(super) fn release_pins(
                     failed = true;
                     eprintln!(
                         "error: {app}: cannot release revision {revision}: {}",
-                        crate::text::visible(&crate::error_chain(&e))
+                        crate::text::visible(&crate::redact::scrub(
+                            &crate::error_chain(&e),
+                            &target.app.repo
+                        ))
                     );
                     if let Some(hint) = e.hint() {
                         eprintln!("  hint: {hint}");

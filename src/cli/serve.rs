@@ -47,6 +47,7 @@ pub(super) fn tokens(path: &std::path::Path) -> Result<deploy::Tokens, Failure> 
 }
 
 pub fn run(args: ServeArgs) -> Result<ExitCode, Failure> {
+    let limits = serve::Limits::for_open_files(serve::raise_open_files());
     let tokens = tokens(&args.deploy_tokens)?;
     let loaded = super::validate::load(&args.definitions)?;
     let options = args.ssh.options();
@@ -60,6 +61,7 @@ pub fn run(args: ServeArgs) -> Result<ExitCode, Failure> {
         args.cache_dir
             .clone()
             .unwrap_or_else(super::release::default_cache),
+        Arc::new(serve::AuthGuard::default()),
     ));
     super::run_until_signal(async move {
         let listener = serve::bind(args.listen)
@@ -69,6 +71,7 @@ pub fn run(args: ServeArgs) -> Result<ExitCode, Failure> {
         serve::serve(
             listener,
             serve::deploy_router(deployer),
+            limits,
             std::future::pending(),
         )
         .await
@@ -76,6 +79,9 @@ pub fn run(args: ServeArgs) -> Result<ExitCode, Failure> {
         Ok(ExitCode::SUCCESS)
     })
 }
+
+/// Random bytes in a deploy token (64 hex digits).
+const TOKEN_BYTES: usize = 32;
 
 pub fn run_token(args: TokenArgs) -> Result<ExitCode, Failure> {
     use std::os::unix::fs::OpenOptionsExt as _;
@@ -85,12 +91,7 @@ pub fn run_token(args: TokenArgs) -> Result<ExitCode, Failure> {
             None,
         ));
     }
-    let token = format!(
-        "{:016x}{:016x}{:016x}",
-        fastrand::u64(..),
-        fastrand::u64(..),
-        fastrand::u64(..)
-    );
+    let token = crate::secret::token(TOKEN_BYTES).context("cannot make a deploy token")?;
     let mut file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)

@@ -54,6 +54,8 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
     };
     let status: Status =
         serde_json::from_str(&text).context("the status is not a status document")?;
+    // A daemon before security round 3 kept credentials in it.
+    let status = status.redacted();
     match args.format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&status)?),
         Format::Text => print!("{}", crate::text::visible(&render(&status))),
@@ -70,12 +72,13 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
 
 /// GET URL/v1/status over plain HTTP (a daemon listens on loopback).
 fn fetch(url: &str) -> anyhow::Result<String> {
+    let shown = crate::redact::url(url);
     let Some(rest) = url.strip_prefix("http://") else {
-        bail!("`{url}` is not an http:// URL");
+        bail!("`{shown}` is not an http:// URL");
     };
     let host = rest.trim_end_matches('/');
     let mut stream =
-        TcpStream::connect(host).with_context(|| format!("cannot connect to `{host}`"))?;
+        TcpStream::connect(host).with_context(|| format!("cannot connect to `{shown}`"))?;
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
     write!(
         stream,
@@ -88,7 +91,7 @@ fn fetch(url: &str) -> anyhow::Result<String> {
         .context("not an HTTP response")?;
     if !head.starts_with("HTTP/1.1 200") && !head.starts_with("HTTP/1.0 200") {
         bail!(
-            "`{url}` answered {}",
+            "`{shown}` answered {}",
             head.lines().next().unwrap_or_default()
         );
     }

@@ -10,7 +10,7 @@ use anyhow::Context as _;
 use tokio::sync::Notify;
 
 use crate::definitions::values::{HumanDuration, Syntax as _};
-use crate::serve::{self, AppState};
+use crate::serve::{self, AppState, AuthGuard};
 use crate::transport::CachedConnector;
 use crate::watch::{Backoff, Board, Drift, GitSource, Status, Watch, WatchOptions};
 
@@ -73,6 +73,8 @@ fn duration(text: &str) -> Result<Duration, String> {
 }
 
 pub fn run(args: Args) -> Result<ExitCode, Failure> {
+    // SSH connections and the listener share this limit.
+    let limits = serve::Limits::for_open_files(serve::raise_open_files());
     let mut connect = args.ssh.options();
     connect
         .check()
@@ -105,16 +107,18 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
     let resume = std::fs::read(&status_path)
         .ok()
         .and_then(|bytes| serde_json::from_slice::<Status>(&bytes).ok())
-        .filter(|s| s.repo == args.repo && s.branch == args.branch)
+        .filter(|s| s.repo == crate::redact::url(&args.repo) && s.branch == args.branch)
         .and_then(|s| s.last_good.map(|g| g.commit));
     let board = Arc::new(Board::new(&args.repo, &args.branch, Some(status_path)));
     let connector: Arc<CachedConnector> = Arc::new(CachedConnector::new(connect));
+    let guard = Arc::new(AuthGuard::new(board.auth_failures()));
     let deployer = tokens.map(|tokens| {
         Arc::new(serve::deploy::Deployer::new(
             tokens,
             Arc::clone(&board.definitions),
             Arc::clone(&connector) as Arc<dyn crate::transport::Connector>,
             args.state_dir.join("apps"),
+            Arc::clone(&guard),
         ))
     });
     let fetch_now = Arc::new(Notify::new());
@@ -156,11 +160,16 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
                 let listener = serve::bind(addr)
                     .await
                     .with_context(|| format!("cannot listen on {addr}"))?;
-                tracing::info!(%addr, "serving status, metrics and the git hook");
+                tracing::info!(
+                    %addr,
+                    max_connections = limits.max_connections,
+                    "serving status, metrics and the git hook"
+                );
                 let mut router = serve::router(AppState {
                     board,
                     fetch_now,
                     hook_secret,
+                    guard,
                 });
                 if let Some(deployer) = deployer {
                     router = router.merge(serve::deploy_router(deployer));
@@ -168,6 +177,7 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
                 Some(tokio::spawn(serve::serve(
                     listener,
                     router,
+                    limits,
                     until_stopped(stopped.clone()),
                 )))
             }
@@ -185,7 +195,8 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
             Ok::<(), std::io::Error>(())
         };
         let signals = tokio::spawn(signals);
-        tracing::info!(repo = %args.repo, branch = %args.branch, "watching");
+        let repo = crate::redact::url(&args.repo);
+        tracing::info!(%repo, branch = %args.branch, "watching");
         watch.run(until_stopped(stopped)).await;
         signals.abort();
         if let Some(server) = server {

@@ -67,7 +67,7 @@ pub async fn push(
             ),
         }));
     }
-    let session = Session::new(&target.app, ENV_SH, origin, progress);
+    let session = Session::new(&target.app, ENV_SH, origin, progress)?;
     let hosts = connect_all(target, connector).await?;
     let locked = session.lock_all(hosts).await?;
     let size = content.len().to_string();

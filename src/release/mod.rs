@@ -144,7 +144,8 @@ impl<'a> Run<'a> {
         progress: &'a dyn Progress,
         connector: &dyn Connector,
     ) -> Result<Run<'a>, ReleaseError> {
-        let mut session = Session::new(&target.app, RELEASE_SH, origin, progress);
+        let mut session =
+            Session::new(&target.app, RELEASE_SH, origin, progress).map_err(AppError::from)?;
         session.set("HEALTH_TRIES", HEALTH_TRIES.to_string());
         if let Some(sha) = sha {
             session.set("SHA", sha.as_str());

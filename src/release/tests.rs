@@ -375,7 +375,8 @@ fn hostile_values_reach_the_script_as_quoted_words() {
         who: "x'; rm -rf / #\"\n".into(),
         trigger: Trigger::Cli,
     };
-    let mut session = crate::app::Session::new(&target.app, RELEASE_SH, &origin, &());
+    let mut session =
+        crate::app::Session::new(&target.app, RELEASE_SH, &origin, &()).expect("a token");
     session.set("SHA", SHA);
     let script = session.script(role, &["release_shared", "a'b"]);
     assert!(

@@ -2,102 +2,29 @@
 //! `Authorization: Bearer <token>` releases that revision of the app, as
 //! a CI pipeline's last step; `GET /v1/deploys/<id>` follows it.
 //!
-//! Tokens live in a file outside the definitions repository, one line per
-//! token: `<app> <sha256 hex of the token>` (`reconciler deploy-token`
-//! makes one). Only hashes are stored, and a presented token is compared
-//! with every one in constant time.
+//! Tokens are checked against the tokens file (`super::tokens`); an
+//! address whose tokens fail too often is held back (`super::guard`).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 
 use axum::body::Bytes;
-use axum::extract::{Path as UrlPath, State};
+use axum::extract::{ConnectInfo, Path as UrlPath, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Json, Response};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use crate::app::{AppTarget, Origin, Trigger};
 use crate::definitions::Definitions;
 use crate::release;
 use crate::transport::Connector;
 
-use super::error;
+use super::guard::HeldBack;
+use super::{AuthGuard, error};
 
-/// Deploy tokens by app, as hashes.
-#[derive(Debug, Clone, Default)]
-pub struct Tokens {
-    hashes: Vec<(String, [u8; 32])>,
-}
-
-/// Why a tokens file cannot be used.
-#[derive(Debug, thiserror::Error)]
-#[error("{}:{line}: {message}", .path.display())]
-pub struct TokensError {
-    path: PathBuf,
-    line: usize,
-    message: String,
-}
-
-impl Tokens {
-    /// Reads a tokens file: `<app> <sha256 hex>` lines, `#` comments.
-    pub fn read(path: &Path) -> Result<Self, TokensError> {
-        let text = std::fs::read_to_string(path).map_err(|e| TokensError {
-            path: path.to_owned(),
-            line: 0,
-            message: format!("cannot read it: {e}"),
-        })?;
-        Self::parse(&text).map_err(|(line, message)| TokensError {
-            path: path.to_owned(),
-            line,
-            message,
-        })
-    }
-
-    fn parse(text: &str) -> Result<Self, (usize, String)> {
-        let mut hashes = Vec::new();
-        for (i, line) in text.lines().enumerate() {
-            let line = line.trim();
-            if line.is_empty() || line.starts_with('#') {
-                continue;
-            }
-            let bad = |m: &str| (i + 1, m.to_owned());
-            let mut words = line.split_whitespace();
-            let (Some(app), Some(hash), None) = (words.next(), words.next(), words.next()) else {
-                return Err(bad("expected `<app> <sha256 hex of the token>`"));
-            };
-            let hash: [u8; 32] = hex::decode(hash)
-                .ok()
-                .and_then(|h| h.try_into().ok())
-                .ok_or_else(|| bad("the hash is not 64 hex digits (a sha256)"))?;
-            hashes.push((app.to_owned(), hash));
-        }
-        Ok(Self { hashes })
-    }
-
-    /// The line that stores `token` for `app`.
-    pub fn line(app: &str, token: &str) -> String {
-        format!("{app} {}", hex::encode(Sha256::digest(token.as_bytes())))
-    }
-
-    /// The app whose token `token` is. Every stored hash is compared, in
-    /// constant time, whatever matches.
-    pub fn app_of(&self, token: &str) -> Option<&str> {
-        let presented: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-        let mut found = None;
-        for (app, hash) in &self.hashes {
-            let diff = hash
-                .iter()
-                .zip(presented.iter())
-                .fold(0u8, |acc, (a, b)| acc | (a ^ b));
-            if diff == 0 {
-                found = Some(app.as_str());
-            }
-        }
-        found
-    }
-}
+pub use super::tokens::{Tokens, TokensError};
 
 /// A deploy the webhook started.
 #[derive(Debug, Clone, Serialize)]
@@ -126,6 +53,8 @@ pub struct Deployer {
     pub connector: Arc<dyn Connector>,
     /// Where the app repositories are mirrored.
     pub cache: PathBuf,
+    /// Failed tokens by client address.
+    pub guard: Arc<AuthGuard>,
     jobs: Mutex<BTreeMap<String, Job>>,
     releasing: Mutex<BTreeSet<String>>,
 }
@@ -133,37 +62,77 @@ pub struct Deployer {
 /// How many finished deploys are remembered for `GET /v1/deploys/<id>`.
 const KEEP_JOBS: usize = 200;
 
+/// Random bytes in a deploy's id (32 hex digits).
+const JOB_ID_BYTES: usize = 16;
+
 impl Deployer {
+    /// Deploys checked against `tokens`, released from `definitions` with
+    /// app mirrors in `cache`; failed tokens counted against their address
+    /// in `guard` (shared with the git hook).
     pub fn new(
         tokens: Tokens,
         definitions: DefinitionsInForce,
         connector: Arc<dyn Connector>,
         cache: PathBuf,
+        guard: Arc<AuthGuard>,
     ) -> Self {
         Self {
             tokens,
             definitions,
             connector,
             cache,
+            guard,
             jobs: Mutex::default(),
             releasing: Mutex::default(),
         }
     }
 
-    fn token_app(&self, headers: &HeaderMap) -> Option<String> {
-        let token = headers
-            .get(header::AUTHORIZATION)?
-            .to_str()
-            .ok()?
-            .strip_prefix("Bearer ")?
-            .trim();
-        self.tokens.app_of(token).map(str::to_owned)
+    /// The app of the bearer token in `headers`, unless `peer` is held
+    /// back or the token is missing or unknown (a failure held against
+    /// `peer`).
+    fn authenticate(
+        &self,
+        peer: IpAddr,
+        route: &'static str,
+        headers: &HeaderMap,
+    ) -> Result<String, Refusal> {
+        self.guard.admit(peer).map_err(Refusal::HeldBack)?;
+        let app = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .and_then(|token| self.tokens.app_of(token.trim()));
+        match app {
+            Some(app) => Ok(app.to_owned()),
+            None => {
+                self.guard.failed(peer, route, "missing or unknown token");
+                Err(Refusal::Unknown)
+            }
+        }
     }
 
     fn update(&self, id: &str, change: impl FnOnce(&mut Job)) {
         let mut jobs = self.jobs.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(job) = jobs.get_mut(id) {
             change(job);
+        }
+    }
+}
+
+/// Why a request was not authenticated.
+#[derive(Debug)]
+enum Refusal {
+    /// Too many failures from its address: 429.
+    HeldBack(HeldBack),
+    /// A missing or unknown token: 401.
+    Unknown,
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        match self {
+            Refusal::HeldBack(held) => held.into_response(),
+            Refusal::Unknown => error(StatusCode::UNAUTHORIZED, "missing or unknown bearer token"),
         }
     }
 }
@@ -193,11 +162,13 @@ impl Drop for Releasing {
 
 pub async fn deploy(
     State(deployer): State<Arc<Deployer>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let Some(token_app) = deployer.token_app(&headers) else {
-        return error(StatusCode::UNAUTHORIZED, "missing or unknown bearer token");
+    let token_app = match deployer.authenticate(peer.ip(), "/v1/deploy", &headers) {
+        Ok(app) => app,
+        Err(refused) => return refused.into_response(),
     };
     let request: DeployRequest = match serde_json::from_slice(&body) {
         Ok(r) => r,
@@ -264,14 +235,17 @@ pub async fn deploy(
                 &format!(
                     "cannot release revision `{}`: {}",
                     request.revision,
-                    crate::error_chain(&e)
+                    crate::redact::scrub(&crate::error_chain(&e), &target.app.repo)
                 ),
             );
         }
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
     };
     let sha = archive.sha.to_string();
-    let id = crate::secret::hex(8);
+    let id = match crate::secret::token(JOB_ID_BYTES) {
+        Ok(id) => id,
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    };
     let job = Job {
         id: id.clone(),
         app: request.app.clone(),
@@ -313,19 +287,24 @@ pub async fn deploy(
             &(),
         )
         .await;
-        match &result {
-            Ok(_) => tracing::info!(app = %target.app.name, %sha, "deploy is live"),
-            Err(e) => {
-                tracing::warn!(app = %target.app.name, %sha, error = %crate::text::visible(&crate::error_chain(&e)), "deploy failed")
-            }
+        let failure = result.as_ref().err().map(|e| {
+            crate::text::visible(&crate::redact::scrub(
+                &crate::error_chain(e),
+                &target.app.repo,
+            ))
+            .into_owned()
+        });
+        match &failure {
+            None => tracing::info!(app = %target.app.name, %sha, "deploy is live"),
+            Some(error) => tracing::warn!(app = %target.app.name, %sha, %error, "deploy failed"),
         }
         task_deployer.update(&id, |job| {
             job.finished = Some(chrono::Utc::now());
-            match result {
-                Ok(_) => job.state = "live".into(),
-                Err(e) => {
+            match failure {
+                None => job.state = "live".into(),
+                Some(error) => {
                     job.state = "failed".into();
-                    job.error = Some(e.to_string());
+                    job.error = Some(error);
                 }
             }
         });
@@ -337,11 +316,13 @@ pub async fn deploy(
 
 pub async fn deploy_status(
     State(deployer): State<Arc<Deployer>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     UrlPath(id): UrlPath<String>,
     headers: HeaderMap,
 ) -> Response {
-    let Some(token_app) = deployer.token_app(&headers) else {
-        return error(StatusCode::UNAUTHORIZED, "missing or unknown bearer token");
+    let token_app = match deployer.authenticate(peer.ip(), "/v1/deploys", &headers) {
+        Ok(app) => app,
+        Err(refused) => return refused.into_response(),
     };
     let job = deployer
         .jobs
@@ -355,31 +336,5 @@ pub async fn deploy_status(
             error(StatusCode::FORBIDDEN, "this token is not for that app")
         }
         Some(job) => Json(job).into_response(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_token_matches_only_its_own_hash() {
-        let text = format!(
-            "# deploy tokens\n{}\n\n{}\n",
-            Tokens::line("shop", "s3cret-shop-token"),
-            Tokens::line("blog", "s3cret-blog-token")
-        );
-        let tokens = Tokens::parse(&text).expect("parses");
-        assert_eq!(tokens.app_of("s3cret-shop-token"), Some("shop"));
-        assert_eq!(tokens.app_of("s3cret-blog-token"), Some("blog"));
-        assert_eq!(tokens.app_of("s3cret-shop-toke"), None);
-        assert_eq!(tokens.app_of(""), None);
-        assert!(!text.contains("s3cret"), "only hashes are stored");
-    }
-
-    #[test]
-    fn a_bad_tokens_line_is_named() {
-        assert_eq!(Tokens::parse("shop\n").unwrap_err().0, 1);
-        assert_eq!(Tokens::parse("# c\nshop abc\n").unwrap_err().0, 2);
     }
 }

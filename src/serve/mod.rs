@@ -1,18 +1,19 @@
 //! The daemon's HTTP side (`--listen`): status, metrics, the git hook and
-//! the deploy webhook (`deploy`).
+//! the deploy webhook (`deploy`), served by `listener` within its limits.
 //!
 //! Everything here answers from the status board or pokes the loop; it
 //! never touches a server itself. Bodies are limited to 64 KiB (413 past
 //! that), and the git hook is refused (401) unless its body is signed with
 //! the shared secret, as git hosting services sign their webhooks
-//! (`X-Hub-Signature-256: sha256=<hex HMAC-SHA256 of the body>`).
+//! (`X-Hub-Signature-256: sha256=<hex HMAC-SHA256 of the body>`). Failed
+//! signatures and tokens are limited per client address (`guard`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::{get, post};
@@ -23,6 +24,12 @@ use tokio::sync::Notify;
 use crate::watch::Board;
 
 pub mod deploy;
+pub mod guard;
+pub mod listener;
+pub mod tokens;
+
+pub use guard::AuthGuard;
+pub use listener::{Limits, raise_open_files, serve};
 
 /// The largest body any route takes.
 pub const MAX_BODY: usize = 64 * 1024;
@@ -35,6 +42,8 @@ pub struct AppState {
     pub fetch_now: Arc<Notify>,
     /// The git hook's shared secret; without one the hook is off.
     pub hook_secret: Option<Arc<Vec<u8>>>,
+    /// Failed signatures by client address (shared with the deploy routes).
+    pub guard: Arc<AuthGuard>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -53,17 +62,6 @@ pub fn deploy_router(deployer: Arc<deploy::Deployer>) -> Router {
         .route("/v1/deploys/{id}", get(deploy::deploy_status))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(deployer)
-}
-
-/// Serves `router` on `addr` until `shutdown` completes.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    router: Router,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
 }
 
 /// Binds `addr` (an error says which address).
@@ -90,14 +88,25 @@ fn error(status: StatusCode, message: &str) -> Response {
     (status, Json(serde_json::json!({ "error": message }))).into_response()
 }
 
-async fn git_hook(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+async fn git_hook(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let Some(secret) = &state.hook_secret else {
         return error(
             StatusCode::NOT_FOUND,
             "the git hook is off: start watch with --hook-secret-file",
         );
     };
+    if let Err(held) = state.guard.admit(peer.ip()) {
+        return held.into_response();
+    }
     if !signed(secret, &headers, &body) {
+        state
+            .guard
+            .failed(peer.ip(), "/v1/hooks/git", "missing or wrong signature");
         return error(
             StatusCode::UNAUTHORIZED,
             "missing or wrong X-Hub-Signature-256",

@@ -242,7 +242,12 @@ impl Watch {
                         tracing::info!(%app, %revision, sha = %done.sha, took_ms = done.elapsed.as_millis() as u64, "released the pinned revision")
                     }
                     Err(error) => {
-                        tracing::warn!(%app, %revision, error = %crate::text::visible(&crate::error_chain(&error)), "cannot release the pinned revision")
+                        let error = crate::text::visible(&crate::redact::scrub(
+                            &crate::error_chain(&error),
+                            &target.app.repo,
+                        ))
+                        .into_owned();
+                        tracing::warn!(%app, %revision, %error, "cannot release the pinned revision")
                     }
                 }
             }
@@ -290,6 +295,10 @@ impl Watch {
                     }
                     other => vec![crate::error_chain(other)],
                 };
+                let errors: Vec<String> = errors
+                    .iter()
+                    .map(|e| crate::redact::scrub_urls(e).into_owned())
+                    .collect();
                 for problem in &errors {
                     tracing::error!(problem = %problem, "the commit is rejected");
                 }

@@ -61,7 +61,10 @@ impl GitSource {
         })
         .await;
         match joined {
-            Ok(result) => result.map_err(|e| crate::error_chain(&e)),
+            // GitError is scrubbed already; a second look costs nothing.
+            Ok(result) => {
+                result.map_err(|e| crate::redact::scrub(&crate::error_chain(&e), &self.url))
+            }
             Err(e) => Err(format!("the git task failed: {e}")),
         }
     }

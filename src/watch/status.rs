@@ -19,7 +19,8 @@ use serde::{Deserialize, Serialize};
 /// The daemon's status document.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 pub struct Status {
-    /// The definitions repository and branch it follows.
+    /// The definitions repository and branch it follows; credentials in
+    /// a URL are shown as `***`.
     pub repo: String,
     pub branch: String,
     /// The branch head last fetched.
@@ -36,6 +37,28 @@ pub struct Status {
     pub fetch_error: Option<String>,
     pub hosts: BTreeMap<String, HostStatus>,
     pub updated: Option<DateTime<Utc>>,
+}
+
+impl Status {
+    /// The document with every URL's credentials shown as `***`: for one
+    /// written by a daemon that kept them.
+    pub fn redacted(mut self) -> Self {
+        use crate::redact::scrub_urls;
+        self.repo = crate::redact::url(&self.repo);
+        let scrub = |text: &mut String| *text = scrub_urls(text).into_owned();
+        if let Some(error) = &mut self.fetch_error {
+            scrub(error);
+        }
+        if let Some(rejected) = &mut self.last_rejected {
+            rejected.errors.iter_mut().for_each(scrub);
+        }
+        for host in self.hosts.values_mut() {
+            if let Some(message) = &mut host.last_message {
+                scrub(message);
+            }
+        }
+        self
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -104,6 +127,27 @@ struct ResultLabel {
     result: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabel {
+    route: String,
+}
+
+/// Failed token and signature checks by route (such as `/v1/deploy`): the
+/// metric `reconciler_auth_failures_total{route}`. Clones count together.
+#[derive(Clone, Debug, Default)]
+pub struct AuthFailureCounter(Family<RouteLabel, Counter>);
+
+impl AuthFailureCounter {
+    /// Counts one failed check on `route`.
+    pub fn inc(&self, route: &str) {
+        self.0
+            .get_or_create(&RouteLabel {
+                route: route.to_owned(),
+            })
+            .inc();
+    }
+}
+
 fn duration_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.05, 2.0, 12))
 }
@@ -118,6 +162,7 @@ struct Metrics {
     pending: Family<HostLabel, Gauge>,
     last_success: Family<HostLabel, Gauge>,
     rejected: Counter,
+    auth_failures: AuthFailureCounter,
 }
 
 impl Metrics {
@@ -131,6 +176,7 @@ impl Metrics {
         let pending = Family::<HostLabel, Gauge>::default();
         let last_success = Family::<HostLabel, Gauge>::default();
         let rejected = Counter::default();
+        let auth_failures = AuthFailureCounter::default();
         registry.register(
             "reconciles",
             "Host reconciles, by result",
@@ -162,6 +208,11 @@ impl Metrics {
             "Definitions commits that did not validate",
             rejected.clone(),
         );
+        registry.register(
+            "auth_failures",
+            "Deploy tokens and git hook signatures that failed their check",
+            auth_failures.0.clone(),
+        );
         Self {
             registry,
             reconciles,
@@ -171,6 +222,7 @@ impl Metrics {
             pending,
             last_success,
             rejected,
+            auth_failures,
         }
     }
 }
@@ -186,10 +238,12 @@ pub struct Board {
 }
 
 impl Board {
+    /// A board for `repo` (shown without its credentials) and `branch`,
+    /// kept in `path` when given.
     pub fn new(repo: &str, branch: &str, path: Option<PathBuf>) -> Self {
         Self {
             status: Mutex::new(Status {
-                repo: repo.to_owned(),
+                repo: crate::redact::url(repo),
                 branch: branch.to_owned(),
                 ..Status::default()
             }),
@@ -257,6 +311,11 @@ impl Board {
 
     pub fn count_rejected(&self) {
         self.metrics.rejected.inc();
+    }
+
+    /// The counter of failed authentications, for the listener's guard.
+    pub fn auth_failures(&self) -> AuthFailureCounter {
+        self.metrics.auth_failures.clone()
     }
 
     /// The metrics in Prometheus' text format.

@@ -6,6 +6,7 @@
 #![allow(dead_code)] // each test binary uses a subset of these helpers
 
 pub mod apt;
+pub mod daemon;
 pub mod laravel;
 
 use std::io::{Read, Write};

@@ -62,7 +62,10 @@ pub(super) fn check_app(at: &mut At, app: &App) {
     {
         at.error(
             "repo",
-            format!("`{}` is not a git URL or path", app.repo.escape_debug()),
+            format!(
+                "`{}` is not a git URL or path",
+                crate::redact::url(&app.repo).escape_debug()
+            ),
         );
     }
     if app.branch.is_empty()
