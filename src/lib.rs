@@ -28,6 +28,14 @@ pub mod units;
 pub mod watch;
 pub mod windows;
 
+/// What the user can do about an error: the `hint:` line the CLI prints
+/// under it. Every error type with a remedy implements it; the CLI renders
+/// errors and hints in one place (`cli::output::report`).
+pub trait Hint {
+    /// The remedy, when there is one the user can apply.
+    fn hint(&self) -> Option<&str>;
+}
+
 /// An error and its causes on one line, `outer: cause: root cause`, for
 /// reports that show one line per host.
 pub fn error_chain(error: &dyn std::error::Error) -> String {

@@ -375,3 +375,46 @@ fn a_release_that_would_leave_code_out_is_refused_naming_what() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_closed_stdout_ends_every_command_quietly() {
+    let state = tempfile::tempdir().expect("tempdir");
+    fs::write(
+        state.path().join("status.json"),
+        r#"{"repo":"r","branch":"main","hosts":{}}"#,
+    )
+    .expect("status");
+    let out_dir = tempfile::tempdir().expect("tempdir");
+    let state_dir = state.path().display().to_string();
+    let templates = out_dir.path().join("t").display().to_string();
+    let tokens = out_dir.path().join("tokens").display().to_string();
+    for args in [
+        vec!["validate", "-d", "examples/fleet"],
+        vec!["windows", "-d", "examples/fleet", "--count", "50"],
+        vec!["status", "--state-dir", &state_dir],
+        vec!["templates", "--out", &templates],
+        vec!["deploy-token", "shop", "--deploy-tokens", &tokens],
+    ] {
+        // `| head -0`: the reader is gone before anything is written.
+        let mut child = Command::new(env!("CARGO_BIN_EXE_reconciler"))
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .args(&args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        drop(child.stdout.take());
+        let out = child.wait_with_output().expect("wait");
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+        assert!(
+            !text(&out.stderr).contains("panicked"),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+    }
+}

@@ -8,6 +8,7 @@
 
 mod common;
 
+use reconciler::Hint as _;
 use std::io::Read as _;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};

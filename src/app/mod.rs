@@ -205,9 +205,13 @@ pub enum AppError {
     Secret(#[from] crate::secret::SecretError),
 }
 
-impl AppError {
-    /// What the user can do about it.
-    pub fn hint(&self) -> Option<&'static str> {
+/// The first 12 characters of a commit id.
+pub fn short(sha: &str) -> &str {
+    &sha[..sha.len().min(12)]
+}
+
+impl crate::Hint for AppError {
+    fn hint(&self) -> Option<&str> {
         match self {
             AppError::Unreachable { source, .. } => source.hint(),
             AppError::Busy { .. } => {
@@ -216,9 +220,4 @@ impl AppError {
             _ => None,
         }
     }
-}
-
-/// The first 12 characters of a commit id.
-pub fn short(sha: &str) -> &str {
-    &sha[..sha.len().min(12)]
 }

@@ -1,5 +1,6 @@
 //! `reconciler apply`.
 
+use super::output::note;
 use std::io::{self, BufRead as _, IsTerminal as _, Write as _};
 use std::process::ExitCode;
 use std::sync::Mutex;
@@ -102,7 +103,7 @@ pub fn run(args: Args, color: anstream::ColorChoice) -> Result<ExitCode, Failure
         if !args.yes {
             let confirmed = tokio::task::spawn_blocking(move || confirm(to_apply)).await??;
             if !confirmed {
-                eprintln!("error: not applied");
+                note!("error: not applied");
                 return Ok(ExitCode::FAILURE);
             }
         }
@@ -157,8 +158,8 @@ pub fn run(args: Args, color: anstream::ColorChoice) -> Result<ExitCode, Failure
 
 fn confirm(hosts: usize) -> io::Result<bool> {
     if !io::stdin().is_terminal() {
-        eprintln!("error: apply asks for confirmation, and stdin is not a terminal");
-        eprintln!("  hint: pass --yes to apply without asking");
+        note!("error: apply asks for confirmation, and stdin is not a terminal");
+        note!("  hint: pass --yes to apply without asking");
         return Ok(false);
     }
     eprint!("Apply these changes to {hosts} server(s)? [y/N] ");

@@ -1,6 +1,7 @@
 //! `reconciler env pull|push|diff`: an app's `shared/.env` on its servers.
 //! Values go nowhere but `pull`'s stdout: never to logs or errors.
 
+use super::output::{note, say};
 use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -83,7 +84,7 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
                         Ok(ExitCode::SUCCESS)
                     }
                     Err(e) => {
-                        eprintln!("error: {}", crate::text::visible(&e));
+                        note!("error: {}", crate::text::visible(&e));
                         Ok(ExitCode::FAILURE)
                     }
                 }
@@ -112,14 +113,11 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
                             .iter()
                             .map(|(s, _)| s.name.to_string())
                             .collect();
-                        println!("{app}: .env with {keys} keys is on {}", servers.join(", "));
+                        say!("{app}: .env with {keys} keys is on {}", servers.join(", "))?;
                         Ok(ExitCode::SUCCESS)
                     }
                     Err(e) => {
-                        eprintln!("error: {}", crate::text::visible(&crate::error_chain(&e)));
-                        if let Some(hint) = e.hint() {
-                            eprintln!("  hint: {hint}");
-                        }
+                        super::output::report(&e, None);
                         Ok(ExitCode::FAILURE)
                     }
                 }
@@ -152,7 +150,7 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
                             }
                         }
                         Err(e) => {
-                            eprintln!("{}", crate::text::visible(&e));
+                            note!("{}", crate::text::visible(&e));
                             code = ExitCode::FAILURE;
                         }
                     }

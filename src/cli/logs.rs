@@ -1,5 +1,6 @@
 //! `reconciler logs`: an app's logs from every server, merged by time.
 
+use super::output::note;
 use std::io::Write as _;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -94,7 +95,7 @@ impl Printing {
         }
         out.flush()?;
         for (server, source) in &read.cut {
-            eprintln!(
+            note!(
                 "{server} {}: only the last {} read (a read takes at most that much of a log)",
                 crate::text::one_line(source),
                 crate::release::source::human(logs::LOG_LIMIT)
@@ -146,7 +147,7 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
         printing.lines(&read)?;
         let failed = read.failed;
         for (server, error) in &failed {
-            eprintln!(
+            note!(
                 "{server}: cannot read the logs: {}",
                 crate::text::visible(error)
             );
@@ -166,7 +167,7 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
             let failed = read.failed;
             for (server, error) in &failed {
                 if !down.contains(server) {
-                    eprintln!(
+                    note!(
                         "{server}: lost ({}); retrying every second",
                         crate::text::visible(error)
                     );
@@ -174,7 +175,7 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
             }
             for server in &down {
                 if !failed.iter().any(|(s, _)| s == server) {
-                    eprintln!("{server}: back");
+                    note!("{server}: back");
                 }
             }
             down = failed.into_iter().map(|(s, _)| s).collect();

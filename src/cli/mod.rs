@@ -7,6 +7,7 @@
 mod apply;
 mod env;
 mod logs;
+pub mod output;
 mod plan;
 mod provision;
 mod release;
@@ -19,6 +20,8 @@ mod validate;
 mod watch;
 mod windows;
 
+use crate::text;
+use output::note;
 use std::future::Future;
 use std::io::IsTerminal as _;
 use std::path::PathBuf;
@@ -216,16 +219,18 @@ pub fn main() -> ExitCode {
         Ok(code) => code,
         Err(Failure::Reported(code)) => code,
         Err(Failure::Usage { message, hint }) => {
-            eprintln!("error: {message}");
+            note!("error: {message}");
             if let Some(hint) = hint {
-                eprintln!("  hint: {hint}");
+                note!("  hint: {hint}");
             }
             ExitCode::from(2)
         }
+        // `| head`: the reader has what it wanted.
+        Err(Failure::Error(error)) if output::is_closed_pipe(&error) => ExitCode::SUCCESS,
         Err(Failure::Error(error)) => {
-            eprintln!("error: {error}");
+            note!("error: {}", text::visible(&error.to_string()));
             for cause in error.chain().skip(1) {
-                eprintln!("  caused by: {cause}");
+                note!("  caused by: {}", text::visible(&cause.to_string()));
             }
             ExitCode::FAILURE
         }
@@ -270,11 +275,11 @@ where
         tokio::select! {
             result = work => result,
             _ = tokio::signal::ctrl_c() => {
-                eprintln!("\ninterrupted: work already started on a server finishes there");
+                note!("\ninterrupted: work already started on a server finishes there");
                 Err(Failure::Reported(ExitCode::from(130)))
             }
             _ = terminate.recv() => {
-                eprintln!("terminated: work already started on a server finishes there");
+                note!("terminated: work already started on a server finishes there");
                 Err(Failure::Reported(ExitCode::from(143)))
             }
         }

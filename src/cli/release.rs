@@ -1,5 +1,7 @@
 //! `reconciler release`, `rollback` and `releases`.
 
+use super::output::{note, say};
+use crate::Hint as _;
 use std::io::{IsTerminal as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -138,15 +140,15 @@ pub(super) fn release_pins(
             let app = &target.app.name;
             let revision = target.app.revision.as_deref().unwrap_or_default();
             match release::ensure_revision(target, &cache, &origin, &connector, &lines).await {
-                Ok(None) => println!("{app}: revision {revision} is live on every server"),
-                Ok(Some(done)) => println!(
+                Ok(None) => say!("{app}: revision {revision} is live on every server")?,
+                Ok(Some(done)) => say!(
                     "{app}: released revision {revision} ({}) in {:.1} s",
                     done.sha.short(),
                     done.elapsed.as_secs_f64()
-                ),
+                )?,
                 Err(e) => {
                     failed = true;
-                    eprintln!(
+                    note!(
                         "error: {app}: cannot release revision {revision}: {}",
                         crate::text::visible(&crate::redact::scrub(
                             &crate::error_chain(&e),
@@ -154,7 +156,7 @@ pub(super) fn release_pins(
                         ))
                     );
                     if let Some(hint) = e.hint() {
-                        eprintln!("  hint: {hint}");
+                        note!("  hint: {hint}");
                     }
                 }
             }
@@ -199,13 +201,13 @@ async fn unlock_first(
     let mut failed = false;
     for (server, result) in release::force_unlock(target, connector).await {
         match result {
-            Ok(Some(holder)) => eprintln!(
+            Ok(Some(holder)) => note!(
                 "{server}: broke the release lock of {}",
                 crate::text::visible(&holder)
             ),
             Ok(None) => {}
             Err(e) => {
-                eprintln!(
+                note!(
                     "{server}: cannot break the release lock: {}",
                     crate::text::visible(&e)
                 );
@@ -219,15 +221,17 @@ async fn unlock_first(
     Ok(())
 }
 
+/// Prints what a release or rollback of `target` did.
 fn report(
     result: Result<release::Released, release::ReleaseError>,
-    app: &str,
+    target: &AppTarget,
     what: &str,
 ) -> Result<ExitCode, Failure> {
+    let (app, repo) = (target.app.name.as_str(), target.app.repo.as_str());
     match result {
         Ok(done) => {
             let servers: Vec<String> = done.previous.iter().map(|(s, _)| s.to_string()).collect();
-            println!(
+            say!(
                 "{app} {} is live on {} ({what} in {:.1} s{})",
                 done.sha.short(),
                 servers.join(", "),
@@ -237,16 +241,16 @@ fn report(
                     1 => "; 1 old release directory pruned".to_owned(),
                     n => format!("; {n} old release directories pruned"),
                 }
-            );
+            )?;
             for (server, sha, why) in &done.prune_failed {
-                eprintln!(
+                note!(
                     "warning: {server}: release {} could not be pruned: {}",
                     sha.short(),
                     crate::text::visible(why.trim())
                 );
             }
             for (server, why) in &done.workers_failed {
-                eprintln!(
+                note!(
                     "warning: {server}: the workers did not restart: {}",
                     why.trim()
                 );
@@ -254,10 +258,7 @@ fn report(
             Ok(ExitCode::SUCCESS)
         }
         Err(e) => {
-            eprintln!("error: {}", crate::text::visible(&crate::error_chain(&e)));
-            if let Some(hint) = e.hint() {
-                eprintln!("  hint: {hint}");
-            }
+            super::output::report(&e, Some(repo));
             Err(Failure::Reported(ExitCode::FAILURE))
         }
     }
@@ -273,7 +274,7 @@ pub fn run_release(args: ReleaseArgs) -> Result<ExitCode, Failure> {
     let cache = args.cache_dir.clone().unwrap_or_else(default_cache);
     let mirror_path = release::mirror_path(&cache, &target.app);
     let lines = Lines::new();
-    eprintln!(
+    note!(
         "fetching {} into {}",
         crate::redact::url(&target.app.repo),
         mirror_path.display()
@@ -282,14 +283,11 @@ pub fn run_release(args: ReleaseArgs) -> Result<ExitCode, Failure> {
     let archive = match release::fetch_and_archive(&target, &cache, &rev) {
         Ok(archive) => archive,
         Err(e) => {
-            eprintln!("error: {}", crate::text::visible(&crate::error_chain(&e)));
-            if let Some(hint) = e.hint() {
-                eprintln!("  hint: {hint}");
-            }
+            super::output::report(&e, Some(&target.app.repo));
             return Err(Failure::Reported(ExitCode::FAILURE));
         }
     };
-    eprintln!(
+    note!(
         "{rev} is {}: {} files, {} unpacked; archived {} in {:.2} s",
         archive.sha.short(),
         archive.files,
@@ -304,7 +302,7 @@ pub fn run_release(args: ReleaseArgs) -> Result<ExitCode, Failure> {
     super::run_until_signal(async {
         unlock_first(&args.common, &target, &connector).await?;
         let result = release::release(&target, &archive, &origin, &connector, &lines).await;
-        report(result, &args.app, "released")
+        report(result, &target, "released")
     })
 }
 
@@ -320,7 +318,7 @@ pub fn run_rollback(args: RollbackArgs) -> Result<ExitCode, Failure> {
         unlock_first(&args.common, &target, &connector).await?;
         let result =
             release::rollback(&target, args.to.as_deref(), &origin, &connector, &lines).await;
-        report(result, &args.app, "rolled back")
+        report(result, &target, "rolled back")
     })
 }
 
@@ -334,7 +332,7 @@ pub fn run_releases(args: ReleasesArgs) -> Result<ExitCode, Failure> {
             let state = match state {
                 Ok(state) => state,
                 Err(e) => {
-                    eprintln!("{server}: {}", crate::text::visible(&e));
+                    note!("{server}: {}", crate::text::visible(&e));
                     failed = true;
                     continue;
                 }

@@ -1,5 +1,6 @@
 //! `reconciler schema`.
 
+use super::output::say;
 use std::fs;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -22,7 +23,7 @@ pub fn run(args: Args) -> Result<ExitCode, super::Failure> {
         let path = args.out.join(file);
         crate::fsutil::write_atomically(&path, text.as_bytes())
             .with_context(|| format!("cannot write `{}`", path.display()))?;
-        println!("wrote {}", path.display());
+        say!("wrote {}", path.display())?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -1,6 +1,8 @@
 //! `reconciler serve` (the deploy webhook alone) and `reconciler
 //! deploy-token`.
 
+use super::output::{note, say};
+use crate::Hint as _;
 use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -67,7 +69,7 @@ pub fn run(args: ServeArgs) -> Result<ExitCode, Failure> {
         let listener = serve::bind(args.listen)
             .await
             .with_context(|| format!("cannot listen on {}", args.listen))?;
-        eprintln!("serving the deploy webhook on http://{}", args.listen);
+        note!("serving the deploy webhook on http://{}", args.listen);
         serve::serve(
             listener,
             serve::deploy_router(deployer),
@@ -99,11 +101,11 @@ pub fn run_token(args: TokenArgs) -> Result<ExitCode, Failure> {
         .open(&args.deploy_tokens)
         .with_context(|| format!("cannot open {}", args.deploy_tokens.display()))?;
     writeln!(file, "{}", deploy::Tokens::line(&args.app, &token))?;
-    eprintln!(
+    note!(
         "added a deploy token for {} to {}; it is shown once, here:",
         args.app,
         args.deploy_tokens.display()
     );
-    println!("{token}");
+    say!("{token}")?;
     Ok(ExitCode::SUCCESS)
 }

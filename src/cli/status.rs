@@ -1,5 +1,6 @@
 //! `reconciler status`.
 
+use super::output::say;
 use std::io::{Read as _, Write as _};
 use std::net::TcpStream;
 use std::path::PathBuf;
@@ -57,8 +58,10 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
     // A daemon before security round 3 kept credentials in it.
     let status = status.redacted();
     match args.format {
-        Format::Json => println!("{}", serde_json::to_string_pretty(&status)?),
-        Format::Text => print!("{}", crate::text::visible(&render(&status))),
+        Format::Json => say!("{}", serde_json::to_string_pretty(&status)?)?,
+        Format::Text => {
+            super::output::out(format_args!("{}", crate::text::visible(&render(&status))))?
+        }
     }
     let failing = status.last_rejected.is_some()
         && status.last_rejected.as_ref().map(|r| &r.commit) == status.head.as_ref()

@@ -2,6 +2,7 @@
 //! apps, how to connect, how many at once; and the survey they all start
 //! with.
 
+use crate::Hint as _;
 use std::io::{IsTerminal as _, Write as _};
 use std::path::PathBuf;
 use std::time::Duration;

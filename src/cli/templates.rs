@@ -1,5 +1,6 @@
 //! `reconciler templates`.
 
+use super::output::{note, say};
 use std::fs;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -30,7 +31,7 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
         let path = args.out.join(name);
         match fs::read_to_string(&path) {
             Ok(existing) if existing == *text => {
-                println!("unchanged {}", path.display());
+                say!("unchanged {}", path.display())?;
                 continue;
             }
             Ok(_) if !args.force => {
@@ -41,17 +42,17 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
         }
         crate::fsutil::write_atomically(&path, text.as_bytes())
             .with_context(|| format!("cannot write `{}`", path.display()))?;
-        println!("wrote {}", path.display());
+        say!("wrote {}", path.display())?;
     }
     if kept.is_empty() {
         return Ok(ExitCode::SUCCESS);
     }
     for path in &kept {
-        eprintln!(
+        note!(
             "error: `{}` differs from the embedded template; left alone",
             path.display()
         );
     }
-    eprintln!("  hint: pass --force to replace them");
+    note!("  hint: pass --force to replace them");
     Ok(ExitCode::FAILURE)
 }

@@ -1,5 +1,6 @@
 //! `reconciler validate`.
 
+use super::output::{note, say};
 use std::process::ExitCode;
 
 use crate::converge::{self, Loaded};
@@ -24,7 +25,7 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
         let overrides = plural(loaded.definitions.templates.len(), "template override");
         summary.push_str(&format!(", {overrides}"));
     }
-    println!("{summary}");
+    say!("{summary}")?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -47,9 +48,9 @@ pub(super) fn load(dir: &DefinitionsDir) -> Result<Loaded, Failure> {
         Ok(loaded) => Ok(loaded),
         Err(LoadError::Invalid(problems)) => {
             for problem in &problems {
-                eprintln!("{problem}");
+                note!("{problem}");
             }
-            eprintln!("error: {}", LoadError::Invalid(problems));
+            note!("error: {}", LoadError::Invalid(problems));
             Err(Failure::Reported(ExitCode::FAILURE))
         }
         Err(other) => Err(other.into()),

@@ -1,5 +1,6 @@
 //! `reconciler watch`.
 
+use crate::Hint as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -1,5 +1,6 @@
 //! `reconciler windows`.
 
+use super::output::say;
 use std::process::ExitCode;
 
 use chrono::{DateTime, Utc};
@@ -27,10 +28,10 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
     for cluster in &loaded.definitions.clusters {
         let windows = Windows::from_definitions(&cluster.reload_windows);
         let Some(tz) = windows.windows.first().map(|w| w.timezone) else {
-            println!(
+            say!(
                 "{}: no reload windows: php-fpm reloads wait for `apply --now`",
                 cluster.name
-            );
+            )?;
             continue;
         };
         let local = |at: DateTime<Utc>| at.with_timezone(&tz).format("%Y-%m-%d %H:%M %Z");
@@ -40,7 +41,7 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
             WindowState::Closed { next: None } => "closed, and no window ever opens".into(),
             WindowState::NoWindows => "no windows".into(),
         };
-        println!("{} ({}): {state}", cluster.name, tz.name());
+        say!("{} ({}): {state}", cluster.name, tz.name())?;
         for (start, end) in windows.upcoming(now, usize::from(args.count)) {
             let wait = if start > now {
                 format!(
@@ -50,13 +51,13 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
             } else {
                 "open now".into()
             };
-            println!(
+            say!(
                 "  {} to {}  ({} to {} UTC)  {wait}",
                 local(start),
                 local(end),
                 start.format("%Y-%m-%d %H:%M"),
                 end.format("%H:%M"),
-            );
+            )?;
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -13,6 +13,7 @@
 
 mod select;
 
+use crate::Hint as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -161,15 +162,6 @@ pub enum HostError {
 }
 
 impl HostError {
-    pub fn hint(&self) -> Option<&'static str> {
-        match self {
-            HostError::Connect(error) | HostError::Gather(GatherError::Transport(error)) => {
-                error.hint()
-            }
-            _ => None,
-        }
-    }
-
     /// Whether trying again later may help.
     pub fn is_transient(&self) -> bool {
         match self {
@@ -521,6 +513,17 @@ async fn apply_one(host: &Surveyed, options: &ReconcileOptions) -> HostReport {
                 output: String::new(),
             },
         ),
+    }
+}
+
+impl crate::Hint for HostError {
+    fn hint(&self) -> Option<&str> {
+        match self {
+            HostError::Connect(error) | HostError::Gather(GatherError::Transport(error)) => {
+                error.hint()
+            }
+            _ => None,
+        }
     }
 }
 

@@ -27,16 +27,6 @@ pub enum SelectionError {
     Empty,
 }
 
-impl SelectionError {
-    pub fn hint(&self) -> Option<&str> {
-        match self {
-            SelectionError::UnknownServer { hint, .. }
-            | SelectionError::UnknownApp { hint, .. } => Some(hint),
-            SelectionError::Empty => Some("the apps given run on none of the servers given"),
-        }
-    }
-}
-
 fn suggestion<'a>(given: &str, known: impl Iterator<Item = &'a str> + Clone, what: &str) -> String {
     match closest(given, known.clone()) {
         Some(best) => format!("did you mean `{best}`?"),
@@ -129,4 +119,14 @@ pub fn select(
         return Err(SelectionError::Empty);
     }
     Ok(targets)
+}
+
+impl crate::Hint for SelectionError {
+    fn hint(&self) -> Option<&str> {
+        match self {
+            SelectionError::UnknownServer { hint, .. }
+            | SelectionError::UnknownApp { hint, .. } => Some(hint),
+            SelectionError::Empty => Some("the apps given run on none of the servers given"),
+        }
+    }
 }

@@ -1,6 +1,7 @@
 //! The seam with fake transports: ordering, matching by name and error
 //! paths, without servers.
 
+use crate::Hint as _;
 use std::path::Path;
 use std::time::Duration;
 

@@ -72,17 +72,6 @@ pub enum ReleaseError {
     Source(#[from] SourceError),
 }
 
-impl ReleaseError {
-    /// What the user can do about it.
-    pub fn hint(&self) -> Option<&'static str> {
-        match self {
-            ReleaseError::App(e) => e.hint(),
-            ReleaseError::Source(e) => e.hint(),
-            _ => None,
-        }
-    }
-}
-
 /// What a release that failed after its switch says: only what happened.
 fn rolled_back(
     failure: &StepFailure,
@@ -646,6 +635,16 @@ pub async fn force_unlock(
             (server, broken)
         })
         .collect()
+}
+
+impl crate::Hint for ReleaseError {
+    fn hint(&self) -> Option<&str> {
+        match self {
+            ReleaseError::App(e) => e.hint(),
+            ReleaseError::Source(e) => e.hint(),
+            _ => None,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -80,28 +80,6 @@ pub enum SourceError {
     },
 }
 
-impl SourceError {
-    /// What the user can do about it.
-    pub fn hint(&self) -> Option<&'static str> {
-        match self {
-            SourceError::Submodules { .. } => Some(
-                "reconciler ships what the app's repository holds: vendor the submodule's files \
-                 into it (`git rm` the submodule, then add its files), or install them in a \
-                 release command",
-            ),
-            SourceError::LfsPointers { .. } => Some(
-                "reconciler does not fetch git LFS objects: commit the files themselves \
-                 (`git lfs migrate export`), or fetch them in a release command",
-            ),
-            SourceError::TooLarge { .. } | SourceError::FileTooLarge { .. } => Some(
-                "if the app really is this large, raise max_release_size or max_file_size in \
-                 its definition",
-            ),
-            _ => None,
-        }
-    }
-}
-
 /// `bytes` for people: `5.0 MiB`.
 pub fn human(bytes: u64) -> String {
     const UNITS: [&str; 5] = ["bytes", "KiB", "MiB", "GiB", "TiB"];
@@ -271,6 +249,27 @@ impl<W> Seek for Hashing<W> {
                 std::io::ErrorKind::Unsupported,
                 "the archive is written in one pass",
             )),
+        }
+    }
+}
+
+impl crate::Hint for SourceError {
+    fn hint(&self) -> Option<&str> {
+        match self {
+            SourceError::Submodules { .. } => Some(
+                "reconciler ships what the app's repository holds: vendor the submodule's files \
+                 into it (`git rm` the submodule, then add its files), or install them in a \
+                 release command",
+            ),
+            SourceError::LfsPointers { .. } => Some(
+                "reconciler does not fetch git LFS objects: commit the files themselves \
+                 (`git lfs migrate export`), or fetch them in a release command",
+            ),
+            SourceError::TooLarge { .. } | SourceError::FileTooLarge { .. } => Some(
+                "if the app really is this large, raise max_release_size or max_file_size in \
+                 its definition",
+            ),
+            _ => None,
         }
     }
 }

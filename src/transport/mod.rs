@@ -105,28 +105,6 @@ pub enum TransportError {
 }
 
 impl TransportError {
-    /// What the user can do about it.
-    pub fn hint(&self) -> Option<&'static str> {
-        match self {
-            TransportError::HostKey { changed: false, .. } => Some(
-                "add the server's key to known_hosts (or pass --known-hosts FILE); \
-                 --accept-new-host-keys trusts keys of servers never seen before",
-            ),
-            TransportError::HostKey { changed: true, .. } => Some(
-                "verify the new key with the server's operator; only then replace its line in \
-                 known_hosts (`ssh-keygen -R HOST`)",
-            ),
-            TransportError::Auth { .. } => {
-                Some("check the SSH user and key (ssh-agent, ~/.ssh/config or --ssh-key FILE)")
-            }
-            TransportError::MissingFile { .. } => Some("check the path given on the command line"),
-            TransportError::Refused { .. } | TransportError::Timeout { .. } => {
-                Some("check that the server is up and its SSH port is reachable")
-            }
-            _ => None,
-        }
-    }
-
     /// Whether trying again later may succeed (the server was unreachable),
     /// as opposed to a setup problem that only a person can fix.
     pub fn is_transient(&self) -> bool {
@@ -317,5 +295,28 @@ impl Connector for CachedConnector {
         let transport = self.inner.connect(server).await?;
         self.cache.lock().await.insert(key, Arc::clone(&transport));
         Ok(transport)
+    }
+}
+
+impl crate::Hint for TransportError {
+    fn hint(&self) -> Option<&str> {
+        match self {
+            TransportError::HostKey { changed: false, .. } => Some(
+                "add the server's key to known_hosts (or pass --known-hosts FILE); \
+                 --accept-new-host-keys trusts keys of servers never seen before",
+            ),
+            TransportError::HostKey { changed: true, .. } => Some(
+                "verify the new key with the server's operator; only then replace its line in \
+                 known_hosts (`ssh-keygen -R HOST`)",
+            ),
+            TransportError::Auth { .. } => {
+                Some("check the SSH user and key (ssh-agent, ~/.ssh/config or --ssh-key FILE)")
+            }
+            TransportError::MissingFile { .. } => Some("check the path given on the command line"),
+            TransportError::Refused { .. } | TransportError::Timeout { .. } => {
+                Some("check that the server is up and its SSH port is reachable")
+            }
+            _ => None,
+        }
     }
 }
