@@ -1,0 +1,625 @@
+//! The transports against real sshd servers (the test fleet) and this machine.
+//!
+//! tests/fleet/fleet up 3 && cargo test --test transport -- --ignored --test-threads=2
+//!
+//! Tests that only need the local `ssh` client (nothing listening, a silent
+//! server) and the local transport run without the fleet. Timings are printed
+//! (`--nocapture` shows them), never asserted.
+
+use crate::common;
+
+use reconciler::Hint as _;
+use std::io::Read as _;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{Fleet, FleetServer};
+use reconciler::definitions::{Server, ServerName};
+use reconciler::shell::quote;
+use reconciler::transport::{
+    self, ConnectOptions, Holding, Input, SshTransport, Transport, TransportError,
+};
+
+/// Time limit of the scripts these tests run.
+const LIMIT: Duration = Duration::from_secs(60);
+
+fn server(fleet_server: &FleetServer) -> Server {
+    Server {
+        name: ServerName::new(fleet_server.name.clone()),
+        address: fleet_server.address.clone(),
+        port: fleet_server.ssh_port,
+        user: fleet_server.user.clone(),
+        web_server: true,
+    }
+}
+
+/// The fleet's key and known_hosts: what a correct setup looks like.
+fn options(fleet: &Fleet) -> ConnectOptions {
+    ConnectOptions {
+        known_hosts: Some(fleet.known_hosts.clone()),
+        identity: Some(fleet.key.clone()),
+        connect_timeout: Duration::from_secs(5),
+        ..ConnectOptions::default()
+    }
+}
+
+async fn connect(fleet: &Fleet, name: &str) -> SshTransport {
+    let server = server(fleet.server(name));
+    SshTransport::connect(&server, &options(fleet))
+        .await
+        .unwrap_or_else(|err| panic!("connect to {name}: {err}"))
+}
+
+async fn run_ok(transport: &dyn Transport, script: &str) -> String {
+    let out = transport.run(script, LIMIT).await.expect("run");
+    assert!(
+        out.success(),
+        "script failed ({:?}):\n{script}\n--- stderr\n{}",
+        out.status,
+        out.stderr_text()
+    );
+    out.stdout_text()
+}
+
+/// A known_hosts file in `dir` with `lines`.
+fn known_hosts_file(dir: &Path, lines: &str) -> PathBuf {
+    let path = dir.join("known_hosts");
+    std::fs::write(&path, lines).expect("write known_hosts");
+    path
+}
+
+/// The base64 key material of the known_hosts line for `port`.
+fn host_key(fleet: &Fleet, port: u16) -> String {
+    let known_hosts = std::fs::read_to_string(&fleet.known_hosts).expect("read known_hosts");
+    let prefix = format!("[127.0.0.1]:{port} ");
+    let line = known_hosts
+        .lines()
+        .find(|line| line.starts_with(&prefix))
+        .unwrap_or_else(|| panic!("no host key for port {port}"));
+    line.split_whitespace().nth(2).expect("key").to_owned()
+}
+
+fn expect_error(result: Result<SshTransport, TransportError>) -> TransportError {
+    match result {
+        Ok(transport) => panic!("connected to {}", transport.server()),
+        Err(err) => err,
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs the test fleet: tests/fleet/fleet up"]
+async fn run_returns_output_and_exit_status() {
+    let fleet = Fleet::load();
+    let transport = connect(&fleet, "fleet-1").await;
+
+    let out = transport
+        .run("echo out; echo err >&2; printf 'no newline'; exit 3", LIMIT)
+        .await
+        .expect("run");
+    assert_eq!(out.status, Some(3));
+    assert_eq!(out.stdout_text(), "out\nno newline");
+    assert_eq!(out.stderr_text(), "err\n");
+
+    assert_eq!(run_ok(&transport, "id -u").await, "0\n");
+    // Exit statuses the ssh client treats specially are still the script's.
+    for status in [1, 127, 255] {
+        let out = transport
+            .run(&format!("exit {status}"), LIMIT)
+            .await
+            .expect("run");
+        assert_eq!(out.status, Some(status));
+    }
+    assert_eq!(
+        transport
+            .run("no-such-command", LIMIT)
+            .await
+            .expect("run")
+            .status,
+        Some(127)
+    );
+    // Killed by a signal: no exit status.
+    let out = transport
+        .run("echo before; kill -9 $$", LIMIT)
+        .await
+        .expect("run");
+    assert_eq!((out.status, out.stdout_text()), (None, "before\n".into()));
+    // A command reading stdin gets nothing, not the rest of the script.
+    assert_eq!(
+        run_ok(&transport, "cat; read -r line || echo eof\necho still here").await,
+        "eof\nstill here\n"
+    );
+    // After all that, the master connection still works.
+    assert_eq!(run_ok(&transport, "echo ok").await, "ok\n");
+    transport.close().await.expect("close");
+}
+
+#[tokio::test]
+#[ignore = "needs the test fleet: tests/fleet/fleet up"]
+async fn unknown_host_key_is_refused() {
+    let fleet = Fleet::load();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let options = ConnectOptions {
+        known_hosts: Some(known_hosts_file(tmp.path(), "")),
+        ..options(&fleet)
+    };
+    let err = expect_error(SshTransport::connect(&server(fleet.server("fleet-1")), &options).await);
+    assert!(
+        matches!(err, TransportError::HostKey { changed: false, .. }),
+        "{err:?}"
+    );
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "host key of `root@127.0.0.1:{}` is not known, and host keys are checked strictly",
+            fleet.server("fleet-1").ssh_port
+        )
+    );
+    assert!(err.hint().is_some());
+    // Strict checking never records the key.
+    assert_eq!(
+        std::fs::read_to_string(tmp.path().join("known_hosts")).unwrap(),
+        ""
+    );
+}
+
+#[tokio::test]
+#[ignore = "needs the test fleet: tests/fleet/fleet up"]
+async fn changed_host_key_is_refused_even_when_accepting_new_keys() {
+    let fleet = Fleet::load();
+    let (target, other) = (fleet.server("fleet-1"), fleet.server("fleet-2"));
+    let tmp = tempfile::tempdir().expect("tempdir");
+    // fleet-2's key, claimed for fleet-1's port.
+    let forged = format!(
+        "[127.0.0.1]:{} ssh-ed25519 {}\n",
+        target.ssh_port,
+        host_key(&fleet, other.ssh_port)
+    );
+    for accept_new_host_keys in [false, true] {
+        let options = ConnectOptions {
+            known_hosts: Some(known_hosts_file(tmp.path(), &forged)),
+            accept_new_host_keys,
+            ..options(&fleet)
+        };
+        let err = expect_error(SshTransport::connect(&server(target), &options).await);
+        assert!(
+            matches!(err, TransportError::HostKey { changed: true, .. }),
+            "{err:?}"
+        );
+        assert!(
+            err.to_string().starts_with(&format!(
+                "host key of `root@127.0.0.1:{}` has CHANGED",
+                target.ssh_port
+            )),
+            "{err}"
+        );
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs the test fleet: tests/fleet/fleet up"]
+async fn accepting_new_host_keys_records_the_key() {
+    let fleet = Fleet::load();
+    let target = fleet.server("fleet-2");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let known_hosts = known_hosts_file(tmp.path(), "");
+    let options = ConnectOptions {
+        known_hosts: Some(known_hosts.clone()),
+        accept_new_host_keys: true,
+        ..options(&fleet)
+    };
+    let transport = SshTransport::connect(&server(target), &options)
+        .await
+        .expect("connect");
+    assert_eq!(run_ok(&transport, "hostname").await, "fleet-2\n");
+    let recorded = std::fs::read_to_string(&known_hosts).expect("read known_hosts");
+    assert!(
+        recorded.contains(&host_key(&fleet, target.ssh_port)),
+        "{recorded}"
+    );
+}
+
+#[tokio::test]
+#[ignore = "needs the test fleet: tests/fleet/fleet up"]
+async fn wrong_key_is_an_auth_error() {
+    let fleet = Fleet::load();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let key = tmp.path().join("id_ed25519");
+    let status = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&key)
+        .status()
+        .expect("ssh-keygen");
+    assert!(status.success());
+    let options = ConnectOptions {
+        identity: Some(key),
+        ..options(&fleet)
+    };
+    let err = expect_error(SshTransport::connect(&server(fleet.server("fleet-3")), &options).await);
+    assert!(matches!(err, TransportError::Auth { .. }), "{err:?}");
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "`root@127.0.0.1:{}` refused the login",
+            fleet.server("fleet-3").ssh_port
+        )
+    );
+}
+
+/// A server on a loopback port that is not the fleet's.
+fn loopback(name: &str, port: u16) -> Server {
+    Server {
+        name: ServerName::new(name),
+        address: "127.0.0.1".into(),
+        port,
+        user: "root".into(),
+        web_server: false,
+    }
+}
+
+#[tokio::test]
+async fn nothing_listening_is_refused() {
+    let port = {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.local_addr().expect("address").port()
+    };
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let server = loopback("nobody", port);
+    let options = ConnectOptions {
+        known_hosts: Some(known_hosts_file(tmp.path(), "")),
+        ..ConnectOptions::default()
+    };
+    let err = expect_error(SshTransport::connect(&server, &options).await);
+    assert!(matches!(err, TransportError::Refused { .. }), "{err:?}");
+    assert_eq!(
+        err.to_string(),
+        format!("connection to `root@127.0.0.1:{port}` refused")
+    );
+}
+
+#[tokio::test]
+async fn silent_server_times_out() {
+    // Accepts connections and never says a word.
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("address").port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming().flatten() {
+            held.push(stream);
+        }
+    });
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let server = loopback("silent", port);
+    let options = ConnectOptions {
+        known_hosts: Some(known_hosts_file(tmp.path(), "")),
+        connect_timeout: Duration::from_secs(1),
+        ..ConnectOptions::default()
+    };
+    let started = Instant::now();
+    let err = expect_error(SshTransport::connect(&server, &options).await);
+    assert!(matches!(err, TransportError::Timeout { .. }), "{err:?}");
+    println!("timed out after {:?}", started.elapsed());
+}
+
+#[tokio::test]
+#[ignore = "needs the test fleet: tests/fleet/fleet up"]
+async fn lost_connection_is_an_error_not_an_exit_status() {
+    let fleet = Fleet::load();
+    let transport = connect(&fleet, "fleet-3").await;
+    // Kill the sshd process serving this connection (the first sshd above
+    // the script): the master connection dies, the other clients' live on.
+    let result = transport
+        .run(
+            r#"p=$$
+            while [ "$p" -gt 1 ]; do
+              if [ "$(cat /proc/$p/comm)" = sshd ]; then kill -9 "$p"; sleep 5; exit 0; fi
+              p=$(awk '{print $4}' /proc/$p/stat)
+            done
+            exit 1"#,
+            LIMIT,
+        )
+        .await;
+    let err = result.expect_err("the connection is gone");
+    assert!(
+        err.to_string().starts_with("the connection was lost"),
+        "{err}"
+    );
+    println!("lost connection: {err}");
+    // The script that was running is not sent again; the next one starts
+    // a new master connection.
+    assert_eq!(run_ok(&transport, "echo back").await, "back\n");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the test fleet: tests/fleet/fleet up"]
+async fn concurrent_runs_share_one_connection() {
+    let fleet = Fleet::load();
+    let transport = Arc::new(connect(&fleet, "fleet-2").await);
+    // More at once than sshd's MaxSessions (10) allows on one connection.
+    let started = Instant::now();
+    let mut runs = tokio::task::JoinSet::new();
+    for i in 0..25 {
+        let transport = Arc::clone(&transport);
+        runs.spawn(async move {
+            let out = run_ok(transport.as_ref(), &format!("sleep 0.2; echo {i}")).await;
+            (i, out)
+        });
+    }
+    while let Some(joined) = runs.join_next().await {
+        let (i, out) = joined.expect("run task");
+        assert_eq!(out, format!("{i}\n"));
+    }
+    println!("25 concurrent runs of `sleep 0.2`: {:?}", started.elapsed());
+}
+
+#[tokio::test]
+#[ignore = "needs the test fleet: tests/fleet/fleet up"]
+async fn sudo_user_runs_scripts_as_root() {
+    let fleet = Fleet::load();
+    let fleet_server = fleet.server("fleet-3");
+    let users = SudoUsers::create(&fleet, fleet_server);
+
+    let as_sudoer = Server {
+        user: users.sudoer.into(),
+        ..server(fleet_server)
+    };
+    let transport = SshTransport::connect(&as_sudoer, &options(&fleet))
+        .await
+        .expect("connect as the sudoer");
+    assert_eq!(
+        run_ok(&transport, "id -un; echo $SUDO_USER").await,
+        "root\nrt-sudoer\n"
+    );
+    let out = transport
+        .run("cat; echo done; exit 4", LIMIT)
+        .await
+        .expect("run");
+    assert_eq!((out.status, out.stdout_text()), (Some(4), "done\n".into()));
+
+    let without_sudo = Server {
+        user: users.plain.into(),
+        ..server(fleet_server)
+    };
+    let err = expect_error(SshTransport::connect(&without_sudo, &options(&fleet)).await);
+    let message = err.to_string();
+    assert!(
+        message.starts_with("user `rt-nosudo` cannot run `sudo` without a password"),
+        "{message}"
+    );
+}
+
+/// Two users on a fleet server, removed again when dropped: one with
+/// passwordless sudo, one without sudo at all.
+struct SudoUsers<'a> {
+    fleet: &'a Fleet,
+    server: &'a FleetServer,
+    sudoer: &'static str,
+    plain: &'static str,
+}
+
+impl<'a> SudoUsers<'a> {
+    fn create(fleet: &'a Fleet, server: &'a FleetServer) -> Self {
+        let users = Self {
+            fleet,
+            server,
+            sudoer: "rt-sudoer",
+            plain: "rt-nosudo",
+        };
+        let mut public_key = String::new();
+        std::fs::File::open(fleet.key.with_extension("pub"))
+            .and_then(|mut file| file.read_to_string(&mut public_key))
+            .expect("read the fleet's public key");
+        server.ssh_ok(
+            fleet,
+            &format!(
+                "set -eu\n{cleanup}\n\
+                 for u in {sudoer} {plain}; do\n\
+                   useradd --system --create-home --home-dir /var/lib/$u --shell /bin/bash $u\n\
+                   install -d -m 700 -o $u -g $u /var/lib/$u/.ssh\n\
+                   printf '%s\\n' {key} > /var/lib/$u/.ssh/authorized_keys\n\
+                   chown $u: /var/lib/$u/.ssh/authorized_keys\n\
+                   usermod -p '*' $u\n\
+                 done\n\
+                 echo '{sudoer} ALL=(ALL) NOPASSWD: ALL' > /etc/sudoers.d/{sudoer}\n\
+                 chmod 440 /etc/sudoers.d/{sudoer}\n",
+                cleanup = users.cleanup_script(),
+                sudoer = users.sudoer,
+                plain = users.plain,
+                key = quote(public_key.trim()),
+            ),
+        );
+        users
+    }
+
+    fn cleanup_script(&self) -> String {
+        format!(
+            "rm -f /etc/sudoers.d/{0}; for u in {0} {1}; do pkill -u $u || true; \
+             userdel -r $u 2>/dev/null || true; done",
+            self.sudoer, self.plain
+        )
+    }
+}
+
+impl Drop for SudoUsers<'_> {
+    fn drop(&mut self) {
+        self.server.ssh(self.fleet, &self.cleanup_script());
+    }
+}
+
+#[tokio::test]
+async fn local_transport_runs_scripts() {
+    let server = Server {
+        name: ServerName::new("here"),
+        address: "local".into(),
+        port: 22,
+        user: "root".into(),
+        web_server: false,
+    };
+    let transport = match transport::connect(&server, &ConnectOptions::default()).await {
+        Ok(transport) => transport,
+        Err(err) if err.to_string().contains("sudo") => {
+            println!("skipped: not root and no passwordless sudo ({err})");
+            return;
+        }
+        Err(err) => panic!("local transport: {err}"),
+    };
+    assert_eq!(transport.server().as_str(), "here");
+    let out = transport
+        .run("echo out; echo err >&2; id -u; exit 7", LIMIT)
+        .await
+        .expect("run");
+    assert_eq!(out.status, Some(7));
+    assert_eq!(out.stdout_text(), "out\n0\n");
+    assert_eq!(out.stderr_text(), "err\n");
+
+    // A script over its limit is stopped, and what it printed comes back.
+    let err = transport
+        .run("echo started; sleep 30", Duration::from_millis(500))
+        .await
+        .expect_err("over its limit");
+    match err {
+        TransportError::ScriptTimeout { partial, .. } => {
+            assert_eq!(partial.stdout_text(), "started\n")
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs the test fleet: tests/fleet/fleet up"]
+async fn timings() {
+    let fleet = Fleet::load();
+    let server = server(fleet.server("fleet-1"));
+    let options = options(&fleet);
+
+    let mut connects = Vec::new();
+    for _ in 0..5 {
+        let started = Instant::now();
+        let transport = transport::connect(&server, &options)
+            .await
+            .expect("connect");
+        connects.push(started.elapsed());
+        drop(transport);
+    }
+    let transport = transport::connect(&server, &options)
+        .await
+        .expect("connect");
+    let started = Instant::now();
+    run_ok(transport.as_ref(), "true").await;
+    let first = started.elapsed();
+    let started = Instant::now();
+    for _ in 0..100 {
+        run_ok(transport.as_ref(), "true").await;
+    }
+    let hundred = started.elapsed();
+    println!("connect (5 times): {connects:?}");
+    println!("first no-op run: {first:?}");
+    println!(
+        "100 sequential no-op runs: {hundred:?} ({:?} each)",
+        hundred / 100
+    );
+}
+
+/// Uploads and holds, the same on every transport: `input` arrives whole on
+/// the script's fd 3 (from memory or streamed from a file), and a held
+/// lock is held until it is let go (or its holder is dropped), and by
+/// nobody else meanwhile. The `held` record is found by reading records:
+/// a field that spells it is just a field.
+async fn uploads_and_holds(transport: &dyn Transport, lock: &str) {
+    use reconciler::remote::protocol::encode_text;
+    let input: Vec<u8> = (0..5_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let file = tempfile::NamedTempFile::new().expect("tempfile");
+    std::fs::write(file.path(), &input).expect("write");
+    for (what, sent) in [
+        ("memory", Input::Bytes(&input)),
+        ("a file", Input::File(file.path())),
+    ] {
+        let out = transport
+            .run_with("head -c 5000000 <&3 | sha256sum | cut -c1-64", sent, LIMIT)
+            .await
+            .expect("upload");
+        assert_eq!(
+            out.stdout_text().trim(),
+            reconciler::units::sha256(&input),
+            "from {what}: {}",
+            out.stderr_text()
+        );
+    }
+
+    // `record KIND FIELD...` as the remote kit writes it.
+    let record = r#"record() { local k=$1 f='' i; shift; for ((i = 0; i < $#; i++)); do f+='%s\0'; done; printf "@%s\\0%d\\0${f}\\n" "$k" "$#" "$@"; }"#;
+    let script = format!(
+        "{record}\nexec 9>>{lock}; flock -n 9 || {{ record busy; exit 0; }}\n\
+         record got $'a\\n@held' 0\nrecord held\n\
+         cat <&3 >/dev/null 9>&-; record released"
+    );
+    let first = match transport.hold(&script, LIMIT).await.expect("hold") {
+        Holding::Held { stdout, guard } => {
+            assert_eq!(stdout, encode_text("got", &["a\n@held", "0"]));
+            guard
+        }
+        Holding::Ended(out) => panic!("not held: {out:?}"),
+    };
+    match transport.hold(&script, LIMIT).await.expect("hold") {
+        Holding::Ended(out) => assert_eq!(out.stdout, encode_text("busy", &[])),
+        Holding::Held { .. } => panic!("held twice"),
+    }
+    let released = first.release(LIMIT).await.expect("release");
+    assert_eq!(
+        (released.status, released.stdout),
+        (Some(0), encode_text("released", &[]))
+    );
+
+    // Dropped without a release: the lock goes as soon as the script sees
+    // its fd 3 end.
+    match transport.hold(&script, LIMIT).await.expect("hold") {
+        Holding::Held { guard, .. } => drop(guard),
+        Holding::Ended(out) => panic!("not held after a release: {out:?}"),
+    }
+    let started = Instant::now();
+    loop {
+        match transport.hold(&script, LIMIT).await.expect("hold") {
+            Holding::Held { guard, .. } => {
+                guard.release(LIMIT).await.expect("release");
+                break;
+            }
+            Holding::Ended(_) => {
+                assert!(started.elapsed() < Duration::from_secs(10), "never let go");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs the test fleet: tests/fleet/fleet up"]
+async fn uploads_and_holds_over_ssh() {
+    let fleet = Fleet::load();
+    let transport = connect(&fleet, "fleet-1").await;
+    uploads_and_holds(&transport, "/tmp/transport-test.lock").await;
+    transport.close().await.expect("close");
+}
+
+#[tokio::test]
+async fn uploads_and_holds_on_this_machine() {
+    let server = Server {
+        name: ServerName::new("here"),
+        address: "local".into(),
+        port: 22,
+        user: "root".into(),
+        web_server: false,
+    };
+    let transport = match transport::connect(&server, &ConnectOptions::default()).await {
+        Ok(transport) => transport,
+        Err(err) if err.to_string().contains("sudo") => {
+            println!("skipped: not root and no passwordless sudo ({err})");
+            return;
+        }
+        Err(err) => panic!("local transport: {err}"),
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let lock = dir.path().join("lock");
+    uploads_and_holds(transport.as_ref(), &quote(&lock.to_string_lossy())).await;
+}
