@@ -154,10 +154,13 @@ fn a_valid_plan_lands_with_owner_mode_and_manifest() {
         .expect("backups")
         .count();
     assert_eq!(backups, 0, "backups removed");
+    // The log line reads back as the type whose parts serde wrote.
     let log = fs::read_to_string(sandbox.state().join("apply.log")).expect("apply log");
-    let entry: serde_json::Value = serde_json::from_str(log.trim()).expect("one JSON line");
-    assert_eq!(entry["result"], "applied");
-    assert_eq!(entry["reloaded"], serde_json::json!(["nginx"]));
+    let entry: ApplyLogEntry = serde_json::from_str(log.trim()).expect("one JSON line");
+    assert_eq!(entry.result, "applied");
+    assert_eq!(entry.reloaded, ["nginx"]);
+    assert_eq!(entry.planned.files, [new.clone(), old.clone()]);
+    assert_eq!(entry.planned.holder, "reconciler");
 }
 
 #[test]

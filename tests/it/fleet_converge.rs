@@ -326,3 +326,37 @@ fn apply_as_json_follows_its_schema_and_each_apply_is_logged_on_the_server() {
     );
     assert!(entry["started"].as_str() <= entry["time"].as_str(), "{log}");
 }
+
+#[test]
+#[ignore = "needs the test fleet: tests/fleet/fleet up 4"]
+fn the_fastcgi_client_lints_and_reads_the_opcache_status_pool() {
+    let repo = Repo::new(&["fleet-1"]);
+    repo.app("fcgi", &["fleet-1"], 2, "");
+    repo.run_expect(&["apply", "--yes", "--now"], 0);
+    let client = include_str!("../../src/facts/fastcgi-client.php");
+    let out = repo.ssh(
+        "fleet-1",
+        &format!(
+            "cat > /tmp/fastcgi-client.php <<'PHP'\n{client}PHP\n\
+             php8.2 -l /tmp/fastcgi-client.php\n\
+             php8.2 -n /tmp/fastcgi-client.php /run/php/php8.2-fpm-_reconciler-status.sock \
+             /usr/local/lib/reconciler/opcache-status.php\n\
+             php8.2 -n /tmp/fastcgi-client.php /run/php/no-such.sock /x.php; echo \"exit $?\"\n\
+             rm -f /tmp/fastcgi-client.php"
+        ),
+    );
+    let mut lines = out.lines();
+    assert_eq!(
+        lines.next(),
+        Some("No syntax errors detected in /tmp/fastcgi-client.php")
+    );
+    let status: serde_json::Value =
+        serde_json::from_str(lines.next().unwrap_or_default()).expect("the status as JSON");
+    assert!(status["opcache_enabled"].is_boolean(), "{status}");
+    assert!(status["reconciler_release_scripts"].is_object(), "{status}");
+    assert_eq!(
+        lines.next(),
+        Some("exit 1"),
+        "a socket that does not answer: {out}"
+    );
+}
