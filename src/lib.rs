@@ -4,8 +4,10 @@
 
 pub mod app;
 pub mod apply;
+pub mod board;
 pub mod cli;
 pub mod converge;
+pub mod daemon;
 pub mod definitions;
 pub mod env;
 pub mod facts;

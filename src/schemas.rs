@@ -8,9 +8,9 @@
 use schemars::{JsonSchema, generate::SchemaSettings};
 
 use crate::apply::ApplyResult;
+use crate::board::Status;
 use crate::definitions::{App, Cluster};
 use crate::plan::Plan;
-use crate::watch::Status;
 
 /// Every schema file: its file name and its text.
 pub fn all() -> Vec<(&'static str, String)> {

@@ -117,14 +117,14 @@ impl Progress for Lines {
 }
 
 /// Releases the pinned `revision:` of every app (or of `only`) that does
-/// not run it everywhere yet.
+/// not run it everywhere yet (`release::release_pins`), and says what it
+/// did.
 pub(super) fn release_pins(
     definitions: &crate::definitions::Definitions,
     only: &[String],
     ssh: &SshArgs,
 ) -> Result<ExitCode, Failure> {
-    let targets = AppTarget::pinned(definitions, only);
-    if targets.is_empty() {
+    if AppTarget::pinned(definitions, only).is_empty() {
         return Ok(ExitCode::SUCCESS);
     }
     let connector = connector(ssh)?;
@@ -136,10 +136,11 @@ pub(super) fn release_pins(
     };
     super::run_until_signal(async {
         let mut failed = false;
-        for target in &targets {
-            let app = &target.app.name;
-            let revision = target.app.revision.as_deref().unwrap_or_default();
-            match release::ensure_revision(target, &cache, &origin, &connector, &lines).await {
+        for pinned in
+            release::release_pins(definitions, only, &cache, &origin, &connector, &lines).await
+        {
+            let (app, revision) = (&pinned.app, &pinned.revision);
+            match pinned.result {
                 Ok(None) => say!("{app}: revision {revision} is live on every server")?,
                 Ok(Some(done)) => say!(
                     "{app}: released revision {revision} ({}) in {:.1} s",
@@ -148,16 +149,13 @@ pub(super) fn release_pins(
                 )?,
                 Err(e) => {
                     failed = true;
-                    note!(
-                        "error: {app}: cannot release revision {revision}: {}",
-                        crate::text::visible(&crate::redact::scrub(
-                            &crate::error_chain(&e),
-                            &target.app.repo
-                        ))
-                    );
-                    if let Some(hint) = e.hint() {
-                        note!("  hint: {hint}");
-                    }
+                    let repo = definitions
+                        .apps
+                        .iter()
+                        .find(|a| a.name.as_str() == app)
+                        .map(|a| a.repo.as_str());
+                    note!("{app}: cannot release revision {revision}:");
+                    super::output::report(&e, repo);
                 }
             }
         }

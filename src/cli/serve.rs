@@ -64,6 +64,7 @@ pub fn run(args: ServeArgs) -> Result<ExitCode, Failure> {
             .clone()
             .unwrap_or_else(super::release::default_cache),
         Arc::new(serve::AuthGuard::default()),
+        tokio_util::task::TaskTracker::new(),
     ));
     super::run_until_signal(async move {
         let listener = serve::bind(args.listen)

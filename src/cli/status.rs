@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 
-use crate::watch::Status;
+use crate::board::Status;
 
 use super::Failure;
 

@@ -535,6 +535,39 @@ pub async fn ensure_revision(
     ))
 }
 
+/// What releasing one app's pinned `revision:` did.
+#[derive(Debug)]
+pub struct Pinned {
+    pub app: String,
+    pub revision: String,
+    /// `None`: it was live on every server already.
+    pub result: Result<Option<Released>, ReleaseError>,
+}
+
+/// The pinned-release step of every driver (`apply`, `watch`): releases
+/// the pinned `revision:` of every app of `definitions` (or of `only`,
+/// when it names some) wherever another release is live, one app after
+/// another.
+pub async fn release_pins(
+    definitions: &crate::definitions::Definitions,
+    only: &[String],
+    cache: &std::path::Path,
+    origin: &Origin,
+    connector: &dyn Connector,
+    progress: &dyn Progress,
+) -> Vec<Pinned> {
+    let mut done = Vec::new();
+    for target in AppTarget::pinned(definitions, only) {
+        let result = ensure_revision(&target, cache, origin, connector, progress).await;
+        done.push(Pinned {
+            app: target.app.name.to_string(),
+            revision: target.app.revision.clone().unwrap_or_default(),
+            result,
+        });
+    }
+    done
+}
+
 /// Runs git work (which blocks) on a blocking thread.
 async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, SourceError> + Send + 'static,

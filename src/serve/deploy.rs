@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, Path as UrlPath, State};
@@ -17,7 +17,6 @@ use axum::response::{IntoResponse, Json, Response};
 use serde::{Deserialize, Serialize};
 
 use crate::app::{AppTarget, Origin, Trigger};
-use crate::definitions::Definitions;
 use crate::release;
 use crate::transport::Connector;
 
@@ -42,9 +41,7 @@ pub struct Job {
     pub finished: Option<chrono::DateTime<chrono::Utc>>,
 }
 
-/// The definitions deploys read: the directory `serve` was given, or the
-/// commit the watch daemon has in force.
-pub type DefinitionsInForce = Arc<RwLock<Option<Arc<Definitions>>>>;
+pub use crate::board::DefinitionsInForce;
 
 /// What the deploy routes share.
 pub struct Deployer {
@@ -55,6 +52,8 @@ pub struct Deployer {
     pub cache: PathBuf,
     /// Failed tokens by client address.
     pub guard: Arc<AuthGuard>,
+    /// The daemon's background jobs: each deploy runs in it.
+    pub tasks: tokio_util::task::TaskTracker,
     jobs: Mutex<BTreeMap<String, Job>>,
     releasing: Mutex<BTreeSet<String>>,
 }
@@ -75,6 +74,7 @@ impl Deployer {
         connector: Arc<dyn Connector>,
         cache: PathBuf,
         guard: Arc<AuthGuard>,
+        tasks: tokio_util::task::TaskTracker,
     ) -> Self {
         Self {
             tokens,
@@ -82,6 +82,7 @@ impl Deployer {
             connector,
             cache,
             guard,
+            tasks,
             jobs: Mutex::default(),
             releasing: Mutex::default(),
         }
@@ -273,7 +274,7 @@ pub async fn deploy(
     }
     tracing::info!(app = %request.app, revision = %request.revision, %sha, %id, "deploy requested");
     let task_deployer = Arc::clone(&deployer);
-    tokio::spawn(async move {
+    deployer.tasks.spawn(async move {
         let _guard = guard;
         let origin = Origin {
             who: "webhook".into(),

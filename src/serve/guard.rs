@@ -19,7 +19,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Json, Response};
 use tokio::time::Instant;
 
-use crate::watch::status::AuthFailureCounter;
+use crate::board::AuthFailureCounter;
 
 /// Failed checks an address may make in `WINDOW`.
 pub const MAX_FAILURES: usize = 10;

@@ -21,7 +21,7 @@ use hmac::{Hmac, KeyInit as _, Mac as _};
 use sha2::Sha256;
 use tokio::sync::Notify;
 
-use crate::watch::Board;
+use crate::board::Board;
 
 pub mod deploy;
 pub mod guard;
@@ -30,6 +30,7 @@ pub mod tokens;
 
 pub use guard::AuthGuard;
 pub use listener::{Limits, raise_open_files, serve};
+pub use tokens::Tokens;
 
 /// The largest body any route takes.
 pub const MAX_BODY: usize = 64 * 1024;
@@ -69,7 +70,7 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> 
     tokio::net::TcpListener::bind(addr).await
 }
 
-async fn status(State(state): State<AppState>) -> Json<crate::watch::Status> {
+async fn status(State(state): State<AppState>) -> Json<crate::board::Status> {
     Json(state.board.snapshot())
 }
 

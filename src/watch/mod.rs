@@ -23,7 +23,6 @@
 
 mod backoff;
 pub mod source;
-pub mod status;
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
@@ -41,9 +40,10 @@ use crate::definitions::{ClusterName, ServerName};
 use crate::git::CommitId;
 use crate::transport::Connector;
 
+use crate::board as status;
+pub use crate::board::{Board, Status};
 pub use backoff::Backoff;
 pub use source::{GitSource, Head, Source};
-pub use status::{Board, Status};
 
 /// What `--drift` says to do with changes found on a drift check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -115,6 +115,9 @@ pub struct Watch {
     pub clock: Clock,
     /// Notified to fetch at once (the git hook).
     pub fetch_now: Arc<Notify>,
+    /// The daemon's background jobs (pinned releases, and the webhook's
+    /// deploys): one owner, which the daemon drains on shutdown.
+    pub tasks: tokio_util::task::TaskTracker,
 }
 
 impl Watch {
@@ -200,8 +203,8 @@ impl Watch {
         }
     }
 
-    /// Releases, in the background, every pinned revision that is not
-    /// live everywhere (the app lock keeps two from interleaving).
+    /// Releases, in the daemon's task set, every pinned revision that is
+    /// not live everywhere (the app lock keeps two from interleaving).
     fn release_pins(&self) {
         let Some(cache) = self.options.apps_cache.clone() else {
             return;
@@ -215,8 +218,7 @@ impl Watch {
         else {
             return;
         };
-        let targets = crate::app::AppTarget::pinned(&definitions, &[]);
-        if targets.is_empty() {
+        if crate::app::AppTarget::pinned(&definitions, &[]).is_empty() {
             return;
         }
         let connector = Arc::clone(&self.connector);
@@ -224,27 +226,32 @@ impl Watch {
             who: self.options.holder.clone(),
             trigger: crate::app::Trigger::Definitions,
         };
-        tokio::spawn(async move {
-            for target in targets {
-                let app = target.app.name.to_string();
-                let revision = target.app.revision.clone().unwrap_or_default();
-                match crate::release::ensure_revision(
-                    &target,
-                    &cache,
-                    &origin,
-                    connector.as_ref(),
-                    &(),
-                )
-                .await
-                {
+        self.tasks.spawn(async move {
+            let pins = crate::release::release_pins(
+                &definitions,
+                &[],
+                &cache,
+                &origin,
+                connector.as_ref(),
+                &(),
+            )
+            .await;
+            for pinned in pins {
+                let (app, revision) = (&pinned.app, &pinned.revision);
+                match pinned.result {
                     Ok(None) => tracing::debug!(%app, %revision, "pinned revision is live"),
                     Ok(Some(done)) => {
                         tracing::info!(%app, %revision, sha = %done.sha, took_ms = done.elapsed.as_millis() as u64, "released the pinned revision")
                     }
                     Err(error) => {
+                        let repo = definitions
+                            .apps
+                            .iter()
+                            .find(|a| a.name.as_str() == app)
+                            .map_or("", |a| a.repo.as_str());
                         let error = crate::text::visible(&crate::redact::scrub(
                             &crate::error_chain(&error),
-                            &target.app.repo,
+                            repo,
                         ))
                         .into_owned();
                         tracing::warn!(%app, %revision, %error, "cannot release the pinned revision")

@@ -106,6 +106,7 @@ fn start(
             base + chrono::Duration::from_std(origin.elapsed()).unwrap_or_default()
         }),
         fetch_now: Arc::new(Notify::new()),
+        tasks: tokio_util::task::TaskTracker::new(),
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let done = tokio::spawn(watch.run(async move {

@@ -7,8 +7,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use reconciler::board::Board;
 use reconciler::serve::{self, AppState};
-use reconciler::watch::Board;
 use tokio::sync::Notify;
 
 const SECRET: &[u8] = b"a-long-enough-shared-secret";

@@ -1,10 +1,20 @@
 //! What the daemon knows, for people and machines: the status document
 //! (`GET /v1/status`, `reconciler status`, and `status.json` in the state
-//! directory) and the Prometheus metrics, updated together on one board.
+//! directory) and the Prometheus metrics, updated together on one board;
+//! and the definitions in force. The loop (`watch`) writes it, the
+//! listener (`serve`) reads it: it sits below both, which never import
+//! each other.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, RwLock};
+
+use crate::definitions::Definitions;
+
+/// The definitions the daemon acts on: the commit in force (or, for
+/// `reconciler serve`, the directory it was given); `None` before the
+/// first commit validates.
+pub type DefinitionsInForce = Arc<RwLock<Option<Arc<Definitions>>>>;
 
 use chrono::{DateTime, Utc};
 use prometheus_client::encoding::EncodeLabelSet;
@@ -234,7 +244,7 @@ pub struct Board {
     /// Where the status is kept for `reconciler status --state-dir`.
     path: Option<PathBuf>,
     /// The definitions of the commit in force, for the deploy webhook.
-    pub definitions: crate::serve::deploy::DefinitionsInForce,
+    pub definitions: DefinitionsInForce,
 }
 
 impl Board {

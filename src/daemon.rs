@@ -1,0 +1,195 @@
+//! The daemon, `reconciler watch`: the loop that keeps every server in
+//! step with a branch of the definitions repository (`watch`), and its
+//! listener (`serve`: status, metrics, the git hook, the deploy webhook),
+//! wired together over the status board (`board`) they share and one set
+//! of background jobs. Neither of the two imports the other; this module
+//! imports both, and the CLI only turns its arguments into a `Config`.
+//!
+//! SIGTERM or SIGINT stops it: no new work starts, the listener stops
+//! accepting, and the hosts and background jobs in flight finish.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio_util::task::TaskTracker;
+
+use crate::board::{Board, Status};
+use crate::serve::{self, AppState, AuthGuard};
+use crate::transport::{CachedConnector, ConnectOptions, Connector};
+use crate::watch::{Backoff, Drift, GitSource, Watch, WatchOptions};
+
+/// What the daemon runs with, from the command line.
+#[derive(Debug)]
+pub struct Config {
+    /// The definitions repository (a path, an ssh or https URL) and the
+    /// branch it follows.
+    pub repo: String,
+    pub branch: String,
+    /// How often the branch is fetched, and each server checked against
+    /// the commit in force.
+    pub interval: Duration,
+    pub drift_interval: Duration,
+    pub drift: Drift,
+    /// Its clone of the definitions, its status and the app mirrors; made
+    /// private (0700).
+    pub state_dir: PathBuf,
+    /// Where the listener answers, if anywhere.
+    pub listen: Option<SocketAddr>,
+    /// The git hook's shared secret; without it the hook is off.
+    pub hook_secret: Option<Vec<u8>>,
+    /// The deploy webhook's tokens; without them it is off.
+    pub deploy_tokens: Option<serve::Tokens>,
+    /// Servers worked on at once.
+    pub parallel: usize,
+    pub connect: ConnectOptions,
+}
+
+/// Why the daemon could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("cannot create the state directory `{}`", .path.display())]
+    StateDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot listen on {addr}")]
+    Listen {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot start the runtime")]
+    Runtime(#[source] std::io::Error),
+}
+
+/// Runs the daemon until SIGTERM or SIGINT, then until the work in flight
+/// is done. Blocks.
+pub fn run(mut config: Config) -> Result<(), DaemonError> {
+    // SSH connections and the listener share this limit.
+    let limits = serve::Limits::for_open_files(serve::raise_open_files());
+    config.connect.keep_warm = true;
+    create_private_dir(&config.state_dir)?;
+    let status_path = config.state_dir.join("status.json");
+    let resume = std::fs::read(&status_path)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice::<Status>(&bytes).ok())
+        .filter(|s| s.repo == crate::redact::url(&config.repo) && s.branch == config.branch)
+        .and_then(|s| s.last_good.map(|g| g.commit));
+    let board = Arc::new(Board::new(&config.repo, &config.branch, Some(status_path)));
+    let connector: Arc<dyn Connector> = Arc::new(CachedConnector::new(config.connect.clone()));
+    let guard = Arc::new(AuthGuard::new(board.auth_failures()));
+    let tasks = TaskTracker::new();
+    let deployer = config.deploy_tokens.take().map(|tokens| {
+        Arc::new(serve::deploy::Deployer::new(
+            tokens,
+            Arc::clone(&board.definitions),
+            Arc::clone(&connector),
+            config.state_dir.join("apps"),
+            Arc::clone(&guard),
+            tasks.clone(),
+        ))
+    });
+    let fetch_now = Arc::new(Notify::new());
+    let watch = Watch {
+        source: Box::new(GitSource::new(
+            &config.repo,
+            &config.branch,
+            config.state_dir.join("definitions.git"),
+        )),
+        connector,
+        options: WatchOptions {
+            interval: config.interval,
+            drift_interval: config.drift_interval,
+            drift: config.drift,
+            parallel: config.parallel,
+            holder: format!("watch {}", crate::converge::holder()),
+            backoff: Backoff::default(),
+            resume,
+            apps_cache: Some(config.state_dir.join("apps")),
+        },
+        board: Arc::clone(&board),
+        clock: Arc::new(chrono::Utc::now),
+        fetch_now: Arc::clone(&fetch_now),
+        tasks: tasks.clone(),
+    };
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(DaemonError::Runtime)?;
+    runtime.block_on(async move {
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let until_stopped = |mut stopped: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = stopped.wait_for(|stop| *stop).await;
+        };
+        let server = match config.listen {
+            Some(addr) => {
+                let listener = serve::bind(addr)
+                    .await
+                    .map_err(|source| DaemonError::Listen { addr, source })?;
+                tracing::info!(
+                    %addr,
+                    max_connections = limits.max_connections,
+                    "serving status, metrics and the git hook"
+                );
+                let mut router = serve::router(AppState {
+                    board,
+                    fetch_now,
+                    hook_secret: config.hook_secret.map(Arc::new),
+                    guard,
+                });
+                if let Some(deployer) = deployer {
+                    router = router.merge(serve::deploy_router(deployer));
+                }
+                Some(tokio::spawn(serve::serve(
+                    listener,
+                    router,
+                    limits,
+                    until_stopped(stopped.clone()),
+                )))
+            }
+            None => None,
+        };
+        let signals = tokio::spawn(async move {
+            let mut terminate =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = terminate.recv() => {}
+            }
+            tracing::info!("stopping: no new work; what is in flight finishes");
+            let _ = stop.send(true);
+            Ok::<(), std::io::Error>(())
+        });
+        let repo = crate::redact::url(&config.repo);
+        tracing::info!(%repo, branch = %config.branch, "watching");
+        watch.run(until_stopped(stopped)).await;
+        signals.abort();
+        if let Some(server) = server {
+            let _ = server.await;
+        }
+        tasks.close();
+        if !tasks.is_empty() {
+            tracing::info!(
+                jobs = tasks.len(),
+                "stopping: waiting for the background jobs"
+            );
+        }
+        tasks.wait().await;
+        Ok(())
+    })
+}
+
+fn create_private_dir(dir: &Path) -> Result<(), DaemonError> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let failed = |source| DaemonError::StateDir {
+        path: dir.to_owned(),
+        source,
+    };
+    std::fs::create_dir_all(dir).map_err(failed)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(failed)
+}
