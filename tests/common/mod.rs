@@ -5,6 +5,7 @@
 //! (see `tests/fleet/fleet env`) or at `tests/fleet/.state/inventory.json`.
 #![allow(dead_code)] // each test binary uses a subset of these helpers
 
+pub mod apps;
 pub mod apt;
 pub mod laravel;
 
