@@ -167,6 +167,116 @@ fn an_app_cannot_include_another_apps_cached_config() {
     assert_eq!(server.http_get("/", "blog.test"), (200, blog_page()));
 }
 
+#[test]
+#[ignore = "needs the test fleet: tests/fleet/fleet up 4"]
+fn an_app_serves_nothing_through_links_that_form_its_document_root() {
+    let repo = two_apps(&[("public/robots.txt", "shop robots")]);
+    let shop = format!("/home/shop/releases/{SHOP}");
+    // blog's upload and page: readable by blog's group, which nginx is in.
+    // shop's own uploads, through its release's links to its shared
+    // directory (as `artisan storage:link` makes them).
+    repo.ssh(
+        "fleet-1",
+        &format!(
+            "{}\n{}",
+            as_app(
+                "blog",
+                &format!(
+                    "set -e; mkdir -p /home/blog/shared/storage/app/public\n\
+                     echo blog upload > /home/blog/shared/storage/app/public/secret.txt\n\
+                     echo blog page > /home/blog/releases/{BLOG}/public/blog.txt\n\
+                     chmod 640 /home/blog/shared/storage/app/public/secret.txt /home/blog/releases/{BLOG}/public/blog.txt"
+                )
+            ),
+            as_app(
+                "shop",
+                &format!(
+                    "set -e; mkdir -p /home/shop/shared/storage/app/public\n\
+                     echo own upload > /home/shop/shared/storage/app/public/own.txt\n\
+                     ln -s /home/shop/shared/storage {shop}/storage\n\
+                     ln -s {shop}/storage/app/public {shop}/public/storage"
+                )
+            ),
+        ),
+    );
+    let server = repo.server("fleet-1");
+    let own = || {
+        assert_eq!(
+            server.http_get("/robots.txt", "shop.test"),
+            (200, "shop robots".into())
+        );
+        assert_eq!(
+            server.http_get("/storage/own.txt", "shop.test"),
+            (200, "own upload\n".into())
+        );
+        assert_eq!(server.http_get("/", "shop.test"), (200, "shop".into()));
+    };
+    own();
+
+    // `public` made a link to blog's uploads; or to reconciler's directory,
+    // so that the app's pool runs reconciler's script, which the OPcache
+    // API answers (restrict_api allows it by the request's script path).
+    for (target, path, secret) in [
+        (
+            "/home/blog/shared/storage/app/public",
+            "/secret.txt",
+            "blog upload",
+        ),
+        (
+            "/usr/local/lib/reconciler",
+            "/opcache-status.php",
+            "opcache",
+        ),
+    ] {
+        repo.ssh(
+            "fleet-1",
+            &as_app(
+                "shop",
+                &format!("mv {shop}/public {shop}/public.own && ln -s {target} {shop}/public"),
+            ),
+        );
+        let leak = server.http_response(path, "shop.test");
+        assert!(!leak.body.contains(secret), "{target}: {leak:?}");
+        repo.ssh(
+            "fleet-1",
+            &as_app(
+                "shop",
+                &format!("rm {shop}/public && mv {shop}/public.own {shop}/public"),
+            ),
+        );
+        own();
+    }
+
+    // `current` pointed at blog's release.
+    repo.ssh(
+        "fleet-1",
+        &as_app(
+            "shop",
+            &format!("ln -sfn /home/blog/releases/{BLOG} /home/shop/current"),
+        ),
+    );
+    let leak = server.http_response("/blog.txt", "shop.test");
+    assert!(!leak.body.contains("blog page"), "{leak:?}");
+    let plan = repo.plan_json();
+    let warnings = host(&plan, "fleet-1")["warnings"].to_string();
+    assert!(
+        warnings.contains(&format!(
+            "`/home/shop/current` points at `/home/blog/releases/{BLOG}`"
+        )),
+        "{plan:#}"
+    );
+    repo.ssh(
+        "fleet-1",
+        &as_app(
+            "shop",
+            &format!("ln -sfn releases/{SHOP} /home/shop/current"),
+        ),
+    );
+    own();
+    let plan = repo.plan_json();
+    assert_eq!(host(&plan, "fleet-1").get("warnings"), None, "{plan:#}");
+}
+
 /// A FastCGI client in PHP (`php -r`): a GET of the script `$argv[2]` from
 /// the php-fpm pool at the socket `$argv[1]`; prints the response body.
 const FASTCGI_GET: &str = r#"

@@ -253,7 +253,7 @@ fn root_daemons_open_logs_only_in_roots_directories() {
         "{vhost}"
     );
     assert!(
-        vhost.contains("disable_symlinks if_not_owner from=$document_root;"),
+        vhost.contains("disable_symlinks if_not_owner from=/home/shop;"),
         "{vhost}"
     );
     let logs = units

@@ -387,7 +387,8 @@ pub fn kinds(host: &Value) -> Vec<String> {
 }
 
 /// A release whose index.php prints the user PHP runs as and the session
-/// handler, made live by pointing `current` at it.
+/// handler, made live by pointing `current` at it: the app's own link, as
+/// a release makes it (nginx follows no link to another owner's files).
 pub fn install_release(repo: &Repo, server: &str, app: &str) {
     repo.ssh(
         server,
@@ -396,7 +397,7 @@ pub fn install_release(repo: &Repo, server: &str, app: &str) {
              echo '<?php echo posix_getpwuid(posix_geteuid())[\"name\"], \" \", ini_get(\"session.save_handler\");' \
              > /home/{app}/releases/t1/public/index.php\n\
              chown -R {app}:{app} /home/{app}/releases/t1\n\
-             ln -sfn releases/t1 /home/{app}/current\n"
+             ln -sfn releases/t1 /home/{app}/current && chown -h {app}:{app} /home/{app}/current\n"
         ),
     );
 }
