@@ -8,6 +8,7 @@
 //! `render`.
 
 mod change;
+mod current;
 mod diff;
 pub mod opcache;
 mod reload;
@@ -102,6 +103,10 @@ pub struct HostPlan {
     /// Things worth knowing that change nothing.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+    /// Things an operator should look at, that apply does not change: an
+    /// app's `current` that names anything but one of its releases.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
     /// The OPcache of each running php-fpm, by PHP version.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub opcache: BTreeMap<PhpVersion, opcache::OpcacheReport>,
@@ -147,6 +152,7 @@ impl HostPlan {
             interrupted: None,
             locked_by: None,
             notes: Vec::new(),
+            warnings: Vec::new(),
             opcache: BTreeMap::new(),
             manifest: Vec::new(),
             manifest_stale: false,
@@ -424,6 +430,7 @@ pub fn plan_host(
         interrupted,
         locked_by: facts.lock_holder.clone(),
         notes,
+        warnings: current::warnings(units, facts),
         opcache,
         manifest,
         manifest_stale,

@@ -46,7 +46,10 @@ fn host_text(host: &HostPlan, out: &mut dyn Write) -> io::Result<()> {
         }
         return writeln!(out);
     }
-    let quiet = host.interrupted.is_none() && host.locked_by.is_none() && host.notes.is_empty();
+    let quiet = host.interrupted.is_none()
+        && host.locked_by.is_none()
+        && host.notes.is_empty()
+        && host.warnings.is_empty();
     if host.changes.is_empty() && host.reloads.is_empty() && quiet {
         writeln!(out, "{}", summary(host))?;
         return opcache_text(host, out);
@@ -68,6 +71,9 @@ fn host_text(host: &HostPlan, out: &mut dyn Write) -> io::Result<()> {
             out,
             "  {YELLOW}!{YELLOW:#} an apply is running on this host now: {holder}"
         )?;
+    }
+    for warning in &host.warnings {
+        writeln!(out, "  {YELLOW}! warning:{YELLOW:#} {warning}")?;
     }
     for note in &host.notes {
         writeln!(out, "  {DIM}note: {note}{DIM:#}")?;

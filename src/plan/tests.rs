@@ -630,3 +630,5 @@ fn a_release_after_the_cache_started_is_due_and_an_idle_cache_is_not() {
     options.reloads.windows = crate::windows::WindowState::NoWindows;
     assert_eq!(plan_host(&web1(), &units, &facts, &options).reloads, []);
 }
+
+mod current_links;

@@ -598,6 +598,9 @@ fn php_ini(cluster: &Cluster, templates: &Templates, fpm: bool) -> Result<String
             "memory": cluster.request.memory,
             "duration": cluster.request.duration,
             "payload": cluster.request.payload,
+            // restrict_api allows the requests whose script (SCRIPT_FILENAME)
+            // starts with this: reconciler's directory, and nothing beside it.
+            "opcache_api": escape::php_ini_string(&format!("{}/", layout::LIB_DIR)),
             "session_handler": handler,
             "session_save_path": sessions.save_path.as_deref().map(escape::php_ini_string),
             "session_settings": ini_pairs(session_settings),

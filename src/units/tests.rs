@@ -129,6 +129,21 @@ fn php_ini_for_fpm() {
 }
 
 #[test]
+fn fpm_gives_each_pool_only_its_own_cached_scripts() {
+    let units = units(&fleet(), "web-1");
+    let fpm = &file(&units, "/etc/php/8.2/fpm/conf.d/99-reconciler.ini").content;
+    let directives = parse_back::php_ini(fpm).expect("parses");
+    assert_eq!(directives["opcache.validate_permission"], "1");
+    assert_eq!(
+        directives["opcache.restrict_api"],
+        "/usr/local/lib/reconciler/"
+    );
+    // The CLI has a cache of its own in each process.
+    let cli = &file(&units, "/etc/php/8.2/cli/conf.d/99-reconciler.ini").content;
+    assert!(!cli.contains("opcache.restrict_api"), "{cli}");
+}
+
+#[test]
 fn php_ini_for_cli_leaves_request_limits_to_fpm() {
     let units = units(&fleet(), "web-1");
     let cli = &file(&units, "/etc/php/8.2/cli/conf.d/99-reconciler.ini").content;
@@ -238,7 +253,7 @@ fn root_daemons_open_logs_only_in_roots_directories() {
         "{vhost}"
     );
     assert!(
-        vhost.contains("disable_symlinks if_not_owner from=$document_root;"),
+        vhost.contains("disable_symlinks if_not_owner from=/home/shop;"),
         "{vhost}"
     );
     let logs = units
@@ -350,7 +365,8 @@ mod hostile {
                 let unexpected: Vec<&String> = directives
                     .keys()
                     .filter(|k| !(k.starts_with("session.") || k.starts_with("redis.")
-                        || ["x.y", "memory_limit", "max_execution_time", "post_max_size", "upload_max_filesize"].contains(&k.as_str())))
+                        || ["x.y", "memory_limit", "max_execution_time", "post_max_size", "upload_max_filesize",
+                          "opcache.validate_permission", "opcache.restrict_api"].contains(&k.as_str())))
                     .collect();
                 prop_assert!(unexpected.is_empty(), "{:?}", unexpected);
             }

@@ -11,28 +11,11 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::apps::{as_app, web_app};
 use common::{Repo, install_release};
 use reconciler::converge::{self, ReconcileOptions, Selection};
 use reconciler::definitions::{DefinitionFiles, ServerName};
 use reconciler::transport::{self, ConnectOptions};
-
-/// `setpriv` line that runs a command as `app`, as the app's code runs.
-fn as_app(app: &str, command: &str) -> String {
-    format!(
-        "setpriv --reuid={app} --regid={app} --init-groups -- sh -c {}",
-        reconciler::shell::quote(command)
-    )
-}
-
-fn web_app(repo: &Repo, name: &str, server: &str, extra: &str) {
-    repo.write(
-        &format!("apps/{name}.yaml"),
-        &format!(
-            "name: {name}\ncluster: fleet\nrepo: /srv/{name}.git\nphp: \"8.2\"\ndomains: [{name}.test]\n\
-             servers:\n  - name: {server}\n    web: {{ max_workers: 2, min_spare_workers: 1, initial_workers: 1, max_spare_workers: 1 }}\n{extra}"
-        ),
-    );
-}
 
 #[test]
 #[ignore = "needs the test fleet: tests/fleet/fleet up 4"]

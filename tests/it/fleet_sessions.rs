@@ -43,7 +43,8 @@ fn cluster(sessions: &str) -> Repo {
             server,
             &format!(
                 "set -e\nd=/home/sess/releases/s1/public; mkdir -p $d\ncat > $d/index.php <<'PHP'\n{PAGE}PHP\n\
-                 chown -R sess:sess /home/sess/releases\nln -sfn releases/s1 /home/sess/current\n"
+                 chown -R sess:sess /home/sess/releases\n\
+                 ln -sfn releases/s1 /home/sess/current && chown -h sess:sess /home/sess/current\n"
             ),
         );
     }

@@ -49,7 +49,8 @@ fn release(repo: &Repo, server: &str) {
          for i in $(seq 1 20); do echo \"<?php function f$i() { return $i; }\" > $d/f$i.php; done\n\
          echo '<?php for ($i = 1; $i <= 20; $i++) { require __DIR__ . \"/f$i.php\"; } usleep(20000); echo \"ok\";' > $d/index.php\n\
          chown -R alpha:alpha /home/alpha/releases/w1\n\
-         ln -sfn releases/w1 /home/alpha/current.new && mv -T /home/alpha/current.new /home/alpha/current\n\
+         ln -sfn releases/w1 /home/alpha/current.new && chown -h alpha:alpha /home/alpha/current.new\n\
+         mv -T /home/alpha/current.new /home/alpha/current\n\
          sleep 2 # OPcache skips files younger than opcache.file_update_protection\n",
     );
 }

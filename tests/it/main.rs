@@ -16,6 +16,7 @@ mod credentials;
 mod definitions;
 mod demo;
 mod fleet_converge;
+mod fleet_cross_app;
 mod fleet_framing;
 mod fleet_laravel;
 mod fleet_provision;

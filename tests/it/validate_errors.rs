@@ -394,6 +394,22 @@ error: 1 problem in the definitions
 }
 
 #[test]
+fn reserved_php_ini() {
+    // Undone, they let one app read another's cached config through the
+    // OPcache every pool shares.
+    assert_invalid(
+        "reserved_php_ini",
+        "\
+$D/clusters/production.yaml:5:3: `opcache.validate_permission` is set by reconciler: it keeps each app's code from reading other apps' scripts in the OPcache they share
+  hint: remove it from `php_ini`
+$D/clusters/production.yaml:6:3: `opcache.restrict_api` is set by reconciler: it keeps each app's code from reading other apps' scripts in the OPcache they share
+  hint: remove it from `php_ini`
+error: 2 problems in the definitions
+",
+    );
+}
+
+#[test]
 fn worker_newline() {
     // A newline once smuggled a root `[program:]` into supervisor's config.
     assert_invalid(

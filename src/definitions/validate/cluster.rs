@@ -4,6 +4,11 @@ use super::{At, REQUEST_LIMITS};
 use crate::definitions::model::{Cluster, ReloadWindow, SessionHandler};
 use crate::definitions::values::IniValue;
 
+/// php.ini directives reconciler sets itself for php-fpm, which a cluster
+/// may not undo: every app's pool shares one OPcache, and these keep one
+/// app's code from reading another's cached scripts.
+const RESERVED_INI: &[&str] = &["opcache.validate_permission", "opcache.restrict_api"];
+
 pub(super) fn check_cluster(at: &mut At, cluster: &Cluster) {
     at.name("name", cluster.name.as_str());
     if cluster.php.is_empty() {
@@ -33,6 +38,16 @@ pub(super) fn check_cluster(at: &mut At, cluster: &Cluster) {
                 .all(|c| c.is_ascii_alphanumeric() || "._".contains(c))
         {
             at.error_at_key(&path, format!("`{key}` is not a php.ini directive name"));
+        }
+        if RESERVED_INI.contains(&key.as_str()) {
+            at.error_at_key(
+                &path,
+                format!(
+                    "`{key}` is set by reconciler: it keeps each app's code from reading other \
+                     apps' scripts in the OPcache they share"
+                ),
+            )
+            .hint = Some("remove it from `php_ini`".into());
         }
         if let IniValue::String(text) = value {
             at.ini_text(&path, text);

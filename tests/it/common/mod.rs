@@ -5,6 +5,7 @@
 //! (see `tests/fleet/fleet env`) or at `tests/fleet/.state/inventory.json`.
 #![allow(dead_code)] // each test binary uses a subset of these helpers
 
+pub mod apps;
 pub mod apt;
 pub mod daemon;
 pub mod laravel;
@@ -412,7 +413,8 @@ pub fn kinds(host: &Value) -> Vec<String> {
 }
 
 /// A release whose index.php prints the user PHP runs as and the session
-/// handler, made live by pointing `current` at it.
+/// handler, made live by pointing `current` at it: the app's own link, as
+/// a release makes it (nginx follows no link to another owner's files).
 pub fn install_release(repo: &Repo, server: &str, app: &str) {
     repo.ssh(
         server,
@@ -421,7 +423,7 @@ pub fn install_release(repo: &Repo, server: &str, app: &str) {
              echo '<?php echo posix_getpwuid(posix_geteuid())[\"name\"], \" \", ini_get(\"session.save_handler\");' \
              > /home/{app}/releases/t1/public/index.php\n\
              chown -R {app}:{app} /home/{app}/releases/t1\n\
-             ln -sfn releases/t1 /home/{app}/current\n"
+             ln -sfn releases/t1 /home/{app}/current && chown -h {app}:{app} /home/{app}/current\n"
         ),
     );
 }
