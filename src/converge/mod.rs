@@ -11,6 +11,7 @@
 //! and one failing host never stops the others. Results are matched to
 //! hosts by server name, never by position.
 
+mod roll;
 mod select;
 
 use crate::Hint as _;
@@ -32,6 +33,7 @@ use crate::transport::{Connector, Transport, TransportError};
 use crate::units::{Desired, HostDesired};
 use crate::windows::Windows;
 
+pub use roll::Roll;
 pub use select::{Selection, SelectionError, select};
 
 /// Definitions together with what every server should have.
@@ -270,14 +272,15 @@ pub fn reloads_fpm_now(plan: &HostPlan) -> bool {
 }
 
 /// Reconciles one host: connect, observe, plan, and apply as `act` says.
-/// A php-fpm reload waits for a permit of `gate` (its cluster's rolling
-/// reload) and holds it until the host has answered over HTTP.
+/// An apply that reloads php-fpm now takes its turn in `roll` (its
+/// cluster's rolling reload), holds it until the host has answered over
+/// HTTP, and is not made when the roll stopped.
 pub async fn reconcile_host(
     target: &Target,
     connector: &dyn Connector,
     options: &ReconcileOptions,
     act_when: Act,
-    gate: Option<&tokio::sync::Semaphore>,
+    roll: Option<&Roll>,
 ) -> Outcome {
     let span = tracing::info_span!("reconcile", server = %target.server());
     async {
@@ -305,21 +308,29 @@ pub async fn reconcile_host(
             .cloned()
             .collect();
         let mut drift = 0;
-        if act_when == Act::OnlyReloads && !observed.plan.changes.is_empty() {
+        if act_when == Act::OnlyReloads {
             // Drift is reported, not corrected: apply only the reloads.
-            drift = observed.plan.changes.len();
-            observed.plan.changes.clear();
-            observed.plan.manifest_stale = false;
-            observed.plan.interrupted = None;
-            observed.plan.reloads.retain(|r| !r.for_changes_only);
+            (observed.plan, drift) = observed.plan.only_reloads();
         }
-        let _permit = match gate {
-            Some(gate) if reloads_fpm_now(&observed.plan) && observed.plan.needs_apply() => {
-                gate.acquire().await.ok()
-            }
-            _ => None,
+        let rolled =
+            roll.filter(|_| reloads_fpm_now(&observed.plan) && observed.plan.needs_apply());
+        let report = match rolled {
+            Some(roll) => match roll.turn(target.server()).await {
+                Ok(_turn) => {
+                    let report = act(target, transport.as_ref(), &observed, options).await;
+                    roll.record(target.server(), report.succeeded());
+                    report
+                }
+                Err(why) => HostReport::new(
+                    target.server().clone(),
+                    ApplyOutcome::Failed {
+                        message: why,
+                        output: String::new(),
+                    },
+                ),
+            },
+            None => act(target, transport.as_ref(), &observed, options).await,
         };
-        let report = act(target, transport.as_ref(), &observed, options).await;
         let requeue_after = match &report.outcome {
             ApplyOutcome::Locked { .. } => Some(LOCKED_RETRY),
             ApplyOutcome::Stale { .. } => Some(Duration::ZERO),
@@ -407,10 +418,10 @@ pub fn plan_of(surveyed: &[Surveyed]) -> Plan {
 /// Applies each surveyed host's own plan, `parallel` at once, calling
 /// `progress` as each host finishes; reports in the hosts' order.
 ///
-/// Hosts that reload php-fpm roll through their cluster: `reload_parallel`
-/// at a time, each answering over HTTP before the next starts, so a cluster
-/// behind a load balancer never loses all its web servers at once. A host
-/// that fails stops its cluster's roll; the hosts after it are not applied.
+/// Hosts that reload php-fpm now roll through their cluster (`Roll`):
+/// `reload_parallel` at a time in the definitions' order, each answering
+/// over HTTP before the next takes its turn; the roll stops at the first
+/// host that fails, and the hosts after it are not applied.
 pub async fn apply_all(
     surveyed: &[Surveyed],
     options: &ReconcileOptions,
@@ -447,51 +458,50 @@ fn surveyed_reloads_fpm_now(host: &Surveyed) -> bool {
         .is_ok_and(|o| reloads_fpm_now(&o.plan))
 }
 
-/// Applies `hosts` (one host, or one cluster's roll) in order,
-/// `reload_parallel` at a time.
+/// Applies `hosts` (one host, or one cluster's roll) in order, taking
+/// turns in the cluster's `Roll`.
 async fn roll(
     surveyed: &[Surveyed],
     hosts: &[usize],
     options: &ReconcileOptions,
     progress: &(dyn Fn(&HostReport) + Sync),
 ) -> Vec<(usize, HostReport)> {
-    let at_once = hosts
-        .first()
-        .map_or(1, |&i| surveyed[i].target.reload_parallel.max(1) as usize);
-    let mut out = Vec::new();
-    let mut stopped: Option<String> = None;
-    for chunk in hosts.chunks(at_once) {
-        let reports: Vec<HostReport> = match &stopped {
-            Some(why) => chunk
-                .iter()
-                .map(|&i| {
-                    HostReport::new(
-                        surveyed[i].target.server().clone(),
-                        ApplyOutcome::Failed {
-                            message: why.clone(),
-                            output: String::new(),
-                        },
-                    )
-                })
-                .collect(),
-            None => {
-                futures::future::join_all(chunk.iter().map(|&i| apply_one(&surveyed[i], options)))
-                    .await
+    let Some(&first) = hosts.first() else {
+        return Vec::new();
+    };
+    let target = &surveyed[first].target;
+    let cluster_roll = Roll::new(target.desired.cluster.clone(), target.reload_parallel);
+    let rolled = hosts.len() > 1;
+    stream::iter(hosts.iter().copied())
+        .map(|i| {
+            let cluster_roll = &cluster_roll;
+            async move {
+                let host = &surveyed[i];
+                let report = if rolled {
+                    match cluster_roll.turn(host.target.server()).await {
+                        Ok(_turn) => {
+                            let report = apply_one(host, options).await;
+                            cluster_roll.record(host.target.server(), report.succeeded());
+                            report
+                        }
+                        Err(why) => HostReport::new(
+                            host.target.server().clone(),
+                            ApplyOutcome::Failed {
+                                message: why,
+                                output: String::new(),
+                            },
+                        ),
+                    }
+                } else {
+                    apply_one(host, options).await
+                };
+                progress(&report);
+                (i, report)
             }
-        };
-        for (&i, report) in chunk.iter().zip(reports) {
-            if stopped.is_none() && !report.succeeded() && hosts.len() > 1 {
-                stopped = Some(format!(
-                    "not applied: the rolling php-fpm reload of cluster `{}` stopped because \
-                     `{}` failed",
-                    surveyed[i].target.desired.cluster, report.server
-                ));
-            }
-            progress(&report);
-            out.push((i, report));
-        }
-    }
-    out
+        })
+        .buffered(cluster_roll.parallel())
+        .collect()
+        .await
 }
 
 async fn apply_one(host: &Surveyed, options: &ReconcileOptions) -> HostReport {

@@ -180,6 +180,22 @@ impl HostPlan {
     pub fn count(&self, action: Action) -> usize {
         self.changes.iter().filter(|c| c.action() == action).count()
     }
+
+    /// This plan under `--drift warn`: drift is reported, not corrected.
+    /// Its changes (and the manifest and interrupted apply that come with
+    /// them) are left out, with the reloads only they needed; the reloads
+    /// that were due anyway (a window, OPcache hygiene, a pending one)
+    /// stay. Returns the plan to apply and how many changes were left.
+    pub fn only_reloads(mut self) -> (HostPlan, usize) {
+        let drift = self.changes.len();
+        if drift > 0 {
+            self.changes.clear();
+            self.manifest_stale = false;
+            self.interrupted = None;
+            self.reloads.retain(|r| !r.for_changes_only);
+        }
+        (self, drift)
+    }
 }
 
 /// `` `/etc/cron.d/x` should be a file but is a directory ``

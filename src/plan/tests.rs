@@ -632,3 +632,33 @@ fn a_release_after_the_cache_started_is_due_and_an_idle_cache_is_not() {
 }
 
 mod current_links;
+
+#[test]
+fn drift_warn_leaves_changes_and_their_reloads_and_keeps_the_due_ones() {
+    let units = units_for(&fleet(), "web-1");
+    let mut facts = converged(&units);
+    // Drift (a hand edit of a vhost, which needs an nginx reload), and a
+    // php-fpm reload pending for the window that is open now.
+    let vhost = facts
+        .paths
+        .get_mut("/etc/nginx/sites-enabled/blog.conf")
+        .expect("vhost");
+    vhost.content = Some("# edited by hand\n".into());
+    vhost.sha256 = Some("0".repeat(64));
+    facts.pending_reloads.push("php8.2-fpm".into());
+    let mut options = options();
+    let until = "2026-11-23T03:00:00Z".parse().expect("time");
+    options.reloads.windows = crate::windows::WindowState::Open { until };
+    let plan = plan_host(&web1(), &units, &facts, &options);
+    assert_eq!(plan.changes.len(), 1);
+    let (warned, drift) = plan.only_reloads();
+    assert_eq!(drift, 1);
+    assert!(warned.changes.is_empty() && !warned.manifest_stale);
+    assert_eq!(
+        labels(&warned),
+        [("php8.2-fpm".into(), ReloadWhen::Now, true)],
+        "the nginx reload only the drift needed is gone; the due one stays"
+    );
+    let (same, none) = warned.clone().only_reloads();
+    assert_eq!((same.reloads.len(), none), (1, 0));
+}

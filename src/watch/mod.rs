@@ -30,12 +30,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::apply::Outcome as ApplyOutcome;
-use crate::converge::{self, Act, Loaded, Outcome, ReconcileOptions, Selection, Target};
+use crate::converge::{self, Act, Loaded, Outcome, ReconcileOptions, Roll, Selection, Target};
 use crate::definitions::{ClusterName, ServerName};
 use crate::git::CommitId;
 use crate::transport::Connector;
@@ -127,7 +127,7 @@ impl Watch {
         tokio::pin!(shutdown);
         let mut in_force: Option<InForce> = None;
         let mut hosts: BTreeMap<ServerName, Host> = BTreeMap::new();
-        let mut gates: HashMap<ClusterName, Arc<Semaphore>> = HashMap::new();
+        let mut rolls: HashMap<ClusterName, Arc<Roll>> = HashMap::new();
         let mut tasks: JoinSet<Finished> = JoinSet::new();
         let mut head: Option<CommitId> = None;
 
@@ -141,7 +141,7 @@ impl Watch {
                             loaded,
                             &mut in_force,
                             &mut hosts,
-                            &mut gates,
+                            &mut rolls,
                             Why::Check,
                         );
                     }
@@ -178,15 +178,15 @@ impl Watch {
                     }
                 }
                 () = self.fetch_now.notified() => {
-                    self.poll(&mut head, &mut in_force, &mut hosts, &mut gates).await;
+                    self.poll(&mut head, &mut in_force, &mut hosts, &mut rolls).await;
                     next_poll = Instant::now() + self.options.interval;
                 }
                 () = tokio::time::sleep_until(next_poll) => {
-                    self.poll(&mut head, &mut in_force, &mut hosts, &mut gates).await;
+                    self.poll(&mut head, &mut in_force, &mut hosts, &mut rolls).await;
                     next_poll = Instant::now() + self.options.interval;
                 }
                 () = tokio::time::sleep_until(next_due.unwrap_or(far)), if next_due.is_some() => {
-                    self.start_due(&in_force, &mut hosts, &gates, &mut tasks);
+                    self.start_due(&in_force, &mut hosts, &rolls, &mut tasks);
                 }
             }
         }
@@ -268,7 +268,7 @@ impl Watch {
         head: &mut Option<CommitId>,
         in_force: &mut Option<InForce>,
         hosts: &mut BTreeMap<ServerName, Host>,
-        gates: &mut HashMap<ClusterName, Arc<Semaphore>>,
+        rolls: &mut HashMap<ClusterName, Arc<Roll>>,
     ) {
         let now = (self.clock)();
         let polled = self.source.poll(head.as_deref()).await;
@@ -293,7 +293,7 @@ impl Watch {
         match converge::load(&files) {
             Ok(loaded) => {
                 tracing::info!("a new commit validates: applying it");
-                self.take(&commit, loaded, in_force, hosts, gates, Why::Commit);
+                self.take(&commit, loaded, in_force, hosts, rolls, Why::Commit);
             }
             Err(error) => {
                 let errors: Vec<String> = match &error {
@@ -328,7 +328,7 @@ impl Watch {
         loaded: Loaded,
         in_force: &mut Option<InForce>,
         hosts: &mut BTreeMap<ServerName, Host>,
-        gates: &mut HashMap<ClusterName, Arc<Semaphore>>,
+        rolls: &mut HashMap<ClusterName, Arc<Roll>>,
         why: Why,
     ) {
         *self
@@ -340,14 +340,20 @@ impl Watch {
         let targets = converge::select(&loaded.definitions, &loaded.desired, &Selection::default())
             .unwrap_or_default();
         let mut next: BTreeMap<ServerName, Host> = BTreeMap::new();
+        let mut next_rolls: HashMap<ClusterName, Arc<Roll>> = HashMap::new();
         for target in targets {
             let server = target.server().clone();
             let running = hosts.get(&server).is_some_and(|h| h.running);
-            gates
-                .entry(target.desired.cluster.clone())
-                .or_insert_with(|| {
-                    Arc::new(Semaphore::new(target.reload_parallel.max(1) as usize))
-                });
+            // Each commit rolls anew, with its own `reload_parallel`.
+            if !next_rolls.contains_key(&target.desired.cluster) {
+                next_rolls.insert(
+                    target.desired.cluster.clone(),
+                    Arc::new(Roll::new(
+                        target.desired.cluster.clone(),
+                        target.reload_parallel,
+                    )),
+                );
+            }
             next.insert(
                 server,
                 Host {
@@ -360,6 +366,7 @@ impl Watch {
             );
         }
         *hosts = next;
+        *rolls = next_rolls;
         self.board.update(now, |s| {
             s.last_good = Some(status::CommitRecord {
                 commit: commit.to_owned(),
@@ -382,7 +389,7 @@ impl Watch {
         &self,
         in_force: &Option<InForce>,
         hosts: &mut BTreeMap<ServerName, Host>,
-        gates: &HashMap<ClusterName, Arc<Semaphore>>,
+        rolls: &HashMap<ClusterName, Arc<Roll>>,
         tasks: &mut JoinSet<Finished>,
     ) {
         let Some(in_force) = in_force else {
@@ -403,7 +410,7 @@ impl Watch {
             host.running = true;
             let target = host.target.clone();
             let connector = Arc::clone(&self.connector);
-            let gate = gates.get(&target.desired.cluster).cloned();
+            let roll = rolls.get(&target.desired.cluster).cloned();
             let options = ReconcileOptions {
                 now: (self.clock)(),
                 reload_now: false,
@@ -423,7 +430,7 @@ impl Watch {
                     connector.as_ref(),
                     &options,
                     act,
-                    gate.as_deref(),
+                    roll.as_deref(),
                 )
                 .await;
                 Finished {
