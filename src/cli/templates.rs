@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
-use crate::units::EMBEDDED;
+use crate::units::{EMBEDDED, kinds};
 
 use super::Failure;
 
@@ -27,10 +27,15 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
     fs::create_dir_all(&args.out)
         .with_context(|| format!("cannot create `{}`", args.out.display()))?;
     let mut kept = Vec::new();
-    for (name, text) in EMBEDDED {
+    let reference = kinds::reference();
+    let files = EMBEDDED
+        .iter()
+        .copied()
+        .chain([(kinds::REFERENCE_FILE, reference.as_str())]);
+    for (name, text) in files {
         let path = args.out.join(name);
         match fs::read_to_string(&path) {
-            Ok(existing) if existing == *text => {
+            Ok(existing) if existing == text => {
                 say!("unchanged {}", path.display())?;
                 continue;
             }

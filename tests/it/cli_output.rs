@@ -158,6 +158,9 @@ fn templates_are_written_for_overriding_and_overrides_are_kept() {
         let written = fs::read_to_string(dir.path().join("templates").join(name)).expect("read");
         assert_eq!(written, *text, "{name}");
     }
+    let reference =
+        fs::read_to_string(dir.path().join("templates/VARIABLES.md")).expect("read reference");
+    assert_eq!(reference, reconciler::units::kinds::reference());
     fs::write(dir.path().join("templates/cron.hbs"), "# mine\n").expect("edit");
     insta::assert_snapshot!(
         "again",
