@@ -7,12 +7,17 @@
 //! new (its app cannot serve without it). A reload an earlier apply
 //! recorded as pending stays in the plan until it happens.
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::Change;
+use super::opcache::OpcacheReport;
 use crate::definitions::{FpmReload, PhpVersion};
+use crate::facts::{HostFacts, Journal};
 use crate::layout::{ConfigFile, Sapi};
 use crate::windows::WindowState;
 
@@ -188,6 +193,52 @@ impl Cause {
             Cause::Hygiene(why) => why.clone(),
         }
     }
+}
+
+/// Why each service must reload: the `changes` to its files (a new pool
+/// among them), reloads an earlier apply left pending, files an interrupted
+/// apply left unvalidated, and OPcache hygiene due in `opcache`.
+pub(super) fn causes(
+    changes: &[Change],
+    facts: &HostFacts,
+    interrupted: Option<&Journal>,
+    opcache: &BTreeMap<PhpVersion, OpcacheReport>,
+) -> Vec<(Service, Cause)> {
+    let changed = changes.iter().filter_map(|change| {
+        let cause = match change {
+            Change::CreateFile { path, .. }
+                if matches!(ConfigFile::parse(path), Some(ConfigFile::FpmPool { .. })) =>
+            {
+                Cause::NewPool
+            }
+            _ => Cause::Changes,
+        };
+        change.service().map(|s| (s, cause))
+    });
+    let pending = facts
+        .pending_reloads
+        .iter()
+        .filter_map(|label| Service::from_label(label))
+        .map(|s| (s, Cause::Pending));
+    let unvalidated = interrupted
+        .iter()
+        .flat_map(|j| &j.staged)
+        .filter_map(|path| ConfigFile::parse(path))
+        .filter_map(|file| Service::of(&file))
+        .map(|s| (s, Cause::Interrupted));
+    let hygiene = opcache.iter().flat_map(|(version, report)| {
+        report.due.iter().map(move |why| {
+            let service = Service::PhpFpm {
+                version: version.clone(),
+            };
+            (service, Cause::Hygiene(why.clone()))
+        })
+    });
+    changed
+        .chain(pending)
+        .chain(unvalidated)
+        .chain(hygiene)
+        .collect()
 }
 
 /// The reloads for services with `causes`, by the policy, at `now`.

@@ -2,7 +2,8 @@ use std::path::Path;
 
 use super::*;
 use crate::definitions::{AppName, Definitions, PhpVersion};
-use crate::facts::{PathFacts, UserFacts};
+use crate::facts::{PathFacts, PathKind, UserFacts};
+use crate::layout::WEB_USER;
 use crate::units::{self, Templates};
 
 fn fleet() -> Definitions {
