@@ -1,0 +1,226 @@
+//! The definitions as serde reads them: `clusters/*.yaml` and `apps/*.yaml`.
+//!
+//! Doc comments here are the field descriptions of the generated JSON Schema
+//! and of the README's reference, so they are written for operators. Unknown
+//! keys are refused everywhere. Nothing here checks cross-references; see
+//! `validate`.
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::names::{ClusterName, ServerName};
+use super::values::{CronSchedule, HumanDuration, IniValue, Parsed, PhpVersion, Timezone};
+
+mod app;
+
+pub use app::*;
+
+/// A cluster: the servers an app can run on and the PHP runtime they share.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Cluster {
+    /// The cluster's name; apps refer to it with `cluster:`.
+    pub name: ClusterName,
+    /// PHP versions installed on every server of the cluster, such as ["8.2"].
+    pub php: Vec<PhpVersion>,
+    /// What one HTTP request may take: the limits for php.ini, PHP-FPM and nginx.
+    #[serde(default)]
+    pub request: RequestLimits,
+    /// Extra php.ini settings for every PHP version, FPM and CLI, such as
+    /// `opcache.memory_consumption: 256`.
+    #[serde(default)]
+    pub php_ini: BTreeMap<String, IniValue>,
+    /// Where PHP keeps sessions; shared stores let any server answer any user.
+    #[serde(default)]
+    pub sessions: Sessions,
+    /// Low-traffic windows in which php-fpm may be reloaded (a reload stalls
+    /// requests and flushes OPcache). Without windows, reloads wait for `--now`.
+    #[serde(default)]
+    pub reload_windows: Vec<ReloadWindow>,
+    /// When php-fpm reloads after a change: `window` (the default) waits for
+    /// a reload window; `immediate` reloads at once. A pool for an app that
+    /// had none always starts at once: the app cannot serve without it.
+    #[serde(default)]
+    pub fpm_reload: FpmReload,
+    /// How many servers of the cluster reload php-fpm at once in a window;
+    /// each must answer over HTTP before the next one reloads.
+    #[serde(default = "Cluster::default_reload_parallel")]
+    pub reload_parallel: u32,
+    /// Reload php-fpm in a window when its OPcache needs it: when it is
+    /// fuller than `max_fill` percent, or (`after_release`) when an app's
+    /// live release changed since the cache started and old scripts fill it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub opcache_hygiene: Option<OpcacheHygiene>,
+    /// PHP extensions installed for every PHP version, as Debian names
+    /// them without the version (`intl` is php8.2-intl), by `provision`.
+    #[serde(default)]
+    pub extensions: Vec<String>,
+    /// More Debian packages `provision` installs on every server.
+    #[serde(default)]
+    pub packages: Vec<String>,
+    /// The cluster's servers.
+    pub servers: Vec<Server>,
+}
+
+impl Cluster {
+    fn default_reload_parallel() -> u32 {
+        1
+    }
+}
+
+/// When php-fpm reloads after a configuration change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum FpmReload {
+    /// In the next reload window (or with `--now`).
+    #[default]
+    Window,
+    /// At once.
+    Immediate,
+}
+
+/// When a php-fpm's OPcache is due for a reload in a window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OpcacheHygiene {
+    /// Used plus wasted memory above this percent of the cache's size.
+    #[serde(default = "OpcacheHygiene::default_max_fill")]
+    pub max_fill: u8,
+    /// An app's `current` release changed since the cache started.
+    #[serde(default = "OpcacheHygiene::default_after_release")]
+    pub after_release: bool,
+}
+
+impl OpcacheHygiene {
+    fn default_max_fill() -> u8 {
+        80
+    }
+    fn default_after_release() -> bool {
+        true
+    }
+}
+
+/// Limits of a single HTTP request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RequestLimits {
+    /// Longest request in seconds: max_execution_time, request_terminate_timeout,
+    /// fastcgi_read_timeout, and how long a php-fpm reload waits for requests in flight.
+    #[serde(default = "RequestLimits::default_duration")]
+    pub duration: u32,
+    /// Largest request body in MB: client_max_body_size, post_max_size, upload_max_filesize.
+    #[serde(default = "RequestLimits::default_payload")]
+    pub payload: u32,
+    /// Memory a request may use in MB: memory_limit.
+    #[serde(default = "RequestLimits::default_memory")]
+    pub memory: u32,
+}
+
+impl RequestLimits {
+    fn default_duration() -> u32 {
+        30
+    }
+    fn default_payload() -> u32 {
+        10
+    }
+    fn default_memory() -> u32 {
+        128
+    }
+}
+
+impl Default for RequestLimits {
+    fn default() -> Self {
+        Self {
+            duration: Self::default_duration(),
+            payload: Self::default_payload(),
+            memory: Self::default_memory(),
+        }
+    }
+}
+
+/// PHP's session store.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Sessions {
+    /// `files` (each server its own, the default), `redis` or `memcached`.
+    #[serde(default)]
+    pub handler: SessionHandler,
+    /// The store's address, such as `tcp://10.0.0.5:6379` for redis or
+    /// `10.0.0.5:11211` for memcached; required for both.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub save_path: Option<String>,
+    /// Lock a session while a request uses it, so concurrent requests of one
+    /// user don't overwrite each other's changes. On by default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub locking: Option<bool>,
+    /// memcached only: how many other nodes of `save_path` keep a copy of
+    /// each session, so that losing a node loses no session (fewer than
+    /// the nodes listed). 0 by default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replicas: Option<u8>,
+}
+
+/// A session save handler.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum SessionHandler {
+    #[default]
+    Files,
+    Redis,
+    Memcached,
+}
+
+/// A recurring low-traffic window.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReloadWindow {
+    /// When the window opens: cron with seconds, such as "0 0 3 * * *".
+    pub schedule: Parsed<CronSchedule>,
+    /// How long it stays open, such as 1h or 30m.
+    pub duration: Parsed<HumanDuration>,
+    /// The timezone of the schedule, such as Europe/Amsterdam.
+    #[serde(default = "ReloadWindow::utc")]
+    pub timezone: Parsed<Timezone>,
+}
+
+impl ReloadWindow {
+    fn utc() -> Parsed<Timezone> {
+        Parsed::new("UTC")
+    }
+}
+
+/// A server of a cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Server {
+    /// The server's name, unique across all clusters.
+    pub name: ServerName,
+    /// Host name or IP address to reach it over SSH, or `local` for the
+    /// machine reconciler runs on.
+    pub address: String,
+    /// SSH port.
+    #[serde(default = "Server::default_port")]
+    pub port: u16,
+    /// SSH user; it needs root rights (root, or sudo without a password).
+    #[serde(default = "Server::default_user")]
+    pub user: String,
+    /// Whether the server runs nginx and PHP-FPM and can take web roles.
+    #[serde(default)]
+    pub web_server: bool,
+}
+
+impl Server {
+    fn default_port() -> u16 {
+        22
+    }
+    fn default_user() -> String {
+        "root".into()
+    }
+
+    /// Whether this server is the machine reconciler runs on.
+    pub fn is_local(&self) -> bool {
+        self.address == "local"
+    }
+}

@@ -1,0 +1,327 @@
+//! One release or rollback in progress, and its steps: each a round trip
+//! per server under the app lock, run on every server in parallel.
+
+use std::time::Duration;
+
+use futures::future::join_all;
+
+use super::{
+    Archive, HEALTH_TRIES, LogEntry, LogResult, RELEASE_SH, ReleaseError, ReleasePlan,
+    SWITCH_LIMIT, ServerReleases, Sha, UPLOAD_LIMIT, keep,
+};
+use crate::app::{
+    self, AppError, AppTarget, COMMAND_LIMIT, Locked, Origin, Progress, Session, Step, StepFailure,
+    connect_all,
+};
+use crate::definitions::{ServerName, SharedKind};
+use crate::transport::{Connector, Input};
+
+/// One release or rollback in progress: its session and its servers.
+pub(super) struct Run<'a> {
+    pub session: Session<'a>,
+    pub locked: Vec<Locked>,
+    pub states: Vec<ServerReleases>,
+}
+
+impl<'a> Run<'a> {
+    /// Connects to every server of `target` and takes the app lock on all,
+    /// for a release of `sha` (a rollback learns its target later).
+    pub(super) async fn start(
+        target: &'a AppTarget,
+        sha: Option<&Sha>,
+        origin: &'a Origin,
+        progress: &'a dyn Progress,
+        connector: &dyn Connector,
+    ) -> Result<Run<'a>, ReleaseError> {
+        let mut session =
+            Session::new(&target.app, RELEASE_SH, origin, progress).map_err(AppError::from)?;
+        session.set("HEALTH_TRIES", HEALTH_TRIES.to_string());
+        if let Some(sha) = sha {
+            session.set("SHA", sha.as_str());
+        }
+        let hosts = connect_all(target, connector).await?;
+        let locked = session.lock_all(hosts).await?;
+        let states = locked
+            .iter()
+            .map(|l| ServerReleases::from_records(&l.state))
+            .collect();
+        Ok(Run {
+            session,
+            locked,
+            states,
+        })
+    }
+
+    pub(super) fn servers(&self) -> Vec<(ServerName, &ServerReleases)> {
+        self.locked
+            .iter()
+            .zip(&self.states)
+            .map(|(l, s)| (l.host.server.name.clone(), s))
+            .collect()
+    }
+
+    async fn step(
+        &self,
+        l: &Locked,
+        step: Step,
+        call: &[&str],
+        input: Input<'_>,
+        limit: Duration,
+    ) -> Result<Vec<crate::remote::Record>, StepFailure> {
+        self.session
+            .step(&l.host, step, call, input, limit)
+            .await
+            .map_err(|output| StepFailure {
+                server: l.host.server.name.clone(),
+                step,
+                output,
+            })
+    }
+
+    /// Prepares the release on `l`'s server.
+    pub(super) async fn prepare(&self, l: &Locked, archive: &Archive) -> Result<(), StepFailure> {
+        let app = self.session.app;
+        let size = archive.size.to_string();
+        self.step(
+            l,
+            Step::Upload,
+            &["release_upload", &size, &archive.sha256],
+            Input::File(&archive.path),
+            Duration::from_secs(UPLOAD_LIMIT + 60),
+        )
+        .await?;
+        if !app.shared.is_empty() {
+            let mut call = vec!["release_shared"];
+            for shared in &app.shared {
+                call.push(match shared.kind() {
+                    SharedKind::Dir => "dir",
+                    SharedKind::File => "file",
+                });
+                call.push(&shared.path);
+            }
+            self.step(
+                l,
+                Step::Shared,
+                &call,
+                Input::None,
+                Duration::from_secs(150),
+            )
+            .await?;
+        }
+        let composer = app.composer.as_ref().map(|c| format!("composer {c}"));
+        let build: Vec<&str> = composer
+            .iter()
+            .chain(&app.release_commands)
+            .map(String::as_str)
+            .collect();
+        let deploy: Vec<&str> = l
+            .host
+            .role
+            .deploy_commands
+            .iter()
+            .map(String::as_str)
+            .collect();
+        for (step, commands) in [(Step::Build, build), (Step::Deploy, deploy)] {
+            if commands.is_empty() {
+                continue;
+            }
+            let limit = COMMAND_LIMIT.to_string();
+            let name = step.to_string();
+            let mut call = vec!["release_commands", name.as_str(), limit.as_str()];
+            call.extend(commands.iter().copied());
+            let total = Duration::from_secs((COMMAND_LIMIT + 10) * commands.len() as u64);
+            self.step(l, step, &call, Input::None, total).await?;
+        }
+        self.step(
+            l,
+            Step::Complete,
+            &["release_complete"],
+            Input::None,
+            Duration::from_secs(30),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Switches every server to `to` (`None`: no release), all at once:
+    /// the servers whose switch failed, and those whose workers did not
+    /// restart (they switched).
+    pub(super) async fn switch_all(
+        &self,
+        to: impl Fn(&ServerName) -> Option<Sha>,
+    ) -> (Vec<StepFailure>, Vec<(ServerName, String)>) {
+        let steps = self.locked.iter().map(|l| {
+            let target = to(&l.host.server.name);
+            async move {
+                let call = match &target {
+                    Some(sha) => vec!["release_switch", sha.as_str()],
+                    None => vec!["release_unswitch"],
+                };
+                let limit = SWITCH_LIMIT + app::worker_limit(&l.host.role);
+                let result = self
+                    .step(
+                        l,
+                        Step::Switch,
+                        &call,
+                        Input::None,
+                        Duration::from_secs(limit),
+                    )
+                    .await;
+                (l.host.server.name.clone(), result)
+            }
+        });
+        let mut failures = Vec::new();
+        let mut workers = Vec::new();
+        for (server, result) in join_all(steps).await {
+            match result {
+                Ok(records) => {
+                    if let Some(r) = crate::remote::first(&records, "workers-failed") {
+                        workers.push((server, r.text(1).into_owned()));
+                    }
+                }
+                Err(failure) => failures.push(failure),
+            }
+        }
+        (failures, workers)
+    }
+
+    /// The health check on every web server of the app; the first failure.
+    pub(super) async fn health_all(&self) -> Option<StepFailure> {
+        let app = self.session.app;
+        let domain = app.domains.first()?;
+        let (path, status) = match &app.health_check {
+            Some(h) => (h.path.clone(), h.status.to_string()),
+            None => ("/".to_owned(), "-".to_owned()),
+        };
+        let results = join_all(
+            self.locked
+                .iter()
+                .filter(|l| l.host.role.web.is_some())
+                .map(|l| {
+                    let call = [
+                        "release_health",
+                        domain.as_str(),
+                        path.as_str(),
+                        status.as_str(),
+                    ];
+                    async move {
+                        self.step(l, Step::Health, &call, Input::None, Duration::from_secs(60))
+                            .await
+                    }
+                }),
+        )
+        .await;
+        results.into_iter().find_map(Result::err)
+    }
+
+    /// Switches to `sha` everywhere and checks health; on a failure,
+    /// switches every server back to what it had (`plan.back`). What the
+    /// workers said, when they did not restart.
+    pub(super) async fn go_live(
+        &self,
+        plan: &ReleasePlan,
+    ) -> Result<Vec<(ServerName, String)>, ReleaseError> {
+        let (failures, workers) = self.switch_all(|_| Some(plan.sha.clone())).await;
+        let failure = match failures.into_iter().next() {
+            Some(failure) => Some(failure),
+            None => self.health_all().await,
+        };
+        let Some(failure) = failure else {
+            return Ok(workers);
+        };
+        let (not_back, _) = self
+            .switch_all(|server| plan.back.get(server).cloned().flatten())
+            .await;
+        for failed in &not_back {
+            tracing::error!(server = %failed.server, output = %failed.output, "switching back failed");
+        }
+        let previous = plan.back.values().next().cloned().flatten();
+        Err(ReleaseError::RolledBack {
+            failure,
+            previous,
+            not_back: not_back.into_iter().map(|f| (f.server, f.output)).collect(),
+        })
+    }
+
+    /// A line in each server's release log, then pruning to what
+    /// `plan::keep` keeps there: the directories pruned, and those that
+    /// could not be.
+    pub(super) async fn finish_all(
+        &self,
+        sha: &Sha,
+        result: LogResult,
+        live: impl Fn(usize) -> Option<Sha>,
+        elapsed: Duration,
+    ) -> (usize, Vec<(ServerName, Sha, String)>) {
+        let keep_count = self.session.app.keep_releases;
+        let origin = self.session.origin();
+        let results = join_all(self.locked.iter().zip(&self.states).enumerate().map(
+            |(i, (l, state))| {
+                let entry = LogEntry {
+                    sha: sha.clone(),
+                    time: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                    trigger: origin.trigger.to_string(),
+                    result,
+                    duration_ms: u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
+                    who: origin.who.clone(),
+                    previous: state.live.clone(),
+                };
+                let line = serde_json::to_string(&entry).unwrap_or_default();
+                let mut log = state.log.clone();
+                log.push(entry);
+                let now_live = live(i);
+                let kept = keep(state, now_live.as_ref(), &log, keep_count);
+                async move {
+                    let mut call = vec!["release_finish".to_owned(), line];
+                    call.extend(kept.iter().map(ToString::to_string));
+                    let call: Vec<&str> = call.iter().map(String::as_str).collect();
+                    let records = self
+                        .step(
+                            l,
+                            Step::Finish,
+                            &call,
+                            Input::None,
+                            Duration::from_secs(300),
+                        )
+                        .await;
+                    (l.host.server.name.clone(), records)
+                }
+            },
+        ))
+        .await;
+        let mut pruned = 0;
+        let mut failed = Vec::new();
+        for (server, records) in results {
+            let Ok(records) = records else { continue };
+            for r in &records {
+                match (r.kind.as_str(), Sha::parse(&r.text(0))) {
+                    ("pruned", Some(_)) => pruned += 1,
+                    ("prune-failed", Some(sha)) => {
+                        failed.push((server.clone(), sha, r.text(1).into_owned()))
+                    }
+                    _ => {}
+                }
+            }
+        }
+        (pruned, failed)
+    }
+
+    /// Removes the release where this run prepared it.
+    pub(super) async fn discard(&self, prepared: &[ServerName]) {
+        join_all(
+            self.locked
+                .iter()
+                .filter(|l| prepared.contains(&l.host.server.name))
+                .map(|l| {
+                    self.step(
+                        l,
+                        Step::Discard,
+                        &["release_discard"],
+                        Input::None,
+                        Duration::from_secs(300),
+                    )
+                }),
+        )
+        .await;
+    }
+}
