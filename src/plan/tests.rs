@@ -1,6 +1,7 @@
 use std::path::Path;
 
 use super::*;
+use rendering::{mixed_plan, text};
 use crate::definitions::{AppName, Definitions, PhpVersion};
 use crate::facts::{PathFacts, PathKind, UserFacts};
 use crate::layout::WEB_USER;
@@ -349,62 +350,6 @@ fn a_directory_where_a_file_belongs_fails_the_host() {
     );
 }
 
-fn text(plan: &Plan) -> String {
-    let mut out = Vec::new();
-    render::text(plan, &mut out).expect("render");
-    let text = String::from_utf8(out).expect("utf-8");
-    anstream::adapter::strip_str(&text).to_string()
-}
-
-/// The plan a reviewer sees after raising one pool's size and dropping an
-/// app, with a php-fpm reload left pending by an earlier apply.
-fn mixed_plan() -> Plan {
-    let mut defs = fleet();
-    let web = units_for(&defs, "web-1");
-    let jobs = units_for(&defs, "jobs-1");
-    let mut web_facts = converged(&web);
-    web_facts.pending_reloads.push("php8.2-fpm".into());
-    let jobs_facts = converged(&jobs);
-    defs.apps.retain(|a| a.name.as_str() != "billing");
-    let shop = defs
-        .apps
-        .iter_mut()
-        .find(|a| a.name.as_str() == "shop")
-        .expect("shop");
-    shop.servers[0].web.as_mut().expect("web").max_workers = 20;
-    let options = options();
-    Plan::new(vec![
-        plan_host(&web1(), &units_for(&defs, "web-1"), &web_facts, &options),
-        plan_host(
-            &ServerName::new("jobs-1"),
-            &units_for(&defs, "jobs-1"),
-            &jobs_facts,
-            &options,
-        ),
-        HostPlan::failed(
-            ServerName::new("web-2"),
-            "connection to `root@203.0.113.12:22` refused",
-            None,
-        ),
-    ])
-}
-
-#[test]
-fn text_rendering() {
-    insta::assert_snapshot!(text(&mixed_plan()));
-}
-
-#[test]
-fn json_rendering() {
-    insta::assert_snapshot!(render::json(&mixed_plan()));
-}
-
-#[test]
-fn the_same_inputs_render_byte_identical_plans() {
-    assert_eq!(text(&mixed_plan()), text(&mixed_plan()));
-    assert_eq!(render::json(&mixed_plan()), render::json(&mixed_plan()));
-}
-
 #[test]
 fn an_existing_user_that_is_not_the_apps_fails_the_host() {
     let units = units_for(&fleet(), "web-1");
@@ -443,195 +388,6 @@ fn json_output_follows_the_published_schema() {
     assert!(!validator.is_valid(&plan));
 }
 
-#[test]
-fn a_deferred_reload_says_when_its_window_opens() {
-    let units = units_for(&fleet(), "web-1");
-    let mut facts = converged(&units);
-    facts.pending_reloads.push("php8.2-fpm".into());
-    let plan = plan_host(&web1(), &units, &facts, &options());
-    let next = plan.reloads[0]
-        .next_window
-        .clone()
-        .expect("the next window");
-    assert_eq!(
-        next.start_local.as_deref(),
-        Some("2026-11-23T03:00:00+01:00")
-    );
-    assert_eq!(next.in_seconds, Some(3 * 3600 + 12 * 60));
-    let text = text(&Plan::new(vec![plan]));
-    assert!(
-        text.contains("reload php8.2-fpm in the next reload window, 2026-11-23 03:00 CET (02:00 UTC), in 3h12m"),
-        "{text}"
-    );
-}
-
-#[test]
-fn without_windows_a_reload_waits_for_now_and_says_so() {
-    let units = units_for(&fleet(), "web-1");
-    let mut facts = converged(&units);
-    facts.pending_reloads.push("php8.2-fpm".into());
-    let mut options = options();
-    options.reloads.windows = crate::windows::WindowState::NoWindows;
-    let plan = plan_host(&web1(), &units, &facts, &options);
-    assert_eq!(
-        labels(&plan),
-        [("php8.2-fpm".into(), ReloadWhen::Manual, true)]
-    );
-    assert!(!plan.has_changes());
-    let text = text(&Plan::new(vec![plan]));
-    assert!(
-        text.contains("reload php8.2-fpm on `apply --now`: the cluster has no reload windows"),
-        "{text}"
-    );
-    assert!(text.contains("reload php8.2-fpm on --now"), "{text}");
-}
-
-#[test]
-fn in_an_open_window_a_pending_reload_is_due_now() {
-    let units = units_for(&fleet(), "web-1");
-    let mut facts = converged(&units);
-    facts.pending_reloads.push("php8.2-fpm".into());
-    let mut options = options();
-    let until = "2026-11-23T03:00:00Z".parse().expect("time");
-    options.reloads.windows = crate::windows::WindowState::Open { until };
-    let plan = plan_host(&web1(), &units, &facts, &options);
-    assert_eq!(
-        labels(&plan),
-        [("php8.2-fpm".into(), ReloadWhen::Now, true)]
-    );
-    assert_eq!(plan.reloads[0].window_open_until, Some(until));
-    assert!(
-        plan.has_changes(),
-        "apply would reload: --detailed-exitcode gives 2"
-    );
-}
-
-#[test]
-fn a_new_pool_starts_at_once_and_immediate_clusters_reload_at_once() {
-    let units = units_for(&fleet(), "web-1");
-    let mut facts = converged(&units);
-    facts.paths.remove("/etc/php/8.2/fpm/pool.d/blog.conf");
-    let plan = plan_host(&web1(), &units, &facts, &options());
-    assert_eq!(
-        labels(&plan),
-        [("php8.2-fpm".into(), ReloadWhen::Now, false)]
-    );
-
-    let mut facts = converged(&units);
-    facts.pending_reloads.push("php8.2-fpm".into());
-    let mut options = options();
-    options.reloads.fpm_reload = crate::definitions::FpmReload::Immediate;
-    let plan = plan_host(&web1(), &units, &facts, &options);
-    assert_eq!(
-        labels(&plan),
-        [("php8.2-fpm".into(), ReloadWhen::Now, true)]
-    );
-}
-
-#[test]
-fn an_app_without_a_release_and_a_removed_app_are_explained() {
-    let mut defs = fleet();
-    let units = units_for(&defs, "web-1");
-    let mut facts = converged(&units);
-    for app in ["billing", "shop"] {
-        facts.releases.entry(AppName::new(app)).or_default().current = Some("releases/a".into());
-    }
-    defs.apps.retain(|a| a.name.as_str() != "billing");
-    let plan = plan_host(&web1(), &units_for(&defs, "web-1"), &facts, &options());
-    assert_eq!(
-        plan.notes,
-        [
-            "app `blog` has no live release yet (/home/blog/current): its site answers 404 until one is deployed",
-            "app `billing` left the definitions: its config files here are removed, but its user and /home/billing stay (reconciler never deletes an app's data; remove them by hand once you are sure)",
-        ]
-    );
-}
-
-fn opcache(used_mib: u64, start_time: i64) -> crate::facts::Opcache {
-    crate::facts::Opcache {
-        enabled: true,
-        memory_used: used_mib << 20,
-        memory_free: (128 - used_mib) << 20,
-        cached_scripts: 1500,
-        hits: 990,
-        misses: 10,
-        start_time,
-        ..Default::default()
-    }
-}
-
-#[test]
-fn a_full_opcache_is_due_for_a_reload_in_the_open_window() {
-    let units = units_for(&fleet(), "web-1");
-    let mut facts = converged(&units);
-    facts
-        .opcache
-        .insert(PhpVersion::new("8.2"), opcache(118, 1_795_300_000));
-    let mut options = options();
-    options.hygiene = Some(crate::definitions::OpcacheHygiene {
-        max_fill: 80,
-        after_release: true,
-    });
-    // Closed window: shown as waiting, not a change.
-    let plan = plan_host(&web1(), &units, &facts, &options);
-    assert_eq!(
-        labels(&plan),
-        [("php8.2-fpm".into(), ReloadWhen::Window, false)]
-    );
-    assert_eq!(
-        plan.reloads[0].reasons,
-        ["OPcache is 92% full (more than 80%)"]
-    );
-    assert!(!plan.has_changes());
-    // Open window: due now.
-    options.reloads.windows = crate::windows::WindowState::Open {
-        until: "2026-11-23T03:00:00Z".parse().expect("time"),
-    };
-    let plan = plan_host(&web1(), &units, &facts, &options);
-    assert_eq!(
-        labels(&plan),
-        [("php8.2-fpm".into(), ReloadWhen::Now, false)]
-    );
-    assert!(plan.has_changes());
-    let text = text(&Plan::new(vec![plan]));
-    assert!(
-        text.contains("(OPcache is 92% full (more than 80%))"),
-        "{text}"
-    );
-    assert!(
-        text.contains("opcache php8.2: 92% full (118.0 of 128.0 MiB), 1500 scripts, hit rate 99.0%, since 2026-11-21 22:26 UTC"),
-        "{text}"
-    );
-}
-
-#[test]
-fn a_release_after_the_cache_started_is_due_and_an_idle_cache_is_not() {
-    let units = units_for(&fleet(), "web-1");
-    let mut facts = converged(&units);
-    facts
-        .opcache
-        .insert(PhpVersion::new("8.2"), opcache(20, 1_795_300_000));
-    let hygiene = crate::definitions::OpcacheHygiene {
-        max_fill: 80,
-        after_release: true,
-    };
-    let mut options = options();
-    options.hygiene = Some(hygiene);
-    assert_eq!(plan_host(&web1(), &units, &facts, &options).reloads, []);
-    let mut current = facts.paths["/home/shop"].clone();
-    current.kind = PathKind::Symlink;
-    current.mtime = Some(1_795_300_100);
-    facts.paths.insert("/home/shop/current".into(), current);
-    let plan = plan_host(&web1(), &units, &facts, &options);
-    assert_eq!(
-        plan.reloads[0].reasons,
-        ["`shop`'s live release changed after the cache started"]
-    );
-    // Without windows hygiene waits for nothing: it is not shown.
-    options.reloads.windows = crate::windows::WindowState::NoWindows;
-    assert_eq!(plan_host(&web1(), &units, &facts, &options).reloads, []);
-}
-
 mod current_links;
 
 #[test]
@@ -663,3 +419,9 @@ fn drift_warn_leaves_changes_and_their_reloads_and_keeps_the_due_ones() {
     let (same, none) = warned.clone().only_reloads();
     assert_eq!((same.reloads.len(), none), (1, 0));
 }
+
+mod opcache;
+
+mod reloads;
+
+mod rendering;
