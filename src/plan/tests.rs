@@ -1,11 +1,11 @@
 use std::path::Path;
 
 use super::*;
-use rendering::{mixed_plan, text};
 use crate::definitions::{AppName, Definitions, PhpVersion};
 use crate::facts::{PathFacts, PathKind, UserFacts};
 use crate::layout::WEB_USER;
 use crate::units::{self, Templates};
+use rendering::{mixed_plan, text};
 
 fn fleet() -> Definitions {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/fleet");
