@@ -123,35 +123,21 @@ impl ReconcileOptions {
     }
 }
 
-/// `user@machine (pid N)`: who this process is, for locks and logs.
+/// `user@machine (pid N)`: who this process is, for locks and logs. The
+/// user is the one `sudo` was run by, else the login's, else the owner of
+/// this process by its uid.
 pub fn holder() -> String {
-    let user = std::env::var("SUDO_USER")
-        .or_else(|_| std::env::var("USER"))
-        .or_else(|_| std::env::var("LOGNAME"))
-        .ok()
-        .filter(|u| !u.is_empty())
-        .or_else(user_of_this_process)
+    use nix::unistd::{Uid, User, gethostname};
+    let user = ["SUDO_USER", "USER", "LOGNAME"]
+        .into_iter()
+        .find_map(|name| std::env::var(name).ok().filter(|u| !u.is_empty()))
+        .or_else(|| Some(User::from_uid(Uid::current()).ok()??.name))
         .unwrap_or_else(|| "unknown".into());
-    let machine = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_owned())
-        .unwrap_or_else(|_| "unknown".into());
+    let machine = gethostname()
+        .ok()
+        .and_then(|name| name.into_string().ok())
+        .unwrap_or_else(|| "unknown".into());
     format!("{user}@{machine} (pid {})", std::process::id())
-}
-
-/// The name of the user this process runs as, from /proc and /etc/passwd.
-fn user_of_this_process() -> Option<String> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let uid = status
-        .lines()
-        .find_map(|l| l.strip_prefix("Uid:"))?
-        .split_whitespace()
-        .next()?
-        .to_owned();
-    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
-    passwd.lines().find_map(|line| {
-        let fields: Vec<&str> = line.split(':').collect();
-        (fields.get(2) == Some(&uid.as_str())).then(|| fields[0].to_owned())
-    })
 }
 
 /// Why a host could not be observed.
