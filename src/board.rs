@@ -267,14 +267,17 @@ impl Board {
     pub fn snapshot(&self) -> Status {
         self.status
             .lock()
-            .unwrap_or_else(|e| e.into_inner())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone()
     }
 
     /// Changes the status, then writes it to the state directory.
     pub fn update(&self, at: DateTime<Utc>, change: impl FnOnce(&mut Status)) {
         let snapshot = {
-            let mut status = self.status.lock().unwrap_or_else(|e| e.into_inner());
+            let mut status = self
+                .status
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             change(&mut status);
             status.updated = Some(at);
             status.clone()

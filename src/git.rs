@@ -346,25 +346,24 @@ impl Mirror {
                 EntryKind::Link => EntryKindOf::Link,
                 EntryKind::Commit => EntryKindOf::Submodule,
             };
-            let (size, lfs_pointer) = match kind {
-                EntryKindOf::Submodule => (0, false),
-                _ => {
-                    let size = self
+            let (size, lfs_pointer) = if kind == EntryKindOf::Submodule {
+                (0, false)
+            } else {
+                let size = self
+                    .repo
+                    .find_header(record.oid)
+                    .map_err(|e| read_error(boxed(&self.url, e)))?
+                    .size();
+                // An LFS pointer is a small text file of a known first line.
+                let lfs = kind == EntryKindOf::File
+                    && size < 1024
+                    && self
                         .repo
-                        .find_header(record.oid)
+                        .find_object(record.oid)
                         .map_err(|e| read_error(boxed(&self.url, e)))?
-                        .size();
-                    // An LFS pointer is a small text file of a known first line.
-                    let lfs = kind == EntryKindOf::File
-                        && size < 1024
-                        && self
-                            .repo
-                            .find_object(record.oid)
-                            .map_err(|e| read_error(boxed(&self.url, e)))?
-                            .data
-                            .starts_with(b"version https://git-lfs.github.com/spec/");
-                    (size, lfs)
-                }
+                        .data
+                        .starts_with(b"version https://git-lfs.github.com/spec/");
+                (size, lfs)
             };
             entries.push(TreeEntry {
                 path: record.filepath.to_string(),

@@ -235,8 +235,7 @@ fn script(
     let sha = vars
         .iter()
         .find(|(n, _)| *n == "SHA")
-        .map(|(_, v)| v.as_str())
-        .unwrap_or("");
+        .map_or("", |(_, v)| v.as_str());
     let reason = match sha {
         "" => origin.trigger.to_string(),
         sha => format!("{} of {}", origin.trigger, super::short(sha)),

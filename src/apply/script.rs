@@ -101,7 +101,7 @@ pub fn build(plan: &HostPlan, facts: &HostFacts, options: &ScriptOptions) -> (St
     for change in &plan.changes {
         match change {
             Change::CreateFile { path, .. } | Change::UpdateFile { path, .. } => {
-                files.push(path.clone())
+                files.push(path.clone());
             }
             Change::RemoveFile { path, .. } => removed.push(path.clone()),
             _ => {}

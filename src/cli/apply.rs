@@ -65,7 +65,9 @@ pub fn run(args: Args, color: anstream::ColorChoice) -> Result<ExitCode, Failure
             };
             let mut text = serde_json::to_string_pretty(&result)?;
             text.push('\n');
-            let mut out = out.lock().unwrap_or_else(|e| e.into_inner());
+            let mut out = out
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             out.write_all(text.as_bytes())?;
             out.flush()?;
             return Ok(if failed {
@@ -75,7 +77,9 @@ pub fn run(args: Args, color: anstream::ColorChoice) -> Result<ExitCode, Failure
             });
         }
         {
-            let mut out = out.lock().unwrap_or_else(|e| e.into_inner());
+            let mut out = out
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             render::text(&plan, &mut *out)?;
             out.flush()?;
         }
@@ -90,7 +94,9 @@ pub fn run(args: Args, color: anstream::ColorChoice) -> Result<ExitCode, Failure
                 .filter(|h| h.error.is_some())
                 .map(|h| h.server.as_str())
                 .collect();
-            let mut out = out.lock().unwrap_or_else(|e| e.into_inner());
+            let mut out = out
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             writeln!(
                 out,
                 "Apply: 0 applied, {} unchanged, {} failed ({})",
@@ -109,7 +115,9 @@ pub fn run(args: Args, color: anstream::ColorChoice) -> Result<ExitCode, Failure
         }
         let progress = |report: &HostReport| {
             let host = plan.hosts.iter().find(|h| h.server == report.server);
-            let mut out = out.lock().unwrap_or_else(|e| e.into_inner());
+            let mut out = out
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             let _ = write_report(report, host, &mut *out);
             let _ = out.flush();
         };
@@ -125,7 +133,9 @@ pub fn run(args: Args, color: anstream::ColorChoice) -> Result<ExitCode, Failure
             .filter(|r| !r.succeeded())
             .map(|r| r.server.as_str())
             .collect();
-        let mut out = out.lock().unwrap_or_else(|e| e.into_inner());
+        let mut out = out
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let count = |f: fn(&Outcome) -> bool| reports.iter().filter(|r| f(&r.outcome)).count();
         let applied = count(|o| matches!(o, Outcome::Applied { .. }));
         let unchanged = count(|o| matches!(o, Outcome::Unchanged));

@@ -61,7 +61,9 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
     super::run_until_signal(async {
         let each = |server: &crate::definitions::ServerName,
                     result: &Result<Provisioned, String>| {
-            let mut out = out.lock().unwrap_or_else(|e| e.into_inner());
+            let mut out = out
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             let _ = match result {
                 Ok(Provisioned::Converged) => writeln!(out, "{server}: every package is installed"),
                 Ok(Provisioned::WouldInstall(missing)) => {

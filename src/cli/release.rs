@@ -110,7 +110,10 @@ impl Progress for Lines {
             ),
         };
         let at = self.started.elapsed().as_secs_f64();
-        let mut out = self.out.lock().unwrap_or_else(|e| e.into_inner());
+        let mut out = self
+            .out
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let step = step.to_string();
         let _ = writeln!(out, "[{at:6.2}s] {server:<12} {step:<9} {what}");
     }
@@ -356,11 +359,14 @@ pub fn run_releases(args: ReleasesArgs) -> Result<ExitCode, Failure> {
                     Some(entry) => entry.result.as_str(),
                     None => "complete",
                 };
-                let time = last.map(|e| e.time.clone()).unwrap_or_else(|| {
-                    chrono::DateTime::from_timestamp(mtime, 0)
-                        .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
-                        .unwrap_or_default()
-                });
+                let time = last.map_or_else(
+                    || {
+                        chrono::DateTime::from_timestamp(mtime, 0)
+                            .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+                            .unwrap_or_default()
+                    },
+                    |e| e.time.clone(),
+                );
                 writeln!(
                     out,
                     "  {} {:<24} {:<5} {}",

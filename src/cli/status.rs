@@ -60,7 +60,7 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
     match args.format {
         Format::Json => say!("{}", serde_json::to_string_pretty(&status)?)?,
         Format::Text => {
-            super::output::out(format_args!("{}", crate::text::visible(&render(&status))))?
+            super::output::out(format_args!("{}", crate::text::visible(&render(&status))))?;
         }
     }
     let failing = status.last_rejected.is_some()

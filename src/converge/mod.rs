@@ -156,7 +156,7 @@ impl HostError {
             HostError::Connect(error) | HostError::Gather(GatherError::Transport(error)) => {
                 error.is_transient()
             }
-            _ => false,
+            HostError::Gather(_) => false,
         }
     }
 
@@ -518,7 +518,7 @@ impl crate::Hint for HostError {
             HostError::Connect(error) | HostError::Gather(GatherError::Transport(error)) => {
                 error.hint()
             }
-            _ => None,
+            HostError::Gather(_) => None,
         }
     }
 }

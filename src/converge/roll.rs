@@ -69,7 +69,10 @@ impl Roll {
     /// Records how `server`'s turn ended: a failure stops the roll; the
     /// stopper's success resumes it.
     pub fn record(&self, server: &ServerName, succeeded: bool) {
-        let mut stopped = self.stopped.lock().unwrap_or_else(|e| e.into_inner());
+        let mut stopped = self
+            .stopped
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         match (&*stopped, succeeded) {
             (None, false) => *stopped = Some(server.clone()),
             (Some(stopper), true) if stopper == server => *stopped = None,
@@ -81,7 +84,7 @@ impl Roll {
     pub fn stopper(&self) -> Option<ServerName> {
         self.stopped
             .lock()
-            .unwrap_or_else(|e| e.into_inner())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone()
     }
 }

@@ -28,13 +28,12 @@ pub enum SelectionError {
 }
 
 fn suggestion<'a>(given: &str, known: impl Iterator<Item = &'a str> + Clone, what: &str) -> String {
-    match closest(given, known.clone()) {
-        Some(best) => format!("did you mean `{best}`?"),
-        None => {
-            let mut all: Vec<&str> = known.collect();
-            all.sort_unstable();
-            format!("{what}: {}", all.join(", "))
-        }
+    if let Some(best) = closest(given, known.clone()) {
+        format!("did you mean `{best}`?")
+    } else {
+        let mut all: Vec<&str> = known.collect();
+        all.sort_unstable();
+        format!("{what}: {}", all.join(", "))
     }
 }
 

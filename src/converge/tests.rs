@@ -110,7 +110,7 @@ async fn a_held_lock_asks_to_be_requeued_and_names_the_holder() {
     assert_eq!(outcome.requeue_after, Some(LOCKED_RETRY));
     match outcome.report.map(|r| r.outcome) {
         Some(ApplyOutcome::Locked { holder }) => {
-            assert_eq!(holder, "ops@laptop (pid 42) since 2026-11-22T03:00:00Z")
+            assert_eq!(holder, "ops@laptop (pid 42) since 2026-11-22T03:00:00Z");
         }
         other => panic!("{other:?}"),
     }

@@ -33,13 +33,10 @@ impl Diagnostic {
     /// Builds a diagnostic from a serde_yaml error: its position, its message
     /// without the position repeated in words, and a hint for a misspelled key.
     pub fn from_yaml(file: impl Into<PathBuf>, error: &serde_yaml::Error) -> Self {
-        let position = error
-            .location()
-            .map(|l| Position {
-                line: l.line(),
-                column: l.column(),
-            })
-            .unwrap_or(Position::START);
+        let position = error.location().map_or(Position::START, |l| Position {
+            line: l.line(),
+            column: l.column(),
+        });
         let message = strip_locations(&error.to_string());
         let hint = misspelling_hint(&message);
         Self {
@@ -81,15 +78,12 @@ fn strip_locations(message: &str) -> String {
                 .to_owned()
         };
         let after_line = skip_number(tail);
-        match after_line.strip_prefix(" column ") {
-            Some(col) => {
-                let after = skip_number(col);
-                rest = &rest[rest.len() - after.len()..];
-            }
-            None => {
-                out.push_str(" at line ");
-                rest = tail;
-            }
+        if let Some(col) = after_line.strip_prefix(" column ") {
+            let after = skip_number(col);
+            rest = &rest[rest.len() - after.len()..];
+        } else {
+            out.push_str(" at line ");
+            rest = tail;
         }
     }
     out.push_str(rest);

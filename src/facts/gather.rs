@@ -35,7 +35,11 @@ pub enum GatherError {
 /// arrays it reads in its header, then gather.sh. Every value is quoted
 /// (paths and names are validated too; quoting makes that not matter).
 pub fn script(units: &HostUnits) -> String {
-    let sums: Vec<String> = units.files.iter().map(|f| f.sha256()).collect();
+    let sums: Vec<String> = units
+        .files
+        .iter()
+        .map(super::super::units::ManagedFile::sha256)
+        .collect();
     let client = FASTCGI_CLIENT
         .strip_prefix("<?php\n")
         .unwrap_or(FASTCGI_CLIENT);

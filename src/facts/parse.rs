@@ -116,7 +116,7 @@ pub fn parse(bytes: &[u8]) -> Result<HostFacts, ParseError> {
             "manifest" => facts.manifest = record.texts_from(0),
             "manifest-sha256" => facts.manifest_sha256 = Some(record.text(0).into_owned()),
             "manifest-ignored" => {
-                facts.manifest_ignored = usize::try_from(number(0)?).map_err(|_| malformed())?
+                facts.manifest_ignored = usize::try_from(number(0)?).map_err(|_| malformed())?;
             }
             "sudoer" => {
                 facts.sudoers.insert(record.text(0).into_owned());

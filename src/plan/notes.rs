@@ -19,7 +19,7 @@ pub(super) fn software(units: &HostUnits, facts: &HostFacts) -> Result<(), HostE
         match facts.php.get(version) {
             None => missing.push(format!("php{version}")),
             Some(install) if units.needs.php_fpm && install.fpm.is_none() => {
-                missing.push(format!("php{version}-fpm"))
+                missing.push(format!("php{version}-fpm"));
             }
             Some(_) => {}
         }

@@ -46,7 +46,7 @@ pub(super) fn reports(
         .iter()
         .map(|(version, cache)| {
             let due = match hygiene {
-                Some(hygiene) if cache.enabled => reasons(version, cache, units, facts, hygiene),
+                Some(hygiene) if cache.enabled => reasons(version, cache, units, facts, *hygiene),
                 _ => Vec::new(),
             };
             let report = OpcacheReport {
@@ -66,7 +66,7 @@ fn reasons(
     cache: &Opcache,
     units: &HostUnits,
     facts: &HostFacts,
-    hygiene: &OpcacheHygiene,
+    hygiene: OpcacheHygiene,
 ) -> Vec<String> {
     let mut reasons = Vec::new();
     let fill = cache.fill_percent();

@@ -297,7 +297,7 @@ impl<'a> Run<'a> {
                 match (r.kind.as_str(), Sha::parse(&r.text(0))) {
                     ("pruned", Some(_)) => pruned += 1,
                     ("prune-failed", Some(sha)) => {
-                        failed.push((server.clone(), sha, r.text(1).into_owned()))
+                        failed.push((server.clone(), sha, r.text(1).into_owned()));
                     }
                     _ => {}
                 }

@@ -112,7 +112,7 @@ impl ServerReleases {
                         .text(0)
                         .lines()
                         .filter_map(|l| serde_json::from_str(l).ok())
-                        .collect()
+                        .collect();
                 }
                 _ => {}
             }

@@ -103,17 +103,19 @@ impl Deployer {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
             .and_then(|token| self.tokens.app_of(token.trim()));
-        match app {
-            Some(app) => Ok(app.to_owned()),
-            None => {
-                self.guard.failed(peer, route, "missing or unknown token");
-                Err(Refusal::Unknown)
-            }
+        if let Some(app) = app {
+            Ok(app.to_owned())
+        } else {
+            self.guard.failed(peer, route, "missing or unknown token");
+            Err(Refusal::Unknown)
         }
     }
 
     fn update(&self, id: &str, change: impl FnOnce(&mut Job)) {
-        let mut jobs = self.jobs.lock().unwrap_or_else(|e| e.into_inner());
+        let mut jobs = self
+            .jobs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(job) = jobs.get_mut(id) {
             change(job);
         }
@@ -156,7 +158,7 @@ impl Drop for Releasing {
         self.deployer
             .releasing
             .lock()
-            .unwrap_or_else(|e| e.into_inner())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .remove(&self.app);
     }
 }
@@ -186,16 +188,13 @@ pub async fn deploy(
     let definitions = deployer
         .definitions
         .read()
-        .unwrap_or_else(|e| e.into_inner())
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
         .clone();
-    let target = match definitions.map(|d| AppTarget::find(&d, &request.app)) {
-        Some(Ok(target)) => target,
-        _ => {
-            return error(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                &format!("no app `{}` in the definitions in force", request.app),
-            );
-        }
+    let Some(Ok(target)) = definitions.map(|d| AppTarget::find(&d, &request.app)) else {
+        return error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &format!("no app `{}` in the definitions in force", request.app),
+        );
     };
     if request.revision.is_empty()
         || request.revision.len() > 255
@@ -205,7 +204,10 @@ pub async fn deploy(
         return error(StatusCode::UNPROCESSABLE_ENTITY, "not a revision");
     }
     {
-        let mut releasing = deployer.releasing.lock().unwrap_or_else(|e| e.into_inner());
+        let mut releasing = deployer
+            .releasing
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if !releasing.insert(request.app.clone()) {
             return error(
                 StatusCode::CONFLICT,
@@ -258,7 +260,10 @@ pub async fn deploy(
         finished: None,
     };
     {
-        let mut jobs = deployer.jobs.lock().unwrap_or_else(|e| e.into_inner());
+        let mut jobs = deployer
+            .jobs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         while jobs.len() >= KEEP_JOBS {
             let oldest = jobs
                 .values()
@@ -328,7 +333,7 @@ pub async fn deploy_status(
     let job = deployer
         .jobs
         .lock()
-        .unwrap_or_else(|e| e.into_inner())
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
         .get(&id)
         .cloned();
     match job {

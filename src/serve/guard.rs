@@ -50,7 +50,10 @@ impl AuthGuard {
     /// `Ok` when `peer` may be checked now; else how long it is held back.
     pub fn admit(&self, peer: IpAddr) -> Result<(), HeldBack> {
         let now = Instant::now();
-        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        let mut failures = self
+            .failures
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let Some(times) = failures.get_mut(&peer) else {
             return Ok(());
         };
@@ -72,7 +75,10 @@ impl AuthGuard {
         tracing::warn!(%peer, route, why, "authentication failed");
         self.counter.inc(route);
         let now = Instant::now();
-        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        let mut failures = self
+            .failures
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if failures.len() > TIDY_AFTER {
             failures.retain(|_, times| {
                 forget_old(times, now);

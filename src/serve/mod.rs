@@ -141,9 +141,8 @@ pub fn signed(secret: &[u8], headers: &HeaderMap, body: &[u8]) -> bool {
 
 /// The signature header value for `body`, as a hook sender computes it.
 pub fn signature(secret: &[u8], body: &[u8]) -> String {
-    let mut mac = match Hmac::<Sha256>::new_from_slice(secret) {
-        Ok(mac) => mac,
-        Err(_) => return String::new(),
+    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(secret) else {
+        return String::new();
     };
     mac.update(body);
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))

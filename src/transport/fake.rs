@@ -75,7 +75,7 @@ impl FakeTransport {
     pub fn on_every(self, marker: &str, output: Output) -> Self {
         self.every
             .lock()
-            .unwrap_or_else(|e| e.into_inner())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .push((marker.to_owned(), output));
         self
     }
@@ -89,7 +89,10 @@ impl FakeTransport {
     /// Answers the next script containing `marker` with `reply`.
     pub fn on(self, marker: &str, reply: Reply) -> Self {
         {
-            let mut replies = self.replies.lock().unwrap_or_else(|e| e.into_inner());
+            let mut replies = self
+                .replies
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             match replies.iter_mut().find(|(m, _)| m == marker) {
                 Some((_, queue)) => queue.push_back(ReplyCell(reply)),
                 None => replies.push((marker.to_owned(), VecDeque::from([ReplyCell(reply)]))),
@@ -100,27 +103,33 @@ impl FakeTransport {
 
     /// Every script sent so far, in order.
     pub fn sent(&self) -> Vec<String> {
-        self.sent.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.sent
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     /// The size of every input sent with a script so far, in order.
     pub fn inputs(&self) -> Vec<usize> {
         self.inputs
             .lock()
-            .unwrap_or_else(|e| e.into_inner())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone()
     }
 
     async fn answer(&self, script: &str) -> Result<Output, TransportError> {
         self.sent
             .lock()
-            .unwrap_or_else(|e| e.into_inner())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .push(script.to_owned());
         if !self.delay.is_zero() {
             tokio::time::sleep(self.delay).await;
         }
         let reply = {
-            let mut replies = self.replies.lock().unwrap_or_else(|e| e.into_inner());
+            let mut replies = self
+                .replies
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             replies
                 .iter_mut()
                 .find(|(marker, queue)| script.contains(marker.as_str()) && !queue.is_empty())
@@ -129,7 +138,7 @@ impl FakeTransport {
         let every = || {
             self.every
                 .lock()
-                .unwrap_or_else(|e| e.into_inner())
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .iter()
                 .find(|(marker, _)| script.contains(marker.as_str()))
                 .map(|(_, output)| output.clone())
@@ -169,7 +178,7 @@ impl Transport for FakeTransport {
         if size > 0 {
             self.inputs
                 .lock()
-                .unwrap_or_else(|e| e.into_inner())
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .push(size);
         }
         self.answer(script).await

@@ -32,9 +32,7 @@ impl LocalTransport {
             server: server.name.clone(),
             as_root: true,
         };
-        // `id -u` rather than a libc call: no unsafe code, no extra crate.
-        let id = transport.command_output("id", &["-u"]).await?;
-        let as_root = String::from_utf8_lossy(&id.stdout).trim() == "0";
+        let as_root = nix::unistd::Uid::effective().is_root();
         if !as_root {
             let sudo = transport.command_output("sudo", &["-n", "true"]).await?;
             if !sudo.status.success() {

@@ -64,7 +64,7 @@ pub fn render(
             .map_err(|e| (e, format!("for app `{}`", app.name)))?;
     }
     let composer = apps.iter().any(|(app, _)| app.composer.is_some());
-    units.packages = packages(cluster, &units.needs, composer);
+    units.packages = packages(cluster, units.needs, composer);
     Ok(units)
 }
 
@@ -229,7 +229,7 @@ fn app_units(
 /// PHP version's CLI (and FPM on web servers) with the cluster's extensions
 /// and what its session store needs, nginx, supervisor, cron and composer
 /// where they are used, and the cluster's own `packages`.
-fn packages(cluster: &Cluster, needs: &Needs, composer: bool) -> BTreeSet<String> {
+fn packages(cluster: &Cluster, needs: Needs, composer: bool) -> BTreeSet<String> {
     let mut packages: BTreeSet<String> = cluster.packages.iter().cloned().collect();
     let session_extension = match cluster.sessions.handler {
         SessionHandler::Files => None,

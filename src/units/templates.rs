@@ -246,7 +246,7 @@ fn collect_includes(
                 let name = partial.name.as_name().map(str::to_owned);
                 match name {
                     Some(name) if !name.starts_with('@') && partial.template.is_none() => {
-                        includes.push((name, position))
+                        includes.push((name, position));
                     }
                     _ => refuse(
                         position,

@@ -146,7 +146,7 @@ impl Watch {
                         );
                     }
                     Err(error) => {
-                        tracing::warn!(%commit, %error, "the last good commit no longer loads")
+                        tracing::warn!(%commit, %error, "the last good commit no longer loads");
                     }
                 },
                 Err(error) => tracing::warn!(%commit, %error, "cannot read the last good commit"),
@@ -174,7 +174,7 @@ impl Watch {
                 () = &mut shutdown => break,
                 Some(joined) = tasks.join_next(), if !tasks.is_empty() => {
                     if let Ok(finished) = joined {
-                        self.finished(finished, &in_force, &mut hosts);
+                        self.finished(finished, in_force.as_ref(), &mut hosts);
                     }
                 }
                 () = self.fetch_now.notified() => {
@@ -186,7 +186,7 @@ impl Watch {
                     next_poll = Instant::now() + self.options.interval;
                 }
                 () = tokio::time::sleep_until(next_due.unwrap_or(far)), if next_due.is_some() => {
-                    self.start_due(&in_force, &mut hosts, &rolls, &mut tasks);
+                    self.start_due(in_force.as_ref(), &mut hosts, &rolls, &mut tasks);
                 }
             }
         }
@@ -198,7 +198,7 @@ impl Watch {
         }
         while let Some(joined) = tasks.join_next().await {
             if let Ok(finished) = joined {
-                self.finished(finished, &in_force, &mut hosts);
+                self.finished(finished, in_force.as_ref(), &mut hosts);
             }
         }
     }
@@ -213,7 +213,7 @@ impl Watch {
             .board
             .definitions
             .read()
-            .unwrap_or_else(|e| e.into_inner())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone()
         else {
             return;
@@ -241,7 +241,7 @@ impl Watch {
                 match pinned.result {
                     Ok(None) => tracing::debug!(%app, %revision, "pinned revision is live"),
                     Ok(Some(done)) => {
-                        tracing::info!(%app, %revision, sha = %done.sha, took_ms = done.elapsed.as_millis() as u64, "released the pinned revision")
+                        tracing::info!(%app, %revision, sha = %done.sha, took_ms = done.elapsed.as_millis() as u64, "released the pinned revision");
                     }
                     Err(error) => {
                         let repo = definitions
@@ -254,7 +254,7 @@ impl Watch {
                             repo,
                         ))
                         .into_owned();
-                        tracing::warn!(%app, %revision, %error, "cannot release the pinned revision")
+                        tracing::warn!(%app, %revision, %error, "cannot release the pinned revision");
                     }
                 }
             }
@@ -315,7 +315,7 @@ impl Watch {
                         commit: commit.clone(),
                         at: now,
                         errors,
-                    })
+                    });
                 });
             }
         }
@@ -335,7 +335,8 @@ impl Watch {
             .board
             .definitions
             .write()
-            .unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(loaded.definitions.clone()));
+            .unwrap_or_else(std::sync::PoisonError::into_inner) =
+            Some(Arc::new(loaded.definitions.clone()));
         let now = (self.clock)();
         let targets = converge::select(&loaded.definitions, &loaded.desired, &Selection::default())
             .unwrap_or_default();
@@ -387,7 +388,7 @@ impl Watch {
     /// Starts every host that is due, up to `parallel` at once.
     fn start_due(
         &self,
-        in_force: &Option<InForce>,
+        in_force: Option<&InForce>,
         hosts: &mut BTreeMap<ServerName, Host>,
         rolls: &HashMap<ClusterName, Arc<Roll>>,
         tasks: &mut JoinSet<Finished>,
@@ -447,7 +448,7 @@ impl Watch {
     fn finished(
         &self,
         done: Finished,
-        in_force: &Option<InForce>,
+        in_force: Option<&InForce>,
         hosts: &mut BTreeMap<ServerName, Host>,
     ) {
         let now = (self.clock)();
@@ -476,7 +477,7 @@ impl Watch {
 
         // The next time: at once for a commit that came while this ran, a
         // requeue, the next check or window, or a retry.
-        let superseded = in_force.as_ref().is_some_and(|f| f.commit != done.commit);
+        let superseded = in_force.is_some_and(|f| f.commit != done.commit);
         let retry = if superseded {
             host.due = Instant::now();
             host.why = Why::Commit;
@@ -536,7 +537,7 @@ impl Watch {
             success_at.map(|t| t.timestamp()),
         );
         let failures = host.failures;
-        let commit_in_force = in_force.as_ref().map(|f| f.commit.clone());
+        let commit_in_force = in_force.map(|f| f.commit.clone());
         self.board.update(now, |s| {
             let entry = s.hosts.entry(done.server.to_string()).or_default();
             entry.last_result = Some(result.to_owned());

@@ -52,7 +52,9 @@ impl GitSource {
     ) -> Result<T, String> {
         let (url, path, mirror) = (self.url.clone(), self.path.clone(), self.mirror.clone());
         let joined = tokio::task::spawn_blocking(move || {
-            let mut slot = mirror.lock().unwrap_or_else(|e| e.into_inner());
+            let mut slot = mirror
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             let mirror = match &mut *slot {
                 Some(mirror) => mirror,
                 None => slot.insert(Mirror::open_or_clone(&url, &path)?),

@@ -53,20 +53,32 @@ struct Commits {
 
 impl Commits {
     fn push(&self, commit: &str, files: DefinitionFiles) {
-        let mut heads = self.heads.lock().unwrap_or_else(|e| e.into_inner());
+        let mut heads = self
+            .heads
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         heads.push_back((commit.to_owned(), files));
     }
 
     fn polls(&self) -> usize {
-        *self.polls.lock().unwrap_or_else(|e| e.into_inner())
+        *self
+            .polls
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
 #[async_trait]
 impl Source for Commits {
     async fn poll(&mut self, known: Option<&str>) -> Result<Option<Head>, String> {
-        *self.polls.lock().unwrap_or_else(|e| e.into_inner()) += 1;
-        let mut heads = self.heads.lock().unwrap_or_else(|e| e.into_inner());
+        *self
+            .polls
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) += 1;
+        let mut heads = self
+            .heads
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         match heads.pop_front() {
             Some((commit, files)) if Some(commit.as_str()) != known => {
                 Ok(Some(Head { commit, files }))
@@ -129,22 +141,18 @@ fn options() -> WatchOptions {
 }
 
 fn applies(connector: &FakeConnector, server: &str) -> usize {
-    connector
-        .transport(server)
-        .map(|t| t.sent().iter().filter(|s| s.contains("apply_main")).count())
-        .unwrap_or(0)
+    connector.transport(server).map_or(0, |t| {
+        t.sent().iter().filter(|s| s.contains("apply_main")).count()
+    })
 }
 
 fn gathers(connector: &FakeConnector, server: &str) -> usize {
-    connector
-        .transport(server)
-        .map(|t| {
-            t.sent()
-                .iter()
-                .filter(|s| s.contains("'gather_main'"))
-                .count()
-        })
-        .unwrap_or(0)
+    connector.transport(server).map_or(0, |t| {
+        t.sent()
+            .iter()
+            .filter(|s| s.contains("'gather_main'"))
+            .count()
+    })
 }
 
 /// Lets the loop run for `seconds` of paused time.

@@ -57,7 +57,11 @@ fn an_unquoted_php_version_reads_as_text() {
     )
     .expect("write");
     let defs = Definitions::load(dir.path()).expect("valid");
-    let versions: Vec<&str> = defs.clusters[0].php.iter().map(|v| v.as_str()).collect();
+    let versions: Vec<&str> = defs.clusters[0]
+        .php
+        .iter()
+        .map(reconciler::definitions::PhpVersion::as_str)
+        .collect();
     assert_eq!(versions, ["7.4", "8.2"]);
 }
 

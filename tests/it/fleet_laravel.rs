@@ -15,10 +15,10 @@ use common::laravel::{APP, JOBS, Laravel, Trace, WEB};
 /// `find` listing of a tree as `git checkout` and a release must agree on:
 /// kind, mode and path, link target, and each file's sha256; what the
 /// release steps add (the shared links, the framework's caches) left out.
-const LISTING: &str = r#"find . -mindepth 1 \( -path ./.git -o -path ./storage -o -path ./.env \
+const LISTING: &str = r"find . -mindepth 1 \( -path ./.git -o -path ./storage -o -path ./.env \
   -o -path './bootstrap/cache/*.php' \) -prune -o -printf '%y %m %p -> %l\n' | LC_ALL=C sort
 find . \( -path ./.git -o -path ./storage -o -path './bootstrap/cache/*.php' \) -prune \
-  -o -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum"#;
+  -o -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum";
 
 #[test]
 #[ignore = "needs the test fleet: tests/fleet/fleet up 4"]

@@ -15,13 +15,13 @@ const SERVERS: [&str; 2] = ["fleet-1", "fleet-2"];
 
 /// The counting page: read, wait `?wait=` ms, write, so that two requests
 /// of one session that are not serialized lose an increment.
-const PAGE: &str = r#"<?php
+const PAGE: &str = r"<?php
 session_start();
 $n = $_SESSION['n'] ?? 0;
 usleep(1000 * (int) ($_GET['wait'] ?? 0));
 $_SESSION['n'] = $n + 1;
 echo $_SESSION['n'];
-"#;
+";
 
 /// Both web servers with `sessions` (cluster YAML) and the app `sess`
 /// serving PAGE.

@@ -51,14 +51,14 @@ fn services_can_be_reloaded() {
     for server in &fleet.servers {
         server.ssh_ok(
             &fleet,
-            r#"
+            r"
             set -euo pipefail
             test ! -e /usr/sbin/policy-rc.d  # nothing may block init scripts
             service nginx reload
             service php8.2-fpm reload
             supervisorctl reread
             supervisorctl update
-            "#,
+            ",
         );
     }
 }
@@ -108,23 +108,22 @@ fn ssh_rejects_a_wrong_host_key() {
     let dir = tempfile::tempdir().unwrap();
 
     // Another server's real host key, or a freshly made one when the fleet has one server.
-    let wrong_key = match fleet.servers.get(1) {
-        Some(other) => known_host_key(&fleet, other.ssh_port),
-        None => {
-            let path = dir.path().join("other");
-            let status = std::process::Command::new("ssh-keygen")
-                .args(["-q", "-t", "ed25519", "-N", "", "-f"])
-                .arg(&path)
-                .status()
-                .unwrap();
-            assert!(status.success());
-            let public = std::fs::read_to_string(path.with_extension("pub")).unwrap();
-            public
-                .split_whitespace()
-                .take(2)
-                .collect::<Vec<_>>()
-                .join(" ")
-        }
+    let wrong_key = if let Some(other) = fleet.servers.get(1) {
+        known_host_key(&fleet, other.ssh_port)
+    } else {
+        let path = dir.path().join("other");
+        let status = std::process::Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+            .arg(&path)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let public = std::fs::read_to_string(path.with_extension("pub")).unwrap();
+        public
+            .split_whitespace()
+            .take(2)
+            .collect::<Vec<_>>()
+            .join(" ")
     };
     assert_ne!(wrong_key, known_host_key(&fleet, target.ssh_port));
 
@@ -170,6 +169,8 @@ fn known_host_key(fleet: &Fleet, port: u16) -> String {
     let pattern = format!("[127.0.0.1]:{port}");
     text.lines()
         .find_map(|line| line.strip_prefix(&pattern))
-        .map(|key| key.trim().to_owned())
-        .unwrap_or_else(|| panic!("no known_hosts entry for {pattern}"))
+        .map_or_else(
+            || panic!("no known_hosts entry for {pattern}"),
+            |key| key.trim().to_owned(),
+        )
 }

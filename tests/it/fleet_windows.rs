@@ -219,7 +219,9 @@ fn a_reload_under_load_fails_no_request() {
                 while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
                     let started = Instant::now();
                     let status = request(addr);
-                    let mut results = results.lock().unwrap_or_else(|e| e.into_inner());
+                    let mut results = results
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
                     results.push((status, started.elapsed()));
                 }
             })
@@ -234,7 +236,9 @@ fn a_reload_under_load_fails_no_request() {
     for client in clients {
         client.join().expect("client");
     }
-    let results = results.lock().unwrap_or_else(|e| e.into_inner());
+    let results = results
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let failed = results.iter().filter(|(status, _)| *status != 200).count();
     let longest = results.iter().map(|(_, d)| *d).max().unwrap_or_default();
     println!(

@@ -168,9 +168,8 @@ fn status_and_metrics_answer() {
 /// `name`, optional `{label="value",...}`, a space, a number.
 fn regex_lite_sample() -> impl Fn(&str) -> bool {
     |line: &str| {
-        let (series, value) = match line.rsplit_once(' ') {
-            Some(parts) => parts,
-            None => return false,
+        let Some((series, value)) = line.rsplit_once(' ') else {
+            return false;
         };
         let number = value.parse::<f64>().is_ok() || ["+Inf", "-Inf", "NaN"].contains(&value);
         let name_end = series.find('{').unwrap_or(series.len());

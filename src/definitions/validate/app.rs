@@ -280,7 +280,7 @@ fn check_shared(at: &mut At, shared: &[SharedPath]) {
             );
         } else if entry.is_empty()
             || entry.split('/').any(|part| part.is_empty() || part == ".")
-            || entry.chars().any(|c| c.is_control())
+            || entry.chars().any(char::is_control)
         {
             at.error(&path, format!("`{entry}` is not a plain relative path"));
         } else {
@@ -293,7 +293,11 @@ pub(super) fn check_app_in_cluster(at: &mut At, app: &App, cluster: &Document<Cl
     let cluster_file = cluster.file.display();
     let cluster = &cluster.value;
     if app.php.is_valid() && !cluster.php.contains(&app.php) {
-        let installed: Vec<&str> = cluster.php.iter().map(|v| v.as_str()).collect();
+        let installed: Vec<&str> = cluster
+            .php
+            .iter()
+            .map(super::super::values::PhpVersion::as_str)
+            .collect();
         at.error(
             "php",
             format!(

@@ -164,7 +164,7 @@ impl At<'_> {
 
     /// A command line: it goes into one line of a config file.
     pub(super) fn command(&mut self, path: &str, command: &str) {
-        if command.chars().any(|c| c.is_control()) {
+        if command.chars().any(char::is_control) {
             self.error(
                 path,
                 "a command must be one line without control characters",

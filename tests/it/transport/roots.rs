@@ -126,7 +126,7 @@ async fn local_transport_runs_scripts() {
         .expect_err("over its limit");
     match err {
         TransportError::ScriptTimeout { partial, .. } => {
-            assert_eq!(partial.stdout_text(), "started\n")
+            assert_eq!(partial.stdout_text(), "started\n");
         }
         other => panic!("{other:?}"),
     }
