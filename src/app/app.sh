@@ -73,8 +73,8 @@ force_unlock() {
 
 # ---- What the server has -------------------------------------------------
 # app_state: where `current` points (as the app wrote it: the client
-# judges it), the releases root recorded complete, and the release log's
-# last 200 lines.
+# judges it), the releases root recorded complete, the release log's last
+# 200 lines, and the record of a release that switched and did not finish.
 app_state() {
   local live sha
   live=$(as_app "$APP" readlink -- "$CURRENT" 2>/dev/null) || live=
@@ -84,6 +84,7 @@ app_state() {
     as_app "$APP" test -d "$RELEASES/$sha" && record complete "$sha"
   done
   [ -f "$APP_STATE/release.log" ] && record log "$(tail -n 200 -- "$APP_STATE/release.log")"
+  [ -f "$APP_STATE/in-flight" ] && record in-flight "$(head -c 4096 -- "$APP_STATE/in-flight")"
   record done state
 }
 

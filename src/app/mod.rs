@@ -91,6 +91,8 @@ pub enum Trigger {
     Rollback,
     /// `reconciler env push` (it takes the app lock too).
     Env,
+    /// The daemon's check, bringing servers to the intended release.
+    Repair,
 }
 
 impl fmt::Display for Trigger {
@@ -101,6 +103,7 @@ impl fmt::Display for Trigger {
             Trigger::Definitions => "definitions",
             Trigger::Rollback => "rollback",
             Trigger::Env => "env push",
+            Trigger::Repair => "repair",
         })
     }
 }

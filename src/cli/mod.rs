@@ -259,6 +259,51 @@ fn init_logging(verbose: u8, color: Color, format: LogFormat) {
     }
 }
 
+/// Runs a release or rollback (`work`, given the stop it heeds) on a
+/// runtime. The first SIGINT or SIGTERM asks it to stop (`release::Stop`:
+/// before its switch it stops and cleans up; after, it finishes its health
+/// check and goes back if that fails); a second one leaves at once, and
+/// the servers' in-flight records let the next release or the daemon put
+/// them right.
+fn run_until_stopped<F>(work: impl FnOnce(crate::release::Stop) -> F) -> Result<ExitCode, Failure>
+where
+    F: Future<Output = Result<ExitCode, Failure>>,
+{
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let stop = crate::release::Stop::new();
+    let result = runtime.block_on(async {
+        let mut terminate =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        let work = work(stop.clone());
+        tokio::pin!(work);
+        loop {
+            let code: u8 = tokio::select! {
+                result = &mut work => break result,
+                _ = tokio::signal::ctrl_c() => 130,
+                _ = terminate.recv() => 143,
+            };
+            if stop.is_cancelled() {
+                note!(
+                    "\nleft at once: a server may run a release that was not checked; \
+                     `reconciler releases` shows it, and the next release, rollback or the \
+                     daemon's check puts it right"
+                );
+                break Err(Failure::Reported(ExitCode::from(code)));
+            }
+            stop.cancel();
+            note!(
+                "\nstopping: a release that has not switched stops and removes what it \
+                 prepared; one that has switched finishes its health check, and goes back \
+                 if that fails (interrupt again to leave at once)"
+            );
+        }
+    });
+    runtime.shutdown_background();
+    result
+}
+
 /// Runs `work` on a runtime until it ends or SIGINT/SIGTERM arrives. On a
 /// signal the work is dropped, which closes every SSH master connection
 /// (an apply already started finishes on its server by itself).

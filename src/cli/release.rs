@@ -300,9 +300,9 @@ pub fn run_release(args: ReleaseArgs) -> Result<ExitCode, Failure> {
         who: crate::converge::holder(),
         trigger: Trigger::Cli,
     };
-    super::run_until_signal(async {
+    super::run_until_stopped(|stop| async move {
         unlock_first(&args.common, &target, &connector).await?;
-        let result = release::release(&target, &archive, &origin, &connector, &lines).await;
+        let result = release::release(&target, &archive, &origin, &connector, &lines, &stop).await;
         report(result, &target, "released")
     })
 }
@@ -315,7 +315,7 @@ pub fn run_rollback(args: RollbackArgs) -> Result<ExitCode, Failure> {
         who: crate::converge::holder(),
         trigger: Trigger::Rollback,
     };
-    super::run_until_signal(async {
+    super::run_until_stopped(|_stop| async move {
         unlock_first(&args.common, &target, &connector).await?;
         let result =
             release::rollback(&target, args.to.as_deref(), &origin, &connector, &lines).await;
@@ -344,6 +344,20 @@ pub fn run_releases(args: ReleasesArgs) -> Result<ExitCode, Failure> {
             }
             let mut present = state.present.clone();
             present.sort_by_key(|(_, time)| std::cmp::Reverse(*time));
+            if let Some(holder) = &state.locked_by {
+                writeln!(out, "  busy: {}", crate::text::one_line(holder))?;
+            }
+            if let Some(stopped) = &state.in_flight {
+                writeln!(
+                    out,
+                    "  a release of {} by {} ({}, started {}) stopped after switching here; \
+                     the next release, rollback or the daemon's check puts it right",
+                    stopped.sha.short(),
+                    crate::text::one_line(&stopped.who),
+                    crate::text::one_line(&stopped.trigger),
+                    crate::text::one_line(&stopped.started),
+                )?;
+            }
             if let Some(stray) = &state.stray_current {
                 writeln!(
                     out,

@@ -21,7 +21,8 @@
 //! A failure before the switch leaves `current` untouched and removes the
 //! release where it was being prepared.
 
-mod pin;
+mod ensure;
+pub mod intent;
 mod plan;
 mod run;
 mod sha;
@@ -41,11 +42,12 @@ use crate::transport::Connector;
 
 use run::Run;
 
-pub use pin::{Pinned, ensure_revision, fetch_and_archive, release_pins};
+pub use ensure::{Check, Pinned, check, fetch_and_archive, release_pins, repair};
+pub use intent::{Intended, Verdict};
 pub use plan::{ReleasePlan, keep, plan, rollback_target};
 pub use sha::Sha;
 pub use source::{Archive, Limits, SourceError, mirror_path};
-pub use state::{LogEntry, LogResult, ServerReleases};
+pub use state::{InFlight, LogEntry, LogResult, ServerReleases};
 
 const RELEASE_SH: &str = include_str!("release.sh");
 
@@ -73,6 +75,12 @@ pub enum ReleaseError {
     },
     #[error("nothing to roll back to: {0}")]
     NothingToRollBackTo(String),
+    #[error("cannot release now: {0}")]
+    Unready(String),
+    #[error(
+        "stopped before the switch: nothing went live, and the release was removed where it was being prepared"
+    )]
+    Stopped,
     #[error(transparent)]
     Source(#[from] SourceError),
 }
@@ -121,14 +129,27 @@ pub struct Released {
     pub elapsed: Duration,
 }
 
+/// Asks a release to stop: before its switch it stops at once, removes
+/// what it prepared and logs itself failed; once it has switched it
+/// finishes (its health check, and going back when that fails), so that
+/// no server is left on a release nobody checked.
+pub type Stop = tokio_util::sync::CancellationToken;
+
 /// Releases `archive` (a commit's tree, made once whatever the number of
 /// servers) of `target`.
+///
+/// # Errors
+/// The app could not be locked everywhere (`App`), a server failed to
+/// prepare it (`NotPrepared`: nothing switched), `stop` came before the
+/// switch (`Stopped`), or it went live and failed its health check
+/// (`RolledBack`, with the servers that could not go back).
 pub async fn release(
     target: &AppTarget,
     archive: &Archive,
     origin: &Origin,
     connector: &dyn Connector,
     progress: &dyn Progress,
+    stop: &Stop,
 ) -> Result<Released, ReleaseError> {
     let started = Instant::now();
     let run = Run::start(target, Some(&archive.sha), origin, progress, connector).await?;
@@ -140,57 +161,61 @@ pub async fn release(
             &app::Event::Skipped("already complete"),
         );
     }
-    let prepared = join_all(
+    let prepare = join_all(
         run.locked
             .iter()
             .filter(|l| plan.prepare.contains(&l.host.server.name))
             .map(|l| run.prepare(l, archive)),
-    )
-    .await;
-    let outcome = match prepared.into_iter().find_map(Result::err) {
-        Some(failure) => {
+    );
+    let prepared = tokio::select! {
+        biased;
+        () = stop.cancelled() => None,
+        prepared = prepare => Some(prepared),
+    };
+    let failure = match prepared {
+        None => Some(ReleaseError::Stopped),
+        Some(prepared) => prepared
+            .into_iter()
+            .find_map(Result::err)
+            .map(ReleaseError::NotPrepared),
+    }
+    .or_else(|| stop.is_cancelled().then_some(ReleaseError::Stopped));
+    let outcome = match failure {
+        Some(error) => {
             run.discard(&plan.prepare).await;
             let live = |i: usize| run.states[i].live.clone();
             run.finish_all(&archive.sha, LogResult::Failed, live, started.elapsed())
                 .await;
-            Err(ReleaseError::NotPrepared(failure))
+            Err(error)
         }
-        None => match run.go_live(&plan).await {
-            Ok(workers_failed) => {
-                let live = |_: usize| Some(archive.sha.clone());
-                let (pruned, prune_failed) = run
-                    .finish_all(&archive.sha, LogResult::Live, live, started.elapsed())
-                    .await;
-                Ok(Released {
-                    sha: archive.sha.clone(),
-                    previous: run
-                        .servers()
-                        .into_iter()
-                        .map(|(s, st)| (s, st.live.clone()))
-                        .collect(),
-                    reused: plan.reuse.clone(),
-                    pruned,
-                    prune_failed,
-                    workers_failed,
-                    elapsed: started.elapsed(),
-                })
-            }
-            Err(e) => {
-                let live = |i: usize| run.states[i].live.clone();
-                run.finish_all(&archive.sha, LogResult::RolledBack, live, started.elapsed())
-                    .await;
-                Err(e)
-            }
-        },
+        None => run.go_to(&plan, LogResult::Live, started).await,
     };
     unlock_all(run.locked).await;
     outcome
 }
 
 /// Makes `to` (or the previous good release) live again on every server.
+///
+/// # Errors
+/// As `release`; and `NothingToRollBackTo` when no such release is
+/// complete on every server.
 pub async fn rollback(
     target: &AppTarget,
     to: Option<&str>,
+    origin: &Origin,
+    connector: &dyn Connector,
+    progress: &dyn Progress,
+) -> Result<Released, ReleaseError> {
+    switch_to(target, to, LogResult::Rollback, origin, connector, progress).await
+}
+
+/// Switches every server to `to` (a release complete everywhere, by its
+/// commit id or a prefix; or the previous good release) and logs it as
+/// `result`: nothing is uploaded.
+async fn switch_to(
+    target: &AppTarget,
+    to: Option<&str>,
+    result: LogResult,
     origin: &Origin,
     connector: &dyn Connector,
     progress: &dyn Progress,
@@ -202,28 +227,12 @@ pub async fn rollback(
         Ok(sha) => {
             run.session.set("SHA", sha.as_str());
             let plan = plan(&sha, &run.servers());
-            match run.go_live(&plan).await {
-                Ok(workers_failed) => {
-                    let live = |_: usize| Some(sha.clone());
-                    let (pruned, prune_failed) = run
-                        .finish_all(&sha, LogResult::Rollback, live, started.elapsed())
-                        .await;
-                    Ok(Released {
-                        sha: sha.clone(),
-                        previous: run
-                            .servers()
-                            .into_iter()
-                            .map(|(s, st)| (s, st.live.clone()))
-                            .collect(),
-                        reused: Vec::new(),
-                        pruned,
-                        prune_failed,
-                        workers_failed,
-                        elapsed: started.elapsed(),
-                    })
-                }
-                Err(e) => Err(e),
-            }
+            run.go_to(&plan, result, started)
+                .await
+                .map(|released| Released {
+                    reused: Vec::new(),
+                    ..released
+                })
         }
     };
     unlock_all(run.locked).await;

@@ -115,14 +115,23 @@ release_discard() {
 }
 
 # ---- Going live --------------------------------------------------------------
-# release_switch SHA: `current` names releases/SHA (this release, or the
-# one a failed release goes back to), atomically: a new link, renamed over
-# the old one. Then the app's workers restart.
+# release_switch SHA [INTENT]: `current` names releases/SHA (this release,
+# or the one a failed release goes back to), atomically: a new link,
+# renamed over the old one. Then the app's workers restart. INTENT (one
+# JSON line: the release, what was live before, who) is kept in
+# $APP_STATE/in-flight first, until release_finish: a release whose client
+# stops after switching leaves that record, and the next release, or the
+# daemon's check, puts the server right.
 release_switch() {
   check_lock
-  local sha=$1 APP_ARGV
+  local sha=$1 intent=${2:-} APP_ARGV
   [ -f "$APP_STATE/complete/$sha" ] && as_app "$APP" test -d "$RELEASES/$sha" ||
     { report failed switch "release $sha is not complete on this server"; exit 0; }
+  if [ -n "$intent" ]; then
+    [[ $intent == "{"*"}" && $intent != *$'\n'* ]] || { report failed switch "not one JSON line"; exit 0; }
+    printf '%s\n' "$intent" | replace_file "$APP_STATE/in-flight" ||
+      { report failed switch "cannot write $APP_STATE/in-flight"; exit 0; }
+  fi
   app_argv "$APP"
   if ! run_step 30 "switching current" "${APP_ARGV[@]}" sh -c \
     'ln -sfn -- "releases/$2" "$1/.current.new" && mv -fT -- "$1/.current.new" "$1/current"' _ "$HOME_DIR" "$sha"; then
@@ -134,7 +143,8 @@ release_switch() {
 }
 
 # release_unswitch: no release is live any more (the app had none before
-# this one): `current` goes; then the app's workers restart.
+# this one): `current` goes; then the app's workers restart. A switch
+# back, so no in-flight record is written.
 release_unswitch() {
   check_lock
   as_app "$APP" rm -f -- "$CURRENT"
@@ -178,16 +188,22 @@ release_health() {
 }
 
 # ---- After: the log and pruning ------------------------------------------
-# release_finish LINE KEEP...: LINE (one JSON line, serialized by serde)
-# goes to the release log; then every release directory not in KEEP is
-# removed (as the app: made writable first, removed, then checked gone),
-# and each is reported pruned, or not, with why.
+# release_finish COUNT LINE... KEEP...: the COUNT LINEs (each one JSON
+# line, serialized by serde) go to the release log, and the in-flight
+# record goes; then every release directory not in KEEP is removed (as the
+# app: made writable first, removed, then checked gone), and each is
+# reported pruned, or not, with why.
 release_finish() {
   check_lock
-  local line=$1 sha kept=" " APP_ARGV
+  local count=$1 line sha kept=" " APP_ARGV
   shift
-  [[ $line == "{"*"}" && $line != *$'\n'* ]] || { report failed finish "not one JSON line"; exit 0; }
-  printf '%s\n' "$line" >>"$APP_STATE/release.log"
+  [[ $count =~ ^[0-9]$ ]] || { report failed finish "not a count of lines"; exit 0; }
+  for line in "${@:1:count}"; do
+    [[ $line == "{"*"}" && $line != *$'\n'* ]] || { report failed finish "not one JSON line"; exit 0; }
+  done
+  for line in "${@:1:count}"; do printf '%s\n' "$line"; done >>"$APP_STATE/release.log"
+  rm -f -- "$APP_STATE/in-flight"
+  shift "$count"
   for sha in "$@"; do kept+="$sha "; done
   app_argv "$APP"
   while IFS= read -r -d '' sha; do
@@ -211,6 +227,7 @@ release_finish() {
 release_list() {
   ensure_state
   app_state
+  flock -n "$APP_STATE/lock" true || record locked "$(lock_holder "$APP_STATE/lock.holder")"
   local APP_ARGV
   app_argv "$APP"
   "${APP_ARGV[@]}" find -P "$RELEASES" -mindepth 1 -maxdepth 1 -type d \

@@ -1,12 +1,13 @@
 //! One release or rollback in progress, and its steps: each a round trip
 //! per server under the app lock, run on every server in parallel.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::future::join_all;
 
+use super::state::InFlight;
 use super::{
-    Archive, HEALTH_TRIES, LogEntry, LogResult, RELEASE_SH, ReleaseError, ReleasePlan,
+    Archive, HEALTH_TRIES, LogEntry, LogResult, RELEASE_SH, ReleaseError, ReleasePlan, Released,
     SWITCH_LIMIT, ServerReleases, Sha, UPLOAD_LIMIT, keep,
 };
 use crate::app::{
@@ -145,17 +146,34 @@ impl<'a> Run<'a> {
 
     /// Switches every server to `to` (`None`: no release), all at once:
     /// the servers whose switch failed, and those whose workers did not
-    /// restart (they switched).
+    /// restart (they switched). A switch `forward` (not back) leaves each
+    /// server the record of this release in flight, which the finish
+    /// removes.
     pub(super) async fn switch_all(
         &self,
         to: impl Fn(&ServerName) -> Option<Sha>,
+        forward: bool,
     ) -> (Vec<StepFailure>, Vec<(ServerName, String)>) {
-        let steps = self.locked.iter().map(|l| {
+        let origin = self.session.origin();
+        let started = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        let steps = self.locked.iter().zip(&self.states).map(|(l, state)| {
             let target = to(&l.host.server.name);
+            let intent = match &target {
+                Some(sha) if forward => serde_json::to_string(&InFlight {
+                    sha: sha.clone(),
+                    previous: state.live.clone(),
+                    started: started.clone(),
+                    trigger: origin.trigger.to_string(),
+                    who: origin.who.clone(),
+                })
+                .ok(),
+                _ => None,
+            };
             async move {
-                let call = match &target {
-                    Some(sha) => vec!["release_switch", sha.as_str()],
-                    None => vec!["release_unswitch"],
+                let call = match (&target, &intent) {
+                    (Some(sha), Some(intent)) => vec!["release_switch", sha.as_str(), intent],
+                    (Some(sha), None) => vec!["release_switch", sha.as_str()],
+                    (None, _) => vec!["release_unswitch"],
                 };
                 let limit = SWITCH_LIMIT + app::worker_limit(&l.host.role);
                 let result = self
@@ -221,7 +239,7 @@ impl<'a> Run<'a> {
         &self,
         plan: &ReleasePlan,
     ) -> Result<Vec<(ServerName, String)>, ReleaseError> {
-        let (failures, workers) = self.switch_all(|_| Some(plan.sha.clone())).await;
+        let (failures, workers) = self.switch_all(|_| Some(plan.sha.clone()), true).await;
         let failure = match failures.into_iter().next() {
             Some(failure) => Some(failure),
             None => self.health_all().await,
@@ -230,7 +248,7 @@ impl<'a> Run<'a> {
             return Ok(workers);
         };
         let (not_back, _) = self
-            .switch_all(|server| plan.back.get(server).cloned().flatten())
+            .switch_all(|server| plan.back.get(server).cloned().flatten(), false)
             .await;
         for failed in &not_back {
             tracing::error!(server = %failed.server, output = %failed.output, "switching back failed");
@@ -241,6 +259,43 @@ impl<'a> Run<'a> {
             previous,
             not_back: not_back.into_iter().map(|f| (f.server, f.output)).collect(),
         })
+    }
+
+    /// Switches to `plan.sha` everywhere and checks health (`go_live`),
+    /// then logs the run as `result`, or as rolled back when it went back.
+    pub(super) async fn go_to(
+        &self,
+        plan: &ReleasePlan,
+        result: LogResult,
+        started: Instant,
+    ) -> Result<Released, ReleaseError> {
+        match self.go_live(plan).await {
+            Ok(workers_failed) => {
+                let live = |_: usize| Some(plan.sha.clone());
+                let (pruned, prune_failed) = self
+                    .finish_all(&plan.sha, result, live, started.elapsed())
+                    .await;
+                Ok(Released {
+                    sha: plan.sha.clone(),
+                    previous: self
+                        .servers()
+                        .into_iter()
+                        .map(|(s, st)| (s, st.live.clone()))
+                        .collect(),
+                    reused: plan.reuse.clone(),
+                    pruned,
+                    prune_failed,
+                    workers_failed,
+                    elapsed: started.elapsed(),
+                })
+            }
+            Err(error) => {
+                let live = |i: usize| self.states[i].live.clone();
+                self.finish_all(&plan.sha, LogResult::RolledBack, live, started.elapsed())
+                    .await;
+                Err(error)
+            }
+        }
     }
 
     /// A line in each server's release log, then pruning to what
@@ -266,13 +321,32 @@ impl<'a> Run<'a> {
                     who: origin.who.clone(),
                     previous: state.live.clone(),
                 };
-                let line = serde_json::to_string(&entry).unwrap_or_default();
+                // A release that stopped after switching here gets its line
+                // first: this run put the server right.
+                let interrupted = state.in_flight.as_ref().map(|stopped| LogEntry {
+                    sha: stopped.sha.clone(),
+                    time: entry.time.clone(),
+                    trigger: stopped.trigger.clone(),
+                    result: LogResult::Interrupted,
+                    duration_ms: 0,
+                    who: stopped.who.clone(),
+                    previous: stopped.previous.clone(),
+                });
                 let mut log = state.log.clone();
-                log.push(entry);
+                let lines: Vec<String> = interrupted
+                    .into_iter()
+                    .chain([entry])
+                    .map(|entry| {
+                        let line = serde_json::to_string(&entry).unwrap_or_default();
+                        log.push(entry);
+                        line
+                    })
+                    .collect();
                 let now_live = live(i);
                 let kept = keep(state, now_live.as_ref(), &log, keep_count);
                 async move {
-                    let mut call = vec!["release_finish".to_owned(), line];
+                    let mut call = vec!["release_finish".to_owned(), lines.len().to_string()];
+                    call.extend(lines);
                     call.extend(kept.iter().map(ToString::to_string));
                     let call: Vec<&str> = call.iter().map(String::as_str).collect();
                     let records = self

@@ -20,6 +20,10 @@ pub enum LogResult {
     RolledBack,
     /// `reconciler rollback` made it live again.
     Rollback,
+    /// It switched on this server, and its client stopped (killed, or its
+    /// connection lost) before it finished: the line is written by the
+    /// release or check that found its in-flight record.
+    Interrupted,
 }
 
 impl LogResult {
@@ -29,6 +33,7 @@ impl LogResult {
             LogResult::Failed => "failed",
             LogResult::RolledBack => "rolled-back",
             LogResult::Rollback => "rollback",
+            LogResult::Interrupted => "interrupted",
         }
     }
 
@@ -55,6 +60,24 @@ pub struct LogEntry {
     /// What was live on this server before.
     #[serde(default, deserialize_with = "optional_sha")]
     pub previous: Option<Sha>,
+}
+
+/// A release that switched a server and has not finished there: the
+/// record `release_switch` keeps in `/var/lib/reconciler/apps/<app>/in-flight`
+/// until `release_finish` removes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InFlight {
+    /// The release it switched to.
+    pub sha: Sha,
+    /// What was live on this server before it.
+    #[serde(default, deserialize_with = "optional_sha")]
+    pub previous: Option<Sha>,
+    /// When it started, by its client's clock (RFC 3339, UTC).
+    pub started: String,
+    /// What started it (`cli`, `webhook`, `definitions`, ...).
+    pub trigger: String,
+    /// Who ran it: `user@machine (pid N)`, or the daemon's name.
+    pub who: String,
 }
 
 /// A commit id, or nothing (`""` in older lines).
@@ -84,6 +107,12 @@ pub struct ServerReleases {
     pub present: Vec<(Sha, i64)>,
     /// The release log's last lines, oldest first.
     pub log: Vec<LogEntry>,
+    /// A release that switched here and did not finish (its client
+    /// stopped): to be put right by the next release or check.
+    pub in_flight: Option<InFlight>,
+    /// Who holds the app lock, when `release_list` found it held (a
+    /// release, rollback or `env push` runs).
+    pub locked_by: Option<String>,
 }
 
 impl ServerReleases {
@@ -107,6 +136,8 @@ impl ServerReleases {
                         state.present.push((sha, time.unwrap_or_default()));
                     }
                 }
+                "in-flight" => state.in_flight = serde_json::from_str(r.text(0).trim()).ok(),
+                "locked" => state.locked_by = Some(r.text(0).into_owned()),
                 "log" => {
                     state.log = r
                         .text(0)

@@ -119,9 +119,16 @@ async fn every_server_is_prepared_before_any_switches() {
     let connector = FakeConnector::default()
         .with(server("web-1"))
         .with(server("jobs-1"));
-    let released = release(&shop(), &archive(), &origin(), &connector, &())
-        .await
-        .expect("released");
+    let released = release(
+        &shop(),
+        &archive(),
+        &origin(),
+        &connector,
+        &(),
+        &Stop::new(),
+    )
+    .await
+    .expect("released");
     assert_eq!(released.sha, sha(SHA));
     for name in ["web-1", "jobs-1"] {
         let calls = calls(&connector, name);
@@ -163,9 +170,16 @@ async fn a_failed_build_on_one_server_switches_nothing_anywhere() {
         .on_every("'app_lock'", locked(OLD, &[], ""))
         .on_every("'release_", out(line("done", "step", "")));
     let connector = FakeConnector::default().with(server("web-1")).with(failing);
-    let error = release(&shop(), &archive(), &origin(), &connector, &())
-        .await
-        .expect_err("failed");
+    let error = release(
+        &shop(),
+        &archive(),
+        &origin(),
+        &connector,
+        &(),
+        &Stop::new(),
+    )
+    .await
+    .expect_err("failed");
     let text = error.to_string();
     assert!(text.contains("deploy failed on jobs-1"), "{text}");
     assert!(text.contains("SQLSTATE[HY000]"), "{text}");
@@ -198,9 +212,16 @@ async fn a_failed_health_check_switches_every_server_back() {
     let connector = FakeConnector::default()
         .with(unhealthy)
         .with(server("jobs-1"));
-    let error = release(&shop(), &archive(), &origin(), &connector, &())
-        .await
-        .expect_err("rolled back");
+    let error = release(
+        &shop(),
+        &archive(),
+        &origin(),
+        &connector,
+        &(),
+        &Stop::new(),
+    )
+    .await
+    .expect_err("rolled back");
     assert!(matches!(error, ReleaseError::RolledBack { .. }), "{error}");
     let text = error.to_string();
     assert!(
@@ -208,14 +229,18 @@ async fn a_failed_health_check_switches_every_server_back() {
         "{text}"
     );
     for name in ["web-1", "jobs-1"] {
-        assert_eq!(
-            call_lines(&connector, name, "release_switch"),
-            [
-                format!("'release_switch' '{SHA}'"),
-                format!("'release_switch' '{OLD}'")
-            ],
-            "{name}"
+        let switches = call_lines(&connector, name, "release_switch");
+        assert_eq!(switches.len(), 2, "{name}: {switches:?}");
+        // Forward, with the record of what it would go back to; then back.
+        assert!(
+            switches[0].starts_with(&format!("'release_switch' '{SHA}' '{{")),
+            "{name}: {switches:?}"
         );
+        assert!(
+            switches[0].contains(&format!("\"previous\":\"{OLD}\"")),
+            "{name}: {switches:?}"
+        );
+        assert_eq!(switches[1], format!("'release_switch' '{OLD}'"), "{name}");
     }
 }
 
@@ -238,9 +263,16 @@ async fn a_server_that_cannot_switch_back_is_named_never_called_back() {
         )),
     );
     let connector = FakeConnector::default().with(unhealthy).with(stuck);
-    let error = release(&shop(), &archive(), &origin(), &connector, &())
-        .await
-        .expect_err("rolled back");
+    let error = release(
+        &shop(),
+        &archive(),
+        &origin(),
+        &connector,
+        &(),
+        &Stop::new(),
+    )
+    .await
+    .expect_err("rolled back");
     let text = error.to_string();
     assert!(!text.contains("every server went back"), "{text}");
     assert!(
@@ -261,9 +293,16 @@ async fn a_busy_app_names_its_holder_and_nothing_runs() {
         )),
     );
     let connector = FakeConnector::default().with(server("web-1")).with(busy);
-    let error = release(&shop(), &archive(), &origin(), &connector, &())
-        .await
-        .expect_err("busy");
+    let error = release(
+        &shop(),
+        &archive(),
+        &origin(),
+        &connector,
+        &(),
+        &Stop::new(),
+    )
+    .await
+    .expect_err("busy");
     assert!(error.to_string().contains("ana@laptop (pid 7)"), "{error}");
     assert_eq!(calls(&connector, "web-1"), ["app_lock"]);
     assert_eq!(calls(&connector, "jobs-1"), ["app_lock"]);
@@ -280,9 +319,16 @@ async fn a_release_complete_everywhere_is_not_uploaded_again() {
     let connector = FakeConnector::default()
         .with(complete("web-1"))
         .with(complete("jobs-1"));
-    let released = release(&shop(), &archive(), &origin(), &connector, &())
-        .await
-        .expect("released");
+    let released = release(
+        &shop(),
+        &archive(),
+        &origin(),
+        &connector,
+        &(),
+        &Stop::new(),
+    )
+    .await
+    .expect("released");
     assert_eq!(released.reused.len(), 2);
     assert!(connector.transport("web-1").unwrap().inputs().is_empty());
     assert!(!calls(&connector, "jobs-1").contains(&"release_commands".to_owned()));
@@ -303,9 +349,16 @@ async fn the_finish_keeps_what_the_plan_keeps_and_counts_only_checked_prunes() {
     let connector = FakeConnector::default()
         .with(pruning("web-1"))
         .with(server("jobs-1"));
-    let released = release(&shop(), &archive(), &origin(), &connector, &())
-        .await
-        .expect("released");
+    let released = release(
+        &shop(),
+        &archive(),
+        &origin(),
+        &connector,
+        &(),
+        &Stop::new(),
+    )
+    .await
+    .expect("released");
     assert_eq!(released.pruned, 1, "a failed prune is not counted");
     assert_eq!(released.prune_failed.len(), 1);
     assert!(released.prune_failed[0].2.contains("Permission denied"));

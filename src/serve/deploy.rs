@@ -56,6 +56,9 @@ pub struct Deployer {
     pub tasks: tokio_util::task::TaskTracker,
     jobs: Mutex<BTreeMap<String, Job>>,
     releasing: Mutex<BTreeSet<String>>,
+    /// Stops the deploys in flight when the daemon stops (see
+    /// `release::Stop`): set with `stopped_by`.
+    stop: release::Stop,
 }
 
 /// How many finished deploys are remembered for `GET /v1/deploys/<id>`.
@@ -85,7 +88,14 @@ impl Deployer {
             tasks,
             jobs: Mutex::default(),
             releasing: Mutex::default(),
+            stop: release::Stop::new(),
         }
+    }
+
+    /// This deployer, with its deploys in flight stopped by `stop`.
+    #[must_use]
+    pub fn stopped_by(self, stop: release::Stop) -> Self {
+        Self { stop, ..self }
     }
 
     /// The app of the bearer token in `headers`, unless `peer` is held
@@ -291,6 +301,7 @@ pub async fn deploy(
             &origin,
             task_deployer.connector.as_ref(),
             &(),
+            &task_deployer.stop,
         )
         .await;
         let failure = result.as_ref().err().map(|e| {
