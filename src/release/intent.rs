@@ -205,7 +205,7 @@ mod tests {
         states
             .into_iter()
             .enumerate()
-            .map(|(i, s)| (ServerName::new(&format!("web-{}", i + 1)), Ok(s)))
+            .map(|(i, s)| (ServerName::new(format!("web-{}", i + 1)), Ok(s)))
             .collect()
     }
 
