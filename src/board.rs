@@ -42,11 +42,198 @@ pub struct Status {
     /// The last commit that did not validate (nothing of it was applied).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_rejected: Option<Rejected>,
-    /// Why the repository could not be fetched, the last time it failed.
+    /// Why the repository could not be fetched, while fetching fails.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fetch_error: Option<String>,
+    /// Since when fetching fails (the first failure in a row).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fetch_failing_since: Option<DateTime<Utc>>,
+    /// The watched branch is not on the remote (deleted or renamed): the
+    /// last commit in force stays.
+    #[serde(default)]
+    pub branch_missing: bool,
+    /// When the branch was last fetched without error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_fetch_at: Option<DateTime<Utc>>,
     pub hosts: BTreeMap<String, HostStatus>,
+    /// Each app's live releases against the release it should run.
+    #[serde(default)]
+    pub apps: BTreeMap<String, AppStatus>,
+    /// Everything that is not as the commit in force says, recomputed on
+    /// every update; `reconciler status` exits non-zero when any is here
+    /// (or when the document is stale).
+    #[serde(default)]
+    pub problems: Vec<Problem>,
+    /// The daemon that writes it: its process id and intervals (seconds),
+    /// from which a reader judges whether the document is stale.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub daemon: Option<DaemonInfo>,
     pub updated: Option<DateTime<Utc>>,
+}
+
+/// Who writes the status, and how often it is written at least.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct DaemonInfo {
+    pub pid: u32,
+    /// The fetch interval: the document is written at least this often.
+    pub interval_seconds: u64,
+    pub drift_interval_seconds: u64,
+}
+
+/// One app: what should be live, and what each server has.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+pub struct AppStatus {
+    /// The release that should be live: `revision v2 (1a2b3c4d5e6f)` for a
+    /// pin, or the newest one the release logs say went live.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub intended: Option<String>,
+    /// The live release per server, as last read (`null`: none).
+    #[serde(default)]
+    pub live: BTreeMap<String, Option<String>>,
+    /// `converged`, `repaired`, `diverged` (left alone: `--drift warn`),
+    /// `busy` (another release holds the app), `failed`, `unreleased`,
+    /// `waiting` (its servers' configuration comes first).
+    pub state: String,
+    /// What the state means here, for a person.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_at: Option<DateTime<Utc>>,
+    /// Failures in a row, and when the next try is.
+    pub failures: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_at: Option<DateTime<Utc>>,
+}
+
+impl AppStatus {
+    /// Whether this state is a problem: the servers do not run what they
+    /// should, and nothing is about to fix it.
+    pub fn is_problem(&self) -> bool {
+        matches!(self.state.as_str(), "diverged" | "failed")
+    }
+}
+
+/// The kinds of problem, each a value of the metric
+/// `reconciler_problems{kind}`.
+pub const PROBLEM_KINDS: [&str; 7] = [
+    "fetch-failing",
+    "branch-missing",
+    "commit-rejected",
+    "host-failed",
+    "drift",
+    "release-failed",
+    "release-diverged",
+];
+
+/// Something that is not as the commit in force says.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Problem {
+    /// One of `PROBLEM_KINDS`, or `stale` (judged by the reader).
+    pub kind: String,
+    /// The server or app it is about; empty for the definitions.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub subject: String,
+    /// Its cause, for a person.
+    pub message: String,
+}
+
+impl Status {
+    /// Every problem this document shows, in a stable order.
+    pub fn find_problems(&self) -> Vec<Problem> {
+        let problem = |kind: &str, subject: &str, message: String| Problem {
+            kind: kind.to_owned(),
+            subject: subject.to_owned(),
+            message,
+        };
+        let mut found = Vec::new();
+        if self.branch_missing {
+            found.push(problem(
+                "branch-missing",
+                "",
+                format!(
+                    "the branch `{}` is not on the remote; the last commit in force stays",
+                    self.branch
+                ),
+            ));
+        } else if let Some(error) = &self.fetch_error {
+            let since = self
+                .fetch_failing_since
+                .map(|t| format!(" (since {})", t.format("%Y-%m-%d %H:%M:%S UTC")))
+                .unwrap_or_default();
+            found.push(problem("fetch-failing", "", format!("{error}{since}")));
+        }
+        if let Some(rejected) = &self.last_rejected
+            && self.head.as_ref() == Some(&rejected.commit)
+        {
+            found.push(problem(
+                "commit-rejected",
+                "",
+                format!(
+                    "the branch head {} does not validate: {}",
+                    &rejected.commit[..12.min(rejected.commit.len())],
+                    rejected.errors.first().map_or("", String::as_str)
+                ),
+            ));
+        }
+        for (server, host) in &self.hosts {
+            if host.failures > 0 {
+                let message = host
+                    .last_message
+                    .clone()
+                    .unwrap_or_else(|| host.last_result.clone().unwrap_or_default());
+                found.push(problem("host-failed", server, message));
+            } else if host.drift > 0 {
+                found.push(problem(
+                    "drift",
+                    server,
+                    format!(
+                        "{} left alone (--drift warn)",
+                        crate::definitions::plural(host.drift, "change")
+                    ),
+                ));
+            }
+        }
+        for (app, status) in &self.apps {
+            if status.is_problem() {
+                let kind = if status.state == "failed" {
+                    "release-failed"
+                } else {
+                    "release-diverged"
+                };
+                found.push(problem(kind, app, status.message.clone()));
+            }
+        }
+        found
+    }
+
+    /// Why this document cannot be trusted as the daemon's current view,
+    /// judged at `now`: its daemon is gone (`alive` says whether its pid
+    /// runs; `None` when that cannot be told, as over HTTP), or it was not
+    /// written for three fetch intervals and a minute.
+    pub fn staleness(&self, now: DateTime<Utc>, alive: Option<bool>) -> Option<String> {
+        let Some(daemon) = &self.daemon else {
+            return Some("written by a daemon that does not say who it is".into());
+        };
+        if alive == Some(false) {
+            return Some(format!(
+                "the daemon that wrote it (pid {}) is not running",
+                daemon.pid
+            ));
+        }
+        let updated = self.updated?;
+        let limit = chrono::Duration::seconds(
+            i64::try_from(daemon.interval_seconds.saturating_mul(3).saturating_add(60))
+                .unwrap_or(i64::MAX),
+        );
+        let age = now - updated;
+        (age > limit).then(|| {
+            format!(
+                "not updated for {} s (the daemon writes it every {} s at least)",
+                age.num_seconds(),
+                daemon.interval_seconds
+            )
+        })
+    }
 }
 
 impl Status {
@@ -66,6 +253,12 @@ impl Status {
             if let Some(message) = &mut host.last_message {
                 scrub(message);
             }
+        }
+        for app in self.apps.values_mut() {
+            scrub(&mut app.message);
+        }
+        for problem in &mut self.problems {
+            scrub(&mut problem.message);
         }
         self
     }
@@ -102,6 +295,11 @@ pub struct HostStatus {
     pub last_at: Option<DateTime<Utc>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_success_at: Option<DateTime<Utc>>,
+    /// When the figures below (drift, pending reloads, OPcache) were read
+    /// from the server: while it cannot be reached they are its last
+    /// known state, as of this time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub known_at: Option<DateTime<Utc>>,
     /// Changes found on a drift check (`--drift warn` leaves them).
     pub drift: usize,
     /// Reloads waiting for a window (or `--now`).
@@ -136,6 +334,27 @@ struct ResultLabel {
     server: String,
     result: String,
 }
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabel {
+    kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AppLabel {
+    app: String,
+}
+
+/// Every result word a host reconcile reports (`describe` in `watch`).
+const RESULTS: [&str; 7] = [
+    "applied",
+    "unchanged",
+    "drift",
+    "failed",
+    "invalid",
+    "locked",
+    "stale",
+];
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RouteLabel {
@@ -173,6 +392,11 @@ struct Metrics {
     last_success: Family<HostLabel, Gauge>,
     rejected: Counter,
     auth_failures: AuthFailureCounter,
+    problems: Family<KindLabel, Gauge>,
+    fetch_failures: Counter,
+    fetch_failing: Gauge,
+    last_fetch: Gauge,
+    app_converged: Family<AppLabel, Gauge>,
 }
 
 impl Metrics {
@@ -223,7 +447,47 @@ impl Metrics {
             "Deploy tokens and git hook signatures that failed their check",
             auth_failures.0.clone(),
         );
+        let problems = Family::<KindLabel, Gauge>::default();
+        for kind in PROBLEM_KINDS {
+            problems
+                .get_or_create(&KindLabel { kind: kind.into() })
+                .set(0);
+        }
+        registry.register(
+            "problems",
+            "Things not as the commit in force says, by kind (the status's problems)",
+            problems.clone(),
+        );
+        let fetch_failures = Counter::default();
+        registry.register(
+            "fetch_failures",
+            "Fetches of the definitions repository that failed",
+            fetch_failures.clone(),
+        );
+        let fetch_failing = Gauge::default();
+        registry.register(
+            "fetch_failing",
+            "1 while fetching the definitions fails (or the branch is missing), else 0",
+            fetch_failing.clone(),
+        );
+        let last_fetch = Gauge::default();
+        registry.register(
+            "last_fetch_success_timestamp_seconds",
+            "When the definitions were last fetched without error",
+            last_fetch.clone(),
+        );
+        let app_converged = Family::<AppLabel, Gauge>::default();
+        registry.register(
+            "app_converged",
+            "1 when every server of an app runs the release it should, else 0",
+            app_converged.clone(),
+        );
         Self {
+            problems,
+            fetch_failures,
+            fetch_failing,
+            last_fetch,
+            app_converged,
             registry,
             reconciles,
             failures,
@@ -280,6 +544,14 @@ impl Board {
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             change(&mut status);
             status.updated = Some(at);
+            status.problems = status.find_problems();
+            for kind in PROBLEM_KINDS {
+                let count = status.problems.iter().filter(|p| p.kind == kind).count();
+                self.metrics
+                    .problems
+                    .get_or_create(&KindLabel { kind: kind.into() })
+                    .set(i64::try_from(count).unwrap_or(i64::MAX));
+            }
             status.clone()
         };
         if let Some(path) = &self.path {
@@ -319,6 +591,54 @@ impl Board {
         metrics.pending.get_or_create(&host).set(pending as i64);
         if let Some(at) = success_at {
             metrics.last_success.get_or_create(&host).set(at);
+        }
+    }
+
+    /// Records a fetch of the definitions: its time when it succeeded.
+    pub fn fetched(&self, success_at: Option<DateTime<Utc>>) {
+        let metrics = &self.metrics;
+        if let Some(at) = success_at {
+            metrics.fetch_failing.set(0);
+            metrics.last_fetch.set(at.timestamp());
+        } else {
+            metrics.fetch_failing.set(1);
+            metrics.fetch_failures.inc();
+        }
+    }
+
+    /// Sets whether `app` runs the release it should everywhere.
+    pub fn app_converged(&self, app: &str, converged: bool) {
+        self.metrics
+            .app_converged
+            .get_or_create(&AppLabel {
+                app: app.to_owned(),
+            })
+            .set(i64::from(converged));
+    }
+
+    /// Drops the series of servers and apps that left the definitions, so
+    /// that no frozen value (a last success time) fires an alert for
+    /// something that is gone.
+    pub fn forget(&self, servers: &[String], apps: &[String]) {
+        let metrics = &self.metrics;
+        for server in servers {
+            let host = HostLabel {
+                server: server.clone(),
+            };
+            metrics.failures.remove(&host);
+            metrics.durations.remove(&host);
+            metrics.drift.remove(&host);
+            metrics.pending.remove(&host);
+            metrics.last_success.remove(&host);
+            for result in RESULTS {
+                metrics.reconciles.remove(&ResultLabel {
+                    server: server.clone(),
+                    result: result.to_owned(),
+                });
+            }
+        }
+        for app in apps {
+            metrics.app_converged.remove(&AppLabel { app: app.clone() });
         }
     }
 

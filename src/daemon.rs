@@ -80,18 +80,31 @@ pub fn run(mut config: Config) -> Result<(), DaemonError> {
         .filter(|s| s.repo == crate::redact::url(&config.repo) && s.branch == config.branch)
         .and_then(|s| s.last_good.map(|g| g.commit));
     let board = Arc::new(Board::new(&config.repo, &config.branch, Some(status_path)));
+    board.update(chrono::Utc::now(), |s| {
+        s.daemon = Some(crate::board::DaemonInfo {
+            pid: std::process::id(),
+            interval_seconds: config.interval.as_secs(),
+            drift_interval_seconds: config.drift_interval.as_secs(),
+        });
+    });
     let connector: Arc<dyn Connector> = Arc::new(CachedConnector::new(config.connect.clone()));
     let guard = Arc::new(AuthGuard::new(board.auth_failures()));
     let tasks = TaskTracker::new();
+    // Cancelled by SIGTERM or SIGINT: releases that have not switched
+    // stop; those that have finish (or go back).
+    let stop = crate::release::Stop::new();
     let deployer = config.deploy_tokens.take().map(|tokens| {
-        Arc::new(serve::deploy::Deployer::new(
-            tokens,
-            Arc::clone(&board.definitions),
-            Arc::clone(&connector),
-            config.state_dir.join("apps"),
-            Arc::clone(&guard),
-            tasks.clone(),
-        ))
+        Arc::new(
+            serve::deploy::Deployer::new(
+                tokens,
+                Arc::clone(&board.definitions),
+                Arc::clone(&connector),
+                config.state_dir.join("apps"),
+                Arc::clone(&guard),
+                tasks.clone(),
+            )
+            .stopped_by(stop.clone()),
+        )
     });
     let fetch_now = Arc::new(Notify::new());
     let watch = Watch {
@@ -115,6 +128,7 @@ pub fn run(mut config: Config) -> Result<(), DaemonError> {
         clock: Arc::new(chrono::Utc::now),
         fetch_now: Arc::clone(&fetch_now),
         tasks: tasks.clone(),
+        stop: stop.clone(),
     };
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -122,6 +136,7 @@ pub fn run(mut config: Config) -> Result<(), DaemonError> {
         .build()
         .map_err(DaemonError::Runtime)?;
     runtime.block_on(async move {
+        let stop_releases = stop;
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let until_stopped = |mut stopped: tokio::sync::watch::Receiver<bool>| async move {
             let _ = stopped.wait_for(|stop| *stop).await;
@@ -154,6 +169,7 @@ pub fn run(mut config: Config) -> Result<(), DaemonError> {
             }
             None => None,
         };
+        let release_stop = stop_releases.clone();
         let signals = tokio::spawn(async move {
             let mut terminate =
                 tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
@@ -162,6 +178,7 @@ pub fn run(mut config: Config) -> Result<(), DaemonError> {
                 _ = terminate.recv() => {}
             }
             tracing::info!("stopping: no new work; what is in flight finishes");
+            release_stop.cancel();
             let _ = stop.send(true);
             Ok::<(), std::io::Error>(())
         });

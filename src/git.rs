@@ -226,6 +226,33 @@ impl Mirror {
         Ok(())
     }
 
+    /// The commit at the head of `branch` on the remote, as last fetched;
+    /// `None` when the remote has no such branch (deleted or renamed):
+    /// the clone's own heads are never taken for it.
+    ///
+    /// # Errors
+    /// The ref cannot be read or does not name a commit.
+    pub fn branch_head(&self, branch: &str) -> Result<Option<CommitId>, GitError> {
+        let name = format!("refs/remotes/origin/{branch}");
+        let Ok(Some(reference)) = self.repo.try_find_reference(name.as_str()) else {
+            return Ok(None);
+        };
+        let mut reference = reference;
+        let id = reference.peel_to_id().map_err(|e| GitError::Read {
+            commit: name.clone(),
+            source: boxed(&self.url, e),
+        })?;
+        let read = |e: Box<dyn std::error::Error + Send + Sync>| GitError::Read {
+            commit: name.clone(),
+            source: e,
+        };
+        let object = id.object().map_err(|e| read(boxed(&self.url, e)))?;
+        let commit = object
+            .peel_to_commit()
+            .map_err(|e| read(boxed(&self.url, e)))?;
+        Ok(Some(commit.id.to_string()))
+    }
+
     /// The commit `rev` names: a branch, a tag or a commit id.
     pub fn resolve(&self, rev: &str) -> Result<CommitId, GitError> {
         let unknown = || GitError::UnknownRevision {

@@ -37,36 +37,54 @@ pub struct Args {
     format: Format,
 }
 
+/// Prints the status; exits 1 when it shows any problem (`problems`), or
+/// when it is stale: its daemon is not running (read from a state
+/// directory on this machine) or it was not updated for three fetch
+/// intervals and a minute.
 pub fn run(args: Args) -> Result<ExitCode, Failure> {
-    let text = match (&args.state_dir, &args.url) {
-        (_, Some(url)) => fetch(url)?,
+    let (text, alive) = match (&args.state_dir, &args.url) {
+        (_, Some(url)) => (fetch(url)?, None),
         (dir, None) => {
             let dir = dir
                 .clone()
                 .unwrap_or_else(|| PathBuf::from("/var/lib/reconciler-watch"));
             let path = dir.join("status.json");
-            std::fs::read_to_string(&path).with_context(|| {
+            let text = std::fs::read_to_string(&path).with_context(|| {
                 format!(
                     "cannot read `{}`: is a daemon using that state directory?",
                     path.display()
                 )
-            })?
+            })?;
+            (text, Some(()))
         }
     };
     let status: Status =
         serde_json::from_str(&text).context("the status is not a status document")?;
     // A daemon before security round 3 kept credentials in it.
-    let status = status.redacted();
+    let mut status = status.redacted();
+    // The daemon's process, when the document came from this machine.
+    let alive = alive.and(status.daemon.as_ref()).map(|d| {
+        std::path::Path::new("/proc")
+            .join(d.pid.to_string())
+            .exists()
+    });
+    if let Some(why) = status.staleness(chrono::Utc::now(), alive) {
+        status.problems.insert(
+            0,
+            crate::board::Problem {
+                kind: "stale".into(),
+                subject: String::new(),
+                message: format!("this status may be out of date: {why}"),
+            },
+        );
+    }
     match args.format {
         Format::Json => say!("{}", serde_json::to_string_pretty(&status)?)?,
         Format::Text => {
             super::output::out(format_args!("{}", crate::text::visible(&render(&status))))?;
         }
     }
-    let failing = status.last_rejected.is_some()
-        && status.last_rejected.as_ref().map(|r| &r.commit) == status.head.as_ref()
-        || status.hosts.values().any(|h| h.failures > 0);
-    Ok(if failing {
+    Ok(if !status.problems.is_empty() {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
@@ -116,8 +134,24 @@ fn render(status: &Status) -> String {
         )),
         None => out.push_str("in force:    nothing yet\n"),
     }
-    if let Some(error) = &status.fetch_error {
-        out.push_str(&format!("fetching fails: {error}\n"));
+    if let Some(updated) = &status.updated {
+        out.push_str(&format!("updated:     {}\n", at(updated)));
+    }
+    if status.problems.is_empty() {
+        out.push_str("problems:    none: every server is as the commit in force says\n");
+    } else {
+        out.push_str(&format!("problems:    {}\n", status.problems.len()));
+        for problem in &status.problems {
+            let subject = if problem.subject.is_empty() {
+                String::new()
+            } else {
+                format!(" {}", problem.subject)
+            };
+            out.push_str(&format!(
+                "  {}{subject}: {}\n",
+                problem.kind, problem.message
+            ));
+        }
     }
     if let Some(rejected) = &status.last_rejected {
         out.push_str(&format!(
@@ -129,6 +163,30 @@ fn render(status: &Status) -> String {
             for line in error.lines() {
                 out.push_str(&format!("    {line}\n"));
             }
+        }
+    }
+    if !status.apps.is_empty() {
+        out.push_str("apps:\n");
+    }
+    for (app, entry) in &status.apps {
+        let intended = entry.intended.as_deref().unwrap_or("nothing known");
+        out.push_str(&format!(
+            "  {app}: {} (should run {intended})\n",
+            entry.state
+        ));
+        if !entry.message.is_empty() {
+            out.push_str(&format!("    {}\n", entry.message));
+        }
+        for (server, live) in &entry.live {
+            let live = live.as_deref().map_or("no release".to_owned(), short);
+            out.push_str(&format!("    {server}: {live}\n"));
+        }
+        if entry.failures > 0 {
+            let retry = entry.retry_at.as_ref().map(at).unwrap_or_default();
+            out.push_str(&format!(
+                "    {} failures in a row; next try {retry}\n",
+                entry.failures
+            ));
         }
     }
     out.push_str("hosts:\n");
@@ -157,6 +215,11 @@ fn render(status: &Status) -> String {
         }
         if let Some(holder) = &host.lock_holder {
             out.push_str(&format!("    host lock held by {holder}\n"));
+        }
+        if host.failures > 0
+            && let Some(known) = &host.known_at
+        {
+            out.push_str(&format!("    last known state as of {}:\n", at(known)));
         }
         for reload in &host.pending_reloads {
             match &reload.next_window {

@@ -8,7 +8,7 @@
 use super::intent::{self, Intended, Verdict};
 use super::{
     Archive, Limits, LogResult, ReleaseError, Released, ServerReleases, SourceError, Stop, list,
-    mirror_path, release, source,
+    mirror_path, source,
 };
 use crate::app::{AppTarget, Origin, Progress};
 use crate::definitions::ServerName;
@@ -98,6 +98,21 @@ pub async fn repair(
         return Err(ReleaseError::Unready(check.verdict.describe(None)));
     };
     let sha = intended.sha().clone();
+    // Decided without the lock: a release may have gone live since.
+    let decided = check.intended.clone();
+    let still = move |servers: &[(ServerName, &ServerReleases)]| {
+        let Some(Intended::Logged { sha }) = &decided else {
+            return Ok(());
+        };
+        let states: Vec<&ServerReleases> = servers.iter().map(|(_, s)| *s).collect();
+        match intent::logged(&states) {
+            Some(now) if &now != sha => Err(format!(
+                "{} went live since the check; checking again",
+                now.short()
+            )),
+            _ => Ok(()),
+        }
+    };
     let complete_everywhere = check
         .servers
         .iter()
@@ -110,6 +125,7 @@ pub async fn repair(
             origin,
             connector,
             progress,
+            &still,
         )
         .await;
     }
@@ -121,7 +137,7 @@ pub async fn repair(
         source::archive(&url, &mirror, &sha, limits)
     })
     .await?;
-    release(target, &archive, origin, connector, progress, stop).await
+    super::release_if(target, &archive, origin, connector, progress, stop, &still).await
 }
 
 /// What bringing one pinned app to its revision did.

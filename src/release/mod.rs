@@ -151,8 +151,33 @@ pub async fn release(
     progress: &dyn Progress,
     stop: &Stop,
 ) -> Result<Released, ReleaseError> {
+    release_if(target, archive, origin, connector, progress, stop, &|_| {
+        Ok(())
+    })
+    .await
+}
+
+/// A condition on what the servers have, checked under the app lock
+/// before anything changes: a repair decided from a read without the lock
+/// checks that its decision still holds. `Err` says why not.
+type Still<'a> = &'a (dyn Fn(&[(ServerName, &ServerReleases)]) -> Result<(), String> + Sync);
+
+/// `release`, when `still` holds under the lock (else `Unready`).
+async fn release_if(
+    target: &AppTarget,
+    archive: &Archive,
+    origin: &Origin,
+    connector: &dyn Connector,
+    progress: &dyn Progress,
+    stop: &Stop,
+    still: Still<'_>,
+) -> Result<Released, ReleaseError> {
     let started = Instant::now();
     let run = Run::start(target, Some(&archive.sha), origin, progress, connector).await?;
+    if let Err(why) = still(&run.servers()) {
+        unlock_all(run.locked).await;
+        return Err(ReleaseError::Unready(why));
+    }
     let plan = plan(&archive.sha, &run.servers());
     for server in &plan.reuse {
         progress.step(
@@ -206,12 +231,22 @@ pub async fn rollback(
     connector: &dyn Connector,
     progress: &dyn Progress,
 ) -> Result<Released, ReleaseError> {
-    switch_to(target, to, LogResult::Rollback, origin, connector, progress).await
+    switch_to(
+        target,
+        to,
+        LogResult::Rollback,
+        origin,
+        connector,
+        progress,
+        &|_| Ok(()),
+    )
+    .await
 }
 
 /// Switches every server to `to` (a release complete everywhere, by its
 /// commit id or a prefix; or the previous good release) and logs it as
-/// `result`: nothing is uploaded.
+/// `result`, when `still` holds under the lock (else `Unready`):
+/// nothing is uploaded.
 async fn switch_to(
     target: &AppTarget,
     to: Option<&str>,
@@ -219,21 +254,25 @@ async fn switch_to(
     origin: &Origin,
     connector: &dyn Connector,
     progress: &dyn Progress,
+    still: Still<'_>,
 ) -> Result<Released, ReleaseError> {
     let started = Instant::now();
     let mut run = Run::start(target, None, origin, progress, connector).await?;
-    let outcome = match rollback_target(&run.servers(), to) {
-        Err(why) => Err(ReleaseError::NothingToRollBackTo(why)),
-        Ok(sha) => {
-            run.session.set("SHA", sha.as_str());
-            let plan = plan(&sha, &run.servers());
-            run.go_to(&plan, result, started)
-                .await
-                .map(|released| Released {
-                    reused: Vec::new(),
-                    ..released
-                })
-        }
+    let outcome = match still(&run.servers()).and(Ok(())) {
+        Err(why) => Err(ReleaseError::Unready(why)),
+        Ok(()) => match rollback_target(&run.servers(), to) {
+            Err(why) => Err(ReleaseError::NothingToRollBackTo(why)),
+            Ok(sha) => {
+                run.session.set("SHA", sha.as_str());
+                let plan = plan(&sha, &run.servers());
+                run.go_to(&plan, result, started)
+                    .await
+                    .map(|released| Released {
+                        reused: Vec::new(),
+                        ..released
+                    })
+            }
+        },
     };
     unlock_all(run.locked).await;
     outcome

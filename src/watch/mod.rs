@@ -17,10 +17,15 @@
 //! - a retry: after a failure (backoff), a held host lock, a server that
 //!   changed since its plan.
 //!
+//! Apps are kept the same way (`apps`): the release each should run is
+//! compared with what its servers run on every commit and drift check,
+//! after its servers' configuration, and repaired or reported.
+//!
 //! Time comes from tokio (schedules, testable with a paused clock) and a
 //! wall clock passed in (windows, status). Nothing here reads a server or
 //! git itself: `source` and the connector do.
 
+mod apps;
 mod backoff;
 pub mod source;
 
@@ -38,12 +43,15 @@ use crate::apply::Outcome as ApplyOutcome;
 use crate::converge::{self, Act, Loaded, Outcome, ReconcileOptions, Roll, Selection, Target};
 use crate::definitions::{ClusterName, ServerName};
 use crate::git::CommitId;
+use crate::release;
 use crate::transport::Connector;
 
 use crate::board as status;
 pub use crate::board::{Board, Status};
 pub use backoff::Backoff;
-pub use source::{GitSource, Head, Source};
+pub use source::{GitSource, Head, PollError, Source};
+
+use apps::{AppEntry, AppJob, AppOutcome};
 
 /// What `--drift` says to do with changes found on a drift check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,12 +79,12 @@ pub struct WatchOptions {
     /// A commit that validated before the daemon last stopped: in force
     /// until a newer one validates.
     pub resume: Option<CommitId>,
-    /// Where app repositories are mirrored for pinned revisions
-    /// (`revision:`); without it pins are not released.
+    /// Where app repositories are mirrored for the releases the daemon
+    /// keeps live (`apps`); without it apps are not checked.
     pub apps_cache: Option<std::path::PathBuf>,
 }
 
-/// Why a host is due.
+/// Why a host or an app is due.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Why {
     /// A new commit: apply it in full.
@@ -98,6 +106,13 @@ struct InForce {
     commit: CommitId,
 }
 
+/// What a finished app task hands back.
+struct AppFinished {
+    app: String,
+    commit: CommitId,
+    outcome: AppOutcome,
+}
+
 /// What a finished host task hands back.
 struct Finished {
     server: ServerName,
@@ -115,9 +130,12 @@ pub struct Watch {
     pub clock: Clock,
     /// Notified to fetch at once (the git hook).
     pub fetch_now: Arc<Notify>,
-    /// The daemon's background jobs (pinned releases, and the webhook's
-    /// deploys): one owner, which the daemon drains on shutdown.
+    /// The daemon's background jobs (the webhook's deploys): one owner,
+    /// which the daemon drains on shutdown.
     pub tasks: tokio_util::task::TaskTracker,
+    /// Cancelled when the daemon is asked to stop: a release the loop
+    /// started stops if it has not switched yet, else finishes.
+    pub stop: release::Stop,
 }
 
 impl Watch {
@@ -129,6 +147,8 @@ impl Watch {
         let mut hosts: BTreeMap<ServerName, Host> = BTreeMap::new();
         let mut rolls: HashMap<ClusterName, Arc<Roll>> = HashMap::new();
         let mut tasks: JoinSet<Finished> = JoinSet::new();
+        let mut apps: BTreeMap<String, AppEntry> = BTreeMap::new();
+        let mut app_tasks: JoinSet<AppFinished> = JoinSet::new();
         let mut head: Option<CommitId> = None;
 
         if let Some(commit) = self.options.resume.clone() {
@@ -136,11 +156,15 @@ impl Watch {
                 Ok(files) => match converge::load(&files) {
                     Ok(loaded) => {
                         tracing::info!(%commit, "resuming with the last good commit");
+                        // The same commit at the head is not new: a
+                        // restart is a drift check, never a full apply.
+                        head = Some(commit.clone());
                         self.take(
                             &commit,
                             loaded,
                             &mut in_force,
                             &mut hosts,
+                            &mut apps,
                             &mut rolls,
                             Why::Check,
                         );
@@ -154,20 +178,13 @@ impl Watch {
         }
 
         let mut next_poll = Instant::now();
-        // The commit whose pinned revisions were last seen to.
-        let mut pinned_for: Option<CommitId> = None;
         loop {
-            // Once a commit is applied on every host (or failed there), the
-            // apps it pins to a revision are released where they differ.
-            if let Some(force) = &in_force
-                && pinned_for.as_ref() != Some(&force.commit)
-                && tasks.is_empty()
-                && hosts.values().all(|h| h.why != Why::Commit)
-            {
-                pinned_for = Some(force.commit.clone());
-                self.release_pins();
-            }
-            let next_due = hosts.values().filter(|h| !h.running).map(|h| h.due).min();
+            let next_due = hosts
+                .values()
+                .filter(|h| !h.running)
+                .map(|h| h.due)
+                .chain(apps.values().filter(|a| !a.running).map(|a| a.due))
+                .min();
             let far = Instant::now() + Duration::from_secs(86_400);
             tokio::select! {
                 biased;
@@ -177,23 +194,30 @@ impl Watch {
                         self.finished(finished, in_force.as_ref(), &mut hosts);
                     }
                 }
+                Some(joined) = app_tasks.join_next(), if !app_tasks.is_empty() => {
+                    if let Ok(finished) = joined {
+                        self.app_finished(finished, in_force.as_ref(), &mut apps);
+                    }
+                }
                 () = self.fetch_now.notified() => {
-                    self.poll(&mut head, &mut in_force, &mut hosts, &mut rolls).await;
+                    self.poll(&mut head, &mut in_force, &mut hosts, &mut apps, &mut rolls).await;
                     next_poll = Instant::now() + self.options.interval;
                 }
                 () = tokio::time::sleep_until(next_poll) => {
-                    self.poll(&mut head, &mut in_force, &mut hosts, &mut rolls).await;
+                    self.poll(&mut head, &mut in_force, &mut hosts, &mut apps, &mut rolls).await;
                     next_poll = Instant::now() + self.options.interval;
                 }
                 () = tokio::time::sleep_until(next_due.unwrap_or(far)), if next_due.is_some() => {
                     self.start_due(in_force.as_ref(), &mut hosts, &rolls, &mut tasks);
+                    self.start_due_apps(in_force.as_ref(), &hosts, &mut apps, &mut app_tasks);
                 }
             }
         }
-        if !tasks.is_empty() {
+        if !tasks.is_empty() || !app_tasks.is_empty() {
             tracing::info!(
                 hosts = tasks.len(),
-                "stopping: waiting for the hosts in flight"
+                apps = app_tasks.len(),
+                "stopping: waiting for the hosts and apps in flight"
             );
         }
         while let Some(joined) = tasks.join_next().await {
@@ -201,64 +225,129 @@ impl Watch {
                 self.finished(finished, in_force.as_ref(), &mut hosts);
             }
         }
+        while let Some(joined) = app_tasks.join_next().await {
+            if let Ok(finished) = joined {
+                self.app_finished(finished, in_force.as_ref(), &mut apps);
+            }
+        }
     }
 
-    /// Releases, in the daemon's task set, every pinned revision that is
-    /// not live everywhere (the app lock keeps two from interleaving).
-    fn release_pins(&self) {
-        let Some(cache) = self.options.apps_cache.clone() else {
+    /// Starts every app that is due and whose servers have their commit
+    /// applied, up to `parallel` at once.
+    fn start_due_apps(
+        &self,
+        in_force: Option<&InForce>,
+        hosts: &BTreeMap<ServerName, Host>,
+        apps: &mut BTreeMap<String, AppEntry>,
+        tasks: &mut JoinSet<AppFinished>,
+    ) {
+        let (Some(in_force), Some(cache)) = (in_force, &self.options.apps_cache) else {
             return;
         };
-        let Some(definitions) = self
-            .board
-            .definitions
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
-        else {
-            return;
-        };
-        if crate::app::AppTarget::pinned(&definitions, &[]).is_empty() {
-            return;
-        }
-        let connector = Arc::clone(&self.connector);
-        let origin = crate::app::Origin {
-            who: self.options.holder.clone(),
-            trigger: crate::app::Trigger::Definitions,
-        };
-        self.tasks.spawn(async move {
-            let pins = crate::release::release_pins(
-                &definitions,
-                &[],
-                &cache,
-                &origin,
-                connector.as_ref(),
-                &(),
-            )
-            .await;
-            for pinned in pins {
-                let (app, revision) = (&pinned.app, &pinned.revision);
-                match pinned.result {
-                    Ok(None) => tracing::debug!(%app, %revision, "pinned revision is live"),
-                    Ok(Some(done)) => {
-                        tracing::info!(%app, %revision, sha = %done.sha, took_ms = done.elapsed.as_millis() as u64, "released the pinned revision");
-                    }
-                    Err(error) => {
-                        let repo = definitions
-                            .apps
-                            .iter()
-                            .find(|a| a.name.as_str() == app)
-                            .map_or("", |a| a.repo.as_str());
-                        let error = crate::text::visible(&crate::redact::scrub(
-                            &crate::error_chain(&error),
-                            repo,
-                        ))
-                        .into_owned();
-                        tracing::warn!(%app, %revision, %error, "cannot release the pinned revision");
-                    }
-                }
+        let now = Instant::now();
+        for (name, entry) in apps.iter_mut() {
+            if entry.running || entry.due > now {
+                continue;
             }
-        });
+            if self.stop.is_cancelled() {
+                // Stopping: nothing new starts.
+                entry.due = now + Duration::from_secs(1);
+                continue;
+            }
+            let waiting = entry.target.servers.iter().any(|(server, _)| {
+                hosts
+                    .get(&server.name)
+                    .is_some_and(|h| h.running || h.why == Why::Commit)
+            });
+            if waiting || tasks.len() >= self.options.parallel.max(1) {
+                entry.due = now + Duration::from_secs(1);
+                continue;
+            }
+            entry.running = true;
+            let job = AppJob {
+                target: entry.target.clone(),
+                cache: cache.clone(),
+                connector: Arc::clone(&self.connector),
+                repair: entry.why == Why::Commit || self.options.drift == Drift::Correct,
+                gave_up: entry.gave_up.clone(),
+                holder: self.options.holder.clone(),
+                stop: self.stop.clone(),
+            };
+            let (app, commit) = (name.clone(), in_force.commit.clone());
+            tasks.spawn(async move {
+                let outcome = job.run().await;
+                AppFinished {
+                    app,
+                    commit,
+                    outcome,
+                }
+            });
+        }
+    }
+
+    /// Records an app's outcome and schedules it again.
+    fn app_finished(
+        &self,
+        done: AppFinished,
+        in_force: Option<&InForce>,
+        apps: &mut BTreeMap<String, AppEntry>,
+    ) {
+        let now = (self.clock)();
+        let Some(entry) = apps.get_mut(&done.app) else {
+            return; // the app left the definitions meanwhile
+        };
+        entry.running = false;
+        let span = tracing::info_span!("app", app = %done.app, commit = %short(&done.commit));
+        let _entered = span.enter();
+        let superseded = in_force.is_some_and(|f| f.commit != done.commit);
+        let mut retry_at = None;
+        match &done.outcome {
+            AppOutcome::Busy(_, holder) => {
+                tracing::info!(%holder, "the app lock is held: checking again shortly");
+                entry.due = Instant::now() + apps::BUSY_RETRY;
+            }
+            AppOutcome::Failed {
+                message, gave_up, ..
+            } => {
+                tracing::warn!(message = %message, "the app's release is not as it should be");
+                entry.failures += 1;
+                if gave_up.is_some() {
+                    entry.gave_up.clone_from(gave_up);
+                }
+                let delay = self.options.backoff.next(entry.failures);
+                entry.due = Instant::now() + delay;
+                retry_at = Some(now + chrono::Duration::from_std(delay).unwrap_or_default());
+            }
+            outcome => {
+                match outcome {
+                    AppOutcome::Repaired(check, released) => tracing::info!(
+                        sha = %released.sha.short(),
+                        was = %check.verdict.describe(check.intended.as_ref()),
+                        "the app's intended release is live on every server"
+                    ),
+                    AppOutcome::Left(check) => tracing::warn!(
+                        found = %check.verdict.describe(check.intended.as_ref()),
+                        "the app's servers differ from its release; left alone (--drift warn)"
+                    ),
+                    _ => tracing::debug!("the app runs its intended release"),
+                }
+                entry.failures = 0;
+                entry.why = Why::Check;
+                entry.due = Instant::now() + self.options.drift_interval;
+            }
+        }
+        if superseded {
+            entry.due = Instant::now();
+            entry.why = Why::Commit;
+        }
+        apps::record(
+            &self.board,
+            &done.app,
+            &done.outcome,
+            entry.failures,
+            retry_at,
+            now,
+        );
     }
 
     /// Fetches the branch; a new head is loaded and, when it validates,
@@ -268,18 +357,36 @@ impl Watch {
         head: &mut Option<CommitId>,
         in_force: &mut Option<InForce>,
         hosts: &mut BTreeMap<ServerName, Host>,
+        apps: &mut BTreeMap<String, AppEntry>,
         rolls: &mut HashMap<ClusterName, Arc<Roll>>,
     ) {
         let now = (self.clock)();
         let polled = self.source.poll(head.as_deref()).await;
         let new = match polled {
             Ok(new) => {
-                self.board.update(now, |s| s.fetch_error = None);
+                self.board.fetched(Some(now));
+                self.board.update(now, |s| {
+                    s.fetch_error = None;
+                    s.fetch_failing_since = None;
+                    s.branch_missing = false;
+                    s.last_fetch_at = Some(now);
+                });
                 new
             }
             Err(error) => {
                 tracing::warn!(%error, "cannot fetch the definitions");
-                self.board.update(now, |s| s.fetch_error = Some(error));
+                self.board.fetched(None);
+                self.board.update(now, |s| {
+                    s.branch_missing = matches!(error, PollError::NoBranch(_));
+                    s.fetch_error = Some(error.to_string());
+                    s.fetch_failing_since.get_or_insert(now);
+                    if s.branch_missing {
+                        s.head = None;
+                    }
+                });
+                if matches!(error, PollError::NoBranch(_)) {
+                    *head = None;
+                }
                 return;
             }
         };
@@ -290,10 +397,14 @@ impl Watch {
         let span = tracing::info_span!("commit", commit = %short(&commit));
         let _entered = span.enter();
         self.board.update(now, |s| s.head = Some(commit.clone()));
+        if in_force.as_ref().is_some_and(|f| f.commit == commit) {
+            // The commit in force came back (a branch reset to it): not new.
+            return;
+        }
         match converge::load(&files) {
             Ok(loaded) => {
                 tracing::info!("a new commit validates: applying it");
-                self.take(&commit, loaded, in_force, hosts, rolls, Why::Commit);
+                self.take(&commit, loaded, in_force, hosts, apps, rolls, Why::Commit);
             }
             Err(error) => {
                 let errors: Vec<String> = match &error {
@@ -321,16 +432,25 @@ impl Watch {
         }
     }
 
-    /// Puts `loaded` in force: every host becomes due now.
+    /// Puts `loaded` in force: every host and app becomes due now, and
+    /// what left the definitions leaves the status and the metrics.
+    #[allow(clippy::too_many_arguments)]
     fn take(
         &self,
         commit: &str,
         loaded: Loaded,
         in_force: &mut Option<InForce>,
         hosts: &mut BTreeMap<ServerName, Host>,
+        apps: &mut BTreeMap<String, AppEntry>,
         rolls: &mut HashMap<ClusterName, Arc<Roll>>,
         why: Why,
     ) {
+        // Without a mirror cache the apps are not checked at all.
+        *apps = if self.options.apps_cache.is_some() {
+            AppEntry::all(&loaded.definitions, why, apps)
+        } else {
+            BTreeMap::new()
+        };
         *self
             .board
             .definitions
@@ -368,7 +488,25 @@ impl Watch {
         }
         *hosts = next;
         *rolls = next_rolls;
+        let (gone_servers, gone_apps) = {
+            let status = self.board.snapshot();
+            let servers: Vec<String> = status
+                .hosts
+                .keys()
+                .filter(|name| !hosts.contains_key(&ServerName::new(name.as_str())))
+                .cloned()
+                .collect();
+            let apps: Vec<String> = status
+                .apps
+                .keys()
+                .filter(|name| !apps.contains_key(*name))
+                .cloned()
+                .collect();
+            (servers, apps)
+        };
+        self.board.forget(&gone_servers, &gone_apps);
         self.board.update(now, |s| {
+            s.apps.retain(|name, _| apps.contains_key(name));
             s.last_good = Some(status::CommitRecord {
                 commit: commit.to_owned(),
                 at: now,
@@ -524,18 +662,22 @@ impl Watch {
             })
             && outcome.drift == 0;
         let success_at = succeeded.then_some(now);
+        // A server that could not be read keeps its last known figures.
+        let read = outcome.plan.error.is_none();
         self.board.count(
             done.server.as_str(),
             result,
             done.took.as_secs_f64(),
             !succeeded,
         );
-        self.board.gauges(
-            done.server.as_str(),
-            outcome.drift,
-            pending.len(),
-            success_at.map(|t| t.timestamp()),
-        );
+        if read {
+            self.board.gauges(
+                done.server.as_str(),
+                outcome.drift,
+                pending.len(),
+                success_at.map(|t| t.timestamp()),
+            );
+        }
         let failures = host.failures;
         let commit_in_force = in_force.map(|f| f.commit.clone());
         self.board.update(now, |s| {
@@ -549,14 +691,17 @@ impl Watch {
             if applied && commit_in_force.as_deref() == Some(done.commit.as_str()) {
                 entry.last_applied_commit = Some(done.commit.clone());
             }
-            entry.drift = outcome.drift;
-            entry.pending_reloads = pending;
-            entry.opcache = outcome
-                .plan
-                .opcache
-                .iter()
-                .map(|(v, r)| (v.to_string(), serde_json::to_value(r).unwrap_or_default()))
-                .collect();
+            if read {
+                entry.known_at = Some(now);
+                entry.drift = outcome.drift;
+                entry.pending_reloads = pending;
+                entry.opcache = outcome
+                    .plan
+                    .opcache
+                    .iter()
+                    .map(|(v, r)| (v.to_string(), serde_json::to_value(r).unwrap_or_default()))
+                    .collect();
+            }
             entry.failures = failures;
             entry.retry_at = retry;
             entry.lock_holder = match outcome.report.as_ref().map(|r| &r.outcome) {

@@ -16,10 +16,24 @@ pub struct Head {
     pub files: DefinitionFiles,
 }
 
+/// Why a poll found no head.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PollError {
+    /// The repository could not be fetched or read (credentials scrubbed).
+    #[error("{0}")]
+    Fetch(String),
+    /// The fetch worked, and the remote has no such branch.
+    #[error("the branch `{0}` is not on the remote (deleted or renamed?)")]
+    NoBranch(String),
+}
+
 #[async_trait]
 pub trait Source: Send {
     /// Fetches, and returns the branch head when it is not `known`.
-    async fn poll(&mut self, known: Option<&str>) -> Result<Option<Head>, String>;
+    ///
+    /// # Errors
+    /// The fetch failed, or the remote has no such branch.
+    async fn poll(&mut self, known: Option<&str>) -> Result<Option<Head>, PollError>;
 
     /// The definitions of an earlier commit (the last good one, after a
     /// restart).
@@ -74,19 +88,24 @@ impl GitSource {
 
 #[async_trait]
 impl Source for GitSource {
-    async fn poll(&mut self, known: Option<&str>) -> Result<Option<Head>, String> {
+    async fn poll(&mut self, known: Option<&str>) -> Result<Option<Head>, PollError> {
         let branch = self.branch.clone();
         let known = known.map(str::to_owned);
-        self.with_mirror(move |mirror| {
-            mirror.fetch()?;
-            let commit = mirror.resolve(&branch)?;
-            if known.as_deref() == Some(commit.as_str()) {
-                return Ok(None);
-            }
-            let files = mirror.definition_files(&commit)?;
-            Ok(Some(Head { commit, files }))
-        })
-        .await
+        let polled = self
+            .with_mirror(move |mirror| {
+                mirror.fetch()?;
+                let Some(commit) = mirror.branch_head(&branch)? else {
+                    return Ok(Err(()));
+                };
+                if known.as_deref() == Some(commit.as_str()) {
+                    return Ok(Ok(None));
+                }
+                let files = mirror.definition_files(&commit)?;
+                Ok(Ok(Some(Head { commit, files })))
+            })
+            .await
+            .map_err(PollError::Fetch)?;
+        polled.map_err(|()| PollError::NoBranch(self.branch.clone()))
     }
 
     async fn files_of(&mut self, commit: &str) -> Result<DefinitionFiles, String> {

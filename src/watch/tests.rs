@@ -70,7 +70,7 @@ impl Commits {
 
 #[async_trait]
 impl Source for Commits {
-    async fn poll(&mut self, known: Option<&str>) -> Result<Option<Head>, String> {
+    async fn poll(&mut self, known: Option<&str>) -> Result<Option<Head>, PollError> {
         *self
             .polls
             .lock()
@@ -119,6 +119,7 @@ fn start(
         }),
         fetch_now: Arc::new(Notify::new()),
         tasks: tokio_util::task::TaskTracker::new(),
+        stop: release::Stop::new(),
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let done = tokio::spawn(watch.run(async move {

@@ -101,7 +101,8 @@ fn the_definitions_repository_password_is_never_printed() {
         for from in [["--url", url.as_str()], ["--state-dir", state_arg]] {
             for shown in ["text", "json"] {
                 let out = reconciler(&["status", from[0], from[1], "--format", shown]);
-                assert_eq!(out.status.code(), Some(0), "{}", text_of(&out));
+                // Fetching fails: a problem, so exit 1.
+                assert_eq!(out.status.code(), Some(1), "{}", text_of(&out));
                 outputs.push((
                     format!("status {} --format {shown}", from[0]),
                     text_of(&out),

@@ -110,35 +110,6 @@ fn the_deploy_webhook_answers_each_status_and_releases() {
     assert!(log.contains(r#""trigger":"webhook""#), "{log}");
 }
 
-/// Sets the app's pinned `revision:` in the definitions.
-fn pin(repo: &Repo, revision: &str) {
-    let path = repo.dir.path().join("apps/rel.yaml");
-    let yaml = std::fs::read_to_string(&path).expect("app");
-    let yaml: String = yaml
-        .lines()
-        .filter(|l| !l.starts_with("revision:"))
-        .map(|l| format!("{l}\n"))
-        .collect();
-    let yaml = yaml.replacen(
-        "php: \"8.2\"\n",
-        &format!("php: \"8.2\"\nrevision: {revision}\n"),
-        1,
-    );
-    std::fs::write(path, yaml).expect("write");
-}
-
-fn wait_serving(repo: &Repo, id: &str, within: Duration) {
-    let deadline = Instant::now() + within;
-    let want = (200, format!("{id} {id}"));
-    while SERVERS.iter().any(|s| page(repo, s) != want) {
-        assert!(
-            Instant::now() < deadline,
-            "{id} is not served after {within:?}"
-        );
-        std::thread::sleep(Duration::from_millis(250));
-    }
-}
-
 #[test]
 #[ignore = "needs the test fleet: tests/fleet/fleet up 4"]
 fn a_pinned_revision_is_released_by_apply_and_by_watch() {

@@ -1,0 +1,286 @@
+//! Apps as the daemon keeps them: the release each app should run
+//! (`release::intent`: its pinned `revision:`, or the newest release its
+//! logs say went live) live on every one of its servers.
+//!
+//! Level-triggered like the hosts' configuration: every app is checked
+//! when a commit comes into force and on every drift check, after its
+//! servers' configuration (an app waits while one of its hosts has a
+//! commit to apply). What a check finds:
+//!
+//! - converged: nothing to do;
+//! - diverged (a new pin, a server that was rebuilt or down during a
+//!   release, a release that stopped after switching): repaired on a new
+//!   commit and under `--drift correct`; under `--drift warn` reported and
+//!   left, except a release the daemon itself left half-done (in flight),
+//!   which is always finished;
+//! - busy (another release holds the app lock): checked again in ten
+//!   seconds;
+//! - failed (a server cannot be read, the revision cannot be resolved, the
+//!   repair failed): retried with backoff. A release that went live, failed
+//!   its health check and went back everywhere is not released again until
+//!   the definitions change: each try would serve it for a moment.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::time::Instant;
+
+use super::Why;
+use crate::app::{AppTarget, Origin, Trigger};
+use crate::board::{AppStatus, Board};
+use crate::definitions::Definitions;
+use crate::release::{self, Check, Intended, ReleaseError, Sha, Stop, Verdict};
+use crate::transport::Connector;
+
+/// How soon an app whose lock another release holds is checked again.
+pub(super) const BUSY_RETRY: Duration = Duration::from_secs(10);
+
+/// One app in the loop.
+pub(super) struct AppEntry {
+    pub target: AppTarget,
+    pub due: Instant,
+    pub why: Why,
+    pub failures: u32,
+    pub running: bool,
+    /// A release that went live and failed its health check: not tried
+    /// again until the definitions change.
+    pub gave_up: Option<Sha>,
+}
+
+impl AppEntry {
+    /// Every app of `definitions` that runs on a server, due now for
+    /// `why`; `running` flags carried over from `before`.
+    pub fn all(
+        definitions: &Definitions,
+        why: Why,
+        before: &std::collections::BTreeMap<String, AppEntry>,
+    ) -> std::collections::BTreeMap<String, AppEntry> {
+        definitions
+            .apps
+            .iter()
+            .filter_map(|a| AppTarget::find(definitions, a.name.as_str()).ok())
+            .filter(|t| !t.servers.is_empty())
+            .map(|target| {
+                let name = target.app.name.to_string();
+                let running = before.get(&name).is_some_and(|e| e.running);
+                let entry = AppEntry {
+                    target,
+                    due: Instant::now(),
+                    why,
+                    failures: 0,
+                    running,
+                    gave_up: None,
+                };
+                (name, entry)
+            })
+            .collect()
+    }
+}
+
+/// What one app check did.
+pub(super) enum AppOutcome {
+    /// Every server runs the intended release.
+    Converged(Check),
+    /// It diverged and was brought to the intended release.
+    Repaired(Check, release::Released),
+    /// It diverged and was left (`--drift warn`), or a person must say.
+    Left(Check),
+    /// Another release holds the app lock.
+    Busy(Check, String),
+    /// The check or the repair failed; `gave_up` names a release that
+    /// failed its health check.
+    Failed {
+        check: Option<Check>,
+        message: String,
+        gave_up: Option<Sha>,
+    },
+}
+
+/// What the app task needs, cloned into it.
+pub(super) struct AppJob {
+    pub target: AppTarget,
+    pub cache: PathBuf,
+    pub connector: Arc<dyn Connector>,
+    /// Repair what diverged (a commit, or `--drift correct`); a release the
+    /// daemon left in flight is finished either way.
+    pub repair: bool,
+    pub gave_up: Option<Sha>,
+    pub holder: String,
+    pub stop: Stop,
+}
+
+impl AppJob {
+    /// Checks the app and repairs it where the job says to.
+    pub async fn run(self) -> AppOutcome {
+        let check = match release::check(&self.target, &self.cache, self.connector.as_ref()).await {
+            Ok(check) => check,
+            Err(error) => {
+                return AppOutcome::Failed {
+                    check: None,
+                    message: scrubbed(&self.target, &error),
+                    gave_up: None,
+                };
+            }
+        };
+        match &check.verdict {
+            Verdict::Converged | Verdict::Unknown { .. } => AppOutcome::Converged(check),
+            Verdict::Busy(holder) => {
+                let holder = holder.clone();
+                AppOutcome::Busy(check, holder)
+            }
+            Verdict::Unreachable(_) => AppOutcome::Failed {
+                message: check.verdict.describe(check.intended.as_ref()),
+                check: Some(check),
+                gave_up: None,
+            },
+            Verdict::Diverged { interrupted, .. } => {
+                let intended = check.intended.as_ref().map(Intended::sha);
+                if self.gave_up.is_some() && self.gave_up.as_ref() == intended {
+                    let message = format!(
+                        "{}; it failed its health check, and is not released again until the definitions change",
+                        check.verdict.describe(check.intended.as_ref())
+                    );
+                    return AppOutcome::Failed {
+                        check: Some(check),
+                        message,
+                        gave_up: self.gave_up,
+                    };
+                }
+                if !self.repair && interrupted.is_empty() {
+                    return AppOutcome::Left(check);
+                }
+                let origin = Origin {
+                    who: self.holder.clone(),
+                    trigger: match check.intended {
+                        Some(Intended::Pinned { .. }) => Trigger::Definitions,
+                        _ => Trigger::Repair,
+                    },
+                };
+                let repaired = release::repair(
+                    &self.target,
+                    &check,
+                    &self.cache,
+                    &origin,
+                    self.connector.as_ref(),
+                    &(),
+                    &self.stop,
+                )
+                .await;
+                match repaired {
+                    Ok(released) => AppOutcome::Repaired(check, released),
+                    Err(error) => {
+                        // Failed its health check and every server went
+                        // back: the release itself is at fault. A server
+                        // that could not go back (down meanwhile) is
+                        // retried instead.
+                        let gave_up = matches!(
+                            &error,
+                            ReleaseError::RolledBack { not_back, .. } if not_back.is_empty()
+                        )
+                        .then(|| intended.cloned())
+                        .flatten();
+                        AppOutcome::Failed {
+                            message: scrubbed(&self.target, &error),
+                            check: Some(check),
+                            gave_up,
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// An error's chain, without the credentials of the app's repository and
+/// with control bytes made visible.
+fn scrubbed(target: &AppTarget, error: &dyn std::error::Error) -> String {
+    crate::text::visible(&crate::redact::scrub(
+        &crate::error_chain(error),
+        target.app.repo.as_str(),
+    ))
+    .into_owned()
+}
+
+/// The board's record of an app after `outcome`, with the failures in a
+/// row and the next try.
+pub(super) fn record(
+    board: &Board,
+    app: &str,
+    outcome: &AppOutcome,
+    failures: u32,
+    retry_at: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) {
+    let (check, state, message) = match outcome {
+        AppOutcome::Converged(check) => {
+            let (state, message) = match (&check.intended, &check.verdict) {
+                (None, Verdict::Unknown { interrupted }) if !interrupted.is_empty() => {
+                    ("diverged", check.verdict.describe(None))
+                }
+                (None, _) => ("unreleased", "no release is known to have gone live".into()),
+                _ => ("converged", String::new()),
+            };
+            (Some(check), state, message)
+        }
+        AppOutcome::Repaired(check, released) => (
+            Some(check),
+            "repaired",
+            format!(
+                "{}; {} is live on every server",
+                check.verdict.describe(check.intended.as_ref()),
+                released.sha.short()
+            ),
+        ),
+        AppOutcome::Left(check) => (
+            Some(check),
+            "diverged",
+            format!(
+                "{} (left alone: --drift warn)",
+                check.verdict.describe(check.intended.as_ref())
+            ),
+        ),
+        AppOutcome::Busy(check, holder) => (
+            Some(check),
+            "busy",
+            format!("the app lock is held by {holder}; checking again shortly"),
+        ),
+        AppOutcome::Failed { check, message, .. } => (check.as_ref(), "failed", message.clone()),
+    };
+    let converged = matches!(state, "converged" | "repaired" | "unreleased");
+    board.app_converged(app, converged);
+    board.update(now, |s| {
+        let entry = s
+            .apps
+            .entry(app.to_owned())
+            .or_insert_with(AppStatus::default);
+        entry.state = state.to_owned();
+        entry.message = crate::text::visible(&message).into_owned();
+        entry.last_at = Some(now);
+        entry.failures = failures;
+        entry.retry_at = retry_at;
+        if let Some(check) = check {
+            entry.intended = check.intended.as_ref().map(ToString::to_string);
+            for (server, state) in &check.servers {
+                // A server that cannot be read keeps what it last said.
+                if let Ok(state) = state {
+                    entry.live.insert(
+                        server.to_string(),
+                        state.live.as_ref().map(|s| s.as_str().to_owned()),
+                    );
+                }
+            }
+            entry
+                .live
+                .retain(|server, _| check.servers.iter().any(|(s, _)| s.as_str() == server));
+        }
+        if let AppOutcome::Repaired(_, released) = outcome {
+            for (server, _) in &released.previous {
+                entry
+                    .live
+                    .insert(server.to_string(), Some(released.sha.as_str().to_owned()));
+            }
+        }
+    });
+}
