@@ -26,6 +26,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::app::{AppTarget, Origin, Trigger};
 use crate::release;
+use crate::Hint as _;
 use crate::transport::Connector;
 
 use super::guard::HeldBack;
@@ -49,6 +50,10 @@ pub struct Job {
     pub state: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// What a person can do about `error`, when there is something, as
+    /// the CLI prints it under the same error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
     pub started: chrono::DateTime<chrono::Utc>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub finished: Option<chrono::DateTime<chrono::Utc>>,
@@ -453,6 +458,7 @@ pub async fn deploy(
         sha: sha.clone(),
         state: "running".into(),
         error: None,
+        hint: None,
         started: chrono::Utc::now(),
         finished: None,
     };
@@ -475,23 +481,27 @@ pub async fn deploy(
         )
         .await;
         let failure = result.as_ref().err().map(|e| {
-            crate::text::visible(&crate::redact::scrub(
+            let error = crate::text::visible(&crate::redact::scrub(
                 &crate::error_chain(e),
                 &target.app.repo,
             ))
-            .into_owned()
+            .into_owned();
+            (error, e.hint().map(str::to_owned))
         });
         match &failure {
             None => tracing::info!(app = %target.app.name, %sha, "deploy is live"),
-            Some(error) => tracing::warn!(app = %target.app.name, %sha, %error, "deploy failed"),
+            Some((error, hint)) => {
+                tracing::warn!(app = %target.app.name, %sha, %error, hint, "deploy failed");
+            }
         }
         task_deployer.update(&id, |job| {
             job.finished = Some(chrono::Utc::now());
             match failure {
                 None => job.state = "live".into(),
-                Some(error) => {
+                Some((error, hint)) => {
                     job.state = "failed".into();
                     job.error = Some(error);
+                    job.hint = hint;
                 }
             }
         });
@@ -593,6 +603,7 @@ mod tests {
             sha: "4ba7558d2b6700000000000000000000000000aa".into(),
             state: state.into(),
             error: None,
+            hint: None,
             started: chrono::DateTime::from_timestamp(1_700_000_000 + i64::from(n), 0)
                 .expect("a time"),
             finished: None,
