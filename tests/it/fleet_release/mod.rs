@@ -5,7 +5,7 @@
 
 use crate::common;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -201,5 +201,6 @@ impl Drop for Killed {
 }
 
 mod app_data;
+mod causes;
 mod releases;
 mod webhook;
