@@ -84,15 +84,17 @@ pub fn run(mut config: Config) -> Result<(), DaemonError> {
     let guard = Arc::new(AuthGuard::new(board.auth_failures()));
     let tasks = TaskTracker::new();
     let deployer = config.deploy_tokens.take().map(|tokens| {
-        Arc::new(serve::deploy::Deployer::new(
-            tokens,
-            Arc::clone(&board.definitions),
-            Arc::clone(&connector),
-            config.state_dir.join("apps"),
-            Arc::clone(&guard),
-            tasks.clone(),
+        Arc::new(
+            serve::deploy::Deployer::new(
+                tokens,
+                Arc::clone(&board.definitions),
+                Arc::clone(&connector),
+                config.state_dir.join("apps"),
+                Arc::clone(&guard),
+                tasks.clone(),
+            )
+            .recorded_in(config.state_dir.join("deploys")),
         )
-        .recorded_in(config.state_dir.join("deploys")))
     });
     let fetch_now = Arc::new(Notify::new());
     let watch = Watch {

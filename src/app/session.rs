@@ -178,8 +178,7 @@ impl<'a> Session<'a> {
                 AppError::Unreachable { error, .. } => error.cause().to_string(),
                 other => crate::error_chain(other),
             };
-            self.progress
-                .step(&name, Step::Lock, &Event::Failed(shown));
+            self.progress.step(&name, Step::Lock, &Event::Failed(shown));
             error.get_or_insert(failed);
         }
         match error {

@@ -24,9 +24,9 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Json, Response};
 use serde::{Deserialize, Serialize};
 
+use crate::Hint as _;
 use crate::app::{AppTarget, Origin, Trigger};
 use crate::release;
-use crate::Hint as _;
 use crate::transport::Connector;
 
 use super::guard::HeldBack;
@@ -224,8 +224,8 @@ impl Deployer {
 /// Whether `name` is a record file's name: `<32 hex digits>.json`.
 fn record_id(name: &str) -> Option<&str> {
     let id = name.strip_suffix(".json")?;
-    let valid = id.len() == JOB_ID_BYTES * 2
-        && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    let valid =
+        id.len() == JOB_ID_BYTES * 2 && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
     valid.then_some(id)
 }
 
@@ -421,10 +421,9 @@ pub async fn deploy(
         request.revision.clone(),
         pin.clone(),
     );
-    let archived = tokio::task::spawn_blocking(move || {
-        prepare(&source, &cache, &rev, other_pin.as_deref())
-    })
-    .await;
+    let archived =
+        tokio::task::spawn_blocking(move || prepare(&source, &cache, &rev, other_pin.as_deref()))
+            .await;
     let archive = match archived {
         Ok(Ok(Prepared::Archive(archive))) => archive,
         Ok(Ok(Prepared::Pinned)) => {
@@ -432,7 +431,11 @@ pub async fn deploy(
                 .as_deref()
                 .and_then(|d| d.app_file(&target.app.name))
                 .map(Path::to_owned);
-            return pinned(&request.app, pin.as_deref().unwrap_or_default(), file.as_deref());
+            return pinned(
+                &request.app,
+                pin.as_deref().unwrap_or_default(),
+                file.as_deref(),
+            );
         }
         Ok(Err(e)) => {
             return error(
@@ -551,10 +554,7 @@ fn prepare(
 /// 409 for a deploy of `app` that its pin `pin` (set in `file`) would
 /// undo: `{"error", "pinned", "file"}`.
 fn pinned(app: &str, pin: &str, file: Option<&Path>) -> Response {
-    let file = file.map_or_else(
-        || "its definition".to_owned(),
-        |f| f.display().to_string(),
-    );
+    let file = file.map_or_else(|| "its definition".to_owned(), |f| f.display().to_string());
     let message = format!(
         "app {app} pins revision {pin} in {file}; change the pin to deploy another revision"
     );
@@ -632,12 +632,23 @@ mod tests {
             .map(|j| (j.id.as_str(), j.state.as_str()))
             .collect();
         let (one, two) = (format!("{:032x}", 1), format!("{:032x}", 2));
-        assert_eq!(states, [(one.as_str(), "live"), (two.as_str(), "interrupted")]);
-        assert!(jobs[&two].error.as_deref().is_some_and(|e| e.contains("stopped")));
+        assert_eq!(
+            states,
+            [(one.as_str(), "live"), (two.as_str(), "interrupted")]
+        );
+        assert!(
+            jobs[&two]
+                .error
+                .as_deref()
+                .is_some_and(|e| e.contains("stopped"))
+        );
         // Rewritten: a second start reads it as interrupted too.
         let again = load_records(dir.path()).expect("read");
         assert_eq!(again[&two].state, "interrupted");
-        assert!(dir.path().join("notes.txt").exists(), "other files are left alone");
+        assert!(
+            dir.path().join("notes.txt").exists(),
+            "other files are left alone"
+        );
     }
 
     #[test]

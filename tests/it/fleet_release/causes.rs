@@ -96,7 +96,10 @@ fn a_changed_host_key_is_named_with_its_hint_by_every_path() {
     for text in &outputs {
         assert!(text.contains(&message), "the cause is named:\n{text}");
         assert!(text.contains(CHANGED_KEY_HINT), "with its hint:\n{text}");
-        assert!(!text.contains("cannot reach"), "not as a network problem:\n{text}");
+        assert!(
+            !text.contains("cannot reach"),
+            "not as a network problem:\n{text}"
+        );
     }
     assert_serves(&repo, "k1");
 

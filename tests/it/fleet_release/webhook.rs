@@ -208,11 +208,7 @@ fn deploy_token(tokens: &Path, app: &str) -> String {
 }
 
 /// `POST /v1/deploy` of `revision` of rel with `token`.
-fn post_deploy(
-    addr: std::net::SocketAddr,
-    token: &str,
-    revision: &str,
-) -> common::HttpResponse {
+fn post_deploy(addr: std::net::SocketAddr, token: &str, revision: &str) -> common::HttpResponse {
     let bearer = format!("Bearer {token}");
     let body = format!(r#"{{"app": "rel", "revision": "{revision}"}}"#);
     common::http(
@@ -229,11 +225,7 @@ fn post_deploy(
 }
 
 /// `GET /v1/deploys/<id>` with `token`: its status and JSON.
-fn deploy_state(
-    addr: std::net::SocketAddr,
-    token: &str,
-    id: &str,
-) -> (u16, serde_json::Value) {
+fn deploy_state(addr: std::net::SocketAddr, token: &str, id: &str) -> (u16, serde_json::Value) {
     let bearer = format!("Bearer {token}");
     let answer = common::http(
         addr,
@@ -256,7 +248,10 @@ fn finished(addr: std::net::SocketAddr, token: &str, id: &str) -> serde_json::Va
         if job["state"] != "running" {
             return job;
         }
-        assert!(Instant::now() < deadline, "the deploy did not finish: {job}");
+        assert!(
+            Instant::now() < deadline,
+            "the deploy did not finish: {job}"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
 }
@@ -390,11 +385,20 @@ fn deploy_ids_survive_a_restart_of_the_daemon() {
         }
         std::thread::sleep(Duration::from_millis(250));
     };
-    assert_eq!(accepted.status, 202, "{}\n{}", accepted.body, daemon.log_text());
+    assert_eq!(
+        accepted.status,
+        202,
+        "{}\n{}",
+        accepted.body,
+        daemon.log_text()
+    );
     let job: serde_json::Value = serde_json::from_str(&accepted.body).expect("JSON");
     let cut = job["id"].as_str().expect("id").to_owned();
     std::thread::sleep(Duration::from_secs(2));
-    assert_eq!(deploy_state(daemon.addr, &token, &cut).1["state"], "running");
+    assert_eq!(
+        deploy_state(daemon.addr, &token, &cut).1["state"],
+        "running"
+    );
     drop(daemon); // SIGKILL
 
     let daemon = start(2);
