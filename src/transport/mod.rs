@@ -363,3 +363,46 @@ impl crate::Hint for TransportError {
         self.remedy()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Hint as _;
+
+    #[test]
+    fn a_cause_is_the_errors_words_and_its_remedy_on_one_line() {
+        let changed = TransportError::HostKey {
+            dialed: "root@203.0.113.10:22".into(),
+            changed: true,
+        };
+        let cause = changed.cause();
+        assert_eq!(cause.message, changed.to_string());
+        assert_eq!(cause.hint, changed.hint());
+        assert!(cause.hint.is_some());
+        let line = cause.to_string();
+        assert!(!line.contains('\n'), "{line}");
+        assert!(line.starts_with("host key of `root@203.0.113.10:22` has CHANGED"));
+        assert!(line.ends_with("; hint: verify the new key with the server's operator; only then replace its line in known_hosts (`ssh-keygen -R HOST`)"));
+
+        let other = TransportError::other("the connection was lost");
+        assert_eq!(other.cause().to_string(), "the connection was lost");
+    }
+
+    #[test]
+    fn a_server_that_cannot_be_reached_is_named_with_the_cause_alone() {
+        let error = crate::app::AppError::Unreachable {
+            server: ServerName::new("web-2"),
+            error: TransportError::Auth {
+                dialed: "deploy@203.0.113.11:22".into(),
+            },
+        };
+        assert_eq!(
+            crate::error_chain(&error),
+            "web-2: `deploy@203.0.113.11:22` refused the login"
+        );
+        assert_eq!(
+            error.hint(),
+            Some("check the SSH user and key (ssh-agent, ~/.ssh/config or --ssh-key FILE)")
+        );
+    }
+}
