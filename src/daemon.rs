@@ -33,8 +33,8 @@ pub struct Config {
     pub interval: Duration,
     pub drift_interval: Duration,
     pub drift: Drift,
-    /// Its clone of the definitions, its status and the app mirrors; made
-    /// private (0700).
+    /// Its clone of the definitions, its status, the app mirrors and the
+    /// deploy webhook's records (`deploys/`); made private (0700).
     pub state_dir: PathBuf,
     /// Where the listener answers, if anywhere.
     pub listen: Option<SocketAddr>,
@@ -103,7 +103,8 @@ pub fn run(mut config: Config) -> Result<(), DaemonError> {
                 Arc::clone(&guard),
                 tasks.clone(),
             )
-            .stopped_by(stop.clone()),
+            .stopped_by(stop.clone())
+            .recorded_in(config.state_dir.join("deploys")),
         )
     });
     let fetch_now = Arc::new(Notify::new());

@@ -190,11 +190,13 @@ impl Progress for () {
 pub enum AppError {
     #[error("app `{0}` is not in the definitions")]
     UnknownApp(String),
-    #[error("cannot reach {server}")]
+    /// A server could not be reached, or the connection to it failed:
+    /// named with the cause as every path reports it
+    /// (`TransportError::cause`), its remedy as the hint.
+    #[error("{server}: {}", .error.cause().message)]
     Unreachable {
         server: ServerName,
-        #[source]
-        source: TransportError,
+        error: TransportError,
     },
     #[error("{app} is being released on {server} by {holder}")]
     Busy {
@@ -216,7 +218,7 @@ pub fn short(sha: &str) -> &str {
 impl crate::Hint for AppError {
     fn hint(&self) -> Option<&str> {
         match self {
-            AppError::Unreachable { source, .. } => source.hint(),
+            AppError::Unreachable { error, .. } => error.hint(),
             AppError::Busy { .. } => {
                 Some("wait for it, or if its client hangs, pass --force-unlock")
             }

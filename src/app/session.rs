@@ -109,7 +109,7 @@ impl<'a> Session<'a> {
             .run_with(&self.script(&host.role, call), input, limit)
             .await;
         let outcome = match result {
-            Err(e) => Err(crate::error_chain(&e)),
+            Err(e) => Err(e.cause().to_string()),
             Ok(output) => outcome(&output),
         };
         match &outcome {
@@ -168,16 +168,17 @@ impl<'a> Session<'a> {
                         }),
                     }
                 }
-                Err(source) => AppError::Unreachable {
+                Err(error) => AppError::Unreachable {
                     server: name.clone(),
-                    source,
+                    error,
                 },
             };
-            self.progress.step(
-                &name,
-                Step::Lock,
-                &Event::Failed(crate::error_chain(&failed)),
-            );
+            // The progress line names the server already.
+            let shown = match &failed {
+                AppError::Unreachable { error, .. } => error.cause().to_string(),
+                other => crate::error_chain(other),
+            };
+            self.progress.step(&name, Step::Lock, &Event::Failed(shown));
             error.get_or_insert(failed);
         }
         match error {
@@ -291,9 +292,9 @@ pub async fn connect_all(
                 role: role.clone(),
                 transport,
             })
-            .map_err(|source| AppError::Unreachable {
+            .map_err(|error| AppError::Unreachable {
                 server: server.name.clone(),
-                source,
+                error,
             })
     }))
     .await;
@@ -334,11 +335,11 @@ pub async fn lockless(
     let transport = connector
         .connect(server)
         .await
-        .map_err(|e| crate::error_chain(&e))?;
+        .map_err(|e| e.cause().to_string())?;
     let output = transport
         .run(&script, limit)
         .await
-        .map_err(|e| crate::error_chain(&e))?;
+        .map_err(|e| e.cause().to_string())?;
     outcome(&output)
 }
 

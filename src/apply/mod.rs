@@ -53,7 +53,7 @@ pub async fn apply_host(
             output: partial.stderr_text(),
         },
         Err(error) => Outcome::Failed {
-            message: crate::error_chain(&error),
+            message: error.cause().to_string(),
             output: String::new(),
         },
     };
@@ -61,7 +61,9 @@ pub async fn apply_host(
 }
 
 /// A failure keeps what the script wrote to stderr (bash's own errors
-/// land there), with its exit status when it was not 0.
+/// land there), with its exit status when it was not 0; its message names
+/// the server's own error found there (a full disk), as every report of
+/// it shows the message.
 fn with_stderr(outcome: Outcome, stderr: &str, status: Option<i32>) -> Outcome {
     match outcome {
         Outcome::Failed { message, output } => {
@@ -72,6 +74,7 @@ fn with_stderr(outcome: Outcome, stderr: &str, status: Option<i32>) -> Outcome {
                 }
                 output.push_str(stderr);
             }
+            let message = crate::remote::with_system_cause(message, &output);
             let message = match status {
                 Some(0) => message,
                 Some(code) => format!("{message} (exit status {code})"),

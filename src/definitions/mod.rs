@@ -42,6 +42,9 @@ pub struct Definitions {
     pub apps: Vec<App>,
     /// Template overrides from `templates/`, by template name.
     pub templates: BTreeMap<String, TemplateOverride>,
+    /// The file that defines each app, relative to the repository's root
+    /// (`apps/shop.yaml`), for messages that send a person to it.
+    pub app_files: BTreeMap<AppName, PathBuf>,
 }
 
 /// A file under `templates/` that replaces an embedded template.
@@ -115,6 +118,13 @@ impl Definitions {
             }
         }
 
+        let app_files = apps
+            .iter()
+            .map(|d| {
+                let relative = d.file.strip_prefix(&files.origin).unwrap_or(&d.file);
+                (d.value.name.clone(), relative.to_owned())
+            })
+            .collect();
         if !problems.is_empty() {
             problems.sort_by(|a, b| (&a.file, a.position).cmp(&(&b.file, b.position)));
             return Err(LoadError::Invalid(problems));
@@ -125,6 +135,7 @@ impl Definitions {
             clusters: clusters.into_iter().map(|d| d.value).collect(),
             apps: apps.into_iter().map(|d| d.value).collect(),
             templates,
+            app_files,
         })
     }
 
@@ -135,6 +146,12 @@ impl Definitions {
 
     pub fn app(&self, name: &AppName) -> Option<&App> {
         self.apps.iter().find(|a| &a.name == name)
+    }
+
+    /// The file that defines the app `name`, relative to the repository's
+    /// root (`apps/shop.yaml`).
+    pub fn app_file(&self, name: &AppName) -> Option<&Path> {
+        self.app_files.get(name).map(PathBuf::as_path)
     }
 
     /// Every server of every cluster, with its cluster.

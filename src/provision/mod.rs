@@ -71,11 +71,11 @@ pub async fn provision(
                 let transport = connector
                     .connect(&server)
                     .await
-                    .map_err(|e| crate::error_chain(&e))?;
+                    .map_err(|e| e.cause().to_string())?;
                 let output = transport
                     .run(&script(&packages, dry_run), Duration::from_secs(2_800))
                     .await
-                    .map_err(|e| crate::error_chain(&e))?;
+                    .map_err(|e| e.cause().to_string())?;
                 read(&output.stdout, dry_run)
             }
             .await;

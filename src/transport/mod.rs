@@ -104,7 +104,67 @@ pub enum TransportError {
     Other { message: String },
 }
 
+/// A failure to reach a server or to talk with it, as every path that
+/// reaches servers reports it (plan, apply and the daemon through
+/// `converge`; release, rollback, the deploy webhook and `env push`
+/// through `app::AppError`; `releases`, `env pull`, `env diff`, `logs`
+/// and `provision` per server): the error's own words, which name the
+/// cause (a changed host key, a refused login, a refused or unanswered
+/// connection) rather than "cannot reach", and the remedy a person can
+/// apply, when there is one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cause {
+    /// What happened, on one line: ``host key of `root@203.0.113.10:22`
+    /// has CHANGED: …``.
+    pub message: String,
+    /// What to do about it, as the CLI prints it under an error.
+    pub hint: Option<&'static str>,
+}
+
+/// One line: the message, then `; hint: ` and the hint when there is one,
+/// for the places that have room for one line only (a server's line in a
+/// listing, a status, a log).
+impl fmt::Display for Cause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)?;
+        if let Some(hint) = self.hint {
+            write!(f, "; hint: {hint}")?;
+        }
+        Ok(())
+    }
+}
+
 impl TransportError {
+    /// This failure as every path reports it (see `Cause`).
+    pub fn cause(&self) -> Cause {
+        Cause {
+            message: crate::error_chain(self),
+            hint: self.remedy(),
+        }
+    }
+
+    /// What a person can do about this failure, if anything.
+    fn remedy(&self) -> Option<&'static str> {
+        match self {
+            TransportError::HostKey { changed: false, .. } => Some(
+                "add the server's key to known_hosts (or pass --known-hosts FILE); \
+                 --accept-new-host-keys trusts keys of servers never seen before",
+            ),
+            TransportError::HostKey { changed: true, .. } => Some(
+                "verify the new key with the server's operator; only then replace its line in \
+                 known_hosts (`ssh-keygen -R HOST`)",
+            ),
+            TransportError::Auth { .. } => {
+                Some("check the SSH user and key (ssh-agent, ~/.ssh/config or --ssh-key FILE)")
+            }
+            TransportError::MissingFile { .. } => Some("check the path given on the command line"),
+            TransportError::Refused { .. } | TransportError::Timeout { .. } => {
+                Some("check that the server is up and its SSH port is reachable")
+            }
+            TransportError::ScriptTimeout { .. } | TransportError::Other { .. } => None,
+        }
+    }
+
     /// Whether trying again later may succeed (the server was unreachable),
     /// as opposed to a setup problem that only a person can fix.
     pub fn is_transient(&self) -> bool {
@@ -300,23 +360,49 @@ impl Connector for CachedConnector {
 
 impl crate::Hint for TransportError {
     fn hint(&self) -> Option<&str> {
-        match self {
-            TransportError::HostKey { changed: false, .. } => Some(
-                "add the server's key to known_hosts (or pass --known-hosts FILE); \
-                 --accept-new-host-keys trusts keys of servers never seen before",
-            ),
-            TransportError::HostKey { changed: true, .. } => Some(
-                "verify the new key with the server's operator; only then replace its line in \
-                 known_hosts (`ssh-keygen -R HOST`)",
-            ),
-            TransportError::Auth { .. } => {
-                Some("check the SSH user and key (ssh-agent, ~/.ssh/config or --ssh-key FILE)")
-            }
-            TransportError::MissingFile { .. } => Some("check the path given on the command line"),
-            TransportError::Refused { .. } | TransportError::Timeout { .. } => {
-                Some("check that the server is up and its SSH port is reachable")
-            }
-            _ => None,
-        }
+        self.remedy()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Hint as _;
+
+    #[test]
+    fn a_cause_is_the_errors_words_and_its_remedy_on_one_line() {
+        let changed = TransportError::HostKey {
+            dialed: "root@203.0.113.10:22".into(),
+            changed: true,
+        };
+        let cause = changed.cause();
+        assert_eq!(cause.message, changed.to_string());
+        assert_eq!(cause.hint, changed.hint());
+        assert!(cause.hint.is_some());
+        let line = cause.to_string();
+        assert!(!line.contains('\n'), "{line}");
+        assert!(line.starts_with("host key of `root@203.0.113.10:22` has CHANGED"));
+        assert!(line.ends_with("; hint: verify the new key with the server's operator; only then replace its line in known_hosts (`ssh-keygen -R HOST`)"));
+
+        let other = TransportError::other("the connection was lost");
+        assert_eq!(other.cause().to_string(), "the connection was lost");
+    }
+
+    #[test]
+    fn a_server_that_cannot_be_reached_is_named_with_the_cause_alone() {
+        let error = crate::app::AppError::Unreachable {
+            server: ServerName::new("web-2"),
+            error: TransportError::Auth {
+                dialed: "deploy@203.0.113.11:22".into(),
+            },
+        };
+        assert_eq!(
+            crate::error_chain(&error),
+            "web-2: `deploy@203.0.113.11:22` refused the login"
+        );
+        assert_eq!(
+            error.hint(),
+            Some("check the SSH user and key (ssh-agent, ~/.ssh/config or --ssh-key FILE)")
+        );
     }
 }

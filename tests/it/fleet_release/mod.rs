@@ -5,7 +5,7 @@
 
 use crate::common;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -230,6 +230,7 @@ fn wait_serving(repo: &Repo, id: &str, within: Duration) {
 }
 
 mod app_data;
+mod causes;
 mod daemon;
 mod releases;
 mod webhook;
