@@ -5,8 +5,10 @@
 //! pending; 130 and 143 when interrupted by SIGINT or SIGTERM.
 
 mod apply;
+mod completions;
 mod env;
 mod logs;
+mod man;
 pub mod output;
 mod plan;
 mod provision;
@@ -145,6 +147,32 @@ enum Command {
     /// Make a deploy token for an app: its hash is added to the tokens
     /// file, and the token itself printed once.
     DeployToken(serve::TokenArgs),
+    /// Print the shell completion script of bash, zsh or fish, made from
+    /// this binary's own commands and options.
+    ///
+    /// The Debian package installs them already. After `cargo install`:
+    ///
+    ///   reconciler completions bash > ~/.local/share/bash-completion/completions/reconciler
+    ///
+    ///   reconciler completions zsh > ~/.zfunc/_reconciler   (with `fpath+=~/.zfunc` before `compinit` in ~/.zshrc)
+    ///
+    ///   reconciler completions fish > ~/.config/fish/completions/reconciler.fish
+    ///
+    /// then open a new shell.
+    Completions(completions::Args),
+    /// Write a manual page per command (`reconciler.1`,
+    /// `reconciler-plan.1`, ...) into a directory, made from the same text
+    /// as --help.
+    ///
+    /// The Debian package installs them already. After `cargo install`:
+    ///
+    ///   reconciler man --out ~/.local/share/man/man1
+    ///
+    /// then `man reconciler-plan` (man looks in ~/.local/share/man when
+    /// ~/.local/bin is in PATH; otherwise `export
+    /// MANPATH=~/.local/share/man:`), or read one page with `man -l
+    /// DIR/reconciler-plan.1`.
+    Man(man::Args),
 }
 
 /// Where the definitions are: `-d DIR`, the current directory by default.
@@ -214,6 +242,8 @@ pub fn main() -> ExitCode {
         Command::DeployToken(args) => serve::run_token(args),
         Command::Env(args) => env::run(args),
         Command::Logs(args) => logs::run(args),
+        Command::Completions(args) => completions::run(args),
+        Command::Man(args) => man::run(args),
     };
     match result {
         Ok(code) => code,
