@@ -352,6 +352,8 @@ fn the_package_installs_runs_the_service_and_purges_cleanly() {
 
     // ---- the service, against the bare repository on the deploy host
     let fleet_1 = fleet.server("fleet-1");
+    // Something for it to do, even after an earlier run of this test.
+    fleet_1.ssh_ok(&fleet, "rm -f /etc/php/8.2/fpm/pool.d/packaged.conf");
     host.copy_in(&fleet.key, "/etc/reconciler/id_ed25519");
     let host_key = docker(&[
         "exec",
