@@ -27,6 +27,7 @@ mod fleet_sessions;
 mod fleet_smoke;
 mod fleet_watch;
 mod fleet_windows;
+mod install;
 mod listener;
 mod serve;
 mod transport;
