@@ -259,6 +259,19 @@ fn the_package_installs_runs_the_service_and_purges_cleanly() {
     let work = tempfile::tempdir().expect("tempdir");
     let deb = build_deb(&work.path().join("deb"));
     let (bare, head) = definitions(work.path());
+    let control = Command::new("dpkg-deb")
+        .args(["--field"])
+        .arg(&deb)
+        .args(["Depends"])
+        .output()
+        .expect("dpkg-deb");
+    let depends = String::from_utf8_lossy(&control.stdout);
+    for needed in ["libc6 (>=", "openssh-client", "git", "adduser"] {
+        assert!(
+            depends.contains(needed),
+            "Depends: {depends} lacks {needed}"
+        );
+    }
 
     let host = DeployHost::start(&fleet);
     // A deploy host keeps man pages and docs; the fleet's image drops them.
