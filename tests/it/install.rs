@@ -110,9 +110,8 @@ fn reconciler_commands(script: &str) -> Vec<Vec<String>> {
         let mut words = Vec::new();
         let mut word = String::new();
         let mut in_word = false;
-        let mut chars = line.chars();
         let mut quote: Option<char> = None;
-        while let Some(c) = chars.next() {
+        for c in line.chars() {
             match (quote, c) {
                 (Some(q), c) if c == q => quote = None,
                 (Some(_), c) => word.push(c),
