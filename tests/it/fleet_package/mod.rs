@@ -445,9 +445,9 @@ fn the_package_installs_runs_the_service_and_purges_cleanly() {
     eprintln!("took {:.1} s", started.elapsed().as_secs_f64());
 }
 
-/// Waits (at most 60 s) until the daemon's status says `head` is in force
-/// and applied on fleet-1, and `reconciler status` exits 0; returns the
-/// status document.
+/// Waits (at most 60 s, and only while the service runs) until its status
+/// says `head` is in force and applied on fleet-1, and `reconciler status`
+/// exits 0; returns the status document.
 fn wait_converged(host: &DeployHost, head: &str) -> Value {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
@@ -464,10 +464,19 @@ fn wait_converged(host: &DeployHost, head: &str) -> Value {
                 return status;
             }
         }
-        if Instant::now() > deadline {
+        let exited = !host
+            .sh("kill -0 \"$(cat /tmp/watch.pid)\"")
+            .status
+            .success();
+        if exited || Instant::now() > deadline {
             let log = host.sh("cat /tmp/watch.log");
+            let why = if exited {
+                "the service exited"
+            } else {
+                "60 s passed"
+            };
             panic!(
-                "not converged on {head} after 60 s; status ({}): {}\n--- daemon log\n{}",
+                "not converged on {head} ({why}); status ({}): {}\n--- daemon log\n{}",
                 out.status,
                 String::from_utf8_lossy(&out.stdout),
                 String::from_utf8_lossy(&log.stdout)
