@@ -298,7 +298,7 @@ fn the_package_installs_runs_the_service_and_purges_cleanly() {
     let account = host.sh_ok(&format!(
         "getent passwd reconciler | cut -d: -f6,7; stat -c '%U:%G %a' {STATE_DIR}; \
          ls /etc/systemd/system/multi-user.target.wants/ 2>/dev/null | grep -c reconciler || true; \
-         test -f /lib/systemd/system/reconciler-watch.service && echo unit"
+         test -f /usr/lib/systemd/system/reconciler-watch.service && echo unit"
     ));
     assert_eq!(
         account.lines().collect::<Vec<_>>(),
@@ -385,7 +385,7 @@ fn the_package_installs_runs_the_service_and_purges_cleanly() {
          sed -i 's|^#RECONCILER_REPO=.*|RECONCILER_REPO=/srv/definitions.git|; \
                  s|^RECONCILER_INTERVAL=.*|RECONCILER_INTERVAL=2s|' /etc/reconciler/watch.env\n\
          grep -qx RECONCILER_REPO=/srv/definitions.git /etc/reconciler/watch.env\n\
-         bash /tmp/start-unit /lib/systemd/system/reconciler-watch.service /tmp/watch.log /tmp/watch.pid",
+         bash /tmp/start-unit /usr/lib/systemd/system/reconciler-watch.service /tmp/watch.log /tmp/watch.pid",
         String::from_utf8_lossy(&host_key.stdout).trim()
     ));
     let status = wait_converged(&host, &head);
