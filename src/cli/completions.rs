@@ -21,6 +21,17 @@ pub enum Shell {
     Fish,
 }
 
+/// Print the shell completion script of bash, zsh or fish.
+///
+/// The script completes this binary's own commands and options. The Debian package installs them already. After `cargo install`:
+///
+///   reconciler completions bash > ~/.local/share/bash-completion/completions/reconciler
+///
+///   reconciler completions zsh > ~/.zfunc/_reconciler   (with `fpath+=~/.zfunc` before `compinit` in ~/.zshrc)
+///
+///   reconciler completions fish > ~/.config/fish/completions/reconciler.fish
+///
+/// then open a new shell.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The shell to complete in.

@@ -12,6 +12,17 @@ use clap::CommandFactory as _;
 
 use super::{Cli, Failure};
 
+/// Write a manual page per command into a directory.
+///
+/// One page per command and subcommand (`reconciler.1`,
+/// `reconciler-plan.1`, `reconciler-env-pull.1`, ...), made from the same
+/// text as --help. The Debian package installs them already. After `cargo install`:
+///
+///   reconciler man --out ~/.local/share/man/man1
+///
+/// then `man reconciler-plan` (man looks in ~/.local/share/man when
+/// ~/.local/bin is in PATH; otherwise `export MANPATH=~/.local/share/man:`),
+/// or read one page with `man -l DIR/reconciler-plan.1`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The directory to write the pages into (made if missing): one

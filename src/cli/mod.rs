@@ -147,31 +147,8 @@ enum Command {
     /// Make a deploy token for an app: its hash is added to the tokens
     /// file, and the token itself printed once.
     DeployToken(serve::TokenArgs),
-    /// Print the shell completion script of bash, zsh or fish, made from
-    /// this binary's own commands and options.
-    ///
-    /// The Debian package installs them already. After `cargo install`:
-    ///
-    ///   reconciler completions bash > ~/.local/share/bash-completion/completions/reconciler
-    ///
-    ///   reconciler completions zsh > ~/.zfunc/_reconciler   (with `fpath+=~/.zfunc` before `compinit` in ~/.zshrc)
-    ///
-    ///   reconciler completions fish > ~/.config/fish/completions/reconciler.fish
-    ///
-    /// then open a new shell.
+    // Their help is their Args' doc comment.
     Completions(completions::Args),
-    /// Write a manual page per command (`reconciler.1`,
-    /// `reconciler-plan.1`, ...) into a directory, made from the same text
-    /// as --help.
-    ///
-    /// The Debian package installs them already. After `cargo install`:
-    ///
-    ///   reconciler man --out ~/.local/share/man/man1
-    ///
-    /// then `man reconciler-plan` (man looks in ~/.local/share/man when
-    /// ~/.local/bin is in PATH; otherwise `export
-    /// MANPATH=~/.local/share/man:`), or read one page with `man -l
-    /// DIR/reconciler-plan.1`.
     Man(man::Args),
 }
 
