@@ -5,8 +5,10 @@
 //! pending; 130 and 143 when interrupted by SIGINT or SIGTERM.
 
 mod apply;
+mod completions;
 mod env;
 mod logs;
+mod man;
 pub mod output;
 mod plan;
 mod provision;
@@ -145,6 +147,9 @@ enum Command {
     /// Make a deploy token for an app: its hash is added to the tokens
     /// file, and the token itself printed once.
     DeployToken(serve::TokenArgs),
+    // Their help is their Args' doc comment.
+    Completions(completions::Args),
+    Man(man::Args),
 }
 
 /// Where the definitions are: `-d DIR`, the current directory by default.
@@ -214,6 +219,8 @@ pub fn main() -> ExitCode {
         Command::DeployToken(args) => serve::run_token(args),
         Command::Env(args) => env::run(args),
         Command::Logs(args) => logs::run(args),
+        Command::Completions(args) => completions::run(args),
+        Command::Man(args) => man::run(args),
     };
     match result {
         Ok(code) => code,

@@ -26,19 +26,19 @@ pub enum DriftArg {
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The definitions repository: a path, or an ssh or https URL.
-    #[arg(long, value_name = "URL_OR_PATH")]
+    #[arg(long, value_name = "URL_OR_PATH", env = "RECONCILER_REPO")]
     repo: String,
     /// The branch to follow.
-    #[arg(long, default_value = "main")]
+    #[arg(long, default_value = "main", env = "RECONCILER_BRANCH")]
     branch: String,
     /// How often to fetch the branch, such as 30s or 5m.
-    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = duration)]
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = duration, env = "RECONCILER_INTERVAL")]
     interval: Duration,
     /// How often to check every server against the commit in force.
-    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = duration)]
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = duration, env = "RECONCILER_DRIFT_INTERVAL")]
     drift_interval: Duration,
     /// What to do with changes a drift check finds.
-    #[arg(long, value_enum, default_value_t = DriftArg::Correct)]
+    #[arg(long, value_enum, default_value_t = DriftArg::Correct, env = "RECONCILER_DRIFT")]
     drift: DriftArg,
     /// Where the daemon keeps its clone of the definitions and its status.
     #[arg(long, value_name = "DIR", default_value = "/var/lib/reconciler-watch")]
@@ -49,7 +49,7 @@ pub struct Args {
     listen: Option<SocketAddr>,
     /// A file with the shared secret of the git hook (POST /v1/hooks/git);
     /// without it the hook is off.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", env = "RECONCILER_HOOK_SECRET_FILE")]
     hook_secret_file: Option<PathBuf>,
     /// The deploy tokens file (`<app> <sha256 hex>` lines, see
     /// `deploy-token`): with --listen, POST /v1/deploy releases apps.
