@@ -94,11 +94,16 @@ enum Command {
     /// /metrics and POST /v1/hooks/git. SIGTERM and SIGINT stop it after
     /// the work in flight.
     Watch(watch::Args),
-    /// Show what a watch daemon knows: the commit in force, rejected
-    /// commits, and each server's last result, pending reloads and retries.
+    /// Show what a watch daemon knows: its problems, the commit in force,
+    /// rejected commits, each app's releases against the one it should
+    /// run, and each server's last result, pending reloads and retries.
     ///
-    /// Exits 1 when the branch head was rejected or a server is failing,
-    /// so that it can serve as a check.
+    /// Exits 1 when anything is not as the commit in force says (fetching
+    /// fails, the branch is missing, the head was rejected, a server fails
+    /// or drifted, an app's release failed or diverged), or when the
+    /// status is stale (its daemon is not running, or it was not updated
+    /// for three fetch intervals and a minute), so that it can serve as a
+    /// check.
     Status(status::Args),
     /// Change what differs on each server: write files, validate, reload.
     ///

@@ -720,7 +720,12 @@ fn short(commit: &str) -> &str {
 /// A result word and a message, for the status and the metrics.
 fn describe(outcome: &Outcome) -> (&'static str, String) {
     if let Some(error) = &outcome.plan.error {
-        return ("failed", error.message.clone());
+        // The same cause and remedy the commands print.
+        let message = match &error.hint {
+            Some(hint) => format!("{}; hint: {hint}", error.message),
+            None => error.message.clone(),
+        };
+        return ("failed", message);
     }
     if outcome.drift > 0 {
         return (

@@ -9,6 +9,7 @@
 
 mod common;
 
+mod alerts;
 mod auth;
 mod cli;
 mod cli_output;
