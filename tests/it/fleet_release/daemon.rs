@@ -303,3 +303,123 @@ fn status_exits_non_zero_for_a_failing_fetch_a_missing_branch_a_failed_pin_and_a
     let text = String::from_utf8_lossy(&text.stdout);
     assert!(text.contains("is not running"), "{text}");
 }
+
+/// A commit whose page answers 500 (its health check fails), printing
+/// `id id`.
+fn unhealthy(app: &AppRepo, id: &str) -> String {
+    app.commit(
+        id,
+        &[(
+            "public/index.php",
+            &format!("<?php http_response_code(500); echo '{id} {id}';\n"),
+        )],
+    )
+}
+
+/// Waits until `server` answers `id id` (whatever the status).
+fn wait_body(repo: &Repo, server: &str, id: &str, within: Duration) {
+    let deadline = Instant::now() + within;
+    while page(repo, server).1 != format!("{id} {id}") {
+        assert!(Instant::now() < deadline, "{server} never served {id}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The last line of `server`'s release log of `rel`.
+fn last_log_line(repo: &Repo, server: &str) -> serde_json::Value {
+    let line = repo.ssh(server, "tail -n1 /var/lib/reconciler/apps/rel/release.log");
+    serde_json::from_str(line.trim()).unwrap_or_else(|e| panic!("{e}: {line}"))
+}
+
+#[test]
+#[ignore = "needs the test fleet: tests/fleet/fleet up 4"]
+fn sigterm_during_a_pinned_releases_health_check_goes_back_logs_it_and_exits() {
+    let app = AppRepo::new();
+    let good = app.commit("t1", &[]);
+    let bad = unhealthy(&app, "t2");
+    let repo = definitions(&app, 5);
+    expect(&run(&repo, &app, &["release", "rel", &good]), 0);
+    assert_serves(&repo, "t1");
+    let defs = repo.dir.path();
+    git(defs, &["init", "-q", "-b", "main"]);
+    pin(&repo, &good);
+    commit_all(defs, "pin the good one");
+    let state = tempfile::tempdir().expect("tempdir");
+    let mut daemon = watch(&repo, state.path(), "10m", "correct");
+    wait_status(state.path(), Duration::from_secs(60), |code, s| {
+        code == 0 && s["apps"]["rel"]["state"] == "converged"
+    });
+
+    // The pin moves to a release whose health check fails; SIGTERM once
+    // it is live, during its health check.
+    pin(&repo, &bad);
+    commit_all(defs, "pin the bad one");
+    wait_body(&repo, "fleet-1", "t2", Duration::from_secs(60));
+    let pid = daemon.0.id().to_string();
+    let killed = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let exit = loop {
+        if let Some(exit) = daemon.0.try_wait().expect("wait") {
+            break exit;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the daemon did not exit within 60 s"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(exit.success(), "{exit:?}");
+    // It finished what it started: back on the good release, logged.
+    assert_serves(&repo, "t1");
+    for server in SERVERS {
+        let line = last_log_line(&repo, server);
+        assert_eq!(line["sha"], bad.as_str(), "{server}: {line}");
+        assert_eq!(line["result"], "rolled-back", "{server}: {line}");
+        let in_flight = repo.ssh(
+            server,
+            "test -e /var/lib/reconciler/apps/rel/in-flight && echo left || echo none",
+        );
+        assert_eq!(in_flight.trim(), "none", "{server}");
+    }
+}
+
+#[test]
+#[ignore = "needs the test fleet: tests/fleet/fleet up 4"]
+fn ctrl_c_of_release_during_its_health_check_goes_back_and_logs_it() {
+    let app = AppRepo::new();
+    app.commit("c1", &[]);
+    let repo = definitions(&app, 5);
+    expect(&run(&repo, &app, &["release", "rel"]), 0);
+    let bad = unhealthy(&app, "c2");
+    let release = reconciler(&repo, &app, &["release", "rel"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("release");
+    wait_body(&repo, "fleet-1", "c2", Duration::from_secs(60));
+    let pid = release.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .expect("kill")
+            .success()
+    );
+    let out = release.wait_with_output().expect("release");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_ne!(out.status.code(), Some(0), "{text}");
+    assert_serves(&repo, "c1");
+    for server in SERVERS {
+        let line = last_log_line(&repo, server);
+        assert_eq!(line["sha"], bad.as_str(), "{server}: {line}\n{text}");
+        assert_eq!(line["result"], "rolled-back", "{server}: {line}\n{text}");
+    }
+}

@@ -141,6 +141,22 @@ fn drift_is_only_reported_with_warn_and_corrected_with_correct() {
     assert_eq!(max_children(repo, "fleet-2"), "30");
     assert!(warn.terminate(Duration::from_secs(30)).success());
 
+    // Started again with the same commit in force: a drift check, never a
+    // full apply; the edit is reported again and stays.
+    let mut again = Daemon::start(
+        &defs,
+        state.path(),
+        &["--drift", "warn", "--drift-interval", "1s"],
+    );
+    again.wait_for(
+        "the drift to be reported after a restart",
+        Duration::from_secs(30),
+        |s| s["hosts"]["fleet-2"]["last_result"] == "drift",
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(max_children(repo, "fleet-2"), "30", "a restart reverted it");
+    assert!(again.terminate(Duration::from_secs(30)).success());
+
     // The same state directory: the daemon resumes with the commit in
     // force and its first check corrects the edit.
     let correct = Daemon::start(&defs, state.path(), &["--drift-interval", "1s"]);
