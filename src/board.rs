@@ -90,9 +90,9 @@ pub struct AppStatus {
     /// The live release per server, as last read (`null`: none).
     #[serde(default)]
     pub live: BTreeMap<String, Option<String>>,
-    /// `converged`, `repaired`, `diverged` (left alone: `--drift warn`),
-    /// `busy` (another release holds the app), `failed`, `unreleased`,
-    /// `waiting` (its servers' configuration comes first).
+    /// `pending` (not checked yet under the commit in force), `converged`,
+    /// `repaired`, `diverged` (left alone: `--drift warn`), `busy`
+    /// (another release holds the app), `failed`, `unreleased`.
     pub state: String,
     /// What the state means here, for a person.
     #[serde(default, skip_serializing_if = "String::is_empty")]
@@ -115,7 +115,8 @@ impl AppStatus {
 
 /// The kinds of problem, each a value of the metric
 /// `reconciler_problems{kind}`.
-pub const PROBLEM_KINDS: [&str; 7] = [
+pub const PROBLEM_KINDS: [&str; 8] = [
+    "converging",
     "fetch-failing",
     "branch-missing",
     "commit-rejected",
@@ -146,6 +147,13 @@ impl Status {
             message,
         };
         let mut found = Vec::new();
+        if self.last_good.is_none() {
+            found.push(problem(
+                "converging",
+                "",
+                "no commit of the definitions is in force yet".into(),
+            ));
+        }
         if self.branch_missing {
             found.push(problem(
                 "branch-missing",
@@ -176,6 +184,13 @@ impl Status {
             ));
         }
         for (server, host) in &self.hosts {
+            if host.converging && host.failures == 0 {
+                found.push(problem(
+                    "converging",
+                    server,
+                    "the commit in force is being applied or checked".into(),
+                ));
+            }
             if host.failures > 0 {
                 let message = host
                     .last_message
@@ -194,6 +209,13 @@ impl Status {
             }
         }
         for (app, status) in &self.apps {
+            if status.state == "pending" {
+                found.push(problem(
+                    "converging",
+                    app,
+                    "its releases are not checked yet".into(),
+                ));
+            }
             if status.is_problem() {
                 let kind = if status.state == "failed" {
                     "release-failed"
@@ -314,6 +336,10 @@ pub struct HostStatus {
     /// Who held the host lock when the daemon found it held.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lock_holder: Option<String>,
+    /// The commit in force is not applied here yet (new, or the daemon
+    /// just started and has not checked this server).
+    #[serde(default)]
+    pub converging: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -725,6 +751,10 @@ mod tests {
         let board = Board::new("repo", "main", None);
         let now: DateTime<Utc> = "2026-11-30T12:00:00Z".parse().expect("time");
         board.update(now, |s| {
+            s.last_good = Some(CommitRecord {
+                commit: "1a2b".into(),
+                at: now,
+            });
             s.fetch_error = Some("cannot fetch".into());
             s.hosts.insert(
                 "web-1".into(),

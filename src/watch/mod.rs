@@ -507,6 +507,10 @@ impl Watch {
         self.board.forget(&gone_servers, &gone_apps);
         self.board.update(now, |s| {
             s.apps.retain(|name, _| apps.contains_key(name));
+            // Not checked under this commit yet.
+            for name in apps.keys() {
+                s.apps.entry(name.clone()).or_default().state = "pending".into();
+            }
             s.last_good = Some(status::CommitRecord {
                 commit: commit.to_owned(),
                 at: now,
@@ -514,8 +518,9 @@ impl Watch {
             s.hosts
                 .retain(|name, _| hosts.contains_key(&ServerName::new(name.as_str())));
             for (name, host) in hosts.iter() {
-                s.hosts.entry(name.to_string()).or_default().cluster =
-                    host.target.desired.cluster.to_string();
+                let entry = s.hosts.entry(name.to_string()).or_default();
+                entry.cluster = host.target.desired.cluster.to_string();
+                entry.converging = true;
             }
         });
         *in_force = Some(InForce {
@@ -704,6 +709,9 @@ impl Watch {
             }
             entry.failures = failures;
             entry.retry_at = retry;
+            // Done with the commit in force when it succeeded for it.
+            entry.converging = !(succeeded
+                && commit_in_force.as_deref() == Some(done.commit.as_str()));
             entry.lock_holder = match outcome.report.as_ref().map(|r| &r.outcome) {
                 Some(ApplyOutcome::Locked { holder }) => Some(holder.clone()),
                 _ => outcome.plan.locked_by.clone(),

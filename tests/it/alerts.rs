@@ -41,6 +41,7 @@ fn a_daemon_exports_every_kind_of_problem_and_a_failing_fetch() {
     };
     // Each kind of problem has its series, at 0 when there is none.
     for kind in [
+        "converging",
         "fetch-failing",
         "branch-missing",
         "commit-rejected",
