@@ -15,7 +15,7 @@ use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 
 use crate::facts::{HostFacts, Init};
-use crate::plan::{Change, HostPlan, ReloadWhen, Service};
+use crate::plan::{Action, Change, HostPlan, ReloadWhen, Service};
 use crate::remote::Script;
 use crate::shell::quote;
 
@@ -143,7 +143,11 @@ pub fn build(plan: &HostPlan, facts: &HostFacts, options: &ScriptOptions) -> (St
 
     let mut limit = options.lock_wait + Duration::from_secs(STEP_LIMIT);
     for change in &plan.changes {
-        limit += Duration::from_secs(STEP_LIMIT / 4);
+        limit += Duration::from_secs(match change.action() {
+            // A start waits for the service, then for it to run.
+            Action::Start => STEP_LIMIT + 10,
+            _ => STEP_LIMIT / 4,
+        });
         stage(change, &mut s);
     }
 
@@ -176,11 +180,17 @@ pub fn build(plan: &HostPlan, facts: &HostFacts, options: &ScriptOptions) -> (St
             &[&reload.label, when, &seconds.to_string(), &label_json],
         );
     }
-    if plan
+    // The sites must answer after php-fpm reloads, and after nginx or
+    // php-fpm starts.
+    let reloads_fpm = plan
         .reloads
         .iter()
-        .any(|r| matches!(r.service, Service::PhpFpm { .. }) && r.when == ReloadWhen::Now)
-    {
+        .any(|r| matches!(r.service, Service::PhpFpm { .. }) && r.when == ReloadWhen::Now);
+    let starts_web = plan.changes.iter().any(|c| {
+        matches!(c, Change::StartService { service }
+            if service == "nginx" || (service.starts_with("php") && service.ends_with("-fpm")))
+    });
+    if reloads_fpm || starts_web {
         for check in &options.web_checks {
             limit += Duration::from_secs(20);
             line(&mut s, "plan_web_check", &[&check.domain, &check.path]);
@@ -243,6 +253,10 @@ fn stage(change: &Change, s: &mut String) {
             ..
         } => file(s, path, to, expected, content),
         Change::RemoveFile { path, expected, .. } => line(s, "plan_remove", &[path, expected]),
+        Change::StartService { service } => line(s, "plan_start", &[service]),
+        Change::StartProgram { program, state } => {
+            line(s, "plan_start_program", &[program, state.word()]);
+        }
     }
 }
 

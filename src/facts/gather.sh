@@ -34,11 +34,44 @@ gather_main() {
       [[ $status == "{"* ]] && record opcache "$v" "$status"
   done
 
-  local tool path
+  local tool path services=()
   for tool in nginx supervisorctl cron; do
     path=$(command -v "$tool") || path=
     record tool "$tool" "$path"
+    [ -n "$path" ] && services+=("${tool/supervisorctl/supervisor}")
   done
+
+  # Whether each installed service runs (a service stopped by hand is
+  # drift: the plan starts it), as the init system says.
+  for dir in /etc/php/*/; do
+    v=${dir%/}
+    v=${v##*/}
+    command -v "php-fpm$v" >/dev/null && services+=("php$v-fpm")
+  done
+  local service
+  for service in "${services[@]}"; do
+    if service_running "$service"; then
+      record service "$service" running
+    else
+      record service "$service" stopped
+    fi
+  done
+
+  # Every supervisor process and its state, when supervisord answers
+  # (`status` exits 0, or 3 when some process is not running). Names are
+  # fields of records, whatever bytes they hold; the parser keeps only
+  # names it reads.
+  local listing status name state
+  if [ -n "$(command -v supervisorctl)" ]; then
+    listing=$(timeout -k 2 10 supervisorctl status </dev/null 2>/dev/null)
+    status=$?
+    if [ $status = 0 ] || [ $status = 3 ]; then
+      record programs
+      while read -r name state _; do
+        [ -n "$name" ] && record program "$name" "$state"
+      done <<<"$listing"
+    fi
+  fi
 
   # Installed Debian packages, for `provision` and the plan's notes: names
   # hold no spaces.
