@@ -11,8 +11,9 @@
 //! `FATAL`, ...) is started by supervisorctl.
 //!
 //! A group whose program file changes in the same plan is left to
-//! `supervisorctl update`, which restarts it whole; the processes of a
-//! supervisord that does not run are unknown, and starting supervisord
+//! `supervisorctl update`, which restarts it whole; the workers of an app
+//! without a live release wait for it (they cannot run); the processes of
+//! a supervisord that does not run are unknown, and starting supervisord
 //! starts them.
 
 use super::Change;
@@ -75,7 +76,13 @@ pub(super) fn changes(
         let Some(ConfigFile::Supervisor { app }) = ConfigFile::parse(&file.path) else {
             continue;
         };
-        if !scope.covers_app(&app) || rewritten(app.as_str()) {
+        // Workers run in the live release: an app without one waits for
+        // its first release (the plan's notes say so), not for a start.
+        let live = facts
+            .releases
+            .get(&app)
+            .is_some_and(|r| r.current.is_some());
+        if !scope.covers_app(&app) || rewritten(app.as_str()) || !live {
             continue;
         }
         let group = format!("{app}:");

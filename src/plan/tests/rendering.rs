@@ -22,6 +22,11 @@ pub(super) fn mixed_plan() -> Plan {
         "cron".into(),
         crate::facts::ServiceState::Stopped,
     );
+    jobs_facts
+        .releases
+        .entry(AppName::new("shop"))
+        .or_default()
+        .current = Some(format!("releases/{}", "a".repeat(40)));
     jobs_facts.programs = Some(
         [(
             "shop:shop-default_00".to_owned(),

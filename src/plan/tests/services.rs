@@ -23,6 +23,15 @@ fn with_services(mut facts: HostFacts, stopped: &[&str]) -> HostFacts {
     facts
 }
 
+/// `facts` with a live release of every app.
+fn live(mut facts: HostFacts) -> HostFacts {
+    for app in ["shop", "billing", "blog"] {
+        facts.releases.entry(AppName::new(app)).or_default().current =
+            Some(format!("releases/{}", "a".repeat(40)));
+    }
+    facts
+}
+
 fn programs(list: &[(&str, ProgramState)]) -> Option<BTreeMap<String, ProgramState>> {
     Some(
         list.iter()
@@ -106,7 +115,7 @@ fn a_service_the_facts_do_not_know_is_left_alone() {
 #[test]
 fn every_worker_process_that_does_not_run_is_started() {
     let units = units_for(&fleet(), "jobs-1");
-    let mut facts = with_services(converged(&units), &[]);
+    let mut facts = live(with_services(converged(&units), &[]));
     facts.programs = programs(&[
         ("shop:shop-default_00", ProgramState::Running),
         ("shop:shop-default_01", ProgramState::Fatal),
@@ -148,10 +157,31 @@ fn every_worker_process_that_does_not_run_is_started() {
 }
 
 #[test]
+fn the_workers_of_an_app_without_a_live_release_wait_for_it() {
+    let units = units_for(&fleet(), "jobs-1");
+    let mut facts = with_services(converged(&units), &[]);
+    facts.releases.entry(AppName::new("billing")).or_default().current =
+        Some(format!("releases/{}", "a".repeat(40)));
+    facts.programs = programs(&[
+        ("shop:shop-default_00", ProgramState::Fatal),
+        ("billing:billing-invoices_00", ProgramState::Fatal),
+    ]);
+    let plan = plan_host(&jobs1(), &units, &facts, &options());
+    assert_eq!(starts(&plan), ["program billing:billing-invoices_00 FATAL"]);
+    assert!(
+        plan.notes
+            .iter()
+            .any(|n| n.contains("app `shop` has no live release yet")),
+        "{:?}",
+        plan.notes
+    );
+}
+
+#[test]
 fn a_group_whose_programs_change_is_left_to_its_update() {
     let mut defs = fleet();
     let before = units_for(&defs, "jobs-1");
-    let mut facts = with_services(converged(&before), &[]);
+    let mut facts = live(with_services(converged(&before), &[]));
     facts.programs = programs(&[
         ("shop:shop-default_00", ProgramState::Fatal),
         ("billing:billing-invoices_00", ProgramState::Fatal),
@@ -183,7 +213,7 @@ fn a_stopped_supervisord_is_started_and_its_processes_with_it() {
 #[test]
 fn drift_warn_reports_stopped_services_and_starts_nothing() {
     let units = units_for(&fleet(), "jobs-1");
-    let mut facts = with_services(converged(&units), &["cron"]);
+    let mut facts = live(with_services(converged(&units), &["cron"]));
     facts.programs = programs(&[("shop:shop-default_00", ProgramState::Fatal)]);
     let plan = plan_host(&jobs1(), &units, &facts, &options());
     let (warned, drift) = plan.only_reloads();
