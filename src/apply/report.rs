@@ -185,7 +185,11 @@ fn not_started(
         .chain(reload_failures.iter().map(|f| ("reload", f)))
         .chain(unanswered.iter().map(|f| ("answer", f)))
     {
-        output.push_str(&format!("{what} {}: {}\n", failure.step, failure.output.trim()));
+        output.push_str(&format!(
+            "{what} {}: {}\n",
+            failure.step,
+            failure.output.trim()
+        ));
     }
     Outcome::Failed { message, output }
 }

@@ -12,8 +12,8 @@ use crate::layout::{AppPaths, HOME_ROOT};
 use crate::remote::{ProtocolError, Record, protocol};
 
 use super::{
-    HostFacts, Init, Journal, Opcache, PathFacts, PathKind, PhpInstall, ProgramState,
-    ServiceState, UserFacts, is_program_name,
+    HostFacts, Init, Journal, Opcache, PathFacts, PathKind, PhpInstall, ProgramState, ServiceState,
+    UserFacts, is_program_name,
 };
 
 /// The version of the facts stream this parser reads (`@facts`).

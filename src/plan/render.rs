@@ -264,9 +264,10 @@ fn change_text(change: &Change, out: &mut dyn Write) -> io::Result<()> {
         }
         Change::StartService { service } => head(out, format!("start {service} (it is stopped)")),
         // A name the facts accepted (`facts::is_program_name`): plain.
-        Change::StartProgram { program, state } => {
-            head(out, format!("start program {program} (it is {})", state.word()))
-        }
+        Change::StartProgram { program, state } => head(
+            out,
+            format!("start program {program} (it is {})", state.word()),
+        ),
     }
 }
 

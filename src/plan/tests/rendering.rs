@@ -18,10 +18,9 @@ pub(super) fn mixed_plan() -> Plan {
     let mut web_facts = converged(&web);
     web_facts.pending_reloads.push("php8.2-fpm".into());
     let mut jobs_facts = converged(&jobs);
-    jobs_facts.services.insert(
-        "cron".into(),
-        crate::facts::ServiceState::Stopped,
-    );
+    jobs_facts
+        .services
+        .insert("cron".into(), crate::facts::ServiceState::Stopped);
     jobs_facts
         .releases
         .entry(AppName::new("shop"))

@@ -64,12 +64,18 @@ fn php_fpm_stopped_by_hand_is_a_change_that_starts_it() {
     assert_eq!(plan.count(Action::Start), 1);
     assert_eq!(plan.reloads, [], "a start is not a reload");
     let text = text(&Plan::new(vec![plan]));
-    assert!(text.contains("> start php8.2-fpm (it is stopped)"), "{text}");
+    assert!(
+        text.contains("> start php8.2-fpm (it is stopped)"),
+        "{text}"
+    );
     assert!(
         text.contains("web-1: 0 to create, 0 to update, 0 to remove, 1 to start"),
         "{text}"
     );
-    assert!(text.contains("Plan: 1 host to change, 0 unchanged"), "{text}");
+    assert!(
+        text.contains("Plan: 1 host to change, 0 unchanged"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -160,8 +166,11 @@ fn every_worker_process_that_does_not_run_is_started() {
 fn the_workers_of_an_app_without_a_live_release_wait_for_it() {
     let units = units_for(&fleet(), "jobs-1");
     let mut facts = with_services(converged(&units), &[]);
-    facts.releases.entry(AppName::new("billing")).or_default().current =
-        Some(format!("releases/{}", "a".repeat(40)));
+    facts
+        .releases
+        .entry(AppName::new("billing"))
+        .or_default()
+        .current = Some(format!("releases/{}", "a".repeat(40)));
     facts.programs = programs(&[
         ("shop:shop-default_00", ProgramState::Fatal),
         ("billing:billing-invoices_00", ProgramState::Fatal),

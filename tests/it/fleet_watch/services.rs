@@ -4,24 +4,25 @@
 
 use super::*;
 use common::apps::live_release;
-use common::kinds;
 
 const RELEASE: &str = "5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e";
 
 /// `alpha` on `server`: a site (answering `ok`) and one worker process,
-/// `alpha:alpha-w_00`.
+/// `alpha:alpha-w_00`, that runs while /tmp/alpha-runs exists and dies at
+/// once without it.
 fn alpha(repo: &Repo, server: &str) {
     repo.app(
         "alpha",
         &[server],
         2,
-        "    workers:\n      - { name: w, command: 'exec sleep 100000', processes: 1, stop_wait: 1 }\n",
+        "    workers:\n      - { name: w, command: 'sh -c \"[ -e /tmp/alpha-runs ] && exec sleep 100000\"', processes: 1, stop_wait: 1 }\n",
     );
 }
 
 /// Applies, makes a release live and applies again (the worker waited for
 /// the release): the site answers and the worker runs.
 fn deployed(repo: &Repo, server: &str) {
+    repo.ssh(server, "touch /tmp/alpha-runs");
     repo.run_expect(&["apply", "--yes", "--now"], 0);
     live_release(
         repo,
@@ -30,7 +31,10 @@ fn deployed(repo: &Repo, server: &str) {
         RELEASE,
         &[("public/index.php", "<?php echo 'ok';")],
     );
-    repo.ssh(server, "supervisorctl restart 'alpha:*' >/dev/null 2>&1 || true");
+    repo.ssh(
+        server,
+        "supervisorctl restart 'alpha:*' >/dev/null 2>&1 || true",
+    );
     assert_eq!(site(repo, server), 200);
     assert_eq!(worker(repo, server), "RUNNING");
 }
@@ -65,7 +69,8 @@ impl Drop for Restart<'_> {
     fn drop(&mut self) {
         let _ = self.0.server(self.1).ssh(
             &self.0.fleet,
-            "service php8.2-fpm start >/dev/null 2>&1; supervisorctl start 'alpha:*' >/dev/null 2>&1; true",
+            "service php8.2-fpm start >/dev/null 2>&1; touch /tmp/alpha-runs; \
+             supervisorctl start 'alpha:*' >/dev/null 2>&1; true",
         );
     }
 }
@@ -83,7 +88,10 @@ fn php_fpm_stopped_by_hand_is_planned_and_apply_starts_it_and_the_site_answers()
     assert_eq!(site(&repo, "fleet-1"), 502, "the site is down");
 
     let text = repo.run_expect(&["plan", "--detailed-exitcode"], 2);
-    assert!(text.contains("> start php8.2-fpm (it is stopped)"), "{text}");
+    assert!(
+        text.contains("> start php8.2-fpm (it is stopped)"),
+        "{text}"
+    );
     assert!(text.contains("1 to start"), "{text}");
     let plan = repo.plan_json();
     let changes = &host(&plan, "fleet-1")["changes"];
@@ -128,21 +136,31 @@ fn a_stopped_or_dead_worker_is_planned_and_apply_starts_it() {
     assert!(out.contains("fleet-1: applied 1 change"), "{out}");
     assert_eq!(worker(&repo, "fleet-1"), "RUNNING");
 
-    // Dead for good: its command fails at once, so supervisor gives up
-    // (FATAL); once it can run again, apply starts it.
+    // Dying as it starts: supervisor retries (BACKOFF, STARTING between
+    // tries), then gives up (FATAL). Once it can run again, apply starts
+    // it.
     repo.ssh(
         "fleet-1",
-        "mv /home/alpha/current /home/alpha/current.away && \
-         supervisorctl stop alpha:alpha-w_00 >/dev/null && \
+        "rm /tmp/alpha-runs && supervisorctl stop alpha:alpha-w_00 >/dev/null && \
          { supervisorctl start alpha:alpha-w_00 >/dev/null 2>&1 || true; }",
     );
-    assert_eq!(worker(&repo, "fleet-1"), "FATAL");
+    let started = Instant::now();
+    while worker(&repo, "fleet-1") != "FATAL" {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "supervisor did not give up on the worker"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
     let plan = repo.plan_json();
-    assert_eq!(kinds(host(&plan, "fleet-1")), ["start_program"], "{plan:#}");
-    repo.ssh(
-        "fleet-1",
-        "mv -T /home/alpha/current.away /home/alpha/current",
+    assert_eq!(
+        host(&plan, "fleet-1")["changes"],
+        serde_json::json!([{
+            "kind": "start_program", "program": "alpha:alpha-w_00", "state": "FATAL"
+        }]),
+        "{plan:#}"
     );
+    repo.ssh("fleet-1", "touch /tmp/alpha-runs");
     repo.run_expect(&["apply", "--yes"], 0);
     assert_eq!(worker(&repo, "fleet-1"), "RUNNING");
     repo.run_expect(&["plan", "--detailed-exitcode"], 0);
@@ -177,7 +195,11 @@ fn stopped_services_are_reported_by_drift_warn_and_started_by_drift_correct() {
     assert_eq!(status["hosts"]["fleet-2"]["last_result"], "drift");
     std::thread::sleep(Duration::from_secs(3)); // more drift checks: still left alone
     assert!(!fpm_runs(repo, "fleet-2"), "warn started php-fpm");
-    assert_eq!(worker(repo, "fleet-2"), "STOPPED", "warn started the worker");
+    assert_eq!(
+        worker(repo, "fleet-2"),
+        "STOPPED",
+        "warn started the worker"
+    );
     assert_eq!(site(repo, "fleet-2"), 502);
     assert!(warn.terminate(Duration::from_secs(30)).success());
 
