@@ -43,14 +43,14 @@ R_PATH=() R_EXPECT=()                     # files to remove
 V_NAME=() V_ARG=()                        # validations: nginx, php8.2-fpm BINARY, supervisor
 L_LABEL=() L_WHEN=() L_LIMIT=() L_JSON=() # reloads: label, now|window, seconds, label as JSON
 H_DOMAIN=() H_PATH=()                     # what must answer after php-fpm reloads or starts
-S_NAME=()                                 # services to start: nginx, php8.2-fpm, supervisor, cron
-P_NAME=() P_STATE=()                      # supervisor processes to start, and the state the plan saw
+S_NAME=() S_JSON=()                       # services to start (nginx, php8.2-fpm, supervisor, cron), as JSON
+P_NAME=() P_STATE=() P_JSON=()            # supervisor processes to start, the state the plan saw, `program NAME` as JSON
 M_PATHS=()                                # the manifest after this apply
 # Everything above, handed to the detached worker with the header's
 # variables (HEADER_VARS).
 PLAN_VARS=(HOLDER LOG_FIELDS INIT REPAIR STEP_LIMIT WEB_PORT WEB_TRIES U_NAME U_HOME J_USER J_GROUP
   D_PATH D_OWNER D_GROUP D_MODE D_APP F_PATH F_OWNER F_GROUP F_MODE F_EXPECT F_DATA R_PATH R_EXPECT
-  V_NAME V_ARG L_LABEL L_WHEN L_LIMIT L_JSON M_PATHS H_DOMAIN H_PATH S_NAME P_NAME P_STATE)
+  V_NAME V_ARG L_LABEL L_WHEN L_LIMIT L_JSON M_PATHS H_DOMAIN H_PATH S_NAME S_JSON P_NAME P_STATE P_JSON)
 
 plan_holder() { HOLDER=$1; LOG_FIELDS=$2; }
 plan_lock_wait() { LOCK_WAIT=$1; }
@@ -68,8 +68,8 @@ plan_validate() { V_NAME+=("$1"); V_ARG+=("${2:-}"); }
 plan_reload() { L_LABEL+=("$1"); L_WHEN+=("$2"); L_LIMIT+=("$3"); L_JSON+=("$4"); }
 plan_manifest() { M_PATHS+=("$@"); }
 plan_web_check() { H_DOMAIN+=("$1"); H_PATH+=("$2"); }
-plan_start() { S_NAME+=("$1"); }
-plan_start_program() { P_NAME+=("$1"); P_STATE+=("$2"); }
+plan_start() { S_NAME+=("$1"); S_JSON+=("$2"); }
+plan_start_program() { P_NAME+=("$1"); P_STATE+=("$2"); P_JSON+=("$3"); }
 
 # ---- Reports -------------------------------------------------------------
 # record, report and run_step: see src/remote/lib.sh.
@@ -363,13 +363,15 @@ check_web() {
 
 # ---- The apply log: one JSON line per apply ---------------------------------
 # Every string in it was serialized by serde in Rust (LOG_FIELDS: who, the
-# commit, the files; L_JSON: each reload's label); the shell adds times
-# from `date` and one word of its own: applied, invalid or failed.
+# commit, the files; L_JSON: each reload's label; S_JSON and P_JSON: what
+# a start is about); the shell adds times from `date` and one word of its
+# own: applied, invalid or failed.
 json_join() { local IFS=,; printf '%s' "$*"; }
 log_line() {
-  printf '{"started":"%s","time":"%s","result":"%s",%s,"reloaded":[%s],"deferred":[%s]}\n' \
+  printf '{"started":"%s","time":"%s","result":"%s",%s,"reloaded":[%s],"deferred":[%s],"started_services":[%s],"not_started":[%s]}\n' \
     "$STARTED" "$(date -u +%FT%T.%3NZ)" "$1" "$LOG_FIELDS" \
-    "$(json_join "${LOG_RELOADED[@]}")" "$(json_join "${LOG_DEFERRED[@]}")" >>"$APPLY_LOG"
+    "$(json_join "${LOG_RELOADED[@]}")" "$(json_join "${LOG_DEFERRED[@]}")" \
+    "$(json_join "${LOG_STARTED[@]}")" "$(json_join "${LOG_NOT_STARTED[@]}")" >>"$APPLY_LOG"
 }
 
 # ---- The worker ------------------------------------------------------------
@@ -388,6 +390,8 @@ apply_work() {
   backup=
   LOG_RELOADED=()
   LOG_DEFERRED=()
+  LOG_STARTED=()
+  LOG_NOT_STARTED=()
   CAPTURE=$(mktemp "$RUN_DIR/capture.XXXXXX") || { report failed "create a temporary file" ""; exit 0; }
   trap 'rm -f -- "$CAPTURE"' EXIT
 
@@ -476,8 +480,10 @@ apply_work() {
     if start_service "${S_NAME[$i]}"; then
       started[${S_NAME[$i]}]=1
       case ${S_NAME[$i]} in nginx | php*-fpm) web_started="${S_NAME[$i]} started" ;; esac
+      LOG_STARTED+=("${S_JSON[$i]}")
       report started "${S_NAME[$i]}" "$out"
     else
+      LOG_NOT_STARTED+=("${S_JSON[$i]}")
       report start-failed "${S_NAME[$i]}" "$out"
     fi
   done
@@ -529,8 +535,10 @@ apply_work() {
   # if any, is done).
   for i in "${!P_NAME[@]}"; do
     if start_program "${P_NAME[$i]}" "${P_STATE[$i]}"; then
+      LOG_STARTED+=("${P_JSON[$i]}")
       report started "program ${P_NAME[$i]}" "$out"
     else
+      LOG_NOT_STARTED+=("${P_JSON[$i]}")
       report start-failed "program ${P_NAME[$i]}" "$out"
     fi
   done

@@ -68,6 +68,13 @@ pub struct ApplyLogEntry {
     /// Reloads done, and left for a window, by label (`php8.2-fpm`).
     pub reloaded: Vec<String>,
     pub deferred: Vec<String>,
+    /// Services and worker processes started (`php8.2-fpm`, `program
+    /// shop:shop-default_00`), and those that did not run after their
+    /// start.
+    #[serde(default)]
+    pub started_services: Vec<String>,
+    #[serde(default)]
+    pub not_started: Vec<String>,
 }
 
 /// What the apply log says that is known before the apply runs.
@@ -253,9 +260,13 @@ fn stage(change: &Change, s: &mut String) {
             ..
         } => file(s, path, to, expected, content),
         Change::RemoveFile { path, expected, .. } => line(s, "plan_remove", &[path, expected]),
-        Change::StartService { service } => line(s, "plan_start", &[service]),
+        Change::StartService { service } => {
+            let json = serde_json::Value::from(service.as_str()).to_string();
+            line(s, "plan_start", &[service, &json]);
+        }
         Change::StartProgram { program, state } => {
-            line(s, "plan_start_program", &[program, state.word()]);
+            let json = serde_json::Value::from(format!("program {program}")).to_string();
+            line(s, "plan_start_program", &[program, state.word(), &json]);
         }
     }
 }

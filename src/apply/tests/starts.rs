@@ -66,6 +66,11 @@ fn a_stopped_service_is_started_and_its_pending_reload_is_done() {
     assert_eq!(starts, "service php8.2-fpm start\n");
     let pending = fs::read_to_string(sandbox.state().join("pending-reloads")).expect("pending");
     assert_eq!(pending, "", "no longer pending");
+    let log = fs::read_to_string(sandbox.state().join("apply.log")).expect("apply log");
+    let entry: ApplyLogEntry = serde_json::from_str(log.trim()).expect("one JSON line");
+    assert_eq!(entry.started_services, ["php8.2-fpm"]);
+    assert_eq!(entry.not_started, Vec::<String>::new());
+    assert_eq!(entry.reloaded, Vec::<String>::new());
 }
 
 #[test]
@@ -88,6 +93,12 @@ fn a_service_that_does_not_run_after_its_start_fails_the_apply_by_name() {
     assert_eq!(
         starts, "service cron start\nservice nginx start\n",
         "one failed start does not stop the others"
+    );
+    let log = fs::read_to_string(sandbox.state().join("apply.log")).expect("apply log");
+    let entry: ApplyLogEntry = serde_json::from_str(log.trim()).expect("one JSON line");
+    assert_eq!(
+        (entry.started_services, entry.not_started),
+        (vec!["nginx".to_owned()], vec!["cron".to_owned()])
     );
 }
 
