@@ -1,8 +1,9 @@
 # reconciler's fact gathering: one run per host per plan, read-only.
 #
 # The header (src/facts/gather.rs) holds the layout's paths, the arrays
-# FILES (with SUMS, the sha256 each file should have), DIRS and APPS, and
-# FASTCGI_CLIENT (src/facts/fastcgi-client.php). Every fact is a record
+# FILES (with SUMS, the sha256 each file should have), DIRS and APPS,
+# LIST_PROGRAMS (1 where apps run workers) and FASTCGI_CLIENT
+# (src/facts/fastcgi-client.php). Every fact is a record
 # (src/remote/protocol.rs): an app-made name, a link target or a release
 # directory's name is a field, whatever bytes it holds. Speed matters (this
 # runs on every plan): no process per file, and file content is only sent
@@ -57,12 +58,12 @@ gather_main() {
     fi
   done
 
-  # Every supervisor process and its state, when supervisord answers
-  # (`status` exits 0, or 3 when some process is not running). Names are
-  # fields of records, whatever bytes they hold; the parser keeps only
-  # names it reads.
+  # Every supervisor process and its state, on a server with workers
+  # ($LIST_PROGRAMS), when supervisord answers (`status` exits 0, or 3
+  # when some process is not running). Names are fields of records,
+  # whatever bytes they hold; the parser keeps only names it reads.
   local listing status name state
-  if [ -n "$(command -v supervisorctl)" ]; then
+  if [ -n "$LIST_PROGRAMS" ] && [ -n "$(command -v supervisorctl)" ]; then
     listing=$(timeout -k 2 10 supervisorctl status </dev/null 2>/dev/null)
     status=$?
     if [ $status = 0 ] || [ $status = 3 ]; then
