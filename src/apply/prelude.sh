@@ -319,14 +319,19 @@ start_clean() (
 # one is stopped first. NAME was checked by the facts' parser
 # (facts::is_program_name): letters, digits, `_-.:` only.
 start_program() {
-  local name=$1 said line state
+  local name=$1 said line state tries
   if [ "$2" = BACKOFF ]; then
     run_step "$STEP_LIMIT" "supervisorctl stop $name" supervisorctl stop "$name"
   fi
   run_step "$STEP_LIMIT" "supervisorctl start $name" supervisorctl start "$name"
   said=$out
-  line=$(timeout -k 2 10 supervisorctl status "$name" </dev/null 2>&1)
-  read -r _ state _ <<<"$line"
+  # A process still on its way (a release's restart of the group may be
+  # under way too) is given up to 10 s to get there.
+  for ((tries = 0; tries < 10; tries++)); do
+    line=$(timeout -k 2 10 supervisorctl status "$name" </dev/null 2>&1)
+    read -r _ state _ <<<"$line"
+    case $state in STARTING | STOPPING) sleep 1 ;; *) break ;; esac
+  done
   out=$said
   [ "$state" = RUNNING ] && return 0
   out="${said:+$said$'\n'}$name is ${state:-unknown} after \`supervisorctl start\`"

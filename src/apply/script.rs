@@ -151,8 +151,8 @@ pub fn build(plan: &HostPlan, facts: &HostFacts, options: &ScriptOptions) -> (St
     let mut limit = options.lock_wait + Duration::from_secs(STEP_LIMIT);
     for change in &plan.changes {
         limit += Duration::from_secs(match change.action() {
-            // A start waits for the service, then for it to run.
-            Action::Start => STEP_LIMIT + 10,
+            // A start waits for the service, then up to 10 s for it to run.
+            Action::Start => STEP_LIMIT + 30,
             _ => STEP_LIMIT / 4,
         });
         stage(change, &mut s);
