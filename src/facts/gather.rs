@@ -51,7 +51,10 @@ pub fn script(units: &HostUnits) -> String {
         .array("APPS", units.users.iter().map(|u| u.name.as_str()))
         // supervisorctl is a Python program (a second or so on a busy
         // server): asked only where apps run workers.
-        .var("LIST_PROGRAMS", if units.needs.supervisor { "1" } else { "" })
+        .var(
+            "LIST_PROGRAMS",
+            if units.needs.supervisor { "1" } else { "" },
+        )
         .var("FASTCGI_CLIENT", client)
         .build(GATHER_SCRIPT, &["gather_main"])
 }
