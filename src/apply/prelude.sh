@@ -42,13 +42,15 @@ F_PATH=() F_OWNER=() F_GROUP=() F_MODE=() F_EXPECT=() F_DATA=()  # files to writ
 R_PATH=() R_EXPECT=()                     # files to remove
 V_NAME=() V_ARG=()                        # validations: nginx, php8.2-fpm BINARY, supervisor
 L_LABEL=() L_WHEN=() L_LIMIT=() L_JSON=() # reloads: label, now|window, seconds, label as JSON
-H_DOMAIN=() H_PATH=()                     # what must answer after php-fpm reloads
+H_DOMAIN=() H_PATH=()                     # what must answer after php-fpm reloads or starts
+S_NAME=() S_JSON=()                       # services to start (nginx, php8.2-fpm, supervisor, cron), as JSON
+P_NAME=() P_STATE=() P_JSON=()            # supervisor processes to start, the state the plan saw, `program NAME` as JSON
 M_PATHS=()                                # the manifest after this apply
 # Everything above, handed to the detached worker with the header's
 # variables (HEADER_VARS).
 PLAN_VARS=(HOLDER LOG_FIELDS INIT REPAIR STEP_LIMIT WEB_PORT WEB_TRIES U_NAME U_HOME J_USER J_GROUP
   D_PATH D_OWNER D_GROUP D_MODE D_APP F_PATH F_OWNER F_GROUP F_MODE F_EXPECT F_DATA R_PATH R_EXPECT
-  V_NAME V_ARG L_LABEL L_WHEN L_LIMIT L_JSON M_PATHS H_DOMAIN H_PATH)
+  V_NAME V_ARG L_LABEL L_WHEN L_LIMIT L_JSON M_PATHS H_DOMAIN H_PATH S_NAME S_JSON P_NAME P_STATE P_JSON)
 
 plan_holder() { HOLDER=$1; LOG_FIELDS=$2; }
 plan_lock_wait() { LOCK_WAIT=$1; }
@@ -66,6 +68,8 @@ plan_validate() { V_NAME+=("$1"); V_ARG+=("${2:-}"); }
 plan_reload() { L_LABEL+=("$1"); L_WHEN+=("$2"); L_LIMIT+=("$3"); L_JSON+=("$4"); }
 plan_manifest() { M_PATHS+=("$@"); }
 plan_web_check() { H_DOMAIN+=("$1"); H_PATH+=("$2"); }
+plan_start() { S_NAME+=("$1"); S_JSON+=("$2"); }
+plan_start_program() { P_NAME+=("$1"); P_STATE+=("$2"); P_JSON+=("$3"); }
 
 # ---- Reports -------------------------------------------------------------
 # record, report and run_step: see src/remote/lib.sh.
@@ -278,6 +282,62 @@ supervisor_update() {
   done
 }
 
+# start_service NAME: starts a system service that should run and does
+# not, then waits up to 5 s for its init system to say it runs
+# (service_running, src/remote/lib.sh). Its output is in $out.
+start_service() {
+  local name=$1 status tries
+  case $INIT in
+    systemd) capture start_clean systemctl start -- "$name" ;;
+    *) capture start_clean service "$name" start ;;
+  esac
+  status=$?
+  if [ $status != 0 ]; then
+    [ $status = 124 ] && out="starting $name did not finish within ${STEP_LIMIT}s${out:+: $out}"
+    return 1
+  fi
+  for ((tries = 0; tries < 50; tries++)); do
+    service_running "$name" && return 0
+    sleep 0.1
+  done
+  out="${out:+$out$'\n'}$name does not run after it was started"
+  return 1
+}
+
+# start_clean COMMAND...: COMMAND, with a time limit, as a daemon should
+# start: the signals this worker ignores back to their defaults, and none
+# of its descriptors but stdout and stderr (a daemon would keep the host
+# lock, fd 9, or the report, fd 5, open for as long as it runs).
+start_clean() (
+  trap - HUP TERM PIPE
+  exec timeout -k 5 "$STEP_LIMIT" "$@" </dev/null 4>&- 5>&- 8>&- 9>&-
+)
+
+# start_program NAME STATE: starts a supervisor process that does not
+# run, then asks supervisord whether it runs. supervisor counts a process
+# in BACKOFF as started (it retries on its own and refuses `start`): that
+# one is stopped first. NAME was checked by the facts' parser
+# (facts::is_program_name): letters, digits, `_-.:` only.
+start_program() {
+  local name=$1 said line state tries
+  if [ "$2" = BACKOFF ]; then
+    run_step "$STEP_LIMIT" "supervisorctl stop $name" supervisorctl stop "$name"
+  fi
+  run_step "$STEP_LIMIT" "supervisorctl start $name" supervisorctl start "$name"
+  said=$out
+  # A process still on its way (a release's restart of the group may be
+  # under way too) is given up to 10 s to get there.
+  for ((tries = 0; tries < 10; tries++)); do
+    line=$(timeout -k 2 10 supervisorctl status "$name" </dev/null 2>&1)
+    read -r _ state _ <<<"$line"
+    case $state in STARTING | STOPPING) sleep 1 ;; *) break ;; esac
+  done
+  out=$said
+  [ "$state" = RUNNING ] && return 0
+  out="${said:+$said$'\n'}$name is ${state:-unknown} after \`supervisorctl start\`"
+  return 1
+}
+
 pend() { grep -qxF -- "$1" "$PENDING" 2>/dev/null || echo "$1" >>"$PENDING"; }
 unpend() {
   [ -f "$PENDING" ] || return 0
@@ -286,8 +346,9 @@ unpend() {
 
 # http_status: see src/remote/lib.sh.
 
-# After php-fpm reloaded: every web app answers (not 5xx) within 15 s, or
-# the rolling reload across the cluster stops here.
+# check_web WHAT: after php-fpm reloaded (or nginx or php-fpm started,
+# WHAT says which), every web app answers (not 5xx) within 15 s, or the
+# rolling reload across the cluster stops here.
 check_web() {
   local i code tries
   for i in "${!H_DOMAIN[@]}"; do
@@ -300,20 +361,22 @@ check_web() {
     if [[ $code =~ ^[1-4][0-9][0-9]$ ]]; then
       report answered "${H_DOMAIN[$i]}" "$code"
     else
-      report unanswered "${H_DOMAIN[$i]}" "GET ${H_PATH[$i]} answered ${code:-nothing} for $((WEB_TRIES / 10)) s after php-fpm reloaded"
+      report unanswered "${H_DOMAIN[$i]}" "GET ${H_PATH[$i]} answered ${code:-nothing} for $((WEB_TRIES / 10)) s after $1"
     fi
   done
 }
 
 # ---- The apply log: one JSON line per apply ---------------------------------
 # Every string in it was serialized by serde in Rust (LOG_FIELDS: who, the
-# commit, the files; L_JSON: each reload's label); the shell adds times
-# from `date` and one word of its own: applied, invalid or failed.
+# commit, the files; L_JSON: each reload's label; S_JSON and P_JSON: what
+# a start is about); the shell adds times from `date` and one word of its
+# own: applied, invalid or failed.
 json_join() { local IFS=,; printf '%s' "$*"; }
 log_line() {
-  printf '{"started":"%s","time":"%s","result":"%s",%s,"reloaded":[%s],"deferred":[%s]}\n' \
+  printf '{"started":"%s","time":"%s","result":"%s",%s,"reloaded":[%s],"deferred":[%s],"started_services":[%s],"not_started":[%s]}\n' \
     "$STARTED" "$(date -u +%FT%T.%3NZ)" "$1" "$LOG_FIELDS" \
-    "$(json_join "${LOG_RELOADED[@]}")" "$(json_join "${LOG_DEFERRED[@]}")" >>"$APPLY_LOG"
+    "$(json_join "${LOG_RELOADED[@]}")" "$(json_join "${LOG_DEFERRED[@]}")" \
+    "$(json_join "${LOG_STARTED[@]}")" "$(json_join "${LOG_NOT_STARTED[@]}")" >>"$APPLY_LOG"
 }
 
 # ---- The worker ------------------------------------------------------------
@@ -332,6 +395,8 @@ apply_work() {
   backup=
   LOG_RELOADED=()
   LOG_DEFERRED=()
+  LOG_STARTED=()
+  LOG_NOT_STARTED=()
   CAPTURE=$(mktemp "$RUN_DIR/capture.XXXXXX") || { report failed "create a temporary file" ""; exit 0; }
   trap 'rm -f -- "$CAPTURE"' EXIT
 
@@ -411,9 +476,30 @@ apply_work() {
   if [ ${#M_PATHS[@]} -gt 0 ]; then printf '%s\n' "${M_PATHS[@]}"; fi | replace_file "$MANIFEST" ||
     fail 'write the manifest' ''
 
+  # Services that should run and do not: started, then asked whether
+  # they run. A service started here read its configuration as it
+  # started: its reload is moot, and no longer pending.
+  local -A started=()
+  local web_started=
+  for i in "${!S_NAME[@]}"; do
+    if start_service "${S_NAME[$i]}"; then
+      started[${S_NAME[$i]}]=1
+      case ${S_NAME[$i]} in nginx | php*-fpm) web_started="${S_NAME[$i]} started" ;; esac
+      LOG_STARTED+=("${S_JSON[$i]}")
+      report started "${S_NAME[$i]}" "$out"
+    else
+      LOG_NOT_STARTED+=("${S_JSON[$i]}")
+      report start-failed "${S_NAME[$i]}" "$out"
+    fi
+  done
+
   # Reloads: at most one per service; supervisor groups in one update.
   for i in "${!L_LABEL[@]}"; do
     label=${L_LABEL[$i]}
+    if [ -n "${started[$label]+set}" ]; then
+      unpend "$label"
+      continue
+    fi
     case $label in
       supervisor:*)
         groups+=("${label#supervisor:}")
@@ -450,7 +536,21 @@ apply_work() {
       for i in "${group_indexes[@]}"; do report reload-failed "${L_LABEL[$i]}" "$out"; done
     fi
   fi
-  case " ${LOG_RELOADED[*]} " in *'"php'*'-fpm" '*) check_web ;; esac
+  # Worker processes that should run and do not (their group's update,
+  # if any, is done).
+  for i in "${!P_NAME[@]}"; do
+    if start_program "${P_NAME[$i]}" "${P_STATE[$i]}"; then
+      LOG_STARTED+=("${P_JSON[$i]}")
+      report started "program ${P_NAME[$i]}" "$out"
+    else
+      LOG_NOT_STARTED+=("${P_JSON[$i]}")
+      report start-failed "program ${P_NAME[$i]}" "$out"
+    fi
+  done
+  case " ${LOG_RELOADED[*]} " in
+    *'"php'*'-fpm" '*) check_web "php-fpm reloaded" ;;
+    *) [ -n "$web_started" ] && check_web "$web_started" ;;
+  esac
   log_line applied
   finish
   report done - ''

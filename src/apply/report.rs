@@ -88,7 +88,9 @@ pub enum Outcome {
         /// Each check that refused, with its output.
         failures: Vec<StepOutput>,
     },
-    /// Something else went wrong; staged files were restored.
+    /// Something else went wrong: staged files were restored; or every
+    /// change landed but a service or worker process the plan started does
+    /// not run (the message names them, the output says why).
     Failed { message: String, output: String },
     /// Another apply holds the host lock; nothing was done.
     Locked { holder: String },
@@ -111,6 +113,7 @@ pub(super) fn read(stdout: &[u8], plan: &HostPlan) -> Outcome {
     let mut reload_failures = Vec::new();
     let mut unanswered = Vec::new();
     let mut invalid = Vec::new();
+    let mut start_failures: Vec<StepOutput> = Vec::new();
     for record in &records {
         let (name, output) = (record.text(0).into_owned(), record.text(1).into_owned());
         match record.kind.as_str() {
@@ -136,6 +139,10 @@ pub(super) fn read(stdout: &[u8], plan: &HostPlan) -> Outcome {
             "deferred" => deferred.push(name),
             "reload-failed" => reload_failures.push(StepOutput::new(name, output)),
             "unanswered" => unanswered.push(StepOutput::new(name, output)),
+            "start-failed" => start_failures.push(StepOutput::new(name, output)),
+            "done" if !start_failures.is_empty() => {
+                return not_started(plan, &start_failures, &reload_failures, &unanswered);
+            }
             "done" => {
                 return Outcome::Applied {
                     changes: plan.changes.len(),
@@ -152,4 +159,37 @@ pub(super) fn read(stdout: &[u8], plan: &HostPlan) -> Outcome {
         message: "the apply script stopped without a report".into(),
         output: String::new(),
     }
+}
+
+/// An apply whose changes landed but whose starts did not all take: a
+/// failure that names what does not run, with every failed step's output.
+fn not_started(
+    plan: &HostPlan,
+    start_failures: &[StepOutput],
+    reload_failures: &[StepOutput],
+    unanswered: &[StepOutput],
+) -> Outcome {
+    let names: Vec<&str> = start_failures.iter().map(|f| f.step.as_str()).collect();
+    let others = plan.changes.len().saturating_sub(start_failures.len());
+    let mut message = format!("cannot start {}", names.join(", "));
+    if others > 0 {
+        message.push_str(&format!(
+            " (the other {} applied)",
+            crate::definitions::plural(others, "change")
+        ));
+    }
+    let mut output = String::new();
+    for (what, failure) in start_failures
+        .iter()
+        .map(|f| ("start", f))
+        .chain(reload_failures.iter().map(|f| ("reload", f)))
+        .chain(unanswered.iter().map(|f| ("answer", f)))
+    {
+        output.push_str(&format!(
+            "{what} {}: {}\n",
+            failure.step,
+            failure.output.trim()
+        ));
+    }
+    Outcome::Failed { message, output }
 }

@@ -15,7 +15,7 @@ use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 
 use crate::facts::{HostFacts, Init};
-use crate::plan::{Change, HostPlan, ReloadWhen, Service};
+use crate::plan::{Action, Change, HostPlan, ReloadWhen, Service};
 use crate::remote::Script;
 use crate::shell::quote;
 
@@ -68,6 +68,13 @@ pub struct ApplyLogEntry {
     /// Reloads done, and left for a window, by label (`php8.2-fpm`).
     pub reloaded: Vec<String>,
     pub deferred: Vec<String>,
+    /// Services and worker processes started (`php8.2-fpm`, `program
+    /// shop:shop-default_00`), and those that did not run after their
+    /// start.
+    #[serde(default)]
+    pub started_services: Vec<String>,
+    #[serde(default)]
+    pub not_started: Vec<String>,
 }
 
 /// What the apply log says that is known before the apply runs.
@@ -143,7 +150,11 @@ pub fn build(plan: &HostPlan, facts: &HostFacts, options: &ScriptOptions) -> (St
 
     let mut limit = options.lock_wait + Duration::from_secs(STEP_LIMIT);
     for change in &plan.changes {
-        limit += Duration::from_secs(STEP_LIMIT / 4);
+        limit += Duration::from_secs(match change.action() {
+            // A start waits for the service, then up to 10 s for it to run.
+            Action::Start => STEP_LIMIT + 30,
+            _ => STEP_LIMIT / 4,
+        });
         stage(change, &mut s);
     }
 
@@ -176,11 +187,17 @@ pub fn build(plan: &HostPlan, facts: &HostFacts, options: &ScriptOptions) -> (St
             &[&reload.label, when, &seconds.to_string(), &label_json],
         );
     }
-    if plan
+    // The sites must answer after php-fpm reloads, and after nginx or
+    // php-fpm starts.
+    let reloads_fpm = plan
         .reloads
         .iter()
-        .any(|r| matches!(r.service, Service::PhpFpm { .. }) && r.when == ReloadWhen::Now)
-    {
+        .any(|r| matches!(r.service, Service::PhpFpm { .. }) && r.when == ReloadWhen::Now);
+    let starts_web = plan.changes.iter().any(|c| {
+        matches!(c, Change::StartService { service }
+            if service == "nginx" || (service.starts_with("php") && service.ends_with("-fpm")))
+    });
+    if reloads_fpm || starts_web {
         for check in &options.web_checks {
             limit += Duration::from_secs(20);
             line(&mut s, "plan_web_check", &[&check.domain, &check.path]);
@@ -243,6 +260,14 @@ fn stage(change: &Change, s: &mut String) {
             ..
         } => file(s, path, to, expected, content),
         Change::RemoveFile { path, expected, .. } => line(s, "plan_remove", &[path, expected]),
+        Change::StartService { service } => {
+            let json = serde_json::Value::from(service.as_str()).to_string();
+            line(s, "plan_start", &[service, &json]);
+        }
+        Change::StartProgram { program, state } => {
+            let json = serde_json::Value::from(format!("program {program}")).to_string();
+            line(s, "plan_start_program", &[program, state.word(), &json]);
+        }
     }
 }
 

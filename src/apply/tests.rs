@@ -315,4 +315,6 @@ fn a_step_that_hangs_is_stopped_and_named() {
 
 mod reloads;
 
+mod starts;
+
 mod locks;

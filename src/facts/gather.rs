@@ -32,7 +32,8 @@ pub enum GatherError {
 }
 
 /// The script that gathers facts for `units`: the layout's paths and the
-/// arrays it reads in its header, then gather.sh. Every value is quoted
+/// arrays it reads in its header (and whether to list supervisor's
+/// processes), then gather.sh. Every value is quoted
 /// (paths and names are validated too; quoting makes that not matter).
 pub fn script(units: &HostUnits) -> String {
     let sums: Vec<String> = units
@@ -48,6 +49,12 @@ pub fn script(units: &HostUnits) -> String {
         .array("SUMS", sums.iter().map(String::as_str))
         .array("DIRS", units.directories.iter().map(|d| d.path.as_str()))
         .array("APPS", units.users.iter().map(|u| u.name.as_str()))
+        // supervisorctl is a Python program (a second or so on a busy
+        // server): asked only where apps run workers.
+        .var(
+            "LIST_PROGRAMS",
+            if units.needs.supervisor { "1" } else { "" },
+        )
         .var("FASTCGI_CLIENT", client)
         .build(GATHER_SCRIPT, &["gather_main"])
 }

@@ -1,8 +1,9 @@
 # reconciler's fact gathering: one run per host per plan, read-only.
 #
 # The header (src/facts/gather.rs) holds the layout's paths, the arrays
-# FILES (with SUMS, the sha256 each file should have), DIRS and APPS, and
-# FASTCGI_CLIENT (src/facts/fastcgi-client.php). Every fact is a record
+# FILES (with SUMS, the sha256 each file should have), DIRS and APPS,
+# LIST_PROGRAMS (1 where apps run workers) and FASTCGI_CLIENT
+# (src/facts/fastcgi-client.php). Every fact is a record
 # (src/remote/protocol.rs): an app-made name, a link target or a release
 # directory's name is a field, whatever bytes it holds. Speed matters (this
 # runs on every plan): no process per file, and file content is only sent
@@ -34,11 +35,44 @@ gather_main() {
       [[ $status == "{"* ]] && record opcache "$v" "$status"
   done
 
-  local tool path
+  local tool path services=()
   for tool in nginx supervisorctl cron; do
     path=$(command -v "$tool") || path=
     record tool "$tool" "$path"
+    [ -n "$path" ] && services+=("${tool/supervisorctl/supervisor}")
   done
+
+  # Whether each installed service runs (a service stopped by hand is
+  # drift: the plan starts it), as the init system says.
+  for dir in /etc/php/*/; do
+    v=${dir%/}
+    v=${v##*/}
+    command -v "php-fpm$v" >/dev/null && services+=("php$v-fpm")
+  done
+  local service
+  for service in "${services[@]}"; do
+    if service_running "$service"; then
+      record service "$service" running
+    else
+      record service "$service" stopped
+    fi
+  done
+
+  # Every supervisor process and its state, on a server with workers
+  # ($LIST_PROGRAMS), when supervisord answers (`status` exits 0, or 3
+  # when some process is not running). Names are fields of records,
+  # whatever bytes they hold; the parser keeps only names it reads.
+  local listing status name state
+  if [ -n "$LIST_PROGRAMS" ] && [ -n "$(command -v supervisorctl)" ]; then
+    listing=$(timeout -k 2 10 supervisorctl status </dev/null 2>/dev/null)
+    status=$?
+    if [ $status = 0 ] || [ $status = 3 ]; then
+      record programs
+      while read -r name state _; do
+        [ -n "$name" ] && record program "$name" "$state"
+      done <<<"$listing"
+    fi
+  fi
 
   # Installed Debian packages, for `provision` and the plan's notes: names
   # hold no spaces.

@@ -183,6 +183,82 @@ impl Opcache {
     }
 }
 
+/// Whether a system service runs, as its init system says
+/// (`systemctl is-active`, or the `service` script's `status`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ServiceState {
+    Running,
+    Stopped,
+}
+
+/// A supervisor process's state, as `supervisorctl status` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum ProgramState {
+    Stopped,
+    Starting,
+    Running,
+    Backoff,
+    Stopping,
+    Exited,
+    Fatal,
+    Unknown,
+}
+
+impl ProgramState {
+    /// The state a `supervisorctl status` line names; `None` for any other
+    /// word.
+    pub fn from_word(word: &str) -> Option<Self> {
+        Some(match word {
+            "STOPPED" => Self::Stopped,
+            "STARTING" => Self::Starting,
+            "RUNNING" => Self::Running,
+            "BACKOFF" => Self::Backoff,
+            "STOPPING" => Self::Stopping,
+            "EXITED" => Self::Exited,
+            "FATAL" => Self::Fatal,
+            "UNKNOWN" => Self::Unknown,
+            _ => return None,
+        })
+    }
+
+    /// The word `supervisorctl status` prints for it.
+    pub fn word(self) -> &'static str {
+        match self {
+            Self::Stopped => "STOPPED",
+            Self::Starting => "STARTING",
+            Self::Running => "RUNNING",
+            Self::Backoff => "BACKOFF",
+            Self::Stopping => "STOPPING",
+            Self::Exited => "EXITED",
+            Self::Fatal => "FATAL",
+            Self::Unknown => "UNKNOWN",
+        }
+    }
+
+    /// Whether the process runs, or is on its way to (`STARTING`: it has
+    /// been spawned and has not yet run for `startsecs`). `BACKOFF` (it
+    /// died while starting and waits to retry), `FATAL`, `EXITED`,
+    /// `STOPPED`, `STOPPING` and `UNKNOWN` do not.
+    pub fn is_running(self) -> bool {
+        matches!(self, Self::Running | Self::Starting)
+    }
+}
+
+/// Whether `name` is a supervisor process name reconciler reads
+/// (`group:program_00`): ASCII letters, digits, `_`, `-`, `.` and `:`,
+/// starting with a letter or digit, at most 200 bytes. Anything else
+/// (control characters, spaces, shell or supervisor syntax such as `*`)
+/// is never planned, printed or passed on.
+pub fn is_program_name(name: &str) -> bool {
+    name.len() <= 200
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b':'))
+}
+
 /// An app's releases on a server.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct AppReleases {
@@ -254,6 +330,22 @@ pub struct HostFacts {
     /// The OPcache of each running php-fpm, by PHP version.
     #[serde(default)]
     pub opcache: BTreeMap<PhpVersion, Opcache>,
+    /// Whether each installed service reconciler looks after runs, by the
+    /// name its init system knows it by: `nginx`, `php8.2-fpm`,
+    /// `supervisor`, `cron`. A service that is not here was not asked
+    /// about (not installed).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub services: BTreeMap<String, ServiceState>,
+    /// Every supervisor process by its full name (`group:program_00`), as
+    /// `supervisorctl status` lists them; `None` when supervisord could not
+    /// be asked (it is not installed or not running). Only names
+    /// `is_program_name` accepts are kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub programs: Option<BTreeMap<String, ProgramState>>,
+    /// Lines of `supervisorctl status` left out of `programs`: a name
+    /// reconciler does not read, or a state it does not know.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub programs_unread: usize,
 }
 
 impl std::fmt::Display for PathKind {

@@ -11,7 +11,10 @@ use crate::definitions::{AppName, PhpVersion};
 use crate::layout::{AppPaths, HOME_ROOT};
 use crate::remote::{ProtocolError, Record, protocol};
 
-use super::{HostFacts, Init, Journal, Opcache, PathFacts, PathKind, PhpInstall, UserFacts};
+use super::{
+    HostFacts, Init, Journal, Opcache, PathFacts, PathKind, PhpInstall, ProgramState, ServiceState,
+    UserFacts, is_program_name,
+};
 
 /// The version of the facts stream this parser reads (`@facts`).
 const VERSION: &str = "2";
@@ -155,6 +158,29 @@ pub fn parse(bytes: &[u8]) -> Result<HostFacts, ParseError> {
                     PhpVersion::new(record.text(0).into_owned()),
                     Opcache::from_status(&status),
                 );
+            }
+            "service" => {
+                fields(2)?;
+                let state = match record.text(1).as_ref() {
+                    "running" => ServiceState::Running,
+                    "stopped" => ServiceState::Stopped,
+                    _ => return Err(malformed()),
+                };
+                facts.services.insert(record.text(0).into_owned(), state);
+            }
+            "programs" => {
+                facts.programs.get_or_insert_with(BTreeMap::new);
+            }
+            "program" => {
+                fields(2)?;
+                let name = record.text(0);
+                let state = ProgramState::from_word(&record.text(1));
+                match (facts.programs.as_mut(), state) {
+                    (Some(programs), Some(state)) if is_program_name(&name) => {
+                        programs.insert(name.into_owned(), state);
+                    }
+                    _ => facts.programs_unread += 1,
+                }
             }
             "path" => {
                 fields(8)?;

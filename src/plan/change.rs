@@ -8,6 +8,7 @@ use schemars::JsonSchema;
 use serde::Serialize;
 
 use super::reload::Service;
+use crate::facts::ProgramState;
 use crate::layout::ConfigFile;
 
 /// Whether a change creates, updates or removes something.
@@ -17,6 +18,8 @@ pub enum Action {
     Create,
     Update,
     Remove,
+    /// Start a service or worker process that should run and does not.
+    Start,
 }
 
 /// Owner, group and mode of a file or directory.
@@ -102,6 +105,19 @@ pub enum Change {
         #[serde(skip)]
         expected: String,
     },
+    /// Start a system service the units need that is stopped.
+    StartService {
+        /// The name the init system knows it by: `nginx`, `php8.2-fpm`,
+        /// `supervisor`, `cron`.
+        service: String,
+    },
+    /// Start a process of an app's workers that does not run.
+    StartProgram {
+        /// supervisor's full name of the process: `<app>:<app>-<worker>_00`.
+        program: String,
+        /// The state the plan saw it in.
+        state: ProgramState,
+    },
 }
 
 impl Change {
@@ -114,6 +130,7 @@ impl Change {
             | Change::UpdateDirectory { .. }
             | Change::UpdateFile { .. } => Action::Update,
             Change::RemoveFile { .. } => Action::Remove,
+            Change::StartService { .. } | Change::StartProgram { .. } => Action::Start,
         }
     }
 

@@ -15,6 +15,7 @@ mod notes;
 pub mod opcache;
 mod reload;
 pub mod render;
+pub mod services;
 mod users;
 
 use std::collections::BTreeMap;
@@ -233,6 +234,9 @@ fn plan(
     changes.extend(files.changes);
     let mut notes = files.notes;
     notes.extend(notes::notes(units, facts, &changes));
+    let starts = services::changes(units, facts, &options.scope, &changes);
+    changes.extend(starts);
+    notes.extend(services::notes(facts));
     // A journal while the lock is held is the running apply's; only a
     // journal nobody holds the lock for was left by a killed one.
     let interrupted = facts

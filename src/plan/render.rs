@@ -132,6 +132,10 @@ pub fn summary(host: &HostPlan) -> String {
         host.count(Action::Update),
         host.count(Action::Remove)
     );
+    let starts = host.count(Action::Start);
+    if starts > 0 {
+        line.push_str(&format!(", {starts} to start"));
+    }
     if !host.reloads.is_empty() {
         let reloads: Vec<String> = host
             .reloads
@@ -216,6 +220,7 @@ fn change_text(change: &Change, out: &mut dyn Write) -> io::Result<()> {
         Action::Create => (GREEN, '+'),
         Action::Update => (YELLOW, '~'),
         Action::Remove => (RED, '-'),
+        Action::Start => (GREEN, '>'),
     };
     let head = |out: &mut dyn Write, what: String| writeln!(out, "  {style}{sign}{style:#} {what}");
     match change {
@@ -257,6 +262,12 @@ fn change_text(change: &Change, out: &mut dyn Write) -> io::Result<()> {
             head(out, format!("file {path}"))?;
             diff_text(diff, out)
         }
+        Change::StartService { service } => head(out, format!("start {service} (it is stopped)")),
+        // A name the facts accepted (`facts::is_program_name`): plain.
+        Change::StartProgram { program, state } => head(
+            out,
+            format!("start program {program} (it is {})", state.word()),
+        ),
     }
 }
 

@@ -425,3 +425,5 @@ mod opcache;
 mod reloads;
 
 mod rendering;
+
+mod services;

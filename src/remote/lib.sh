@@ -42,6 +42,18 @@ run_step() {
   return $status
 }
 
+# service_running NAME: whether the system service NAME (nginx,
+# php8.2-fpm, supervisor, cron) runs, as its init system says: systemd's
+# is-active where systemd runs, else the `service` script's status. At
+# most 10 s; its output is dropped.
+service_running() {
+  if [ -d /run/systemd/system ]; then
+    timeout -k 2 10 systemctl is-active --quiet -- "$1" </dev/null >/dev/null 2>&1
+  else
+    timeout -k 2 10 service "$1" status </dev/null >/dev/null 2>&1
+  fi
+}
+
 # app_argv USER: sets APP_ARGV to the command prefix that runs a command
 # as USER (an app's user) with a clean environment: the app's home, and
 # its PHP version's `php` first in PATH when the script knows it

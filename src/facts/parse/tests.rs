@@ -95,6 +95,11 @@ fn every_kind() -> Vec<u8> {
         ),
         ("sha256", &["deadbeef", "/etc/cron.d/old"]),
         ("content", &["/etc/cron.d/old", &content]),
+        ("service", &["nginx", "running"]),
+        ("service", &["php8.2-fpm", "stopped"]),
+        ("programs", &[]),
+        ("program", &["shop:shop-default_00", "RUNNING"]),
+        ("program", &["shop:shop-default_01", "FATAL"]),
     ])
 }
 
@@ -152,6 +157,64 @@ fn reads_every_record() {
     assert_eq!(home.kind, PathKind::Directory);
     assert_eq!((home.owner.as_str(), home.group.as_str()), ("shop", "1234"));
     assert_eq!(old.owner, "root");
+    assert_eq!(
+        facts.services,
+        BTreeMap::from([
+            ("nginx".to_owned(), ServiceState::Running),
+            ("php8.2-fpm".to_owned(), ServiceState::Stopped),
+        ])
+    );
+    assert_eq!(
+        facts.programs,
+        Some(BTreeMap::from([
+            ("shop:shop-default_00".to_owned(), ProgramState::Running),
+            ("shop:shop-default_01".to_owned(), ProgramState::Fatal),
+        ]))
+    );
+}
+
+#[test]
+fn supervisor_process_names_are_read_only_when_plain() {
+    // Names as a hostile program file could make supervisorctl print them:
+    // escape codes, a glob that would start every process, a record's
+    // framing; and a state nobody knows.
+    let facts = parse(&stream(&[
+        ("programs", &[]),
+        ("program", &["shop:shop-default_00", "STOPPED"]),
+        ("program", &["shop:\x1b]0;pwned\x07", "STOPPED"]),
+        ("program", &["shop:\u{1b}[2J", "FATAL"]),
+        ("program", &["shop:*", "FATAL"]),
+        ("program", &["-shop:x", "FATAL"]),
+        ("program", &["shop:x\n@service\tnginx", "FATAL"]),
+        ("program", &["shop:y", "ASLEEP"]),
+    ]))
+    .expect("parses");
+    assert_eq!(
+        facts.programs,
+        Some(BTreeMap::from([(
+            "shop:shop-default_00".to_owned(),
+            ProgramState::Stopped
+        )]))
+    );
+    assert_eq!(facts.programs_unread, 6);
+    assert!(facts.services.is_empty());
+
+    // Without the `programs` record, supervisord was not asked: nothing is
+    // known, which is not "no processes".
+    let facts = parse(&stream(&[("program", &["shop:a_00", "RUNNING"])])).expect("parses");
+    assert_eq!(facts.programs, None);
+}
+
+#[test]
+fn a_service_state_is_running_or_stopped() {
+    let bad = stream(&[("service", &["nginx", "maybe"])]);
+    assert_eq!(
+        parse(&bad),
+        Err(ParseError::Malformed {
+            index: 1,
+            kind: "service".into()
+        })
+    );
 }
 
 #[test]

@@ -17,7 +17,22 @@ pub(super) fn mixed_plan() -> Plan {
     let jobs = units_for(&defs, "jobs-1");
     let mut web_facts = converged(&web);
     web_facts.pending_reloads.push("php8.2-fpm".into());
-    let jobs_facts = converged(&jobs);
+    let mut jobs_facts = converged(&jobs);
+    jobs_facts
+        .services
+        .insert("cron".into(), crate::facts::ServiceState::Stopped);
+    jobs_facts
+        .releases
+        .entry(AppName::new("shop"))
+        .or_default()
+        .current = Some(format!("releases/{}", "a".repeat(40)));
+    jobs_facts.programs = Some(
+        [(
+            "shop:shop-default_00".to_owned(),
+            crate::facts::ProgramState::Fatal,
+        )]
+        .into(),
+    );
     defs.apps.retain(|a| a.name.as_str() != "billing");
     let shop = defs
         .apps

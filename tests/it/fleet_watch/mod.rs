@@ -332,3 +332,4 @@ fn wait_for_an_apply_on(repo: &Repo, server: &str, limit: Duration) -> String {
 
 mod converge;
 mod listener;
+mod services;
