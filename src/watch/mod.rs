@@ -710,8 +710,8 @@ impl Watch {
             entry.failures = failures;
             entry.retry_at = retry;
             // Done with the commit in force when it succeeded for it.
-            entry.converging = !(succeeded
-                && commit_in_force.as_deref() == Some(done.commit.as_str()));
+            entry.converging =
+                !(succeeded && commit_in_force.as_deref() == Some(done.commit.as_str()));
             entry.lock_holder = match outcome.report.as_ref().map(|r| &r.outcome) {
                 Some(ApplyOutcome::Locked { holder }) => Some(holder.clone()),
                 _ => outcome.plan.locked_by.clone(),
