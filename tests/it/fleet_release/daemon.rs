@@ -423,3 +423,101 @@ fn ctrl_c_of_release_during_its_health_check_goes_back_and_logs_it() {
         assert_eq!(line["result"], "rolled-back", "{server}: {line}\n{text}");
     }
 }
+
+/// A small deterministic generator (a seed printed by the test reproduces
+/// a run).
+struct Lcg(u64);
+
+impl Lcg {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (self.0 >> 33) % n
+    }
+}
+
+#[test]
+#[ignore = "needs the test fleet: tests/fleet/fleet up 4"]
+fn a_daemon_killed_at_random_moments_converges_and_says_so_only_then() {
+    const KILLS: usize = 20;
+    let app = AppRepo::new();
+    let revisions: Vec<(String, &str)> = ["k1", "k2", "k3"]
+        .into_iter()
+        .map(|id| (app.commit(id, &[]), id))
+        .collect();
+    let repo = definitions(&app, 3);
+    let defs = repo.dir.path();
+    git(defs, &["init", "-q", "-b", "main"]);
+    pin(&repo, &revisions[0].0);
+    commit_all(defs, "start");
+    let seed = std::env::var("CHAOS_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(1, |d| d.as_secs())
+        });
+    eprintln!("chaos seed {seed} (CHAOS_SEED={seed} repeats this run)");
+    let mut rng = Lcg(seed);
+    let state = tempfile::tempdir().expect("tempdir");
+    let app_file = defs.join("apps/rel.yaml");
+    let mut pinned = 0;
+    for kill in 0..KILLS {
+        // A commit (a new pin, a pool setting, or both) now and then, so
+        // that kills land in applies, releases and their health checks.
+        let change = rng.below(4);
+        if change & 1 == 1 {
+            pinned = usize::try_from(rng.below(3)).expect("small");
+            pin(&repo, &revisions[pinned].0);
+        }
+        if change & 2 == 2 {
+            let yaml = std::fs::read_to_string(&app_file).expect("app");
+            let yaml = if yaml.contains("max_workers: 8") {
+                yaml.replacen("max_workers: 8", "max_workers: 9", 1)
+            } else {
+                yaml.replacen("max_workers: 9", "max_workers: 8", 1)
+            };
+            std::fs::write(&app_file, yaml).expect("write");
+        }
+        commit_all(defs, &format!("chaos {kill}"));
+        let mut daemon = watch(&repo, state.path(), "2s", "correct");
+        std::thread::sleep(Duration::from_millis(300 + rng.below(4000)));
+        let _ = daemon.0.kill();
+        let _ = daemon.0.wait();
+    }
+
+    // Once more, left running: status says 0 only when every server runs
+    // what the commit in force says.
+    let _daemon = watch(&repo, state.path(), "2s", "correct");
+    let id = revisions[pinned].1;
+    let deadline = Instant::now() + Duration::from_secs(240);
+    loop {
+        let (code, document) = status(state.path());
+        if code == 0 {
+            let pages = SERVERS.map(|s| page(&repo, s));
+            assert!(
+                pages.iter().all(|p| *p == (200, format!("{id} {id}"))),
+                "status says all is well, but the servers answer {pages:?} (want {id}):\n{document:#}"
+            );
+            let plan = repo.run(&["plan", "--detailed-exitcode"]);
+            assert_eq!(
+                plan.status.code(),
+                Some(0),
+                "status says all is well, but plan finds changes:\n{}\n{document:#}",
+                String::from_utf8_lossy(&plan.stdout)
+            );
+            break;
+        }
+        if Instant::now() > deadline {
+            let log = std::fs::read_to_string(state.path().join("watch.log")).unwrap_or_default();
+            panic!(
+                "not converged after {KILLS} kills (seed {seed}): exit {code}\n{document:#}\n{}",
+                log.lines().rev().take(40).collect::<Vec<_>>().join("\n")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
