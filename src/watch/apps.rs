@@ -27,10 +27,15 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use tokio::time::Instant;
 
-use super::Why;
+use std::collections::BTreeMap;
+
+use tokio::task::JoinSet;
+
+use super::{AppFinished, Drift, Host, InForce, Watch, Why, short};
 use crate::app::{AppTarget, Origin, Trigger};
 use crate::board::{AppStatus, Board};
 use crate::definitions::Definitions;
+use crate::definitions::ServerName;
 use crate::release::{self, Check, Intended, ReleaseError, Sha, Stop, Verdict};
 use crate::transport::Connector;
 
@@ -283,4 +288,124 @@ pub(super) fn record(
             }
         }
     });
+}
+
+impl Watch {
+    /// Starts every app that is due and whose servers have their commit
+    /// applied, up to `parallel` at once.
+    pub(super) fn start_due_apps(
+        &self,
+        in_force: Option<&InForce>,
+        hosts: &BTreeMap<ServerName, Host>,
+        apps: &mut BTreeMap<String, AppEntry>,
+        tasks: &mut JoinSet<AppFinished>,
+    ) {
+        let (Some(in_force), Some(cache)) = (in_force, &self.options.apps_cache) else {
+            return;
+        };
+        let now = Instant::now();
+        for (name, entry) in apps.iter_mut() {
+            if entry.running || entry.due > now {
+                continue;
+            }
+            if self.stop.is_cancelled() {
+                // Stopping: nothing new starts.
+                entry.due = now + Duration::from_secs(1);
+                continue;
+            }
+            let waiting = entry.target.servers.iter().any(|(server, _)| {
+                hosts
+                    .get(&server.name)
+                    .is_some_and(|h| h.running || h.why == Why::Commit)
+            });
+            if waiting || tasks.len() >= self.options.parallel.max(1) {
+                entry.due = now + Duration::from_secs(1);
+                continue;
+            }
+            entry.running = true;
+            let job = AppJob {
+                target: entry.target.clone(),
+                cache: cache.clone(),
+                connector: Arc::clone(&self.connector),
+                repair: entry.why == Why::Commit || self.options.drift == Drift::Correct,
+                gave_up: entry.gave_up.clone(),
+                holder: self.options.holder.clone(),
+                stop: self.stop.clone(),
+            };
+            let (app, commit) = (name.clone(), in_force.commit.clone());
+            tasks.spawn(async move {
+                let outcome = job.run().await;
+                AppFinished {
+                    app,
+                    commit,
+                    outcome,
+                }
+            });
+        }
+    }
+
+    /// Records an app's outcome and schedules it again.
+    pub(super) fn app_finished(
+        &self,
+        done: AppFinished,
+        in_force: Option<&InForce>,
+        apps: &mut BTreeMap<String, AppEntry>,
+    ) {
+        let now = (self.clock)();
+        let Some(entry) = apps.get_mut(&done.app) else {
+            return; // the app left the definitions meanwhile
+        };
+        entry.running = false;
+        let span = tracing::info_span!("app", app = %done.app, commit = %short(&done.commit));
+        let _entered = span.enter();
+        let superseded = in_force.is_some_and(|f| f.commit != done.commit);
+        let mut retry_at = None;
+        match &done.outcome {
+            AppOutcome::Busy(_, holder) => {
+                tracing::info!(%holder, "the app lock is held: checking again shortly");
+                entry.due = Instant::now() + BUSY_RETRY;
+            }
+            AppOutcome::Failed {
+                message, gave_up, ..
+            } => {
+                tracing::warn!(message = %message, "the app's release is not as it should be");
+                entry.failures += 1;
+                if gave_up.is_some() {
+                    entry.gave_up.clone_from(gave_up);
+                }
+                let delay = self.options.backoff.next(entry.failures);
+                entry.due = Instant::now() + delay;
+                retry_at = Some(now + chrono::Duration::from_std(delay).unwrap_or_default());
+            }
+            outcome => {
+                match outcome {
+                    AppOutcome::Repaired(check, released) => tracing::info!(
+                        sha = %released.sha.short(),
+                        was = %check.verdict.describe(check.intended.as_ref()),
+                        "the app's intended release is live on every server"
+                    ),
+                    AppOutcome::Left(check) => tracing::warn!(
+                        found = %check.verdict.describe(check.intended.as_ref()),
+                        "the app's servers differ from its release; left alone (--drift warn)"
+                    ),
+                    _ => tracing::debug!("the app runs its intended release"),
+                }
+                entry.failures = 0;
+                entry.why = Why::Check;
+                entry.due = Instant::now() + self.options.drift_interval;
+            }
+        }
+        if superseded {
+            entry.due = Instant::now();
+            entry.why = Why::Commit;
+        }
+        record(
+            &self.board,
+            &done.app,
+            &done.outcome,
+            entry.failures,
+            retry_at,
+            now,
+        );
+    }
 }

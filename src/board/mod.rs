@@ -1,0 +1,191 @@
+//! What the daemon knows, for people and machines: the status document
+//! (`GET /v1/status`, `reconciler status`, and `status.json` in the state
+//! directory) and the Prometheus metrics, updated together on one board;
+//! and the definitions in force. The loop (`watch`) writes it, the
+//! listener (`serve`) reads it: it sits below both, which never import
+//! each other.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, RwLock};
+
+use crate::definitions::Definitions;
+
+mod metrics;
+mod status;
+
+pub use metrics::AuthFailureCounter;
+use metrics::{AppLabel, HostLabel, KindLabel, Metrics, RESULTS, ResultLabel};
+pub use status::{
+    AppStatus, CommitRecord, DaemonInfo, HostStatus, PROBLEM_KINDS, PendingReload, Problem,
+    Rejected, Status,
+};
+
+/// The definitions the daemon acts on: the commit in force (or, for
+/// `reconciler serve`, the directory it was given); `None` before the
+/// first commit validates.
+pub type DefinitionsInForce = Arc<RwLock<Option<Arc<Definitions>>>>;
+
+use chrono::{DateTime, Utc};
+
+/// The status and metrics, shared by the loop and the HTTP server.
+pub struct Board {
+    status: Mutex<Status>,
+    metrics: Metrics,
+    /// Where the status is kept for `reconciler status --state-dir`.
+    path: Option<PathBuf>,
+    /// The definitions of the commit in force, for the deploy webhook.
+    pub definitions: DefinitionsInForce,
+}
+
+impl Board {
+    /// A board for `repo` (shown without its credentials) and `branch`,
+    /// kept in `path` when given.
+    pub fn new(repo: &str, branch: &str, path: Option<PathBuf>) -> Self {
+        Self {
+            status: Mutex::new(Status {
+                repo: crate::redact::url(repo),
+                branch: branch.to_owned(),
+                ..Status::default()
+            }),
+            metrics: Metrics::new(),
+            path,
+            definitions: Default::default(),
+        }
+    }
+
+    /// The status document now.
+    pub fn snapshot(&self) -> Status {
+        self.status
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Changes the status, then writes it to the state directory.
+    pub fn update(&self, at: DateTime<Utc>, change: impl FnOnce(&mut Status)) {
+        let snapshot = {
+            let mut status = self
+                .status
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            change(&mut status);
+            status.updated = Some(at);
+            status.problems = status.find_problems();
+            for kind in PROBLEM_KINDS {
+                let count = status.problems.iter().filter(|p| p.kind == kind).count();
+                self.metrics
+                    .problems
+                    .get_or_create(&KindLabel { kind: kind.into() })
+                    .set(i64::try_from(count).unwrap_or(i64::MAX));
+            }
+            status.clone()
+        };
+        if let Some(path) = &self.path {
+            let text = serde_json::to_vec_pretty(&snapshot).unwrap_or_default();
+            if let Err(error) = crate::fsutil::write_atomically(path, &text) {
+                tracing::warn!(path = %path.display(), %error, "cannot write the status file");
+            }
+        }
+    }
+
+    /// Records one host reconcile in the metrics.
+    pub fn count(&self, server: &str, result: &str, seconds: f64, failed: bool) {
+        let host = HostLabel {
+            server: server.to_owned(),
+        };
+        let metrics = &self.metrics;
+        metrics
+            .reconciles
+            .get_or_create(&ResultLabel {
+                server: server.to_owned(),
+                result: result.to_owned(),
+            })
+            .inc();
+        metrics.durations.get_or_create(&host).observe(seconds);
+        if failed {
+            metrics.failures.get_or_create(&host).inc();
+        }
+    }
+
+    /// Sets a host's gauges.
+    pub fn gauges(&self, server: &str, drift: usize, pending: usize, success_at: Option<i64>) {
+        let host = HostLabel {
+            server: server.to_owned(),
+        };
+        let metrics = &self.metrics;
+        metrics.drift.get_or_create(&host).set(drift as i64);
+        metrics.pending.get_or_create(&host).set(pending as i64);
+        if let Some(at) = success_at {
+            metrics.last_success.get_or_create(&host).set(at);
+        }
+    }
+
+    /// Records a fetch of the definitions: its time when it succeeded.
+    pub fn fetched(&self, success_at: Option<DateTime<Utc>>) {
+        let metrics = &self.metrics;
+        if let Some(at) = success_at {
+            metrics.fetch_failing.set(0);
+            metrics.last_fetch.set(at.timestamp());
+        } else {
+            metrics.fetch_failing.set(1);
+            metrics.fetch_failures.inc();
+        }
+    }
+
+    /// Sets whether `app` runs the release it should everywhere.
+    pub fn app_converged(&self, app: &str, converged: bool) {
+        self.metrics
+            .app_converged
+            .get_or_create(&AppLabel {
+                app: app.to_owned(),
+            })
+            .set(i64::from(converged));
+    }
+
+    /// Drops the series of servers and apps that left the definitions, so
+    /// that no frozen value (a last success time) fires an alert for
+    /// something that is gone.
+    pub fn forget(&self, servers: &[String], apps: &[String]) {
+        let metrics = &self.metrics;
+        for server in servers {
+            let host = HostLabel {
+                server: server.clone(),
+            };
+            metrics.failures.remove(&host);
+            metrics.durations.remove(&host);
+            metrics.drift.remove(&host);
+            metrics.pending.remove(&host);
+            metrics.last_success.remove(&host);
+            for result in RESULTS {
+                metrics.reconciles.remove(&ResultLabel {
+                    server: server.clone(),
+                    result: result.to_owned(),
+                });
+            }
+        }
+        for app in apps {
+            metrics.app_converged.remove(&AppLabel { app: app.clone() });
+        }
+    }
+
+    pub fn count_rejected(&self) {
+        self.metrics.rejected.inc();
+    }
+
+    /// The counter of failed authentications, for the listener's guard.
+    pub fn auth_failures(&self) -> AuthFailureCounter {
+        self.metrics.auth_failures.clone()
+    }
+
+    /// The metrics in Prometheus' text format.
+    pub fn metrics_text(&self) -> String {
+        let mut text = String::new();
+        if prometheus_client::encoding::text::encode(&mut text, &self.metrics.registry).is_err() {
+            text.clear();
+        }
+        text
+    }
+}
+
+#[cfg(test)]
+mod tests;

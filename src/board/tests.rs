@@ -1,0 +1,118 @@
+//! The board: problems, staleness, and the metrics the example alerts use.
+
+use super::*;
+
+/// Every `reconciler_*` name in an `expr:` of the example alert rules.
+fn alerted_metrics() -> Vec<String> {
+    let rules: serde_yaml::Value =
+        serde_yaml::from_str(include_str!("../../examples/alerts/reconciler.rules.yml"))
+            .expect("the rules are YAML");
+    let mut names = Vec::new();
+    for group in rules["groups"].as_sequence().expect("groups") {
+        for rule in group["rules"].as_sequence().expect("rules") {
+            let expr = rule["expr"].as_str().expect("expr");
+            for word in expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+                if word.starts_with("reconciler_") && !names.iter().any(|n| n == word) {
+                    names.push(word.to_owned());
+                }
+            }
+        }
+    }
+    names
+}
+
+#[test]
+fn every_metric_the_example_alerts_name_is_exported() {
+    let board = Board::new("repo", "main", None);
+    board.count("web-1", "applied", 0.5, false);
+    board.gauges("web-1", 0, 1, Some(1));
+    board.app_converged("shop", true);
+    board.auth_failures().inc("/v1/deploy");
+    board.fetched(None);
+    let text = board.metrics_text();
+    let names = alerted_metrics();
+    assert!(names.len() >= 7, "{names:?}");
+    for name in &names {
+        // Counters are declared without `_total`.
+        let family = name.strip_suffix("_total").unwrap_or(name);
+        assert!(
+            text.contains(&format!("# TYPE {family} ")),
+            "the rules name `{name}`, which /metrics does not declare:\n{text}"
+        );
+    }
+}
+
+#[test]
+fn servers_and_apps_that_left_lose_their_series() {
+    let board = Board::new("repo", "main", None);
+    for server in ["web-1", "web-2"] {
+        board.count(server, "failed", 0.5, true);
+        board.gauges(server, 2, 1, Some(1));
+    }
+    board.app_converged("shop", false);
+    board.forget(&["web-2".to_owned()], &["shop".to_owned()]);
+    let text = board.metrics_text();
+    assert!(text.contains("server=\"web-1\""), "{text}");
+    assert!(!text.contains("web-2"), "{text}");
+    assert!(!text.contains("shop"), "{text}");
+}
+
+#[test]
+fn problems_follow_the_status_and_a_stale_document_says_why() {
+    let board = Board::new("repo", "main", None);
+    let now: DateTime<Utc> = "2026-11-30T12:00:00Z".parse().expect("time");
+    board.update(now, |s| {
+        s.last_good = Some(CommitRecord {
+            commit: "1a2b".into(),
+            at: now,
+        });
+        s.fetch_error = Some("cannot fetch".into());
+        s.hosts.insert(
+            "web-1".into(),
+            HostStatus {
+                drift: 2,
+                ..HostStatus::default()
+            },
+        );
+        s.apps.insert(
+            "shop".into(),
+            AppStatus {
+                state: "diverged".into(),
+                message: "web-2 runs 1a2b".into(),
+                ..AppStatus::default()
+            },
+        );
+    });
+    let status = board.snapshot();
+    let kinds: Vec<&str> = status.problems.iter().map(|p| p.kind.as_str()).collect();
+    assert_eq!(kinds, ["fetch-failing", "drift", "release-diverged"]);
+    assert!(
+        board
+            .metrics_text()
+            .contains("reconciler_problems{kind=\"drift\"} 1")
+    );
+    board.update(now, |s| {
+        s.fetch_error = None;
+        s.hosts.clear();
+        s.apps.clear();
+    });
+    assert!(board.snapshot().problems.is_empty());
+
+    let mut status = board.snapshot();
+    assert!(status.staleness(now, None).is_some(), "no daemon named");
+    status.daemon = Some(DaemonInfo {
+        pid: 1,
+        interval_seconds: 30,
+        drift_interval_seconds: 600,
+    });
+    assert_eq!(
+        status.staleness(now + chrono::Duration::seconds(100), Some(true)),
+        None
+    );
+    let old = status
+        .staleness(now + chrono::Duration::seconds(200), None)
+        .expect("stale");
+    assert!(old.contains("not updated for 200 s"), "{old}");
+    let dead = status.staleness(now, Some(false)).expect("stale");
+    assert!(dead.contains("pid 1"), "{dead}");
+}
