@@ -217,7 +217,7 @@ impl Watch {
             tracing::info!(
                 hosts = tasks.len(),
                 apps = app_tasks.len(),
-                "stopping: waiting for the hosts and apps in flight"
+                "stopping: waiting for the hosts in flight and the apps being checked"
             );
         }
         while let Some(joined) = tasks.join_next().await {
