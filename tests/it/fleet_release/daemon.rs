@@ -484,7 +484,7 @@ fn a_daemon_killed_at_random_moments_converges_and_says_so_only_then() {
         }
         commit_all(defs, &format!("chaos {kill}"));
         let mut daemon = watch(&repo, state.path(), "2s", "correct");
-        std::thread::sleep(Duration::from_millis(300 + rng.below(4000)));
+        std::thread::sleep(Duration::from_millis(300 + rng.below(2500)));
         let _ = daemon.0.kill();
         let _ = daemon.0.wait();
     }
