@@ -114,6 +114,12 @@ release_discard() {
   report done discard ""
 }
 
+# json_line TEXT: TEXT is one line of a JSON object (serialized by serde on
+# the client), fit to be one line of a record file.
+json_line() {
+  [[ $1 == "{"*"}" && $1 != *$'\n'* ]]
+}
+
 # ---- Going live --------------------------------------------------------------
 # release_switch SHA [INTENT]: `current` names releases/SHA (this release,
 # or the one a failed release goes back to), atomically: a new link,
@@ -128,7 +134,7 @@ release_switch() {
   [ -f "$APP_STATE/complete/$sha" ] && as_app "$APP" test -d "$RELEASES/$sha" ||
     { report failed switch "release $sha is not complete on this server"; exit 0; }
   if [ -n "$intent" ]; then
-    [[ $intent == "{"*"}" && $intent != *$'\n'* ]] || { report failed switch "not one JSON line"; exit 0; }
+    json_line "$intent" || { report failed switch "not one JSON line"; exit 0; }
     printf '%s\n' "$intent" | replace_file "$APP_STATE/in-flight" ||
       { report failed switch "cannot write $APP_STATE/in-flight"; exit 0; }
   fi
@@ -199,7 +205,7 @@ release_finish() {
   shift
   [[ $count =~ ^[0-9]$ ]] || { report failed finish "not a count of lines"; exit 0; }
   for line in "${@:1:count}"; do
-    [[ $line == "{"*"}" && $line != *$'\n'* ]] || { report failed finish "not one JSON line"; exit 0; }
+    json_line "$line" || { report failed finish "not one JSON line"; exit 0; }
   done
   for line in "${@:1:count}"; do printf '%s\n' "$line"; done >>"$APP_STATE/release.log"
   rm -f -- "$APP_STATE/in-flight"
@@ -227,8 +233,8 @@ release_finish() {
 release_list() {
   ensure_state
   app_state
-  flock -n "$APP_STATE/lock" true || record locked "$(lock_holder "$APP_STATE/lock.holder")"
-  local APP_ARGV
+  local holder APP_ARGV
+  holder=$(held_by "$APP_STATE/lock.holder") && record locked "$holder"
   app_argv "$APP"
   "${APP_ARGV[@]}" find -P "$RELEASES" -mindepth 1 -maxdepth 1 -type d \
     -printf '@present\0002\0%f\0%T@\0\n' 2>/dev/null >&5

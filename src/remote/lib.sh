@@ -99,16 +99,23 @@ hold_record() {
 # record just after it takes the lock, so the record of a finished one
 # is read again for up to half a second before the holder is unknown.
 lock_holder() {
-  local token who reason since pid tries
+  local tries
   for ((tries = 0; tries < 10; tries++)); do
-    IFS=$'\t' read -r token who reason since pid <"$1" 2>/dev/null
-    if [[ ${pid:-} =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null; then
-      printf '%s (%s since %s)\n' "$who" "$reason" "$since"
-      return
-    fi
+    held_by "$1" && return
     sleep 0.05
   done
   echo "a process that is not reconciler's"
+}
+
+# held_by FILE: `WHO (REASON since TIME)` when the process of the lock
+# record FILE still runs; fails otherwise. Tells whether a lock is held
+# without taking it, even for an instant: a probe with `flock -n` would
+# make a holder that takes the lock at that instant find it busy.
+held_by() {
+  local token who reason since pid
+  IFS=$'\t' read -r token who reason since pid <"$1" 2>/dev/null || return 1
+  [[ ${pid:-} =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null || return 1
+  printf '%s (%s since %s)\n' "$who" "$reason" "$since"
 }
 
 # lock_token FILE: the token of the lock record FILE.
