@@ -88,26 +88,17 @@ fn wait_status(state: &Path, within: Duration, done: impl Fn(i32, &serde_json::V
 
 /// Waits until both servers serve `id`, or panics with the daemon's log.
 fn wait_serving_in(repo: &Repo, state: &Path, id: &str, within: Duration) {
-    let deadline = Instant::now() + within;
-    let want = (200, format!("{id} {id}"));
-    while SERVERS.iter().any(|s| page(repo, s) != want) {
-        if Instant::now() > deadline {
-            let log = std::fs::read_to_string(state.join("watch.log")).unwrap_or_default();
-            // The apps' lines: the hosts' checks repeat every few seconds.
-            let tail: Vec<&str> = log
-                .lines()
-                .rev()
-                .filter(|l| !l.contains("host{") && !l.contains("reconcile{"))
-                .take(60)
-                .collect();
-            panic!(
-                "{id} is not served after {within:?}: {:?}\n--- log (newest first)\n{}",
-                SERVERS.map(|s| page(repo, s)),
-                tail.join("\n")
-            );
-        }
-        std::thread::sleep(Duration::from_millis(250));
-    }
+    wait_serving_or(repo, id, within, || {
+        let log = std::fs::read_to_string(state.join("watch.log")).unwrap_or_default();
+        // The apps' lines: the hosts' checks repeat every few seconds.
+        let tail: Vec<&str> = log
+            .lines()
+            .rev()
+            .filter(|l| !l.contains("host{") && !l.contains("reconcile{"))
+            .take(60)
+            .collect();
+        format!("--- log (newest first)\n{}", tail.join("\n"))
+    });
 }
 
 #[test]

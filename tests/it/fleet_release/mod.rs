@@ -218,12 +218,20 @@ fn pin(repo: &Repo, revision: &str) {
 }
 
 fn wait_serving(repo: &Repo, id: &str, within: Duration) {
+    wait_serving_or(repo, id, within, String::new);
+}
+
+/// Waits until both web servers serve `id`, or panics with what they
+/// answer and `explain()` (a daemon's log, say).
+fn wait_serving_or(repo: &Repo, id: &str, within: Duration, explain: impl Fn() -> String) {
     let deadline = Instant::now() + within;
     let want = (200, format!("{id} {id}"));
     while SERVERS.iter().any(|s| page(repo, s) != want) {
         assert!(
             Instant::now() < deadline,
-            "{id} is not served after {within:?}"
+            "{id} is not served after {within:?}: {:?}\n{}",
+            SERVERS.map(|s| page(repo, s)),
+            explain()
         );
         std::thread::sleep(Duration::from_millis(250));
     }
