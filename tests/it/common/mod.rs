@@ -326,7 +326,10 @@ pub fn kinds(host: &Value) -> Vec<String> {
             format!(
                 "{} {}",
                 c["kind"].as_str().unwrap_or(""),
-                c["path"].as_str().unwrap_or("")
+                ["path", "program", "service"]
+                    .iter()
+                    .find_map(|key| c[*key].as_str())
+                    .unwrap_or("")
             )
         })
         .collect()
