@@ -1,12 +1,9 @@
 //! plan and apply against the test fleet: real servers with sshd, nginx,
 //! php-fpm, supervisor and cron. These tests share the servers fleet-1..3,
-//! so nextest runs them one at a time (.config/nextest.toml); the
+//! so nextest runs no two of them on one fleet (.config/nextest.toml); the
 //! stopped-server test stops fleet-4, which no other test uses.
 
 use crate::common;
-
-use std::path::Path;
-use std::process::{Command, Output};
 
 use common::{Repo, host, install_release, kinds};
 use serde_json::Value;
@@ -198,34 +195,12 @@ fn an_app_removed_from_the_definitions_is_pruned() {
     repo.run_expect(&["plan", "--detailed-exitcode"], 0);
 }
 
-/// Starts the server again when the test ends, whatever happened.
-struct Stopped<'a>(&'a str);
-
-impl Drop for Stopped<'_> {
-    fn drop(&mut self) {
-        let _ = fleet_script(&["start", self.0]);
-    }
-}
-
-fn fleet_script(args: &[&str]) -> Output {
-    Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fleet/fleet"))
-        .args(args)
-        .output()
-        .expect("run tests/fleet/fleet")
-}
-
 #[test]
 #[ignore = "needs the test fleet: tests/fleet/fleet up 4"]
 fn a_stopped_server_fails_alone() {
     let repo = Repo::new(&["fleet-1", "fleet-2", "fleet-4"]);
     repo.app("alpha", &["fleet-1", "fleet-2", "fleet-4"], 5, "");
-    let stopped = fleet_script(&["stop", "fleet-4"]);
-    assert!(
-        stopped.status.success(),
-        "{}",
-        String::from_utf8_lossy(&stopped.stderr)
-    );
-    let _restart = Stopped("fleet-4");
+    let _restart = repo.fleet.stop("fleet-4");
 
     let out = repo.run_expect(&["apply", "--yes", "--now"], 1);
     // The server is named once; the message says what was dialled.

@@ -2,8 +2,8 @@
 //! security review ("Security round 3"), run against the test fleet as the
 //! app's own code would run them (as its Unix user, or as PHP in its own
 //! pool). Each was reproduced on the fleet before the fix. These tests
-//! change the shared server fleet-1, so nextest runs them one at a time
-//! with the other fleet tests.
+//! change the shared server fleet-1, so nextest runs no other fleet test
+//! on their fleet beside them.
 
 use crate::common;
 

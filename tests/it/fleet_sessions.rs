@@ -1,7 +1,7 @@
 //! Sessions shared by two web servers through redis and memcached, against
 //! the test fleet: a page counts requests in its session. These tests
-//! change the shared servers, so nextest runs them one at a time with the
-//! other fleet tests.
+//! change the shared servers, so nextest runs no other fleet test on their
+//! fleet beside them.
 
 use crate::common;
 

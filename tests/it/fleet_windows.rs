@@ -1,6 +1,6 @@
 //! Reload windows, OPcache hygiene and rolling php-fpm reloads, against
 //! the test fleet. These tests change the shared servers, so nextest runs
-//! them one at a time with the other fleet tests.
+//! no other fleet test on their fleet beside them.
 
 use crate::common;
 

@@ -3,8 +3,8 @@
 //! that crosses SSH against the test fleet (real servers in Docker,
 //! `tests/fleet/fleet up 4`; `tests/run` starts it). Fleet tests are
 //! `#[ignore = "needs the test fleet: ..."]`; the modules named `fleet_*`
-//! (and `demo`) share the fleet's servers and run one at a time
-//! (`.config/nextest.toml`). `common` is the one harness: running the
+//! (and `demo`) share a fleet's servers: no two run on one fleet at once
+//! (`tests/run` starts two fleets, one per slot of `.config/nextest.toml`). `common` is the one harness: running the
 //! binary, the fleet, fixture repositories.
 
 mod common;

@@ -39,6 +39,10 @@ pub struct Fleet {
     pub key: PathBuf,
     /// known_hosts with each server's real host key, as `[127.0.0.1]:PORT ssh-ed25519 ...`.
     pub known_hosts: PathBuf,
+    /// The fleet's container name prefix (`reconciler-fleet`), which the
+    /// fleet script takes as `$FLEET_PREFIX`.
+    #[serde(default)]
+    pub prefix: Option<String>,
     /// Redis as seen from inside the servers (`redis:6379`); not published on the host.
     pub redis: String,
     /// The memcached nodes as seen from inside the servers (`memcached-1:11211`, ...).
@@ -61,12 +65,57 @@ pub struct FleetServer {
 }
 
 impl Fleet {
-    /// Where the inventory is: `$RECONCILER_FLEET`, else the default state dir of the fleet script.
+    /// Where the inventory is: under nextest, a test of the `fleet-servers`
+    /// group in slot N (`$NEXTEST_TEST_GROUP_SLOT`) uses the N-th path of
+    /// `$RECONCILER_FLEETS` (`:`-separated; `tests/run` starts one fleet per
+    /// slot, so two fleet tests run at once, each alone on its servers);
+    /// else `$RECONCILER_FLEET`, else the default state dir of the fleet
+    /// script.
     pub fn inventory_path() -> PathBuf {
+        let slot = std::env::var("NEXTEST_TEST_GROUP_SLOT")
+            .ok()
+            .and_then(|slot| slot.parse::<usize>().ok());
+        if let (Some(slot), Some(fleets)) = (slot, std::env::var_os("RECONCILER_FLEETS")) {
+            let fleets: Vec<PathBuf> = std::env::split_paths(&fleets).collect();
+            if let Some(path) = fleets.get(slot % fleets.len().max(1)) {
+                return path.clone();
+            }
+        }
         match std::env::var_os("RECONCILER_FLEET") {
             Some(path) if !path.is_empty() => PathBuf::from(path),
             _ => Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fleet/.state/inventory.json"),
         }
+    }
+
+    /// Stops server `name` (`tests/fleet/fleet stop`); it starts again when
+    /// the guard is dropped, whatever happened. Panics if it cannot stop.
+    pub fn stop(&self, name: &str) -> Stopped<'_> {
+        let out = self.script(&["stop", name]);
+        assert!(
+            out.status.success(),
+            "fleet stop {name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Stopped {
+            fleet: self,
+            name: name.to_owned(),
+        }
+    }
+
+    /// `tests/fleet/fleet ARGS` on this fleet (its prefix and state dir, not
+    /// whatever the environment names).
+    pub fn script(&self, args: &[&str]) -> std::process::Output {
+        let state = Self::inventory_path();
+        let mut command =
+            Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fleet/fleet"));
+        command.args(args);
+        if let Some(dir) = state.parent() {
+            command.env("FLEET_STATE", dir);
+        }
+        if let Some(prefix) = &self.prefix {
+            command.env("FLEET_PREFIX", prefix);
+        }
+        command.output().expect("run tests/fleet/fleet")
     }
 
     /// Loads the inventory; panics with instructions when no fleet is running.
@@ -111,6 +160,18 @@ impl Fleet {
             ));
         }
         yaml
+    }
+}
+
+/// A server stopped by [`Fleet::stop`]: started again on drop.
+pub struct Stopped<'a> {
+    fleet: &'a Fleet,
+    name: String,
+}
+
+impl Drop for Stopped<'_> {
+    fn drop(&mut self) {
+        let _ = self.fleet.script(&["start", &self.name]);
     }
 }
 

@@ -2,7 +2,7 @@
 //! was reproduced on the fleet before the fix; the app-user attacks run as
 //! the app's Unix user on the server (`setpriv`), as the app's own code
 //! would. These tests change the shared servers fleet-1..3, so nextest
-//! runs them one at a time with the other fleet tests.
+//! runs no other fleet test on their fleet beside them.
 
 use crate::common;
 

@@ -186,13 +186,7 @@ fn a_stopped_server_is_retried_with_backoff_and_converges_when_back() {
     let repo = &defs.repo;
     repo.app("alpha", &servers, 3, "");
     let commit = defs.commit("alpha, fleet-4 included");
-    let stopped = fleet_script(&["stop", "fleet-4"]);
-    assert!(
-        stopped.status.success(),
-        "{}",
-        String::from_utf8_lossy(&stopped.stderr)
-    );
-    let restart = Stopped("fleet-4");
+    let restart = repo.fleet.stop("fleet-4");
 
     let state = tempfile::tempdir().expect("state");
     let daemon = Daemon::start(&defs, state.path(), &[]);

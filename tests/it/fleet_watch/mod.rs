@@ -297,22 +297,6 @@ fn max_children(repo: &Repo, server: &str) -> String {
     .to_owned()
 }
 
-/// Starts the server again when the test ends, whatever happened.
-struct Stopped<'a>(&'a str);
-
-impl Drop for Stopped<'_> {
-    fn drop(&mut self) {
-        let _ = fleet_script(&["start", self.0]);
-    }
-}
-
-fn fleet_script(args: &[&str]) -> Output {
-    Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fleet/fleet"))
-        .args(args)
-        .output()
-        .expect("run tests/fleet/fleet")
-}
-
 /// Waits until a plan of `server` shows an apply running there.
 fn wait_for_an_apply_on(repo: &Repo, server: &str, limit: Duration) -> String {
     let started = Instant::now();
