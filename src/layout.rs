@@ -81,6 +81,10 @@ pub enum ConfigFile {
     /// `/usr/local/lib/reconciler/opcache-status.php`: what reconciler's
     /// status pool runs to report OPcache figures.
     OpcacheStatus,
+    /// `/usr/local/lib/reconciler/opcache-warm.php`: what a release runs in
+    /// the app's own pool to compile its files into OPcache before the
+    /// switch.
+    OpcacheWarm,
     /// `/usr/local/lib/reconciler/php/<v>/php`: runs `php<v>`, first in
     /// the PATH of an app's workers, scheduler and release commands, so
     /// that their `php` is the app's version whatever the server's default.
@@ -91,6 +95,7 @@ const INI_NAME: &str = "99-reconciler.ini";
 /// Root's directory for what reconciler itself needs on a server.
 pub const LIB_DIR: &str = "/usr/local/lib/reconciler";
 const OPCACHE_STATUS: &str = "/usr/local/lib/reconciler/opcache-status.php";
+const OPCACHE_WARM: &str = "/usr/local/lib/reconciler/opcache-warm.php";
 /// Where the `php` of each PHP version is (`ConfigFile::PhpShim`).
 pub const PHP_SHIMS: &str = "/usr/local/lib/reconciler/php";
 /// The PATH of what runs for an app, after its PHP version's directory.
@@ -114,6 +119,7 @@ impl ConfigFile {
             ConfigFile::Supervisor { app } => format!("/etc/supervisor/conf.d/{app}.conf"),
             ConfigFile::Cron { app } => format!("/etc/cron.d/{app}"),
             ConfigFile::OpcacheStatus => OPCACHE_STATUS.into(),
+            ConfigFile::OpcacheWarm => OPCACHE_WARM.into(),
             ConfigFile::PhpShim { version } => format!("{}/php", php_dir(version)),
         }
     }
@@ -165,7 +171,11 @@ impl ConfigFile {
                 .is_valid()
                 .then_some(ConfigFile::PhpShim { version });
         }
-        (path == OPCACHE_STATUS).then_some(ConfigFile::OpcacheStatus)
+        match path {
+            OPCACHE_STATUS => Some(ConfigFile::OpcacheStatus),
+            OPCACHE_WARM => Some(ConfigFile::OpcacheWarm),
+            _ => None,
+        }
     }
 
     /// The app a per-app file belongs to; `None` for cluster-wide files.
@@ -174,6 +184,7 @@ impl ConfigFile {
             ConfigFile::PhpIni { .. }
             | ConfigFile::FpmGlobal { .. }
             | ConfigFile::OpcacheStatus
+            | ConfigFile::OpcacheWarm
             | ConfigFile::PhpShim { .. } => None,
             ConfigFile::FpmPool { app, .. }
             | ConfigFile::Vhost { app }
@@ -279,6 +290,7 @@ const CONFIG_GLOBS: &[&str] = &[
     "/etc/supervisor/conf.d/*.conf",
     "/etc/cron.d/*",
     OPCACHE_STATUS,
+    OPCACHE_WARM,
     "/usr/local/lib/reconciler/php/*/php",
 ];
 
@@ -303,6 +315,7 @@ pub fn shell_vars() -> Vec<(&'static str, String)> {
         ("LOG_ROOT", LOG_ROOT),
         ("WEB_USER", WEB_USER),
         ("OPCACHE_STATUS", OPCACHE_STATUS),
+        ("OPCACHE_WARM", OPCACHE_WARM),
         ("FPM_STATUS_SOCKET", FPM_STATUS_SOCKET),
         ("SYSTEM_PATH", SYSTEM_PATH),
     ]

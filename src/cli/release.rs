@@ -243,6 +243,18 @@ fn report(
                     n => format!("; {n} old release directories pruned"),
                 }
             )?;
+            for (server, warmed) in &done.warmed {
+                match warmed {
+                    Ok(warmed) => note!(
+                        "{server}: OPcache warmed before the switch: {}",
+                        warmed.summary()
+                    ),
+                    Err(why) => note!(
+                        "warning: {server}: OPcache was not warmed before the switch: {}",
+                        crate::text::visible(why.trim())
+                    ),
+                }
+            }
             for (server, sha, why) in &done.prune_failed {
                 note!(
                     "warning: {server}: release {} could not be pruned: {}",

@@ -41,9 +41,7 @@ pub fn script(units: &HostUnits) -> String {
         .iter()
         .map(super::super::units::ManagedFile::sha256)
         .collect();
-    let client = FASTCGI_CLIENT
-        .strip_prefix("<?php\n")
-        .unwrap_or(FASTCGI_CLIENT);
+    let client = fastcgi_client();
     Script::new()
         .array("FILES", units.files.iter().map(|f| f.path.as_str()))
         .array("SUMS", sums.iter().map(String::as_str))
@@ -57,6 +55,15 @@ pub fn script(units: &HostUnits) -> String {
         )
         .var("FASTCGI_CLIENT", client)
         .build(GATHER_SCRIPT, &["gather_main"])
+}
+
+/// reconciler's FastCGI client (`fastcgi-client.php`) as `php -n -r`
+/// takes it: without its `<?php` line. Arguments: `SOCKET SCRIPT
+/// [SECONDS [NAME=VALUE...]]`.
+pub fn fastcgi_client() -> &'static str {
+    FASTCGI_CLIENT
+        .strip_prefix("<?php\n")
+        .unwrap_or(FASTCGI_CLIENT)
 }
 
 /// Gathers the facts `units` needs from one host, in one round trip.

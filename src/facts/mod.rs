@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::definitions::{AppName, PhpVersion};
 use crate::layout::AppPaths;
 
-pub use gather::{GatherError, gather, script};
+pub use gather::{GatherError, fastcgi_client, gather, script};
 pub use parse::ParseError;
 
 /// The init system, which decides how services are reloaded.

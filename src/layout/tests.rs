@@ -21,6 +21,7 @@ fn every_kind() -> Vec<ConfigFile> {
         ConfigFile::Supervisor { app: app.clone() },
         ConfigFile::Cron { app },
         ConfigFile::OpcacheStatus,
+        ConfigFile::OpcacheWarm,
         ConfigFile::PhpShim { version: v },
     ]
 }

@@ -47,6 +47,7 @@ impl Service {
             }
             | ConfigFile::Cron { .. }
             | ConfigFile::OpcacheStatus
+            | ConfigFile::OpcacheWarm
             | ConfigFile::PhpShim { .. } => None,
             ConfigFile::PhpIni { version, .. }
             | ConfigFile::FpmGlobal { version }

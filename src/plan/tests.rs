@@ -120,10 +120,10 @@ fn a_bare_server_gets_everything_created() {
     // (under /var/log/reconciler, made too), 2 more per app for its
     // storage/logs (web and scheduler roles), reconciler's own lib
     // directory with the `php` of PHP 8.2 (2 directories and the file); 10
-    // files and the OPcache status script.
+    // files and the OPcache status and warm scripts.
     assert_eq!(
         plan.count(Action::Create),
-        3 + (4 * 3 + 1 + 2 * 3 + 1 + 2) + 12
+        3 + (4 * 3 + 1 + 2 * 3 + 1 + 2) + 13
     );
     assert_eq!(
         plan.count(Action::Update),

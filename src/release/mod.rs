@@ -13,7 +13,9 @@
 //! 2. prepare, in parallel, where the release is not complete: upload and
 //!    unpack, link the shared paths, build (composer, `release_commands`),
 //!    run the server's `deploy_commands`, record the release complete;
-//! 3. only when every server is ready: switch `current` everywhere at once
+//! 3. only when every server is ready: warm each web server's OPcache
+//!    with the release's PHP files (`warm`; never a reason to stop), then
+//!    switch `current` everywhere at once
 //!    and restart the workers; then the health check through each web
 //!    server's own nginx. A failure switches every server back;
 //! 4. finish: a line in each server's release log, and pruning.
@@ -28,6 +30,7 @@ mod run;
 mod sha;
 pub mod source;
 mod state;
+mod warm;
 
 use std::time::{Duration, Instant};
 
@@ -48,6 +51,7 @@ pub use plan::{ReleasePlan, keep, plan, rollback_target};
 pub use sha::Sha;
 pub use source::{Archive, Limits, SourceError, mirror_path};
 pub use state::{InFlight, LogEntry, LogResult, ServerReleases};
+pub use warm::{Fill, WARM_SECONDS, Warmed};
 
 const RELEASE_SH: &str = include_str!("release.sh");
 
@@ -126,6 +130,9 @@ pub struct Released {
     pub prune_failed: Vec<(ServerName, Sha, String)>,
     /// Servers whose workers did not restart on it, with why.
     pub workers_failed: Vec<(ServerName, String)>,
+    /// Per web server, what warming OPcache did before the switch, or why
+    /// it could not (`opcache_prewarm`; none when it is off).
+    pub warmed: Vec<(ServerName, Result<Warmed, String>)>,
     pub elapsed: Duration,
 }
 

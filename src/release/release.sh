@@ -120,6 +120,40 @@ json_line() {
   [[ $1 == "{"*"}" && $1 != *$'\n'* ]]
 }
 
+# ---- Warming OPcache ---------------------------------------------------------
+# release_warm CLI SOCKET SECONDS GLOBS: before the switch, the release's
+# PHP files compiled into the OPcache of the php-fpm that will serve them,
+# through the app's own pool (SOCKET, root's and nginx's alone) by
+# reconciler's warm script ($OPCACHE_WARM: only scripts in reconciler's
+# directory may use OPcache's API), so that OPcache gives them to this
+# app's pool alone. CLI is the PHP CLI that runs the FastCGI client
+# ($FASTCGI_CLIENT); SECONDS bounds each request, GLOBS (newline-
+# separated) narrow it. OPcache keeps no file modified within
+# opcache.file_update_protection seconds (it says how many) of a request's
+# start, such as what the build wrote just now: when some were left so, a
+# second request once that has passed. Each request's one JSON line is a
+# `warmed` record (what it compiled, skipped, failed or left, OPcache's
+# fill before and after); or `failed warm WHY`: warming is never a reason
+# not to switch.
+release_warm() {
+  check_lock
+  local cli=$1 socket=$2 seconds=$3 globs=$4 body pass protection
+  [ -S "$socket" ] || { report failed warm "the app's php-fpm pool does not listen at $socket"; exit 0; }
+  [ -f "$OPCACHE_WARM" ] || { report failed warm "$OPCACHE_WARM is missing: apply installs it"; exit 0; }
+  for pass in 1 2; do
+    body=$(timeout -k 2 $((seconds + 15)) "$cli" -n -r "$FASTCGI_CLIENT" "$socket" "$OPCACHE_WARM" \
+      $((seconds + 10)) "RECONCILER_RELEASE=$RELEASES/$SHA" "RECONCILER_SECONDS=$seconds" \
+      "RECONCILER_GLOBS=$globs" 2>/dev/null | head -c 65536)
+    json_line "$body" || { report failed warm "the app's php-fpm pool gave no answer to the warm script"; exit 0; }
+    record warmed "$body"
+    [[ $body =~ \"skipped\":([0-9]+).*\"stopped\":null.*\"protection\":([1-5])[,}] ]] || break
+    protection=${BASH_REMATCH[2]}
+    [ "${BASH_REMATCH[1]}" != 0 ] && [ "$pass" = 1 ] || break
+    sleep "$protection.2"
+  done
+  report done warm ""
+}
+
 # ---- Going live --------------------------------------------------------------
 # release_switch SHA [INTENT]: `current` names releases/SHA (this release,
 # or the one a failed release goes back to), atomically: a new link,

@@ -37,6 +37,7 @@ impl<'a> Run<'a> {
         let mut session =
             Session::new(&target.app, RELEASE_SH, origin, progress).map_err(AppError::from)?;
         session.set("HEALTH_TRIES", HEALTH_TRIES.to_string());
+        session.set("FASTCGI_CLIENT", crate::facts::fastcgi_client());
         if let Some(sha) = sha {
             session.set("SHA", sha.as_str());
         }
@@ -61,7 +62,7 @@ impl<'a> Run<'a> {
             .collect()
     }
 
-    async fn step(
+    pub(super) async fn step(
         &self,
         l: &Locked,
         step: Step,
@@ -269,6 +270,7 @@ impl<'a> Run<'a> {
         result: LogResult,
         started: Instant,
     ) -> Result<Released, ReleaseError> {
+        let warmed = self.warm_all().await;
         match self.go_live(plan).await {
             Ok(workers_failed) => {
                 let live = |_: usize| Some(plan.sha.clone());
@@ -286,6 +288,7 @@ impl<'a> Run<'a> {
                     pruned,
                     prune_failed,
                     workers_failed,
+                    warmed,
                     elapsed: started.elapsed(),
                 })
             }

@@ -9,8 +9,8 @@ use super::kinds::{
     supervisor::Supervisor,
 };
 use super::{
-    AppUser, Directory, HostUnits, ManagedFile, Needs, OPCACHE_STATUS_SCRIPT, TemplateError,
-    Templates, WebCheck,
+    AppUser, Directory, HostUnits, ManagedFile, Needs, OPCACHE_STATUS_SCRIPT, OPCACHE_WARM_SCRIPT,
+    TemplateError, Templates, WebCheck,
 };
 use crate::definitions::{
     App, AppServer, Cluster, Definitions, PhpVersion, ServerName, SessionHandler,
@@ -131,6 +131,10 @@ fn own_files(units: &mut HostUnits, cluster: &Cluster, is_web: bool) {
         units.files.push(ManagedFile::root(
             ConfigFile::OpcacheStatus,
             OPCACHE_STATUS_SCRIPT.into(),
+        ));
+        units.files.push(ManagedFile::root(
+            ConfigFile::OpcacheWarm,
+            OPCACHE_WARM_SCRIPT.into(),
         ));
     }
 }

@@ -27,6 +27,8 @@ pub use templates::{EMBEDDED, MAX_INCLUDE_DEPTH, TemplateError, Templates};
 /// The script reconciler's status pool runs (not a template: nothing in it
 /// depends on the definitions).
 const OPCACHE_STATUS_SCRIPT: &str = include_str!("opcache-status.php");
+/// What a release runs in an app's pool to warm OPcache (`opcache_prewarm`).
+const OPCACHE_WARM_SCRIPT: &str = include_str!("opcache-warm.php");
 
 /// A file reconciler writes, with its exact content.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

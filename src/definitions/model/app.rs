@@ -63,6 +63,14 @@ pub struct App {
     /// such as `php artisan config:cache`.
     #[serde(default)]
     pub env_commands: Vec<String>,
+    /// Compile the release's PHP files into each web server's OPcache
+    /// before the switch, through the app's own php-fpm pool, so that the
+    /// first requests after it find them compiled: `true` (every `*.php`
+    /// of the release), `false`, or globs relative to the release root
+    /// that narrow it (`app/**`, `vendor/laravel/**`; `*` is one name,
+    /// `**` any depth). Links (shared paths) are never followed.
+    #[serde(default, skip_serializing_if = "Prewarm::is_default")]
+    pub opcache_prewarm: Prewarm,
     /// Take over an existing Unix user named like the app that reconciler
     /// did not create. Without it such a user is refused: it may be a
     /// person's login, with sudo rights, that the app's code would then own.
@@ -193,6 +201,40 @@ impl JsonSchema for SharedPath {
                 }
             ]
         })
+    }
+}
+
+/// `opcache_prewarm`: whether, and which of, a release's PHP files are
+/// compiled into OPcache before its switch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum Prewarm {
+    /// `true`: every `*.php` file of the release; `false`: none.
+    All(bool),
+    /// Only the files whose path (relative to the release root) matches
+    /// one of these globs.
+    Only(Vec<String>),
+}
+
+impl Default for Prewarm {
+    fn default() -> Self {
+        Prewarm::All(true)
+    }
+}
+
+impl Prewarm {
+    fn is_default(&self) -> bool {
+        *self == Prewarm::default()
+    }
+
+    /// The globs to warm, `[]` for every file; `None` when off.
+    pub fn globs(&self) -> Option<&[String]> {
+        match self {
+            Prewarm::All(true) => Some(&[]),
+            Prewarm::All(false) => None,
+            Prewarm::Only(globs) if globs.is_empty() => None,
+            Prewarm::Only(globs) => Some(globs),
+        }
     }
 }
 

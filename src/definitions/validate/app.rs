@@ -6,7 +6,7 @@ use super::{
 };
 use crate::definitions::Document;
 use crate::definitions::diagnostic::closest;
-use crate::definitions::model::{App, AppServer, Cluster, SharedPath, WebPool};
+use crate::definitions::model::{App, AppServer, Cluster, Prewarm, SharedPath, WebPool};
 
 /// Names an app cannot take: Debian's system users and groups (the app
 /// would share them), and `www`, Debian's own php-fpm pool file.
@@ -107,6 +107,11 @@ pub(super) fn check_app(at: &mut At, app: &App) {
         }
     }
     check_shared(at, &app.shared);
+    if let Prewarm::Only(globs) = &app.opcache_prewarm {
+        for (i, glob) in globs.iter().enumerate() {
+            check_glob(at, &format!("opcache_prewarm[{i}]"), glob);
+        }
+    }
     if let Some(composer) = &app.composer {
         at.command("composer", composer);
     }
@@ -286,6 +291,33 @@ fn check_shared(at: &mut At, shared: &[SharedPath]) {
         } else {
             at.unique(&mut seen, &path, entry, "shared path");
         }
+    }
+}
+
+/// A glob of `opcache_prewarm`: relative to the release root, of path
+/// names (letters, digits, `._-`), `/`, `*` and `?` only, no `..`: it
+/// reaches the warm script as one line, and a release's paths only.
+fn check_glob(at: &mut At, field: &str, glob: &str) {
+    let plain = glob
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "._-/*?".contains(c));
+    if glob.is_empty() || glob.len() > 200 || !plain {
+        at.error(
+            field,
+            format!(
+                "`{}` is not a glob of release paths",
+                glob.escape_default()
+            ),
+        )
+        .hint = Some(
+            "letters, digits, `.`, `_`, `-`, `/`, `*` (one name) and `**` (any depth), such as app/**"
+                .into(),
+        );
+    } else if glob.starts_with('/') || glob.split('/').any(|part| part == "..") {
+        at.error(
+            field,
+            format!("`{glob}` is not relative to the release root"),
+        );
     }
 }
 

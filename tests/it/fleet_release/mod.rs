@@ -241,4 +241,5 @@ mod app_data;
 mod causes;
 mod daemon;
 mod releases;
+mod warm;
 mod webhook;
