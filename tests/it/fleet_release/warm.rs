@@ -94,3 +94,87 @@ fn a_release_is_in_opcache_before_its_switch_and_globs_narrow_it() {
     }
     assert_serves(&repo, "w2");
 }
+
+/// The cluster's php.ini gets `settings` (a YAML map's inside), applied at
+/// once (php-fpm reloads); dropping the guard applies the cluster without
+/// them, so the next test finds php-fpm as every test expects.
+struct PhpIni<'a>(&'a Repo);
+
+impl<'a> PhpIni<'a> {
+    fn set(repo: &'a Repo, settings: &str) -> Self {
+        let path = repo.dir.path().join("clusters/fleet.yaml");
+        let yaml = std::fs::read_to_string(&path).expect("cluster");
+        let yaml = yaml.replacen(
+            "servers:\n",
+            &format!("php_ini: {{ {settings} }}\nservers:\n"),
+            1,
+        );
+        std::fs::write(&path, yaml).expect("write");
+        repo.run_expect(&["apply", "--yes", "--now"], 0);
+        PhpIni(repo)
+    }
+}
+
+impl Drop for PhpIni<'_> {
+    fn drop(&mut self) {
+        let path = self.0.dir.path().join("clusters/fleet.yaml");
+        if let Ok(yaml) = std::fs::read_to_string(&path) {
+            let yaml: String = yaml
+                .lines()
+                .filter(|l| !l.starts_with("php_ini:"))
+                .map(|l| format!("{l}\n"))
+                .collect();
+            let _ = std::fs::write(&path, yaml);
+            let _ = self.0.run(&["apply", "--yes", "--now"]);
+        }
+    }
+}
+
+#[test]
+#[ignore = "needs the test fleet: tests/fleet/fleet up 4"]
+fn a_release_bigger_than_opcache_is_warmed_as_far_as_it_fits_and_restarts_nothing() {
+    let app = AppRepo::new();
+    // About 2 MB of source in 120 files of 300 small functions: far more
+    // compiled code than a 16 MiB OPcache holds.
+    let library: Vec<(String, String)> = (0..120)
+        .map(|i| {
+            let body: String = (0..300)
+                .map(|j| {
+                    format!("function f{i}_{j}($a) {{ return $a * {j} + strlen('{i}-{j}'); }}\n")
+                })
+                .collect();
+            (format!("lib/big{i}.php"), format!("<?php\n{body}"))
+        })
+        .collect();
+    let files: Vec<(&str, &str)> = library
+        .iter()
+        .map(|(p, t)| (p.as_str(), t.as_str()))
+        .collect();
+    app.commit("big", &files);
+    let repo = definitions(&app, 3);
+    let _small = PhpIni::set(
+        &repo,
+        "opcache.memory_consumption: 16, opcache.interned_strings_buffer: 2",
+    );
+    let restarts = |server: &str| {
+        let plan = repo.plan_json();
+        common::host(&plan, server)["opcache"]["8.2"]["oom_restarts"]
+            .as_u64()
+            .expect("oom_restarts")
+    };
+    let before: Vec<u64> = SERVERS.iter().map(|s| restarts(s)).collect();
+    let text = expect(&run(&repo, &app, &["release", "rel"]), 0);
+    for (server, before) in SERVERS.iter().zip(before) {
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(&format!("{server}: OPcache warmed")))
+            .unwrap_or_else(|| panic!("no warm line for {server}:\n{text}"));
+        assert!(
+            line.contains(" left: OPcache's memory is nearly full"),
+            "{line}"
+        );
+        assert!(!line.contains("restarted"), "{line}");
+        assert_eq!(restarts(server), before, "{server}: {text}");
+    }
+    assert_serves(&repo, "big");
+}
