@@ -78,6 +78,29 @@ impl<'a> Session<'a> {
         self.origin
     }
 
+    /// Where this session's progress goes.
+    pub fn progress(&self) -> &dyn Progress {
+        self.progress
+    }
+
+    /// `step` without progress, for reads repeated often (a guard's):
+    /// its records, or what to show.
+    pub async fn ask(
+        &self,
+        host: &Host,
+        call: &[&str],
+        limit: Duration,
+    ) -> Result<Vec<Record>, String> {
+        match host
+            .transport
+            .run_with(&self.script(&host.role, call), Input::None, limit)
+            .await
+        {
+            Err(e) => Err(e.cause().to_string()),
+            Ok(output) => outcome(&output),
+        }
+    }
+
     /// The script that calls `call` on a server with `role`.
     pub fn script(&self, role: &AppServer, call: &[&str]) -> String {
         script(

@@ -183,6 +183,7 @@ mod tests {
 
     fn entry(c: char, result: LogResult, time: &str) -> LogEntry {
         LogEntry {
+            reason: None,
             sha: sha(c),
             time: time.into(),
             trigger: "cli".into(),

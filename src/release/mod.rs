@@ -18,12 +18,15 @@
 //!    switch `current` everywhere at once
 //!    and restart the workers; then the health check through each web
 //!    server's own nginx. A failure switches every server back;
-//! 4. finish: a line in each server's release log, and pruning.
+//! 4. with `guard:`, the release's real traffic for the guard's window
+//!    (`guard`): a rise in 5xx fails it like a failed health check;
+//! 5. finish: a line in each server's release log, and pruning.
 //!
 //! A failure before the switch leaves `current` untouched and removes the
 //! release where it was being prepared.
 
 mod ensure;
+mod guard;
 pub mod intent;
 mod plan;
 mod run;
@@ -46,6 +49,7 @@ use crate::transport::Connector;
 use run::Run;
 
 pub use ensure::{Check, Pinned, check, fetch_and_archive, release_pins, repair};
+pub use guard::{GUARD_INTERVAL, Traffic, judge};
 pub use intent::{Intended, Verdict};
 pub use plan::{ReleasePlan, keep, plan, rollback_target};
 pub use sha::Sha;
@@ -216,8 +220,14 @@ async fn release_if(
         Some(error) => {
             run.discard(&plan.prepare).await;
             let live = |i: usize| run.states[i].live.clone();
-            run.finish_all(&archive.sha, LogResult::Failed, live, started.elapsed())
-                .await;
+            run.finish_all(
+                &archive.sha,
+                LogResult::Failed,
+                live,
+                started.elapsed(),
+                None,
+            )
+            .await;
             Err(error)
         }
         None => run.go_to(&plan, LogResult::Live, started).await,

@@ -240,11 +240,19 @@ impl<'a> Run<'a> {
         &self,
         plan: &ReleasePlan,
     ) -> Result<Vec<(ServerName, String)>, ReleaseError> {
+        let guard = self.session.app.guard.as_ref();
+        let marks = match guard {
+            Some(guard) => Some(self.guard_mark(guard).await),
+            None => None,
+        };
         let (failures, workers) = self.switch_all(|_| Some(plan.sha.clone()), true).await;
-        let failure = match failures.into_iter().next() {
+        let mut failure = match failures.into_iter().next() {
             Some(failure) => Some(failure),
             None => self.health_all().await,
         };
+        if let (None, Some(guard), Some((marks, before))) = (&failure, guard, marks) {
+            failure = self.guard_watch(guard, marks, before).await.err();
+        }
         let Some(failure) = failure else {
             return Ok(workers);
         };
@@ -275,7 +283,7 @@ impl<'a> Run<'a> {
             Ok(workers_failed) => {
                 let live = |_: usize| Some(plan.sha.clone());
                 let (pruned, prune_failed) = self
-                    .finish_all(&plan.sha, result, live, started.elapsed())
+                    .finish_all(&plan.sha, result, live, started.elapsed(), None)
                     .await;
                 Ok(Released {
                     sha: plan.sha.clone(),
@@ -294,8 +302,20 @@ impl<'a> Run<'a> {
             }
             Err(error) => {
                 let live = |i: usize| self.states[i].live.clone();
-                self.finish_all(&plan.sha, LogResult::RolledBack, live, started.elapsed())
-                    .await;
+                let reason = match &error {
+                    ReleaseError::RolledBack { failure, .. } if failure.step == Step::Guard => {
+                        Some(failure.output.clone())
+                    }
+                    _ => None,
+                };
+                self.finish_all(
+                    &plan.sha,
+                    LogResult::RolledBack,
+                    live,
+                    started.elapsed(),
+                    reason,
+                )
+                .await;
                 Err(error)
             }
         }
@@ -310,12 +330,14 @@ impl<'a> Run<'a> {
         result: LogResult,
         live: impl Fn(usize) -> Option<Sha>,
         elapsed: Duration,
+        reason: Option<String>,
     ) -> (usize, Vec<(ServerName, Sha, String)>) {
         let keep_count = self.session.app.keep_releases;
         let origin = self.session.origin();
         let results = join_all(self.locked.iter().zip(&self.states).enumerate().map(
             |(i, (l, state))| {
                 let entry = LogEntry {
+                    reason: reason.clone(),
                     sha: sha.clone(),
                     time: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
                     trigger: origin.trigger.to_string(),
@@ -327,6 +349,7 @@ impl<'a> Run<'a> {
                 // A release that stopped after switching here gets its line
                 // first: this run put the server right.
                 let interrupted = state.in_flight.as_ref().map(|stopped| LogEntry {
+                    reason: None,
                     sha: stopped.sha.clone(),
                     time: entry.time.clone(),
                     trigger: stopped.trigger.clone(),

@@ -60,6 +60,10 @@ pub struct LogEntry {
     /// What was live on this server before.
     #[serde(default, deserialize_with = "optional_sha")]
     pub previous: Option<Sha>,
+    /// Why it was rolled back, when its guard failed it (`5xx 14.2% over
+    /// 180 requests ...`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// A release that switched a server and has not finished there: the

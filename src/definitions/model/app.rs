@@ -5,7 +5,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::definitions::names::{AppName, ClusterName, ServerName, WorkerName};
-use crate::definitions::values::{ByteSize, Parsed, PhpVersion};
+use crate::definitions::values::{ByteSize, HumanDuration, Parsed, PhpVersion};
 
 /// An app: where its code comes from, how it is built, and what runs where.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -71,6 +71,11 @@ pub struct App {
     /// `**` any depth). Links (shared paths) are never followed.
     #[serde(default, skip_serializing_if = "Prewarm::is_default")]
     pub opcache_prewarm: Prewarm,
+    /// Watch real traffic after the switch and roll back on a rise in
+    /// 5xx: each web server's access log is read every 5 s for `window`.
+    /// Without it a release is judged by its health check alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guard: Option<Guard>,
     /// Take over an existing Unix user named like the app that reconciler
     /// did not create. Without it such a user is refused: it may be a
     /// person's login, with sudo rights, that the app's code would then own.
@@ -235,6 +240,43 @@ impl Prewarm {
             Prewarm::Only(globs) if globs.is_empty() => None,
             Prewarm::Only(globs) => Some(globs),
         }
+    }
+}
+
+/// `guard`: how a release is judged by its traffic after the switch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Guard {
+    /// How long after the switch the release is watched, such as 5m.
+    #[serde(default = "Guard::default_window")]
+    pub window: Parsed<HumanDuration>,
+    /// The share of 5xx answers (0 to 1, of every web server's requests
+    /// since the switch) above which the release is rolled back.
+    #[serde(default = "Guard::default_max_5xx_ratio")]
+    pub max_5xx_ratio: f64,
+    /// Requests since the switch before the ratio counts: fewer say
+    /// nothing either way.
+    #[serde(default = "Guard::default_min_requests")]
+    pub min_requests: u32,
+    /// Roll back only when the ratio also clearly exceeds the app's own
+    /// in the window before the switch (twice it, and by `max_5xx_ratio`
+    /// more): an app that failed as often before is not judged by it.
+    #[serde(default = "Guard::default_compare")]
+    pub compare: bool,
+}
+
+impl Guard {
+    fn default_window() -> Parsed<HumanDuration> {
+        Parsed::new("5m")
+    }
+    fn default_max_5xx_ratio() -> f64 {
+        0.02
+    }
+    fn default_min_requests() -> u32 {
+        100
+    }
+    fn default_compare() -> bool {
+        true
     }
 }
 

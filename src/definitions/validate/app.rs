@@ -107,6 +107,35 @@ pub(super) fn check_app(at: &mut At, app: &App) {
         }
     }
     check_shared(at, &app.shared);
+    if let Some(guard) = &app.guard {
+        at.parsed("guard.window", &guard.window, "duration");
+        if guard
+            .window
+            .get()
+            .is_some_and(|w| w.0.is_zero() || w.0.as_secs() > 24 * 3600)
+        {
+            at.error(
+                "guard.window",
+                "`guard.window` must be more than 0 and at most 24h",
+            );
+        }
+        if !(guard.max_5xx_ratio > 0.0 && guard.max_5xx_ratio < 1.0) {
+            at.error(
+                "guard.max_5xx_ratio",
+                format!(
+                    "`max_5xx_ratio` is {}; a share between 0 and 1, such as 0.02 (2%)",
+                    guard.max_5xx_ratio
+                ),
+            );
+        }
+        at.range(
+            "guard.min_requests",
+            "min_requests",
+            guard.min_requests,
+            1,
+            1_000_000,
+        );
+    }
     if let Prewarm::Only(globs) = &app.opcache_prewarm {
         for (i, glob) in globs.iter().enumerate() {
             check_glob(at, &format!("opcache_prewarm[{i}]"), glob);
