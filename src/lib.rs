@@ -25,6 +25,7 @@ pub mod secret;
 pub mod serve;
 pub mod shell;
 pub mod text;
+pub mod traffic;
 pub mod transport;
 pub mod units;
 pub mod watch;

@@ -18,6 +18,7 @@ mod serve;
 mod status;
 mod target;
 mod templates;
+mod top;
 mod validate;
 mod watch;
 mod windows;
@@ -149,6 +150,11 @@ enum Command {
     /// and PHP's (shared/storage/logs), nginx errors, the FPM slow log and
     /// the workers' logs. --follow keeps showing new lines.
     Logs(logs::Args),
+    /// Every app's requests on every web server, live: requests per
+    /// second, the shares of 5xx and 4xx, and latency percentiles, from
+    /// the access log each vhost writes (one round trip per server per
+    /// view, reading only what is new). --once prints one view.
+    Top(top::Args),
     /// Make a deploy token for an app: its hash is added to the tokens
     /// file, and the token itself printed once.
     DeployToken(serve::TokenArgs),
@@ -224,6 +230,7 @@ pub fn main() -> ExitCode {
         Command::DeployToken(args) => serve::run_token(args),
         Command::Env(args) => env::run(args),
         Command::Logs(args) => logs::run(args),
+        Command::Top(args) => top::run(args),
         Command::Completions(args) => completions::run(args),
         Command::Man(args) => man::run(args),
     };

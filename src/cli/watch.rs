@@ -62,7 +62,7 @@ pub struct Args {
     ssh: SshArgs,
 }
 
-fn duration(text: &str) -> Result<Duration, String> {
+pub(super) fn duration(text: &str) -> Result<Duration, String> {
     match HumanDuration::parse(text) {
         Ok(d) if d.0 >= Duration::from_secs(1) => Ok(d.0),
         Ok(_) => Err("at least 1s".into()),

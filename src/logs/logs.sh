@@ -16,7 +16,9 @@ logs_read() {
   for spec in "$@"; do offsets[${spec%=*}]=${spec##*=}; done
   app_argv "$APP"
   for dir in "$SHARED/storage/logs" "$LOG_DIR"; do
-    local -a reader=()
+    local -a reader=() skip=()
+    # nginx's access log is figures (guarded releases), not messages.
+    [ "$dir" = "$LOG_DIR" ] && skip=(-not -name access.log)
     [ "$dir" = "$LOG_DIR" ] || reader=("${APP_ARGV[@]}")
     while IFS= read -r -d '' path; do
       size=$("${reader[@]}" stat -c %s -- "$path" 2>/dev/null) || continue
@@ -34,7 +36,7 @@ logs_read() {
         chunk=$("${reader[@]}" tail -c +$((offset + 1)) -- "$path" | head -c $((end - offset)) | base64 -w0)
       fi
       record chunk "$path" "$chunk" "$end" "$cut"
-    done < <("${reader[@]}" find -P "$dir" -mindepth 1 -maxdepth 1 -type f -name '*.log' -print0 2>/dev/null)
+    done < <("${reader[@]}" find -P "$dir" -mindepth 1 -maxdepth 1 -type f -name '*.log' "${skip[@]}" -print0 2>/dev/null)
   done
   report done logs ""
 }

@@ -229,29 +229,13 @@ release_health() {
 
 # ---- Guarding: the app's traffic ---------------------------------------------
 # release_traffic FROM WINDOW: the app's requests in its access log
-# ($LOG_DIR/access.log: nginx's, in root's directory; each line is `msec
-# status request_time upstream_time`, nothing a client chooses) from byte
-# FROM (`tail`: the last 64 MiB; a log shorter than FROM was rotated: from
-# its start), at most 64 MiB, and of those only the lines of the last
-# WINDOW seconds (0: all). Reports `traffic END REQUESTS 5XX 4XX`: END is
-# the byte to read from next.
+# ($LOG_DIR/access.log; see traffic_count) from byte FROM (`tail`: its
+# last 64 MiB), of the last WINDOW seconds (0: all): `traffic END REQUESTS
+# 5XX 4XX BUCKET...`, END the byte to read from next.
 release_traffic() {
-  local from=$1 window=$2 log="$LOG_DIR/access.log" size since=0 counts
-  size=$(stat -c %s -- "$log" 2>/dev/null) || size=0
-  if [ "$from" = tail ]; then
-    from=$((size > 67108864 ? size - 67108864 : 0))
-  fi
-  [[ $from =~ ^[0-9]+$ ]] && [ "$from" -le "$size" ] || from=0
-  [[ $window =~ ^[0-9]+$ ]] && [ "$window" -gt 0 ] && since=$(($(date +%s) - window))
-  # Whole lines only: what nginx appends meanwhile is read next time.
-  counts=$(tail -c +$((from + 1)) -- "$log" 2>/dev/null | head -c $((size - from > 67108864 ? 67108864 : size - from)) |
-    LC_ALL=C awk -v since="$since" '
-      { bytes += length($0) + 1 }
-      $1 + 0 >= since && $2 ~ /^[0-9][0-9][0-9]$/ { n++; if ($2 >= 500) e++; else if ($2 >= 400) c++ }
-      END { printf "%d %d %d %d", bytes, n, e, c }')
-  local bytes requests errors client
-  read -r bytes requests errors client <<<"$counts"
-  record traffic "$((from + ${bytes:-0}))" "${requests:-0}" "${errors:-0}" "${client:-0}"
+  local -a counts
+  read -r -a counts <<<"$(traffic_count "$LOG_DIR/access.log" "$1" "$2")"
+  record traffic "${counts[@]}"
   report done traffic ""
 }
 

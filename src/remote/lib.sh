@@ -137,3 +137,36 @@ http_status() {
     read -r -t 5 _ CODE _ <&4
   exec 4<&-
 }
+
+# traffic_count LOG FROM WINDOW: the requests in an access log of
+# reconciler's format (each line `msec status request_time upstream_time`,
+# written by nginx in root's per-app log directory) from byte FROM (`tail`:
+# the log's last 64 MiB; a log shorter than FROM was rotated: from its
+# start), at most 64 MiB, counting only the lines of the last WINDOW
+# seconds (0: all). Prints `END REQUESTS 5XX 4XX` and twelve counts of
+# request times up to 0.005 0.01 0.025 0.05 0.1 0.25 0.5 1 2.5 5 10 s and
+# above: END is the byte to read from next.
+traffic_count() {
+  local log=$1 from=$2 window=$3 size since=0
+  size=$(stat -c %s -- "$log" 2>/dev/null) || size=0
+  [ "$from" = tail ] && from=$((size > 67108864 ? size - 67108864 : 0))
+  [[ $from =~ ^[0-9]{1,18}$ ]] && [ "$from" -le "$size" ] || from=0
+  [[ $window =~ ^[0-9]{1,9}$ ]] && [ "$window" -gt 0 ] && since=$(($(date +%s) - window))
+  # Whole lines only: nginx appends each line with one write, so the size
+  # read first ends one; what comes meanwhile is read next time.
+  tail -c +$((from + 1)) -- "$log" 2>/dev/null | head -c $((size - from > 67108864 ? 67108864 : size - from)) |
+    LC_ALL=C awk -v from="$from" -v since="$since" '
+      BEGIN { split("0.005 0.01 0.025 0.05 0.1 0.25 0.5 1 2.5 5 10", le, " ") }
+      { bytes += length($0) + 1 }
+      $1 + 0 >= since && $2 ~ /^[0-9][0-9][0-9]$/ {
+        n++
+        if ($2 >= 500) e++; else if ($2 >= 400) c++
+        for (i = 1; i <= 11 && $3 + 0 > le[i] + 0; i++) {}
+        b[i]++
+      }
+      END {
+        printf "%d %d %d %d", from + bytes, n, e, c
+        for (i = 1; i <= 12; i++) printf " %d", b[i]
+        print ""
+      }'
+}

@@ -65,7 +65,7 @@ pub struct FleetServer {
 }
 
 impl Fleet {
-    /// Where the inventory is: under nextest, a test of the `fleet-servers`
+    /// Where the inventory is: under nextest, a test of the `two-fleets`
     /// group in slot N (`$NEXTEST_TEST_GROUP_SLOT`) uses the N-th path of
     /// `$RECONCILER_FLEETS` (`:`-separated; `tests/run` starts one fleet per
     /// slot, so two fleet tests run at once, each alone on its servers);
@@ -74,6 +74,7 @@ impl Fleet {
     pub fn inventory_path() -> PathBuf {
         let slot = std::env::var("NEXTEST_TEST_GROUP_SLOT")
             .ok()
+            .filter(|_| std::env::var("NEXTEST_TEST_GROUP").as_deref() == Ok("two-fleets"))
             .and_then(|slot| slot.parse::<usize>().ok());
         if let (Some(slot), Some(fleets)) = (slot, std::env::var_os("RECONCILER_FLEETS")) {
             let fleets: Vec<PathBuf> = std::env::split_paths(&fleets).collect();

@@ -92,3 +92,50 @@ fn a_rise_in_5xx_after_the_switch_rolls_back_every_server_and_says_why() {
         "the clients saw the 500s"
     );
 }
+
+#[test]
+#[ignore = "needs the test fleet: tests/fleet/fleet up 4"]
+fn top_counts_the_requests_each_server_answered() {
+    let app = AppRepo::new();
+    app.commit(
+        "t1",
+        &[("public/report.php", "<?php http_response_code(500);\n")],
+    );
+    let repo = definitions(&app, 3);
+    expect(&run(&repo, &app, &["release", "rel"]), 0);
+    for server in SERVERS {
+        repo.ssh(server, ": > /var/log/reconciler/rel/access.log");
+    }
+    let fleet_1 = repo.server("fleet-1");
+    for _ in 0..30 {
+        assert_eq!(fleet_1.http_get("/", "rel.test").0, 200);
+    }
+    for _ in 0..10 {
+        assert_eq!(fleet_1.http_get("/report.php", "rel.test").0, 500);
+    }
+    for _ in 0..4 {
+        assert_eq!(fleet_1.http_get("/no-such.php", "rel.test").0, 404);
+    }
+    let text = expect(
+        &run(&repo, &app, &["top", "rel", "--once", "--window", "1h"]),
+        0,
+    );
+    let row = |server: &str| -> Vec<String> {
+        text.lines()
+            .find(|l| l.starts_with("rel ") && l.contains(&format!(" {server} ")))
+            .unwrap_or_else(|| panic!("no row for {server}:\n{text}"))
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect()
+    };
+    // APP SERVER REQUESTS REQ/S 5XX 4XX P50 P99
+    let one = row("fleet-1");
+    assert_eq!(one[2], "44", "{text}");
+    assert_eq!(
+        (one[4].as_str(), one[5].as_str()),
+        ("22.7%", "9.1%"),
+        "{text}"
+    );
+    let two = row("fleet-2");
+    assert_eq!((two[2].as_str(), two[4].as_str()), ("0", "0.0%"), "{text}");
+}
