@@ -146,8 +146,19 @@ impl Run<'_> {
         }
         let mut since = Traffic::default();
         while started.elapsed() < window(guard) {
-            tokio::time::sleep(GUARD_INTERVAL.min(window(guard).saturating_sub(started.elapsed())))
-                .await;
+            let pause = GUARD_INTERVAL.min(window(guard).saturating_sub(started.elapsed()));
+            tokio::select! {
+                () = tokio::time::sleep(pause) => {}
+                // A stop (the daemon's SIGTERM, Ctrl-C) ends the watch: the
+                // release passed its health check and stays live.
+                () = self.stop.cancelled() => {
+                    tracing::warn!(
+                        watched = ?started.elapsed(),
+                        "the guard was cut short by a stop: the release stays live unjudged"
+                    );
+                    break;
+                }
+            }
             let (next, traffic) = self.traffic(Some(&marks), Duration::ZERO).await;
             marks = next;
             since.add(traffic);

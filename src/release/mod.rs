@@ -184,7 +184,8 @@ async fn release_if(
     still: Still<'_>,
 ) -> Result<Released, ReleaseError> {
     let started = Instant::now();
-    let run = Run::start(target, Some(&archive.sha), origin, progress, connector).await?;
+    let mut run = Run::start(target, Some(&archive.sha), origin, progress, connector).await?;
+    run.stop = stop.clone();
     if let Err(why) = still(&run.servers()) {
         unlock_all(run.locked).await;
         return Err(ReleaseError::Unready(why));

@@ -22,6 +22,9 @@ pub(super) struct Run<'a> {
     pub session: Session<'a>,
     pub locked: Vec<Locked>,
     pub states: Vec<ServerReleases>,
+    /// Asks the run to stop: before the switch it stops; after it, a
+    /// guard window is cut short (the release passed its health check).
+    pub stop: super::Stop,
 }
 
 impl<'a> Run<'a> {
@@ -51,6 +54,7 @@ impl<'a> Run<'a> {
             session,
             locked,
             states,
+            stop: super::Stop::new(),
         })
     }
 
