@@ -32,6 +32,9 @@ pub struct Config {
     /// the commit in force.
     pub interval: Duration,
     pub drift_interval: Duration,
+    /// How often to read the web servers' access logs for the request
+    /// metrics; `None`: never.
+    pub traffic_interval: Option<Duration>,
     pub drift: Drift,
     /// Its clone of the definitions, its status, the app mirrors and the
     /// deploy webhook's records (`deploys/`); made private (0700).
@@ -118,6 +121,7 @@ pub fn run(mut config: Config) -> Result<(), DaemonError> {
         options: WatchOptions {
             interval: config.interval,
             drift_interval: config.drift_interval,
+            traffic_interval: config.traffic_interval,
             drift: config.drift,
             parallel: config.parallel,
             holder: format!("watch {}", crate::converge::holder()),

@@ -26,6 +26,14 @@ pub(super) struct KindLabel {
     pub(super) kind: String,
 }
 
+/// One app's requests on one server, by class: `5xx`, `4xx` or `other`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(super) struct RequestLabel {
+    pub(super) app: String,
+    pub(super) server: String,
+    pub(super) class: String,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(super) struct AppLabel {
     pub(super) app: String,
@@ -83,6 +91,7 @@ pub(super) struct Metrics {
     pub(super) fetch_failing: Gauge,
     pub(super) last_fetch: Gauge,
     pub(super) app_converged: Family<AppLabel, Gauge>,
+    pub(super) http_requests: Family<RequestLabel, Counter>,
 }
 
 impl Metrics {
@@ -168,7 +177,15 @@ impl Metrics {
             "1 when every server of an app runs the release it should, else 0",
             app_converged.clone(),
         );
+        let http_requests = Family::<RequestLabel, Counter>::default();
+        registry.register(
+            "http_requests",
+            "Requests an app's vhost answered on a web server since the daemon started, by class \
+             (5xx, 4xx, other), from its access log",
+            http_requests.clone(),
+        );
         Self {
+            http_requests,
             problems,
             fetch_failures,
             fetch_failing,

@@ -168,6 +168,32 @@ impl Board {
         }
     }
 
+    /// Counts the requests of a traffic read (`traffic::read`); a log's
+    /// first read only marks where the next one starts, so the counters
+    /// hold what came after the daemon began.
+    pub fn traffic(&self, read: &crate::traffic::Read) {
+        for f in read.figures.iter().filter(|f| !f.first) {
+            let figures = &f.figures;
+            let other = figures
+                .requests
+                .saturating_sub(figures.errors + figures.client_errors);
+            for (class, count) in [
+                ("5xx", figures.errors),
+                ("4xx", figures.client_errors),
+                ("other", other),
+            ] {
+                self.metrics
+                    .http_requests
+                    .get_or_create(&metrics::RequestLabel {
+                        app: f.app.to_string(),
+                        server: f.server.to_string(),
+                        class: class.to_owned(),
+                    })
+                    .inc_by(count);
+            }
+        }
+    }
+
     pub fn count_rejected(&self) {
         self.metrics.rejected.inc();
     }

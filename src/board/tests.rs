@@ -116,3 +116,40 @@ fn problems_follow_the_status_and_a_stale_document_says_why() {
     let dead = status.staleness(now, Some(false)).expect("stale");
     assert!(dead.contains("pid 1"), "{dead}");
 }
+
+#[test]
+fn requests_are_counted_by_class_after_each_logs_first_read() {
+    use crate::definitions::{AppName, ServerName};
+    use crate::traffic::{AppFigures, Figures, Read};
+    let board = Board::new("repo", "main", None);
+    let read = |first: bool| Read {
+        figures: vec![AppFigures {
+            server: ServerName::new("web-1"),
+            app: AppName::new("shop"),
+            figures: Figures {
+                requests: 10,
+                errors: 2,
+                client_errors: 3,
+                buckets: [10, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+            },
+            first,
+        }],
+        failed: Vec::new(),
+    };
+    // The first read marks where counting starts: history is not counted.
+    board.traffic(&read(true));
+    assert!(
+        !board
+            .metrics_text()
+            .contains("reconciler_http_requests_total{")
+    );
+    board.traffic(&read(false));
+    board.traffic(&read(false));
+    let text = board.metrics_text();
+    for (class, count) in [("5xx", 4), ("4xx", 6), ("other", 10)] {
+        let line = format!(
+            "reconciler_http_requests_total{{app=\"shop\",server=\"web-1\",class=\"{class}\"}} {count}\n"
+        );
+        assert!(text.contains(&line), "{line}\n{text}");
+    }
+}

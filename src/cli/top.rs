@@ -8,7 +8,7 @@ use super::output::note;
 use super::release::connector;
 use super::target::SshArgs;
 use super::{DefinitionsDir, Failure};
-use crate::traffic::{self, Cursor, Figures};
+use crate::traffic::{self, AppFigures, Cursor};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -95,21 +95,19 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
 
 /// One view: a line per app and server with its rate, error shares and
 /// latency over `span`.
-fn view(
-    figures: &[(
-        crate::definitions::ServerName,
-        crate::definitions::AppName,
-        Figures,
-    )],
-    span: Duration,
-    now: impl std::fmt::Display,
-) -> String {
+fn view(figures: &[AppFigures], span: Duration, now: impl std::fmt::Display) -> String {
     let seconds = span.as_secs_f64().max(0.001);
     let mut text = format!(
         "reconciler top: {now}, the last {:.0} s\n{:<20} {:<16} {:>9} {:>8} {:>7} {:>7} {:>8} {:>8}\n",
         seconds, "APP", "SERVER", "REQUESTS", "REQ/S", "5XX", "4XX", "P50", "P99"
     );
-    for (server, app, f) in figures {
+    for AppFigures {
+        server,
+        app,
+        figures: f,
+        ..
+    } in figures
+    {
         let latency = |q| match f.percentile(q) {
             None => "-".to_owned(),
             Some(s) if s.is_infinite() => ">10 s".to_owned(),
@@ -135,6 +133,7 @@ fn view(
 mod tests {
     use super::*;
     use crate::definitions::{AppName, ServerName};
+    use crate::traffic::Figures;
 
     #[test]
     fn a_view_shows_rates_shares_and_bucket_bounds() {
@@ -145,7 +144,12 @@ mod tests {
             buckets: [30, 0, 0, 0, 8, 0, 0, 0, 0, 0, 0, 2],
         };
         let text = view(
-            &[(ServerName::new("web-1"), AppName::new("shop"), figures)],
+            &[AppFigures {
+                server: ServerName::new("web-1"),
+                app: AppName::new("shop"),
+                figures,
+                first: true,
+            }],
             Duration::from_secs(10),
             "12:00:00",
         );

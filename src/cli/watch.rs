@@ -37,6 +37,11 @@ pub struct Args {
     /// How often to check every server against the commit in force.
     #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = duration, env = "RECONCILER_DRIFT_INTERVAL")]
     drift_interval: Duration,
+    /// How often to read every web server's access logs for the
+    /// `reconciler_http_requests_total` metric (one round trip per web
+    /// server, reading what is new); `0s` turns it off.
+    #[arg(long, value_name = "DURATION", default_value = "15s", value_parser = traffic_interval, env = "RECONCILER_TRAFFIC_INTERVAL")]
+    traffic_interval: Duration,
     /// What to do with changes a drift check finds.
     #[arg(long, value_enum, default_value_t = DriftArg::Correct, env = "RECONCILER_DRIFT")]
     drift: DriftArg,
@@ -60,6 +65,13 @@ pub struct Args {
     parallel: u16,
     #[command(flatten)]
     ssh: SshArgs,
+}
+
+fn traffic_interval(text: &str) -> Result<Duration, String> {
+    if text.trim() == "0" || text.trim() == "0s" {
+        return Ok(Duration::ZERO);
+    }
+    duration(text)
 }
 
 pub(super) fn duration(text: &str) -> Result<Duration, String> {
@@ -102,6 +114,7 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
         branch: args.branch,
         interval: args.interval,
         drift_interval: args.drift_interval,
+        traffic_interval: (!args.traffic_interval.is_zero()).then_some(args.traffic_interval),
         drift: match args.drift {
             DriftArg::Correct => Drift::Correct,
             DriftArg::Warn => Drift::Warn,

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use futures::future::join_all;
 
+use crate::app::AppTarget;
 use crate::definitions::{AppName, Definitions, Server, ServerName};
 use crate::remote::Script;
 use crate::transport::{Connector, Input};
@@ -107,28 +108,43 @@ pub struct Cursor {
 /// read, with why.
 #[derive(Debug, Clone, Default)]
 pub struct Read {
-    pub figures: Vec<(ServerName, AppName, Figures)>,
+    pub figures: Vec<AppFigures>,
     pub failed: Vec<(ServerName, String)>,
+}
+
+/// One app's figures on one server in a `Read`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppFigures {
+    pub server: ServerName,
+    pub app: AppName,
+    pub figures: Figures,
+    /// The first read of this log: its figures are of the last `window`,
+    /// not of the time since a read before.
+    pub first: bool,
 }
 
 /// The web servers of `definitions` with the apps they serve (of `only`,
 /// when it names some), in the definitions' order.
 pub fn web_servers(definitions: &Definitions, only: &[String]) -> Vec<(Server, Vec<AppName>)> {
+    let targets: Vec<AppTarget> = definitions
+        .apps
+        .iter()
+        .filter(|app| only.is_empty() || only.iter().any(|o| o == app.name.as_str()))
+        .filter_map(|app| AppTarget::find(definitions, app.name.as_str()).ok())
+        .collect();
+    by_server(&targets)
+}
+
+/// The web servers of `targets`, each with the apps it serves.
+pub fn by_server<'a>(
+    targets: impl IntoIterator<Item = &'a AppTarget>,
+) -> Vec<(Server, Vec<AppName>)> {
     let mut servers: Vec<(Server, Vec<AppName>)> = Vec::new();
-    for app in &definitions.apps {
-        if !only.is_empty() && !only.iter().any(|o| o == app.name.as_str()) {
-            continue;
-        }
-        let Some(cluster) = definitions.clusters.iter().find(|c| c.name == app.cluster) else {
-            continue;
-        };
-        for role in app.servers.iter().filter(|r| r.web.is_some()) {
-            let Some(server) = cluster.servers.iter().find(|s| s.name == role.name) else {
-                continue;
-            };
+    for target in targets {
+        for (server, _) in target.servers.iter().filter(|(_, role)| role.web.is_some()) {
             match servers.iter_mut().find(|(s, _)| s.name == server.name) {
-                Some((_, apps)) => apps.push(app.name.clone()),
-                None => servers.push((server.clone(), vec![app.name.clone()])),
+                Some((_, apps)) => apps.push(target.app.name.clone()),
+                None => servers.push((server.clone(), vec![target.app.name.clone()])),
             }
         }
     }
@@ -196,8 +212,16 @@ pub async fn read(
             else {
                 continue;
             };
-            cursor.offsets.insert((server.clone(), app.clone()), end);
-            read.figures.push((server.clone(), app.clone(), figures));
+            let first = cursor
+                .offsets
+                .insert((server.clone(), app.clone()), end)
+                .is_none();
+            read.figures.push(AppFigures {
+                server: server.clone(),
+                app: app.clone(),
+                figures,
+                first,
+            });
         }
     }
     read

@@ -70,6 +70,9 @@ pub struct WatchOptions {
     pub interval: Duration,
     /// How often to check each host against the commit in force.
     pub drift_interval: Duration,
+    /// How often to read the web servers' access logs for the request
+    /// metrics (`traffic`); `None`: never.
+    pub traffic_interval: Option<Duration>,
     pub drift: Drift,
     /// Hosts reconciled at once.
     pub parallel: usize,
@@ -178,6 +181,11 @@ impl Watch {
         }
 
         let mut next_poll = Instant::now();
+        let idle = Duration::from_secs(86_400);
+        let mut next_traffic = Instant::now() + self.options.traffic_interval.unwrap_or(idle);
+        let mut traffic_cursor = Some(crate::traffic::Cursor::default());
+        let mut traffic_task: JoinSet<(crate::traffic::Cursor, crate::traffic::Read)> =
+            JoinSet::new();
         loop {
             let next_due = hosts
                 .values()
@@ -206,6 +214,30 @@ impl Watch {
                 () = tokio::time::sleep_until(next_poll) => {
                     self.poll(&mut head, &mut in_force, &mut hosts, &mut apps, &mut rolls).await;
                     next_poll = Instant::now() + self.options.interval;
+                }
+                Some(joined) = traffic_task.join_next(), if !traffic_task.is_empty() => {
+                    if let Ok((cursor, read)) = joined {
+                        self.board.traffic(&read);
+                        traffic_cursor = Some(cursor);
+                    }
+                }
+                () = tokio::time::sleep_until(next_traffic), if traffic_cursor.is_some() => {
+                    next_traffic = Instant::now() + self.options.traffic_interval.unwrap_or(idle);
+                    if let Some(mut cursor) = traffic_cursor.take() {
+                        let servers =
+                            crate::traffic::by_server(apps.values().map(|entry| &entry.target));
+                        let connector = Arc::clone(&self.connector);
+                        traffic_task.spawn(async move {
+                            let read = crate::traffic::read(
+                                &servers,
+                                connector.as_ref(),
+                                &mut cursor,
+                                Duration::ZERO,
+                            )
+                            .await;
+                            (cursor, read)
+                        });
+                    }
                 }
                 () = tokio::time::sleep_until(next_due.unwrap_or(far)), if next_due.is_some() => {
                     self.start_due(in_force.as_ref(), &mut hosts, &rolls, &mut tasks);

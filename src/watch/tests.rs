@@ -132,6 +132,7 @@ fn options() -> WatchOptions {
     WatchOptions {
         interval: Duration::from_secs(30),
         drift_interval: Duration::from_secs(600),
+        traffic_interval: None,
         drift: Drift::Correct,
         parallel: 4,
         holder: "test".into(),

@@ -11,9 +11,33 @@ fn commits_converge_an_invalid_commit_changes_nothing_and_a_fix_applies() {
     repo.app("alpha", &SERVERS, 3, "");
     let first = defs.commit("alpha on three servers");
     let state = tempfile::tempdir().expect("state");
-    let mut daemon = Daemon::start(&defs, state.path(), &[]);
+    let mut daemon = Daemon::start(&defs, state.path(), &["--traffic-interval", "1s"]);
     daemon.wait_converged(&first, &SERVERS, Duration::from_secs(60));
     repo.run_expect(&["plan", "--detailed-exitcode"], 0);
+
+    // The requests alpha's vhost answers are counted from its access log:
+    // without a release every page is a 404.
+    let counted = |metrics: &str| -> u64 {
+        metrics
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix(
+                    "reconciler_http_requests_total{app=\"alpha\",server=\"fleet-1\",class=\"4xx\"} ",
+                )
+            })
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    };
+    std::thread::sleep(Duration::from_millis(1500)); // the logs' first reads
+    let before = counted(&daemon.metrics());
+    for _ in 0..7 {
+        repo.server("fleet-1").http_get("/", "alpha.test");
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while counted(&daemon.metrics()) < before + 7 {
+        assert!(Instant::now() < deadline, "{}", daemon.metrics());
+        std::thread::sleep(Duration::from_millis(250));
+    }
 
     // A change converges within an interval or two (1 s each).
     repo.app("alpha", &SERVERS, 4, "");
