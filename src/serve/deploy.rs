@@ -25,7 +25,7 @@ use axum::response::{IntoResponse, Json, Response};
 use serde::{Deserialize, Serialize};
 
 use crate::Hint as _;
-use crate::app::{AppTarget, Origin, Trigger};
+use crate::app::{AppTarget, Event, Origin, Progress, Step, Trigger};
 use crate::release;
 use crate::transport::Connector;
 
@@ -44,9 +44,11 @@ pub struct Job {
     /// The revision asked for, and the commit it named then.
     pub revision: String,
     pub sha: String,
-    /// `running`; then `live` or `failed` (with `error`); or `interrupted`
-    /// (with `error`): the process stopped while it was running, and how
-    /// it ended is not known.
+    /// `running`, `guarding` once a guarded release watches its traffic
+    /// (`guard:`); then `live`, `rolled-back` (its guard failed it, with
+    /// `error`) or `failed` (with `error`); or `interrupted` (with
+    /// `error`): the process stopped while it was running, and how it
+    /// ended is not known.
     pub state: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -199,7 +201,7 @@ impl Deployer {
         while jobs.len() >= KEEP_JOBS {
             let oldest = jobs
                 .values()
-                .filter(|j| j.state != "running")
+                .filter(|j| !in_progress(&j.state))
                 .min_by_key(|j| j.started)
                 .map(|j| j.id.clone());
             let Some(oldest) = oldest else { break };
@@ -293,7 +295,7 @@ fn load_records(dir: &Path) -> std::io::Result<BTreeMap<String, Job>> {
     }
     let mut jobs = BTreeMap::new();
     for mut job in found {
-        if job.state == "running" {
+        if in_progress(&job.state) {
             job.state = "interrupted".into();
             job.error = Some(INTERRUPTED.into());
             if let Err(error) = write_record(dir, &job) {
@@ -474,15 +476,23 @@ pub async fn deploy(
             who: "webhook".into(),
             trigger: Trigger::Webhook,
         };
+        let progress = JobProgress {
+            deployer: &task_deployer,
+            id: &id,
+        };
         let result = release::release(
             &target,
             &archive,
             &origin,
             task_deployer.connector.as_ref(),
-            &(),
+            &progress,
             &task_deployer.stop,
         )
         .await;
+        let guarded = matches!(
+            &result,
+            Err(release::ReleaseError::RolledBack { failure, .. }) if failure.step == Step::Guard
+        );
         let failure = result.as_ref().err().map(|e| {
             let error = crate::text::visible(&crate::redact::scrub(
                 &crate::error_chain(e),
@@ -502,7 +512,7 @@ pub async fn deploy(
             match failure {
                 None => job.state = "live".into(),
                 Some((error, hint)) => {
-                    job.state = "failed".into();
+                    job.state = if guarded { "rolled-back" } else { "failed" }.into();
                     job.error = Some(error);
                     job.hint = hint;
                 }
@@ -512,6 +522,29 @@ pub async fn deploy(
     let mut body = serde_json::to_value(&job).unwrap_or_default();
     body["status_url"] = format!("/v1/deploys/{}", job.id).into();
     (StatusCode::ACCEPTED, Json(body)).into_response()
+}
+
+/// Whether a deploy in `state` has not ended.
+fn in_progress(state: &str) -> bool {
+    matches!(state, "running" | "guarding")
+}
+
+/// A deploy's progress: `guarding` once its guard starts watching.
+struct JobProgress<'a> {
+    deployer: &'a Deployer,
+    id: &'a str,
+}
+
+impl Progress for JobProgress<'_> {
+    fn step(&self, _: &crate::definitions::ServerName, step: Step, event: &Event) {
+        if step == Step::Guard && matches!(event, Event::Started) {
+            self.deployer.update(self.id, |job| {
+                if job.state == "running" {
+                    job.state = "guarding".into();
+                }
+            });
+        }
+    }
 }
 
 /// What the webhook makes of a revision: its archive, or a refusal
@@ -615,6 +648,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         write_record(dir.path(), &job(1, "live")).expect("write");
         write_record(dir.path(), &job(2, "running")).expect("write");
+        write_record(dir.path(), &job(6, "guarding")).expect("write");
         std::fs::write(dir.path().join("notes.txt"), "not a record").expect("write");
         std::fs::write(dir.path().join(format!("{:032x}.json", 3)), "{garbled").expect("write");
         // A record under another deploy's name is not believed.
@@ -631,10 +665,18 @@ mod tests {
             .values()
             .map(|j| (j.id.as_str(), j.state.as_str()))
             .collect();
-        let (one, two) = (format!("{:032x}", 1), format!("{:032x}", 2));
+        let (one, two, six) = (
+            format!("{:032x}", 1),
+            format!("{:032x}", 2),
+            format!("{:032x}", 6),
+        );
         assert_eq!(
             states,
-            [(one.as_str(), "live"), (two.as_str(), "interrupted")]
+            [
+                (one.as_str(), "live"),
+                (two.as_str(), "interrupted"),
+                (six.as_str(), "interrupted")
+            ]
         );
         assert!(
             jobs[&two]
