@@ -23,6 +23,7 @@ use tokio::sync::Notify;
 
 use crate::board::Board;
 
+pub mod dashboard;
 pub mod deploy;
 pub mod guard;
 pub mod listener;
@@ -49,6 +50,9 @@ pub struct AppState {
 
 pub fn router(state: AppState) -> Router {
     Router::new()
+        .route("/", get(dashboard::page))
+        .route("/dashboard.js", get(dashboard::script))
+        .route("/dashboard.css", get(dashboard::style))
         .route("/v1/status", get(status))
         .route("/metrics", get(metrics))
         .route("/v1/hooks/git", post(git_hook))

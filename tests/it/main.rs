@@ -14,6 +14,7 @@ mod auth;
 mod cli;
 mod cli_output;
 mod credentials;
+mod dashboard;
 mod definitions;
 mod demo;
 mod fleet_converge;
