@@ -7,8 +7,6 @@ use std::process::Command;
 use std::sync::Arc;
 
 use reconciler::board::{AppStatus, Board, HostStatus, PendingReload, Rejected};
-use reconciler::serve::{self, AppState};
-use tokio::sync::Notify;
 
 /// A board with two servers (one failing, with a hostile message), an
 /// app whose servers run different releases, and a rejected commit.
@@ -69,24 +67,8 @@ fn board() -> Arc<Board> {
 
 #[test]
 fn the_dashboard_shows_the_fleet_in_a_real_browser_and_its_script_refreshes_it() {
-    let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    let board = board();
-    let state = AppState {
-        board: Arc::clone(&board),
-        fetch_now: Arc::new(Notify::new()),
-        hook_secret: None,
-        guard: Arc::new(serve::AuthGuard::new(board.auth_failures())),
-    };
-    let listener = runtime
-        .block_on(serve::bind("127.0.0.1:0".parse().expect("addr")))
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    runtime.spawn(serve::serve(
-        listener,
-        serve::router(state),
-        serve::Limits::default(),
-        std::future::pending(),
-    ));
+    let server = crate::serve::start_with(board());
+    let addr = server.addr;
 
     let profile = tempfile::tempdir().expect("profile");
     // Everything but loopback goes to a closed loopback port: the browser

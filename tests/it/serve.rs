@@ -13,16 +13,21 @@ use tokio::sync::Notify;
 
 const SECRET: &[u8] = b"a-long-enough-shared-secret";
 
-struct Server {
-    addr: SocketAddr,
+pub(crate) struct Server {
+    pub(crate) addr: SocketAddr,
     fetch_now: Arc<Notify>,
     board: Arc<Board>,
     _runtime: tokio::runtime::Runtime,
 }
 
 fn start() -> Server {
+    start_with(Arc::new(Board::new("/srv/defs.git", "main", None)))
+}
+
+/// The daemon's routes (the git hook signed with `SECRET`) answering
+/// from `board` on a loopback port, until the server is dropped.
+pub(crate) fn start_with(board: Arc<Board>) -> Server {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    let board = Arc::new(Board::new("/srv/defs.git", "main", None));
     let fetch_now = Arc::new(Notify::new());
     let state = AppState {
         board: Arc::clone(&board),
