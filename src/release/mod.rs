@@ -43,7 +43,7 @@ use crate::app::{
     self, AppError, AppTarget, Lockless, Origin, Progress, Step, StepFailure, on_every_server,
     unlock_all,
 };
-use crate::definitions::ServerName;
+use crate::definitions::{AppName, ServerName};
 use crate::transport::Connector;
 
 use run::Run;
@@ -80,6 +80,16 @@ pub enum ReleaseError {
         previous: Option<Sha>,
         /// Servers that could not be switched back, with why.
         not_back: Vec<(ServerName, String)>,
+    },
+    /// `current` is no link on some servers (an adopted app's directory):
+    /// refused before anything is uploaded or switched.
+    #[error("{}", not_links(.app, .found))]
+    CurrentNotALink {
+        app: AppName,
+        /// Per server, what stands at `current` (`directory`, `file`).
+        found: Vec<(ServerName, &'static str)>,
+        /// How to hand it over, naming the app.
+        hint: String,
     },
     #[error("nothing to roll back to: {0}")]
     NothingToRollBackTo(String),
@@ -119,6 +129,37 @@ fn rolled_back(
     text.push('\n');
     text.push_str(&failure.output);
     text
+}
+
+/// What a release refused for `current`s that are no links says.
+fn not_links(app: &AppName, found: &[(ServerName, &'static str)]) -> String {
+    let current = crate::layout::AppPaths::new(app).current;
+    let mut kinds: Vec<&str> = found.iter().map(|(_, kind)| *kind).collect();
+    kinds.dedup();
+    let on = match kinds[..] {
+        [kind] => {
+            let servers: Vec<String> = found.iter().map(|(s, _)| s.to_string()).collect();
+            format!("is a {kind} on {}", servers.join(", "))
+        }
+        _ => {
+            let each: Vec<String> = found.iter().map(|(s, k)| format!("{s} (a {k})")).collect();
+            format!("is no link on {}", each.join(", "))
+        }
+    };
+    format!(
+        "`{current}` {on}, not a link to one of {app}'s releases: a release would replace what \
+         it serves, so none was made (nothing was uploaded or changed)"
+    )
+}
+
+/// The way to hand an adopted app's `current` to releases, keeping it
+/// served until one switches.
+fn adopt_hint(app: &AppName) -> String {
+    format!(
+        "to hand it to releases and keep serving it until one switches, run as {app} on each of \
+         those servers `{}`, then release again (remove current.adopted once a release is live)",
+        crate::layout::AppPaths::new(app).adopt_current()
+    )
 }
 
 /// A release that went live.
@@ -351,6 +392,7 @@ impl crate::Hint for ReleaseError {
         match self {
             ReleaseError::App(e) => e.hint(),
             ReleaseError::Source(e) => e.hint(),
+            ReleaseError::CurrentNotALink { hint, .. } => Some(hint),
             _ => None,
         }
     }
