@@ -127,9 +127,9 @@ pub fn resolve(url: &str, mirror: &Path, rev: &str) -> Result<Sha, SourceError> 
     }
     let commit = repo.resolve(rev)?;
     Sha::parse(&commit).ok_or_else(|| {
-        GitError::UnknownRevision {
-            rev: rev.to_owned(),
-            url: url.to_owned(),
+        GitError::Read {
+            commit,
+            source: "not a commit id of 40 hex digits".into(),
         }
         .into()
     })
@@ -269,6 +269,7 @@ impl crate::Hint for SourceError {
                 "if the app really is this large, raise max_release_size or max_file_size in \
                  its definition",
             ),
+            SourceError::Git(e) => e.hint(),
             _ => None,
         }
     }
