@@ -48,7 +48,7 @@ pub enum GitError {
     /// `rev` names no commit the remote has: empty, unknown, or a commit
     /// only this mirror still holds (no branch or tag of the remote
     /// reaches it any more).
-    #[error("{}", unknown_revision(.rev, .url, .unreachable))]
+    #[error("{}", unknown_revision(.rev, .url, *.unreachable))]
     UnknownRevision {
         rev: String,
         url: String,
@@ -66,10 +66,10 @@ pub enum GitError {
 }
 
 /// What `UnknownRevision` says.
-fn unknown_revision(rev: &str, url: &str, unreachable: &bool) -> String {
+fn unknown_revision(rev: &str, url: &str, unreachable: bool) -> String {
     if rev.trim().is_empty() {
         format!("an empty revision names no commit of `{url}`")
-    } else if *unreachable {
+    } else if unreachable {
         format!(
             "`{}` is a commit that no branch or tag of `{url}` reaches any more: only this \
              mirror still holds it",
@@ -112,6 +112,9 @@ pub struct TreeEntry {
     pub size: u64,
     /// A file that holds only a git LFS pointer, not the file itself.
     pub lfs_pointer: bool,
+    /// Left out of the archive by an `export-ignore` attribute (the
+    /// commit's `.gitattributes`), as `git archive` leaves it out.
+    pub export_ignored: bool,
 }
 
 /// What a tree entry is.
@@ -506,15 +509,52 @@ impl Mirror {
             source: e,
         };
         let tree = self.tree_of(commit)?;
+        // The attributes the archive reads (`worktree_stream`): the
+        // commit's own `.gitattributes` files.
+        let index = self
+            .repo
+            .index_from_tree(&tree.id)
+            .map_err(|e| read_error(boxed(&self.url, e)))?;
+        let mut attributes = self
+            .repo
+            .attributes_only(
+                &index,
+                gix::worktree::stack::state::attributes::Source::IdMapping,
+            )
+            .map_err(|e| read_error(boxed(&self.url, e)))?;
+        let mut outcome = gix::attrs::search::Outcome::default();
+        outcome.initialize_with_selection(&Default::default(), Some("export-ignore"));
         let mut recorder = gix::traverse::tree::Recorder::default();
         tree.traverse()
             .breadthfirst(&mut recorder)
             .map_err(|e| read_error(boxed(&self.url, e)))?;
         let mut entries = Vec::with_capacity(recorder.records.len());
+        // Breadth first: a directory comes before what it holds, and what
+        // an ignored directory holds is left out with it.
+        let mut ignored_dirs = std::collections::BTreeSet::new();
         for record in recorder.records {
             use gix::object::tree::EntryKind;
+            let path = record.filepath.to_string();
+            let export_ignored = path
+                .rsplit_once('/')
+                .is_some_and(|(dir, _)| ignored_dirs.contains(dir))
+                || {
+                    attributes
+                        .at_entry(&record.filepath, Some(record.mode.into()))
+                        .map_err(|e| read_error(boxed(&self.url, e)))?
+                        .matching_attributes(&mut outcome);
+                    outcome
+                        .iter_selected()
+                        .next()
+                        .is_some_and(|m| m.assignment.state.is_set())
+                };
             let kind = match record.mode.kind() {
-                EntryKind::Tree => continue,
+                EntryKind::Tree => {
+                    if export_ignored {
+                        ignored_dirs.insert(path);
+                    }
+                    continue;
+                }
                 EntryKind::Blob => EntryKindOf::File,
                 EntryKind::BlobExecutable => EntryKindOf::File,
                 EntryKind::Link => EntryKindOf::Link,
@@ -540,10 +580,11 @@ impl Mirror {
                 (size, lfs)
             };
             entries.push(TreeEntry {
-                path: record.filepath.to_string(),
+                path,
                 kind,
                 size,
                 lfs_pointer,
+                export_ignored,
             });
         }
         Ok(entries)

@@ -301,10 +301,18 @@ pub fn run_release(args: ReleaseArgs) -> Result<ExitCode, Failure> {
         }
     };
     note!(
-        "{rev} is {}: {} files, {} unpacked; archived {} in {:.2} s",
+        "{} is {}: {} files, {} unpacked{}; archived {} in {:.2} s",
+        rev.escape_debug(),
         archive.sha.short(),
         archive.files,
         release::source::human(archive.unpacked),
+        match archive.export_ignored {
+            0 => String::new(),
+            n => format!(
+                " (export-ignore in .gitattributes leaves {} out)",
+                crate::definitions::plural(n, "file")
+            ),
+        },
         release::source::human(archive.size),
         started.elapsed().as_secs_f64()
     );

@@ -136,15 +136,12 @@ fn not_links(app: &AppName, found: &[(ServerName, &'static str)]) -> String {
     let current = crate::layout::AppPaths::new(app).current;
     let mut kinds: Vec<&str> = found.iter().map(|(_, kind)| *kind).collect();
     kinds.dedup();
-    let on = match kinds[..] {
-        [kind] => {
-            let servers: Vec<String> = found.iter().map(|(s, _)| s.to_string()).collect();
-            format!("is a {kind} on {}", servers.join(", "))
-        }
-        _ => {
-            let each: Vec<String> = found.iter().map(|(s, k)| format!("{s} (a {k})")).collect();
-            format!("is no link on {}", each.join(", "))
-        }
+    let on = if let [kind] = kinds[..] {
+        let servers: Vec<String> = found.iter().map(|(s, _)| s.to_string()).collect();
+        format!("is a {kind} on {}", servers.join(", "))
+    } else {
+        let each: Vec<String> = found.iter().map(|(s, k)| format!("{s} (a {k})")).collect();
+        format!("is no link on {}", each.join(", "))
     };
     format!(
         "`{current}` {on}, not a link to one of {app}'s releases: a release would replace what \
