@@ -281,6 +281,20 @@ fn an_adopted_apps_current_directory_is_named_by_plan_and_refused_before_any_upl
     let app = AppRepo::new();
     let first = app.commit("taken", &[]);
     let repo = definitions(&app, 5);
+    // Whatever happens, the next test finds no directory at `current`.
+    struct Tidy<'a>(&'a Repo);
+    impl Drop for Tidy<'_> {
+        fn drop(&mut self) {
+            for server in SERVERS {
+                self.0.ssh(
+                    server,
+                    "[ -L /home/rel/current ] || rm -rf /home/rel/current; \
+                     rm -rf /home/rel/current.adopted /home/rel/.current.new",
+                );
+            }
+        }
+    }
+    let _tidy = Tidy(&repo);
     // An app adopted from another deploy: its code in a real `current`
     // directory, owned by the app and served by nginx.
     for server in SERVERS {
@@ -358,6 +372,5 @@ fn an_adopted_apps_current_directory_is_named_by_plan_and_refused_before_any_upl
     assert_serves(&repo, "taken");
     for server in SERVERS {
         assert_eq!(live(&repo, server), format!("releases/{first}"));
-        repo.ssh(server, "rm -rf /home/rel/current.adopted");
     }
 }
