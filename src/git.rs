@@ -344,6 +344,12 @@ impl Mirror {
         }
     }
 
+    /// Whether the mirror holds the commit `commit` (40 hex characters),
+    /// whether or not a branch or tag reaches it.
+    pub fn has_commit(&self, commit: &str) -> bool {
+        self.commit(commit).is_ok()
+    }
+
     /// Whether a remote branch or a tag reaches `id`.
     fn reachable(&self, id: gix::ObjectId) -> bool {
         let tips: Vec<gix::ObjectId> = self

@@ -362,3 +362,33 @@ fn export_ignore_leaves_out_what_git_archive_leaves_out_and_the_checks_see_the_s
     assert_eq!(checked, ours, "the checks see what ships");
     assert_eq!(entries.len(), 9, "and know what is left out");
 }
+
+#[test]
+fn a_commit_no_branch_reaches_is_refused_by_name_but_still_there_for_what_is_live() {
+    let source = Source::new();
+    let kept = source.commit(&[("index.php", "<?php echo 1;")]);
+    let gone = source.commit(&[("index.php", "<?php echo 2;")]);
+    let cache = tempfile::tempdir().expect("tempdir");
+    let mut mirror =
+        Mirror::open_or_clone(&source.url(), &cache.path().join("m.git")).expect("clone");
+    assert_eq!(mirror.resolve(&gone).expect("on main"), gone);
+    // Force-pushed away: the mirror still holds it, no branch reaches it.
+    source.git(&["reset", "-q", "--hard", &kept]);
+    mirror.fetch().expect("fetch");
+    assert!(matches!(
+        mirror.resolve(&gone),
+        Err(GitError::UnknownRevision {
+            unreachable: true,
+            ..
+        })
+    ));
+    // A release log's commit, live somewhere, is still there to copy.
+    assert!(mirror.has_commit(&gone));
+    assert_eq!(mirror.resolve(&kept[..8]).expect("short id"), kept);
+    assert_eq!(mirror.resolve("main~0").expect("suffix"), kept);
+    let err = mirror.resolve("").expect_err("empty");
+    assert_eq!(
+        err.hint(),
+        Some("name a branch, a tag or a commit on one; the repository has branches: main")
+    );
+}

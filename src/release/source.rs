@@ -139,6 +139,27 @@ pub fn resolve(url: &str, mirror: &Path, rev: &str) -> Result<Sha, SourceError> 
     })
 }
 
+/// Fetches the app's mirror at `mirror` (cloning `url` there first) and
+/// checks that it holds `sha`: a commit already live on some server (from
+/// a release log), which another server must get the same, whether or not
+/// a branch still reaches it. A revision someone names goes through
+/// `resolve` instead.
+///
+/// # Errors
+/// The mirror cannot be fetched, or does not hold `sha`.
+pub fn fetch_commit(url: &str, mirror: &Path, sha: &Sha) -> Result<(), SourceError> {
+    let fresh = !mirror.join("HEAD").exists();
+    let mut repo = Mirror::open_or_clone(url, mirror)?;
+    if !fresh {
+        repo.fetch()?;
+    }
+    if repo.has_commit(sha.as_str()) {
+        return Ok(());
+    }
+    // Named as `resolve` names it, with what the remote has.
+    repo.resolve(sha.as_str()).map(|_| ()).map_err(Into::into)
+}
+
 /// Checks the tree of `sha` against `limits` and what a release must hold,
 /// then archives it into a new file beside the mirror (in the cache).
 pub fn archive(
