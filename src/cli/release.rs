@@ -385,6 +385,13 @@ pub fn run_releases(args: ReleasesArgs) -> Result<ExitCode, Failure> {
                     crate::text::one_line(stray)
                 )?;
             }
+            if let Some(kind) = state.current_not_link {
+                writeln!(
+                    out,
+                    "  current is a {kind}, no link to a release: it is served as it is, and \
+                     a release refuses to replace it"
+                )?;
+            }
             for (sha, mtime) in present {
                 let last = state.log.iter().rev().find(|e| e.sha == sha);
                 let live = state.live.as_ref() == Some(&sha);

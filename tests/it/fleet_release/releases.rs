@@ -353,6 +353,11 @@ fn an_adopted_apps_current_directory_is_named_by_plan_and_refused_before_any_upl
         );
     }
     assert_serves(&repo, "adopted");
+    let listing = expect(&run(&repo, &app, &["releases", "rel"]), 0);
+    assert!(
+        listing.contains("current is a directory, no link to a release: it is served as it is"),
+        "{listing}"
+    );
 
     // The hint's commands, as the app, hand it over while it is served;
     // then the release goes live.
