@@ -110,10 +110,15 @@ fn rolled_back(
     not_back: &[(ServerName, String)],
 ) -> String {
     let to = previous.map_or("no release".to_owned(), |s| s.short().to_owned());
-    let mut text = format!(
-        "the release went live but failed on {} ({})",
-        failure.server, failure.step
-    );
+    // A switch that failed on a server did not go live there.
+    let mut text = if failure.step == Step::Switch {
+        format!("the switch failed on {}", failure.server)
+    } else {
+        format!(
+            "the release went live but failed on {} ({})",
+            failure.server, failure.step
+        )
+    };
     if not_back.is_empty() {
         text.push_str(&format!(", so every server went back to {to}"));
     } else {

@@ -160,3 +160,22 @@ fn a_switch_onto_a_directory_leaves_no_link_behind_and_going_back_says_it_stayed
         );
     }
 }
+
+#[test]
+fn a_switch_that_failed_is_not_said_to_have_gone_live() {
+    let failure = StepFailure {
+        server: ServerName::new("web-1"),
+        step: Step::Switch,
+        output: "mv: cannot overwrite directory".into(),
+    };
+    let text = rolled_back(&failure, None, &[]);
+    assert!(
+        text.starts_with("the switch failed on web-1, so every server went back to no release\n"),
+        "{text}"
+    );
+    let health = StepFailure {
+        step: Step::Health,
+        ..failure
+    };
+    assert!(rolled_back(&health, None, &[]).starts_with("the release went live but failed on"));
+}
