@@ -10,8 +10,7 @@ use super::kinds::{
 };
 use super::{
     AppUser, Directory, GuessedShared, HostUnits, ManagedFile, Needs, OPCACHE_STATUS_SCRIPT,
-    OPCACHE_WARM_SCRIPT,
-    TemplateError, Templates, WebCheck,
+    OPCACHE_WARM_SCRIPT, TemplateError, Templates, WebCheck,
 };
 use crate::definitions::{
     App, AppServer, Cluster, Definitions, PhpVersion, ServerName, SessionHandler,
