@@ -45,8 +45,18 @@ pub enum GitError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
-    #[error("no `{rev}` in `{url}`")]
-    UnknownRevision { rev: String, url: String },
+    /// `rev` names no commit the remote has: empty, unknown, or a commit
+    /// only this mirror still holds (no branch or tag of the remote
+    /// reaches it any more).
+    #[error("{}", revision::unknown_revision(.rev, .url, *.unreachable))]
+    UnknownRevision {
+        rev: String,
+        url: String,
+        /// The commit exists here but no branch or tag reaches it.
+        unreachable: bool,
+        /// What the remote has: some of its branches and tags.
+        known: String,
+    },
     #[error("cannot read commit {commit}")]
     Read {
         commit: String,
@@ -74,6 +84,9 @@ pub struct TreeEntry {
     pub size: u64,
     /// A file that holds only a git LFS pointer, not the file itself.
     pub lfs_pointer: bool,
+    /// Left out of the archive by an `export-ignore` attribute (the
+    /// commit's `.gitattributes`), as `git archive` leaves it out.
+    pub export_ignored: bool,
 }
 
 /// What a tree entry is.
@@ -253,30 +266,6 @@ impl Mirror {
         Ok(Some(commit.id.to_string()))
     }
 
-    /// The commit `rev` names: a branch, a tag or a commit id.
-    pub fn resolve(&self, rev: &str) -> Result<CommitId, GitError> {
-        let unknown = || GitError::UnknownRevision {
-            rev: rev.to_owned(),
-            url: crate::redact::url(&self.url),
-        };
-        // Fetches update the remote-tracking refs; the clone's own heads
-        // stay where the clone left them.
-        for candidate in [
-            format!("refs/remotes/origin/{rev}"),
-            format!("refs/heads/{rev}"),
-            format!("refs/tags/{rev}"),
-            rev.to_owned(),
-        ] {
-            if let Ok(id) = self.repo.rev_parse_single(candidate.as_str())
-                && let Ok(object) = id.object()
-                && let Ok(commit) = object.peel_to_commit()
-            {
-                return Ok(commit.id.to_string());
-            }
-        }
-        Err(unknown())
-    }
-
     /// The commit `commit` (40 hex characters).
     fn commit(&self, commit: &str) -> Result<gix::Commit<'_>, GitError> {
         let id = gix::ObjectId::from_hex(commit.as_bytes()).map_err(|e| GitError::Read {
@@ -359,15 +348,52 @@ impl Mirror {
             source: e,
         };
         let tree = self.tree_of(commit)?;
+        // The attributes the archive reads (`worktree_stream`): the
+        // commit's own `.gitattributes` files.
+        let index = self
+            .repo
+            .index_from_tree(&tree.id)
+            .map_err(|e| read_error(boxed(&self.url, e)))?;
+        let mut attributes = self
+            .repo
+            .attributes_only(
+                &index,
+                gix::worktree::stack::state::attributes::Source::IdMapping,
+            )
+            .map_err(|e| read_error(boxed(&self.url, e)))?;
+        let mut outcome = gix::attrs::search::Outcome::default();
+        outcome.initialize_with_selection(&Default::default(), Some("export-ignore"));
         let mut recorder = gix::traverse::tree::Recorder::default();
         tree.traverse()
             .breadthfirst(&mut recorder)
             .map_err(|e| read_error(boxed(&self.url, e)))?;
         let mut entries = Vec::with_capacity(recorder.records.len());
+        // Breadth first: a directory comes before what it holds, and what
+        // an ignored directory holds is left out with it.
+        let mut ignored_dirs = std::collections::BTreeSet::new();
         for record in recorder.records {
             use gix::object::tree::EntryKind;
+            let path = record.filepath.to_string();
+            let export_ignored = path
+                .rsplit_once('/')
+                .is_some_and(|(dir, _)| ignored_dirs.contains(dir))
+                || {
+                    attributes
+                        .at_entry(&record.filepath, Some(record.mode.into()))
+                        .map_err(|e| read_error(boxed(&self.url, e)))?
+                        .matching_attributes(&mut outcome);
+                    outcome
+                        .iter_selected()
+                        .next()
+                        .is_some_and(|m| m.assignment.state.is_set())
+                };
             let kind = match record.mode.kind() {
-                EntryKind::Tree => continue,
+                EntryKind::Tree => {
+                    if export_ignored {
+                        ignored_dirs.insert(path);
+                    }
+                    continue;
+                }
                 EntryKind::Blob => EntryKindOf::File,
                 EntryKind::BlobExecutable => EntryKindOf::File,
                 EntryKind::Link => EntryKindOf::Link,
@@ -393,10 +419,11 @@ impl Mirror {
                 (size, lfs)
             };
             entries.push(TreeEntry {
-                path: record.filepath.to_string(),
+                path,
                 kind,
                 size,
                 lfs_pointer,
+                export_ignored,
             });
         }
         Ok(entries)
@@ -448,6 +475,8 @@ impl Mirror {
         Ok(())
     }
 }
+
+mod revision;
 
 #[cfg(test)]
 mod tests;

@@ -227,6 +227,17 @@ impl AppPaths {
         }
     }
 
+    /// The commands, run as the app, that hand a `current` directory (an
+    /// adopted app's code) to releases and keep it served: it moves aside
+    /// to `current.adopted` and `current` links to it, which a release
+    /// then replaces.
+    pub fn adopt_current(&self) -> String {
+        format!(
+            "cd {} && mv current current.adopted && ln -s current.adopted current",
+            self.home
+        )
+    }
+
     /// The app whose `current` link `path` is.
     pub fn app_of_current(path: &str) -> Option<AppName> {
         let app = path.strip_prefix(HOME_ROOT)?.strip_prefix('/')?;

@@ -73,12 +73,18 @@ force_unlock() {
 
 # ---- What the server has -------------------------------------------------
 # app_state: where `current` points (as the app wrote it: the client
-# judges it), the releases root recorded complete, the release log's last
-# 200 lines, and the record of a release that switched and did not finish.
+# judges it), or what stands there when it is no link (find's %y letter: a
+# directory of an adopted app, which no release replaces), the releases
+# root recorded complete, the release log's last 200 lines, and the record
+# of a release that switched and did not finish.
 app_state() {
-  local live sha
+  local live sha kind
   live=$(as_app "$APP" readlink -- "$CURRENT" 2>/dev/null) || live=
   record live "$live"
+  if [ -z "$live" ]; then
+    kind=$(as_app "$APP" find -P "$CURRENT" -maxdepth 0 -printf '%y' 2>/dev/null) || kind=
+    [ -n "$kind" ] && [ "$kind" != l ] && record current-kind "$kind"
+  fi
   for sha in $(ls -- "$APP_STATE/complete" 2>/dev/null); do
     [[ $sha =~ ^[0-9a-f]{40}$ ]] || continue
     as_app "$APP" test -d "$RELEASES/$sha" && record complete "$sha"

@@ -301,10 +301,18 @@ pub fn run_release(args: ReleaseArgs) -> Result<ExitCode, Failure> {
         }
     };
     note!(
-        "{rev} is {}: {} files, {} unpacked; archived {} in {:.2} s",
+        "{} is {}: {} files, {} unpacked{}; archived {} in {:.2} s",
+        rev.escape_debug(),
         archive.sha.short(),
         archive.files,
         release::source::human(archive.unpacked),
+        match archive.export_ignored {
+            0 => String::new(),
+            n => format!(
+                " (export-ignore in .gitattributes leaves {} out)",
+                crate::definitions::plural(n, "file")
+            ),
+        },
         release::source::human(archive.size),
         started.elapsed().as_secs_f64()
     );
@@ -375,6 +383,13 @@ pub fn run_releases(args: ReleasesArgs) -> Result<ExitCode, Failure> {
                     out,
                     "  current points at {}, which is no release of the app",
                     crate::text::one_line(stray)
+                )?;
+            }
+            if let Some(kind) = state.current_not_link {
+                writeln!(
+                    out,
+                    "  current is a {kind}, no link to a release: it is served as it is, and \
+                     a release refuses to replace it"
                 )?;
             }
             for (sha, mtime) in present {

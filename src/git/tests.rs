@@ -288,3 +288,107 @@ fn a_moved_tag_moves_in_the_mirror_and_a_deleted_branch_is_gone() {
     assert!(mirror.resolve("feature").is_err());
     assert_eq!(mirror.resolve("main").expect("main"), fix);
 }
+
+/// The files (not directories) of a tar stream, as `tar -t` lists them.
+fn tar_files(tar: &[u8], gzip: bool) -> BTreeSet<String> {
+    use std::io::Write as _;
+    let mut child = Command::new("tar")
+        .arg(if gzip { "-tz" } else { "-t" })
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("tar");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(tar)
+        .expect("write");
+    let out = child.wait_with_output().expect("tar");
+    assert!(out.status.success());
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.ends_with('/') && !l.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn export_ignore_leaves_out_what_git_archive_leaves_out_and_the_checks_see_the_same() {
+    let source = Source::new();
+    let commit = source.commit(&[
+        (
+            ".gitattributes",
+            "/tests export-ignore\nREADME.md export-ignore\n*.secret export-ignore\n\
+             docs/ export-ignore\n/.github export-ignore\n",
+        ),
+        ("index.php", "<?php\n"),
+        ("README.md", "read me"),
+        ("tests/a.php", "<?php\n"),
+        ("tests/sub/b.php", "<?php\n"),
+        ("docs/guide.md", "guide"),
+        ("keys/x.secret", "secret"),
+        ("src/tests/keep.php", "<?php // kept: /tests is anchored\n"),
+        (".github/workflows/ci.yml", "on: push\n"),
+    ]);
+    let out = Command::new("git")
+        .args(["archive", "--format=tar", &commit])
+        .current_dir(source.dir.path())
+        .output()
+        .expect("git archive");
+    assert!(out.status.success());
+    let by_git = tar_files(&out.stdout, false);
+
+    let cache = tempfile::tempdir().expect("tempdir");
+    let mirror = Mirror::open_or_clone(&source.url(), &cache.path().join("m.git")).expect("clone");
+    let mut tar = std::io::Cursor::new(Vec::new());
+    mirror.archive(&commit, &mut tar).expect("archive");
+    let ours = tar_files(&tar.into_inner(), true);
+    assert_eq!(ours, by_git, "as `git archive`");
+    assert_eq!(
+        ours,
+        BTreeSet::from([
+            ".gitattributes".to_owned(),
+            "index.php".to_owned(),
+            "src/tests/keep.php".to_owned()
+        ])
+    );
+    let entries = mirror.entries(&commit).expect("entries");
+    let checked: BTreeSet<String> = entries
+        .iter()
+        .filter(|e| !e.export_ignored)
+        .map(|e| e.path.clone())
+        .collect();
+    assert_eq!(checked, ours, "the checks see what ships");
+    assert_eq!(entries.len(), 9, "and know what is left out");
+}
+
+#[test]
+fn a_commit_no_branch_reaches_is_refused_by_name_but_still_there_for_what_is_live() {
+    let source = Source::new();
+    let kept = source.commit(&[("index.php", "<?php echo 1;")]);
+    let gone = source.commit(&[("index.php", "<?php echo 2;")]);
+    let cache = tempfile::tempdir().expect("tempdir");
+    let mut mirror =
+        Mirror::open_or_clone(&source.url(), &cache.path().join("m.git")).expect("clone");
+    assert_eq!(mirror.resolve(&gone).expect("on main"), gone);
+    // Force-pushed away: the mirror still holds it, no branch reaches it.
+    source.git(&["reset", "-q", "--hard", &kept]);
+    mirror.fetch().expect("fetch");
+    assert!(matches!(
+        mirror.resolve(&gone),
+        Err(GitError::UnknownRevision {
+            unreachable: true,
+            ..
+        })
+    ));
+    // A release log's commit, live somewhere, is still there to copy.
+    assert!(mirror.has_commit(&gone));
+    assert_eq!(mirror.resolve(&kept[..8]).expect("short id"), kept);
+    assert_eq!(mirror.resolve("main~0").expect("suffix"), kept);
+    let err = mirror.resolve("").expect_err("empty");
+    assert_eq!(
+        err.hint(),
+        Some("name a branch, a tag or a commit on one; the repository has branches: main")
+    );
+}

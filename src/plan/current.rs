@@ -37,6 +37,14 @@ fn problem(app: &AppName, found: &PathFacts, facts: &HostFacts) -> Option<String
         .as_deref()
         .filter(|_| found.kind == PathKind::Symlink)
     else {
+        if found.kind == PathKind::Directory {
+            return Some(format!(
+                "is a directory, not a link to one of {app}'s releases: it is served as it is, \
+                 and {release} refuses to replace it (as {app}, `{}` keeps it served and hands \
+                 it to releases)",
+                AppPaths::new(app).adopt_current()
+            ));
+        }
         return Some(format!(
             "is a {}, not a link to one of {app}'s releases: only a release should make it \
              (move it away, then {release})",

@@ -1,13 +1,15 @@
 //! What a plan says that changes nothing: software and packages a host
-//! lacks, apps waiting for their first release, apps that left.
+//! lacks, apps waiting for their first release, apps that left, shared
+//! paths whose kind was guessed.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::{Action, Change, HostError};
+use crate::definitions::SharedKind;
 use crate::definitions::plural;
 use crate::facts::HostFacts;
-use crate::layout::ConfigFile;
-use crate::units::{HostUnits, ManagedFile};
+use crate::layout::{AppPaths, ConfigFile};
+use crate::units::{GuessedShared, HostUnits, ManagedFile};
 
 /// Software the units need that the host lacks.
 ///
@@ -69,7 +71,48 @@ pub(super) fn notes(units: &HostUnits, facts: &HostFacts, changes: &[Change]) ->
     }
     notes.extend(waiting_for_release(units, facts));
     notes.extend(gone_apps(units, changes));
+    notes.extend(units.guessed_shared.iter().map(guessed_shared));
     notes
+}
+
+/// What the plan says of a shared path whose kind was guessed: the guess,
+/// why, and how to state it either way (the guess may be wrong:
+/// `public/.well-known` is a directory).
+fn guessed_shared(guessed: &GuessedShared) -> String {
+    let path = &guessed.path;
+    let (guess, why, keep, other) = match guessed.kind {
+        SharedKind::File => (
+            "a file",
+            "a dot in its last name",
+            format!("{{ path: {}, kind: file }}", yaml(path)),
+            format!("`{}` for a directory", yaml(&format!("{path}/"))),
+        ),
+        SharedKind::Dir => (
+            "a directory",
+            "no dot in its last name",
+            yaml(&format!("{path}/")),
+            format!("`{{ path: {}, kind: file }}` for a file", yaml(path)),
+        ),
+    };
+    format!(
+        "shared path `{}` of app `{}` is guessed {guess} ({why}): write `{keep}` to say so, or \
+         {other}",
+        path.escape_debug(),
+        guessed.app
+    )
+}
+
+/// `text` as YAML reads it back: plain when it is plainly a path, else
+/// double-quoted.
+fn yaml(text: &str) -> String {
+    if text
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'/'))
+    {
+        text.to_owned()
+    } else {
+        serde_json::to_string(text).unwrap_or_else(|_| text.to_owned())
+    }
 }
 
 /// Apps whose workers or site wait for their first release.
@@ -81,10 +124,13 @@ fn waiting_for_release(units: &HostUnits, facts: &HostFacts) -> Vec<String> {
     };
     let mut roles: BTreeMap<String, Vec<&str>> = BTreeMap::new();
     for (app, role) in units.files.iter().filter_map(waiting) {
+        // Anything at `current` that names no release is a warning
+        // (`current`): a directory there is served.
         let live = facts
             .releases
             .get(&app)
-            .is_some_and(|r| r.current.is_some());
+            .is_some_and(|r| r.current.is_some())
+            || facts.paths.contains_key(&AppPaths::new(&app).current);
         if !live {
             roles.entry(app.to_string()).or_default().push(role);
         }

@@ -390,6 +390,8 @@ fn json_output_follows_the_published_schema() {
 
 mod current_links;
 
+mod guessed_shared;
+
 #[test]
 fn drift_warn_leaves_changes_and_their_reloads_and_keeps_the_due_ones() {
     let units = units_for(&fleet(), "web-1");

@@ -132,8 +132,9 @@ pub async fn repair(
     let (url, mirror) = (target.app.repo.clone(), mirror_path(cache, &target.app));
     let limits = Limits::of(&target.app);
     let archive = blocking(move || {
-        // A commit from the release log may be newer than the mirror.
-        source::resolve(&url, &mirror, sha.as_str())?;
+        // A commit from the release log may be newer than the mirror; it
+        // is live, so no branch need reach it any more.
+        source::fetch_commit(&url, &mirror, &sha)?;
         source::archive(&url, &mirror, &sha, limits)
     })
     .await?;

@@ -43,7 +43,7 @@ use crate::app::{
     self, AppError, AppTarget, Lockless, Origin, Progress, Step, StepFailure, on_every_server,
     unlock_all,
 };
-use crate::definitions::ServerName;
+use crate::definitions::{AppName, ServerName};
 use crate::transport::Connector;
 
 use run::Run;
@@ -81,6 +81,16 @@ pub enum ReleaseError {
         /// Servers that could not be switched back, with why.
         not_back: Vec<(ServerName, String)>,
     },
+    /// `current` is no link on some servers (an adopted app's directory):
+    /// refused before anything is uploaded or switched.
+    #[error("{}", not_links(.app, .found))]
+    CurrentNotALink {
+        app: AppName,
+        /// Per server, what stands at `current` (`directory`, `file`).
+        found: Vec<(ServerName, &'static str)>,
+        /// How to hand it over, naming the app.
+        hint: String,
+    },
     #[error("nothing to roll back to: {0}")]
     NothingToRollBackTo(String),
     #[error("cannot release now: {0}")]
@@ -100,10 +110,15 @@ fn rolled_back(
     not_back: &[(ServerName, String)],
 ) -> String {
     let to = previous.map_or("no release".to_owned(), |s| s.short().to_owned());
-    let mut text = format!(
-        "the release went live but failed on {} ({})",
-        failure.server, failure.step
-    );
+    // A switch that failed on a server did not go live there.
+    let mut text = if failure.step == Step::Switch {
+        format!("the switch failed on {}", failure.server)
+    } else {
+        format!(
+            "the release went live but failed on {} ({})",
+            failure.server, failure.step
+        )
+    };
     if not_back.is_empty() {
         text.push_str(&format!(", so every server went back to {to}"));
     } else {
@@ -119,6 +134,34 @@ fn rolled_back(
     text.push('\n');
     text.push_str(&failure.output);
     text
+}
+
+/// What a release refused for `current`s that are no links says.
+fn not_links(app: &AppName, found: &[(ServerName, &'static str)]) -> String {
+    let current = crate::layout::AppPaths::new(app).current;
+    let mut kinds: Vec<&str> = found.iter().map(|(_, kind)| *kind).collect();
+    kinds.dedup();
+    let on = if let [kind] = kinds[..] {
+        let servers: Vec<String> = found.iter().map(|(s, _)| s.to_string()).collect();
+        format!("is a {kind} on {}", servers.join(", "))
+    } else {
+        let each: Vec<String> = found.iter().map(|(s, k)| format!("{s} (a {k})")).collect();
+        format!("is no link on {}", each.join(", "))
+    };
+    format!(
+        "`{current}` {on}, not a link to one of {app}'s releases: a release would replace what \
+         it serves, so none was made (nothing was uploaded or changed)"
+    )
+}
+
+/// The way to hand an adopted app's `current` to releases, keeping it
+/// served until one switches.
+fn adopt_hint(app: &AppName) -> String {
+    format!(
+        "to hand it to releases and keep serving it until one switches, run as {app} on each of \
+         those servers `{}`, then release again (remove current.adopted once a release is live)",
+        crate::layout::AppPaths::new(app).adopt_current()
+    )
 }
 
 /// A release that went live.
@@ -351,6 +394,7 @@ impl crate::Hint for ReleaseError {
         match self {
             ReleaseError::App(e) => e.hint(),
             ReleaseError::Source(e) => e.hint(),
+            ReleaseError::CurrentNotALink { hint, .. } => Some(hint),
             _ => None,
         }
     }

@@ -174,7 +174,9 @@ release_switch() {
   fi
   app_argv "$APP"
   if ! run_step 30 "switching current" "${APP_ARGV[@]}" sh -c \
-    'ln -sfn -- "releases/$2" "$1/.current.new" && mv -fT -- "$1/.current.new" "$1/current"' _ "$HOME_DIR" "$sha"; then
+    'ln -sfn -- "releases/$2" "$1/.current.new" || exit 1
+     mv -fT -- "$1/.current.new" "$1/current" && exit 0
+     rm -f -- "$1/.current.new"; exit 1' _ "$HOME_DIR" "$sha"; then
     report failed switch "$out"
     exit 0
   fi
@@ -188,6 +190,10 @@ release_switch() {
 release_unswitch() {
   check_lock
   as_app "$APP" rm -f -- "$CURRENT"
+  if as_app "$APP" test -e "$CURRENT" || as_app "$APP" test -L "$CURRENT"; then
+    report failed switch "$CURRENT is still there (not a link reconciler made)"
+    exit 0
+  fi
   report switched "" ""
   restart_workers
 }

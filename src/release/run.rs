@@ -46,10 +46,26 @@ impl<'a> Run<'a> {
         }
         let hosts = connect_all(target, connector).await?;
         let locked = session.lock_all(hosts).await?;
-        let states = locked
+        let states: Vec<ServerReleases> = locked
             .iter()
             .map(|l| ServerReleases::from_records(&l.state))
             .collect();
+        // A directory at `current` (an adopted app) is served as it is: a
+        // switch could only fail on it, after every upload.
+        let found: Vec<(ServerName, &'static str)> = locked
+            .iter()
+            .zip(&states)
+            .filter_map(|(l, s)| Some((l.host.server.name.clone(), s.current_not_link?)))
+            .collect();
+        if !found.is_empty() {
+            app::unlock_all(locked).await;
+            let app = target.app.name.clone();
+            return Err(ReleaseError::CurrentNotALink {
+                hint: super::adopt_hint(&app),
+                app,
+                found,
+            });
+        }
         Ok(Run {
             session,
             locked,

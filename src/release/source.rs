@@ -2,6 +2,8 @@
 //! and a commit's tree as a gzipped tar file in the cache, checked before
 //! anything reaches a server: nothing left out silently (a submodule, git
 //! LFS pointers in place of files), nothing larger than the app allows.
+//! What the commit's `.gitattributes` mark `export-ignore` is left out, as
+//! `git archive` leaves it out, and the checks look at what ships.
 //! The archive is written to disk and streamed to the servers, never held
 //! whole in memory; its sha256 is computed as it is written.
 //!
@@ -14,7 +16,7 @@ use sha2::{Digest as _, Sha256};
 
 use super::Sha;
 use crate::definitions::App;
-use crate::git::{EntryKindOf, GitError, Mirror};
+use crate::git::{EntryKindOf, GitError, Mirror, TreeEntry};
 
 /// The sizes an app's release may have (`max_release_size`,
 /// `max_file_size` in the app's definition), in bytes of the unpacked tree.
@@ -108,6 +110,8 @@ pub struct Archive {
     /// Files and bytes of the unpacked tree.
     pub files: usize,
     pub unpacked: u64,
+    /// Files of the commit an `export-ignore` attribute leaves out.
+    pub export_ignored: usize,
 }
 
 /// Where the mirror of `app`'s repository is in `cache`: named by the app
@@ -127,12 +131,33 @@ pub fn resolve(url: &str, mirror: &Path, rev: &str) -> Result<Sha, SourceError> 
     }
     let commit = repo.resolve(rev)?;
     Sha::parse(&commit).ok_or_else(|| {
-        GitError::UnknownRevision {
-            rev: rev.to_owned(),
-            url: url.to_owned(),
+        GitError::Read {
+            commit,
+            source: "not a commit id of 40 hex digits".into(),
         }
         .into()
     })
+}
+
+/// Fetches the app's mirror at `mirror` (cloning `url` there first) and
+/// checks that it holds `sha`: a commit already live on some server (from
+/// a release log), which another server must get the same, whether or not
+/// a branch still reaches it. A revision someone names goes through
+/// `resolve` instead.
+///
+/// # Errors
+/// The mirror cannot be fetched, or does not hold `sha`.
+pub fn fetch_commit(url: &str, mirror: &Path, sha: &Sha) -> Result<(), SourceError> {
+    let fresh = !mirror.join("HEAD").exists();
+    let mut repo = Mirror::open_or_clone(url, mirror)?;
+    if !fresh {
+        repo.fetch()?;
+    }
+    if repo.has_commit(sha.as_str()) {
+        return Ok(());
+    }
+    // Named as `resolve` names it, with what the remote has.
+    repo.resolve(sha.as_str()).map(|_| ()).map_err(Into::into)
 }
 
 /// Checks the tree of `sha` against `limits` and what a release must hold,
@@ -144,7 +169,12 @@ pub fn archive(
     limits: Limits,
 ) -> Result<Archive, SourceError> {
     let repo = Mirror::open_or_clone(url, mirror)?;
-    let entries = repo.entries(sha.as_str())?;
+    // What ships: `export-ignore` leaves the rest out, as `git archive`
+    // does; only what ships is checked and counted.
+    let (entries, left_out): (Vec<TreeEntry>, Vec<TreeEntry>) = repo
+        .entries(sha.as_str())?
+        .into_iter()
+        .partition(|e| !e.export_ignored);
     let submodules: Vec<String> = entries
         .iter()
         .filter(|e| e.kind == EntryKindOf::Submodule)
@@ -217,6 +247,10 @@ pub fn archive(
         sha256: hex::encode(out.hasher.finalize()),
         files: entries.len(),
         unpacked,
+        export_ignored: left_out
+            .iter()
+            .filter(|e| e.kind != EntryKindOf::Submodule)
+            .count(),
     })
 }
 
@@ -269,6 +303,7 @@ impl crate::Hint for SourceError {
                 "if the app really is this large, raise max_release_size or max_file_size in \
                  its definition",
             ),
+            SourceError::Git(e) => e.hint(),
             _ => None,
         }
     }

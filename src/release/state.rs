@@ -105,6 +105,10 @@ pub struct ServerReleases {
     /// app pointed it elsewhere, or a directory stands there): never taken
     /// for a release.
     pub stray_current: Option<String>,
+    /// What stands at `current` when it is no link at all: `directory`
+    /// (an adopted app's code, served as it is), `file`, ... A release
+    /// or rollback refuses to replace it.
+    pub current_not_link: Option<&'static str>,
     /// Releases root recorded complete (and whose directory is there).
     pub complete: BTreeSet<Sha>,
     /// Release directories, with their modification time (Unix seconds).
@@ -132,6 +136,13 @@ impl ServerReleases {
                         None if target.is_empty() => {}
                         None => state.stray_current = Some(target.into_owned()),
                     }
+                }
+                "current-kind" => {
+                    state.current_not_link = Some(match r.text(0).as_ref() {
+                        "d" => "directory",
+                        "f" => "file",
+                        _ => "special file",
+                    });
                 }
                 "complete" => state.complete.extend(Sha::parse(&r.text(0))),
                 "present" => {

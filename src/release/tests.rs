@@ -35,6 +35,7 @@ fn archive() -> Archive {
         sha256: crate::units::sha256(b"archive"),
         files: 1,
         unpacked: 7,
+        export_ignored: 0,
     }
 }
 

@@ -9,8 +9,8 @@ use super::kinds::{
     supervisor::Supervisor,
 };
 use super::{
-    AppUser, Directory, HostUnits, ManagedFile, Needs, OPCACHE_STATUS_SCRIPT, OPCACHE_WARM_SCRIPT,
-    TemplateError, Templates, WebCheck,
+    AppUser, Directory, GuessedShared, HostUnits, ManagedFile, Needs, OPCACHE_STATUS_SCRIPT,
+    OPCACHE_WARM_SCRIPT, TemplateError, Templates, WebCheck,
 };
 use crate::definitions::{
     App, AppServer, Cluster, Definitions, PhpVersion, ServerName, SessionHandler,
@@ -157,6 +157,16 @@ fn home(units: &mut HostUnits, app: &App, role: &AppServer) {
         web: role.web.is_some(),
         adopt: app.adopt_user,
     });
+    units.guessed_shared.extend(
+        app.shared
+            .iter()
+            .filter(|shared| shared.stated.is_none())
+            .map(|shared| GuessedShared {
+                app: name.clone(),
+                path: shared.path.clone(),
+                kind: shared.kind(),
+            }),
+    );
     units.directories.extend([
         owned(paths.home.clone(), 0o750, false),
         owned(paths.releases.clone(), 0o755, true),

@@ -16,7 +16,7 @@ use std::collections::BTreeSet;
 use serde::{Deserialize, Serialize};
 
 use crate::definitions::{
-    AppName, ClusterName, Definitions, Diagnostic, PhpVersion, Server, ServerName,
+    AppName, ClusterName, Definitions, Diagnostic, PhpVersion, Server, ServerName, SharedKind,
 };
 use crate::layout::{AppPaths, ConfigFile};
 
@@ -106,6 +106,20 @@ pub struct HostUnits {
     /// The Debian packages this host needs (`reconciler provision`).
     #[serde(default)]
     pub packages: BTreeSet<String>,
+    /// The shared paths of this host's apps whose kind the definitions
+    /// leave to the guess (a bare name): the plan points each one out.
+    #[serde(default)]
+    pub guessed_shared: Vec<GuessedShared>,
+}
+
+/// A shared path written as a bare name, and the kind guessed for it
+/// (`SharedPath::kind`: a dot in its last name makes a file).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GuessedShared {
+    pub app: AppName,
+    /// Relative to the release root, as written.
+    pub path: String,
+    pub kind: SharedKind,
 }
 
 /// A request to this host's own nginx that must not fail (5xx).
@@ -188,6 +202,12 @@ pub fn filter(units: &HostUnits, scope: &Scope) -> HostUnits {
             .web_checks
             .iter()
             .filter(|c| scope.covers_app(&c.app))
+            .cloned()
+            .collect(),
+        guessed_shared: units
+            .guessed_shared
+            .iter()
+            .filter(|g| scope.covers_app(&g.app))
             .cloned()
             .collect(),
     }

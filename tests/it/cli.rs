@@ -11,7 +11,7 @@ fn reconciler(args: &[&str]) -> Output {
         .expect("run reconciler")
 }
 
-fn text(bytes: &[u8]) -> String {
+pub(crate) fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
@@ -231,8 +231,14 @@ fn an_out_of_range_timeout_is_a_usage_error() {
 
 /// A definitions directory with app `big` released from the git
 /// repository `app` (made here) to a server on loopback whose port is
-/// closed: a release refused before any upload never dials it.
-fn release_of(app: &Path, extra: &str, cache: &Path) -> (tempfile::TempDir, Output) {
+/// closed: a release refused before any upload never dials it. `args`
+/// follow `release big` (a revision).
+pub(crate) fn release_of(
+    app: &Path,
+    extra: &str,
+    cache: &Path,
+    args: &[&str],
+) -> (tempfile::TempDir, Output) {
     let defs = tempfile::tempdir().expect("tempdir");
     fs::create_dir_all(defs.path().join("clusters")).expect("mkdir");
     fs::create_dir_all(defs.path().join("apps")).expect("mkdir");
@@ -250,7 +256,9 @@ fn release_of(app: &Path, extra: &str, cache: &Path) -> (tempfile::TempDir, Outp
     )
     .expect("app");
     let out = crate::common::reconciler()
-        .args(["release", "big", "-d"])
+        .args(["release", "big"])
+        .args(args)
+        .arg("-d")
         .arg(defs.path())
         .env("RECONCILER_CACHE_DIR", cache)
         .output()
@@ -258,7 +266,7 @@ fn release_of(app: &Path, extra: &str, cache: &Path) -> (tempfile::TempDir, Outp
     (defs, out)
 }
 
-fn git(dir: &Path, args: &[&str]) {
+pub(crate) fn git(dir: &Path, args: &[&str]) {
     let out = Command::new("git")
         .args([
             "-c",
@@ -287,7 +295,7 @@ fn a_release_over_the_apps_size_limits_is_refused_before_any_upload_naming_its_f
     git(app.path(), &["commit", "-q", "-m", "one"]);
 
     let cache = tempfile::tempdir().expect("tempdir");
-    let (_defs, out) = release_of(app.path(), "", cache.path());
+    let (_defs, out) = release_of(app.path(), "", cache.path(), &[]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
     let stderr = text(&out.stderr);
     assert!(
@@ -309,6 +317,7 @@ fn a_release_over_the_apps_size_limits_is_refused_before_any_upload_naming_its_f
         app.path(),
         "max_file_size: 100M\nmax_release_size: 10M\n",
         cache.path(),
+        &[],
     );
     let stderr = text(&out.stderr);
     assert!(
@@ -344,7 +353,7 @@ fn a_release_that_would_leave_code_out_is_refused_naming_what() {
     );
     git(app.path(), &["commit", "-q", "-m", "with a submodule"]);
     let cache = tempfile::tempdir().expect("tempdir");
-    let (_defs, out) = release_of(app.path(), "", cache.path());
+    let (_defs, out) = release_of(app.path(), "", cache.path(), &[]);
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(
@@ -367,7 +376,7 @@ fn a_release_that_would_leave_code_out_is_refused_naming_what() {
     .expect("write");
     git(app.path(), &["add", "-A"]);
     git(app.path(), &["commit", "-q", "-m", "lfs"]);
-    let (_defs, out) = release_of(app.path(), "", cache.path());
+    let (_defs, out) = release_of(app.path(), "", cache.path(), &[]);
     let stderr = text(&out.stderr);
     assert!(
         stderr.contains("holds 1 git LFS pointer where files should be (public/hero.jpg)"),

@@ -13,6 +13,7 @@ mod alerts;
 mod auth;
 mod cli;
 mod cli_output;
+mod cli_release;
 mod credentials;
 mod dashboard;
 mod definitions;

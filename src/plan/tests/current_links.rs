@@ -59,9 +59,17 @@ fn its_own_release_by_absolute_path_is_fine_and_a_directory_is_a_warning() {
     assert_eq!(
         plan.warnings,
         [
-            "`/home/blog/current` is a directory, not a link to one of blog's releases: only a \
-          release should make it (move it away, then `reconciler release blog`)"
+            "`/home/blog/current` is a directory, not a link to one of blog's releases: it is \
+             served as it is, and `reconciler release blog` refuses to replace it (as blog, \
+             `cd /home/blog && mv current current.adopted && ln -s current.adopted current` \
+             keeps it served and hands it to releases)"
         ]
+    );
+    // Regression: an adopted app's directory was said to answer 404.
+    assert!(
+        !plan.notes.iter().any(|n| n.contains("`blog`")),
+        "blog serves its directory: {:?}",
+        plan.notes
     );
 }
 

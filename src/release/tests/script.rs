@@ -52,6 +52,9 @@ fn run_locally(home: &Path, call: &[&str]) -> std::process::Output {
         .var("RELEASES", home.join("releases").display().to_string())
         .var("SHARED", home.join("shared").display().to_string())
         .var("SHA", SHA)
+        .var("CURRENT", home.join("current").display().to_string())
+        .var("APP_STATE", home.join("state").display().to_string())
+        .var("WORKERS", "0")
         .build(&body, call);
     std::process::Command::new("bash")
         .arg("-c")
@@ -123,4 +126,56 @@ fn a_release_seeds_a_shared_directory_that_exists_without_replacing_anything() {
         home.path().join("shared/public/.well-known").is_dir(),
         "a directory with a dot in its name, stated as one"
     );
+}
+
+#[test]
+fn a_switch_onto_a_directory_leaves_no_link_behind_and_going_back_says_it_stayed() {
+    // Regression: `.current.new` stayed, and going back said "no release"
+    // with the directory still there.
+    let home = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir_all(home.path().join(format!("releases/{SHA}"))).expect("release");
+    std::fs::create_dir_all(home.path().join("state/complete")).expect("state");
+    std::fs::write(home.path().join(format!("state/complete/{SHA}")), "").expect("complete");
+    std::fs::create_dir_all(home.path().join("current/public")).expect("adopted");
+    std::fs::write(home.path().join("current/public/index.php"), "adopted").expect("write");
+    for call in ["release_switch", "release_unswitch"] {
+        let args: &[&str] = if call == "release_switch" {
+            &[call, SHA]
+        } else {
+            &[call]
+        };
+        let out = run_locally(home.path(), args);
+        let records = crate::remote::protocol::parse(&out.stdout).expect("records");
+        assert!(
+            crate::remote::first(&records, "failed").is_some()
+                && crate::remote::first(&records, "switched").is_none(),
+            "{call}: {records:?} {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!home.path().join(".current.new").exists(), "{call}");
+        assert_eq!(
+            std::fs::read_to_string(home.path().join("current/public/index.php")).expect("kept"),
+            "adopted",
+            "{call}"
+        );
+    }
+}
+
+#[test]
+fn a_switch_that_failed_is_not_said_to_have_gone_live() {
+    let failure = StepFailure {
+        server: ServerName::new("web-1"),
+        step: Step::Switch,
+        output: "mv: cannot overwrite directory".into(),
+    };
+    let text = rolled_back(&failure, None, &[]);
+    assert!(
+        text.starts_with("the switch failed on web-1, so every server went back to no release\n"),
+        "{text}"
+    );
+    let health = StepFailure {
+        step: Step::Health,
+        ..failure
+    };
+    assert!(rolled_back(&health, None, &[]).starts_with("the release went live but failed on"));
 }

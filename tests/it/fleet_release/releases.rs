@@ -274,3 +274,108 @@ fn a_hung_release_holds_the_lock_until_force_unlock_and_then_cannot_go_on() {
     assert_eq!(status.code(), Some(1), "it lost its lock: it must fail");
     assert_serves(&repo, "forced");
 }
+
+#[test]
+#[ignore = "needs the test fleet: tests/fleet/fleet up 4"]
+fn an_adopted_apps_current_directory_is_named_by_plan_and_refused_before_any_upload() {
+    let app = AppRepo::new();
+    let first = app.commit("taken", &[]);
+    let repo = definitions(&app, 5);
+    // Whatever happens, the next test finds no directory at `current`.
+    struct Tidy<'a>(&'a Repo);
+    impl Drop for Tidy<'_> {
+        fn drop(&mut self) {
+            for server in SERVERS {
+                self.0.ssh(
+                    server,
+                    "[ -L /home/rel/current ] || rm -rf /home/rel/current; \
+                     rm -rf /home/rel/current.adopted /home/rel/.current.new",
+                );
+            }
+        }
+    }
+    let _tidy = Tidy(&repo);
+    // An app adopted from another deploy: its code in a real `current`
+    // directory, owned by the app and served by nginx.
+    for server in SERVERS {
+        repo.ssh(
+            server,
+            "rm -rf /home/rel/current /home/rel/current.adopted /home/rel/.current.new && \
+             mkdir -p /home/rel/current/public && \
+             echo '<?php echo \"adopted adopted\";' > /home/rel/current/public/index.php && \
+             chown -R rel:rel /home/rel/current",
+        );
+    }
+    assert_serves(&repo, "adopted");
+    let before: Vec<Vec<String>> = SERVERS.iter().map(|s| releases(&repo, s)).collect();
+
+    // The plan names the directory, says it is served, and never that the
+    // site answers 404; and it points out the guessed kinds of `shared:`.
+    let plan = expect(&run(&repo, &app, &["plan"]), 0);
+    assert!(
+        plan.contains(
+            "`/home/rel/current` is a directory, not a link to one of rel's releases: it is \
+             served as it is"
+        ),
+        "{plan}"
+    );
+    assert!(!plan.contains("no live release"), "{plan}");
+    assert!(
+        plan.contains(
+            "note: shared path `storage` of app `rel` is guessed a directory (no dot in its last \
+             name): write `storage/` to say so"
+        ),
+        "{plan}"
+    );
+
+    // The release is refused before any upload, with a hint, and leaves
+    // nothing behind: the old directory is still served.
+    let text = expect(&run(&repo, &app, &["release", "rel"]), 1);
+    assert!(
+        text.contains("`/home/rel/current` is a directory on fleet-1, fleet-2"),
+        "{text}"
+    );
+    assert!(text.contains("nothing was uploaded or changed"), "{text}");
+    assert!(text.contains("hint: "), "{text}");
+    assert!(
+        !text
+            .lines()
+            .any(|l| l.starts_with('[') && !l.contains(" lock ")),
+        "no step but the lock ran: {text}"
+    );
+    assert!(!text.contains("went back"), "{text}");
+    for (server, before) in SERVERS.iter().zip(&before) {
+        assert_eq!(&releases(&repo, server), before, "{server}");
+        assert_eq!(
+            repo.ssh(server, "ls -A /home/rel | grep current"),
+            "current\n",
+            "no .current.new on {server}"
+        );
+    }
+    assert_serves(&repo, "adopted");
+    let listing = expect(&run(&repo, &app, &["releases", "rel"]), 0);
+    assert!(
+        listing.contains("current is a directory, no link to a release: it is served as it is"),
+        "{listing}"
+    );
+
+    // The hint's commands, as the app, hand it over while it is served;
+    // then the release goes live.
+    let hint = "cd /home/rel && mv current current.adopted && ln -s current.adopted current";
+    assert!(text.contains(hint), "{text}");
+    for server in SERVERS {
+        repo.ssh(
+            server,
+            &format!(
+                "setpriv --reuid=rel --regid=rel --init-groups -- sh -c {}",
+                reconciler::shell::quote(hint)
+            ),
+        );
+    }
+    assert_serves(&repo, "adopted");
+    expect(&run(&repo, &app, &["release", "rel"]), 0);
+    assert_serves(&repo, "taken");
+    for server in SERVERS {
+        assert_eq!(live(&repo, server), format!("releases/{first}"));
+    }
+}
