@@ -17,7 +17,7 @@ pub use metrics::AuthFailureCounter;
 use metrics::{AppLabel, HostLabel, KindLabel, Metrics, RESULTS, ResultLabel};
 pub use status::{
     AppStatus, CommitRecord, DaemonInfo, HostStatus, PROBLEM_KINDS, PendingReload, Problem,
-    Rejected, Status,
+    Rejected, Status, TrafficStatus,
 };
 
 /// The definitions the daemon acts on: the commit in force (or, for
@@ -171,7 +171,24 @@ impl Board {
     /// Counts the requests of a traffic read (`traffic::read`); a log's
     /// first read only marks where the next one starts, so the counters
     /// hold what came after the daemon began.
-    pub fn traffic(&self, read: &crate::traffic::Read) {
+    pub fn traffic(&self, read: &crate::traffic::Read, seconds: f64, at: DateTime<Utc>) {
+        self.update(at, |status| {
+            for f in read.figures.iter().filter(|f| !f.first) {
+                let finite = |p: Option<f64>| p.filter(|s| s.is_finite());
+                status.traffic.entry(f.app.to_string()).or_default().insert(
+                    f.server.to_string(),
+                    TrafficStatus {
+                        at,
+                        seconds,
+                        requests: f.figures.requests,
+                        errors: f.figures.errors,
+                        client_errors: f.figures.client_errors,
+                        p50: finite(f.figures.percentile(0.5)),
+                        p99: finite(f.figures.percentile(0.99)),
+                    },
+                );
+            }
+        });
         for f in read.figures.iter().filter(|f| !f.first) {
             let figures = &f.figures;
             let other = figures

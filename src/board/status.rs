@@ -40,6 +40,10 @@ pub struct Status {
     /// Each app's live releases against the release it should run.
     #[serde(default)]
     pub apps: BTreeMap<String, AppStatus>,
+    /// Each app's requests on each web server over the daemon's last
+    /// traffic read (`--traffic-interval`), by app, then server.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub traffic: BTreeMap<String, BTreeMap<String, TrafficStatus>>,
     /// Everything that is not as the commit in force says, recomputed on
     /// every update; `reconciler status` exits non-zero when any is here
     /// (or when the document is stale).
@@ -50,6 +54,25 @@ pub struct Status {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub daemon: Option<DaemonInfo>,
     pub updated: Option<DateTime<Utc>>,
+}
+
+/// One app's requests on one web server between two traffic reads.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct TrafficStatus {
+    /// When the read ended, and the seconds it covers.
+    pub at: DateTime<Utc>,
+    pub seconds: f64,
+    pub requests: u64,
+    /// Answered 5xx, and 4xx.
+    pub errors: u64,
+    pub client_errors: u64,
+    /// Median and 99th-percentile request time, in seconds (the upper
+    /// bound of a histogram bucket; none without requests, past 10 s
+    /// none either).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p50: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p99: Option<f64>,
 }
 
 /// Who writes the status, and how often it is written at least.

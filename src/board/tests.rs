@@ -137,14 +137,21 @@ fn requests_are_counted_by_class_after_each_logs_first_read() {
         failed: Vec::new(),
     };
     // The first read marks where counting starts: history is not counted.
-    board.traffic(&read(true));
+    let at = chrono::Utc::now();
+    board.traffic(&read(true), 15.0, at);
     assert!(
         !board
             .metrics_text()
             .contains("reconciler_http_requests_total{")
     );
-    board.traffic(&read(false));
-    board.traffic(&read(false));
+    assert!(board.snapshot().traffic.is_empty());
+    board.traffic(&read(false), 15.0, at);
+    board.traffic(&read(false), 15.0, at);
+    let shown = &board.snapshot().traffic["shop"]["web-1"];
+    assert_eq!(
+        (shown.requests, shown.errors, shown.p50),
+        (10, 2, Some(0.005))
+    );
     let text = board.metrics_text();
     for (class, count) in [("5xx", 4), ("4xx", 6), ("other", 10)] {
         let line = format!(

@@ -217,7 +217,8 @@ impl Watch {
                 }
                 Some(joined) = traffic_task.join_next(), if !traffic_task.is_empty() => {
                     if let Ok((cursor, read)) = joined {
-                        self.board.traffic(&read);
+                        let seconds = self.options.traffic_interval.unwrap_or(idle).as_secs_f64();
+                        self.board.traffic(&read, seconds, (self.clock)());
                         traffic_cursor = Some(cursor);
                     }
                 }
