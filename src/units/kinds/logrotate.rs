@@ -11,7 +11,8 @@ use crate::layout::{self, AppPaths};
 /// Rotated files kept of each log: one a day, two weeks.
 const KEEP: u32 = 14;
 /// A log larger than this (MB) is rotated at logrotate's next run, before
-/// its day is over.
+/// its day is over: sooner only where logrotate runs more often than daily
+/// (Debian runs it once a day).
 const MAX_SIZE: u32 = 100;
 
 /// What `logrotate.hbs` receives.
@@ -38,7 +39,8 @@ pub struct Logrotate {
     pub fpm_pid: String,
     /// Rotated files kept of each log (one a day).
     pub keep: u32,
-    /// Size in MB above which a log is rotated before its day is over.
+    /// Size in MB above which a log is rotated before its day is over, by a
+    /// logrotate that runs more often than daily.
     pub max_size: u32,
 }
 
