@@ -35,7 +35,7 @@ ln -sfn releases/r1 /home/rot/current && chown -h rot:rot /home/rot/current
 "#;
 
 /// Makes every writer write a line with `mark`: nginx (a request its
-/// vhost denies, which it logs as an error), PHP (a page that calls
+/// vhost denies, which it logs as an error and in its access log), PHP (a page that calls
 /// error_log) and the scheduler (cron.d's own command line, run as cron
 /// runs it: as the app, in sh).
 fn write_each(repo: &Repo, mark: &str) {
@@ -61,9 +61,11 @@ fn read(repo: &Repo, path: &str) -> String {
     repo.ssh(SERVER, &format!("cat {path} 2>/dev/null || true"))
 }
 
-/// The marks of each writer a log must hold: (file, line).
-fn lines(mark: &str) -> [(String, String); 3] {
+/// The marks of each writer a log must hold: (file, line). The access
+/// log's lines name no path: the denied request is its 403.
+fn lines(mark: &str) -> [(String, String); 4] {
     [
+        (format!("{LOGS}/access.log"), " 403 ".to_owned()),
         (
             format!("{LOGS}/nginx-error.log"),
             format!("/.denied-nginx-{mark}"),

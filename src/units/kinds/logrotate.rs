@@ -1,5 +1,6 @@
-//! logrotate: the rotation of the log files reconciler has nginx, php-fpm
-//! and cron write for an app (supervisor rotates the workers' own logs).
+//! logrotate: the rotation of the log files reconciler has nginx, php-fpm,
+//! PHP and cron write for an app (supervisor rotates the workers' own
+//! logs).
 
 use schemars::JsonSchema;
 use serde::Serialize;
@@ -23,14 +24,14 @@ pub struct Logrotate {
     /// The app's user: logrotate acts as it (`su`) in the app's own
     /// directory, so that root never follows a link the app made there.
     pub user: String,
-    /// The app's log directory (root's): nginx's error log and php-fpm's
-    /// slow log, which root's daemons open.
+    /// The app's log directory (root's): nginx's error and access logs and
+    /// php-fpm's slow log, which root's daemons open.
     pub logs: String,
     /// The app's own logs directory (`shared/storage/logs`): PHP's errors
     /// and the scheduler's output, written as the app.
     pub app_logs: String,
-    /// Whether this server serves the app: nginx's error log, php-fpm's
-    /// slow log and PHP's errors.
+    /// Whether this server serves the app: nginx's error and access logs,
+    /// php-fpm's slow log and PHP's errors.
     pub web: bool,
     /// Whether this server runs the app's scheduler: its log.
     pub scheduler: bool,
@@ -47,8 +48,8 @@ pub struct Logrotate {
 impl Context for Logrotate {
     const TEMPLATE: &'static str = "logrotate.hbs";
     const FILE: &'static str = "`/etc/logrotate.d/reconciler-<app>`: the rotation of an \
-         app's nginx error log, php-fpm slow log, PHP error log and scheduler log, on the \
-         servers that write them.";
+         app's nginx error and access logs, php-fpm slow log, PHP error log and scheduler \
+         log, on the servers that write them.";
 }
 
 impl Logrotate {

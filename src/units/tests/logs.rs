@@ -6,8 +6,8 @@ use super::*;
 use crate::definitions::SessionHandler;
 
 /// The log files the rendered units make nginx, php-fpm, PHP and cron
-/// write: whatever follows `error_log`, `slowlog =`, `error_log] =` and
-/// `>>` in them.
+/// write: whatever follows `error_log`, `access_log`, `slowlog =`,
+/// `error_log] =` and `>>` in them.
 fn logs_written(units: &HostUnits) -> Vec<String> {
     let mut logs = Vec::new();
     for f in &units.files {
@@ -15,6 +15,10 @@ fn logs_written(units: &HostUnits) -> Vec<String> {
             let path = line
                 .strip_prefix("error_log ")
                 .map(|rest| rest.trim_end_matches(';'))
+                .or_else(|| {
+                    line.strip_prefix("access_log ")
+                        .and_then(|rest| rest.split_whitespace().next())
+                })
                 .or_else(|| line.strip_prefix("slowlog = "))
                 .or_else(|| line.strip_prefix("php_admin_value[error_log] = "))
                 .or_else(|| {
