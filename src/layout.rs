@@ -78,6 +78,11 @@ pub enum ConfigFile {
     Supervisor { app: AppName },
     /// `/etc/cron.d/<app>`
     Cron { app: AppName },
+    /// `/etc/logrotate.d/reconciler-<app>`: the rotation of every log file
+    /// reconciler has a daemon or cron write for an app (logrotate reads
+    /// it on each run, like cron.d). The prefix keeps it apart from the
+    /// rules of Debian's packages (`nginx`, `php8.2-fpm`).
+    Logrotate { app: AppName },
     /// `/usr/local/lib/reconciler/opcache-status.php`: what reconciler's
     /// status pool runs to report OPcache figures.
     OpcacheStatus,
@@ -101,6 +106,8 @@ pub const PHP_SHIMS: &str = "/usr/local/lib/reconciler/php";
 /// The PATH of what runs for an app, after its PHP version's directory.
 const SYSTEM_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 const FPM_GLOBAL_NAME: &str = "_reconciler-global.conf";
+/// logrotate's directory of rules (`ConfigFile::Logrotate`).
+const LOGROTATE_DIR: &str = "/etc/logrotate.d";
 
 impl ConfigFile {
     /// The file's absolute path.
@@ -118,6 +125,7 @@ impl ConfigFile {
             ConfigFile::Vhost { app } => format!("/etc/nginx/sites-enabled/{app}.conf"),
             ConfigFile::Supervisor { app } => format!("/etc/supervisor/conf.d/{app}.conf"),
             ConfigFile::Cron { app } => format!("/etc/cron.d/{app}"),
+            ConfigFile::Logrotate { app } => format!("{LOGROTATE_DIR}/reconciler-{app}"),
             ConfigFile::OpcacheStatus => OPCACHE_STATUS.into(),
             ConfigFile::OpcacheWarm => OPCACHE_WARM.into(),
             ConfigFile::PhpShim { version } => format!("{}/php", php_dir(version)),
@@ -165,6 +173,11 @@ impl ConfigFile {
         if let Some(file) = path.strip_prefix("/etc/cron.d/") {
             return Some(ConfigFile::Cron { app: app(file)? });
         }
+        if let Some(file) = path.strip_prefix(LOGROTATE_DIR) {
+            return Some(ConfigFile::Logrotate {
+                app: app(file.strip_prefix("/reconciler-")?)?,
+            });
+        }
         if let Some(rest) = path.strip_prefix(PHP_SHIMS) {
             let version = PhpVersion::new(rest.strip_prefix('/')?.strip_suffix("/php")?);
             return version
@@ -189,7 +202,8 @@ impl ConfigFile {
             ConfigFile::FpmPool { app, .. }
             | ConfigFile::Vhost { app }
             | ConfigFile::Supervisor { app }
-            | ConfigFile::Cron { app } => Some(app),
+            | ConfigFile::Cron { app }
+            | ConfigFile::Logrotate { app } => Some(app),
         }
     }
 }
@@ -286,6 +300,12 @@ pub fn fpm_status_socket(php: &PhpVersion) -> String {
     FPM_STATUS_SOCKET.replace("%s", php.as_str())
 }
 
+/// The pid file of php-fpm `php`'s master (Debian's `pid =`): logrotate
+/// sends it USR1 to reopen the logs it writes.
+pub fn fpm_pid(php: &PhpVersion) -> String {
+    format!("/run/php/php{php}-fpm.pid")
+}
+
 /// `fpm_status_socket` for the scripts: `%s` is the PHP version.
 const FPM_STATUS_SOCKET: &str = "/run/php/php%s-fpm-_reconciler-status.sock";
 
@@ -300,6 +320,7 @@ const CONFIG_GLOBS: &[&str] = &[
     "/etc/nginx/sites-enabled/*.conf",
     "/etc/supervisor/conf.d/*.conf",
     "/etc/cron.d/*",
+    "/etc/logrotate.d/reconciler-*",
     OPCACHE_STATUS,
     OPCACHE_WARM,
     "/usr/local/lib/reconciler/php/*/php",

@@ -39,13 +39,14 @@ pub enum Service {
 
 impl Service {
     /// The service that reads `file`; `None` for files read on each use
-    /// (the CLI's php.ini, cron.d).
+    /// (the CLI's php.ini, cron.d, logrotate.d).
     pub fn of(file: &ConfigFile) -> Option<Service> {
         match file {
             ConfigFile::PhpIni {
                 sapi: Sapi::Cli, ..
             }
             | ConfigFile::Cron { .. }
+            | ConfigFile::Logrotate { .. }
             | ConfigFile::OpcacheStatus
             | ConfigFile::OpcacheWarm
             | ConfigFile::PhpShim { .. } => None,

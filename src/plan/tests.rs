@@ -120,10 +120,10 @@ fn a_bare_server_gets_everything_created() {
     // (under /var/log/reconciler, made too), 2 more per app for its
     // storage/logs (web and scheduler roles), reconciler's own lib
     // directory with the `php` of PHP 8.2 (2 directories and the file); 10
-    // files and the OPcache status and warm scripts.
+    // files, 3 logrotate rules and the OPcache status and warm scripts.
     assert_eq!(
         plan.count(Action::Create),
-        3 + (4 * 3 + 1 + 2 * 3 + 1 + 2) + 13
+        3 + (4 * 3 + 1 + 2 * 3 + 1 + 2) + 16
     );
     assert_eq!(
         plan.count(Action::Update),
@@ -270,6 +270,7 @@ fn an_app_that_left_the_definitions_is_pruned() {
         removed,
         [
             "/etc/cron.d/blog",
+            "/etc/logrotate.d/reconciler-blog",
             "/etc/nginx/sites-enabled/blog.conf",
             "/etc/php/8.2/fpm/pool.d/blog.conf"
         ]
@@ -311,10 +312,11 @@ fn an_app_filter_plans_and_prunes_only_that_app() {
     let options = PlanOptions { scope, ..options() };
     let units = units::filter(&units_for(&defs, "web-1"), &options.scope);
     let plan = plan_host(&web1(), &units, &facts, &options);
-    assert_eq!(plan.count(Action::Remove), 3);
+    // blog's pool, vhost, cron entry and logrotate rules.
+    assert_eq!(plan.count(Action::Remove), 4);
     assert_eq!(
         plan.changes.len(),
-        3,
+        4,
         "shop and billing pools are out of scope: {:#?}",
         plan.changes
     );

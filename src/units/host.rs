@@ -5,8 +5,8 @@
 use std::collections::BTreeSet;
 
 use super::kinds::{
-    Context, cron::Cron, fpm::FpmGlobal, fpm::FpmPool, nginx::Vhost, php_ini::PhpIni,
-    supervisor::Supervisor,
+    Context, cron::Cron, fpm::FpmGlobal, fpm::FpmPool, logrotate::Logrotate, nginx::Vhost,
+    php_ini::PhpIni, supervisor::Supervisor,
 };
 use super::{
     AppUser, Directory, GuessedShared, HostUnits, ManagedFile, Needs, OPCACHE_STATUS_SCRIPT,
@@ -64,7 +64,13 @@ pub fn render(
             .map_err(|e| (e, format!("for app `{}`", app.name)))?;
     }
     let composer = apps.iter().any(|(app, _)| app.composer.is_some());
-    units.packages = packages(cluster, units.needs, composer);
+    let logrotate = units.files.iter().any(|f| {
+        matches!(
+            ConfigFile::parse(&f.path),
+            Some(ConfigFile::Logrotate { .. })
+        )
+    });
+    units.packages = packages(cluster, units.needs, composer, logrotate);
     Ok(units)
 }
 
@@ -236,14 +242,21 @@ fn app_units(
             .push(ManagedFile::root(file, Cron::new(app).render(templates)?));
         units.needs.cron = true;
     }
+    if let Some(rotation) = Logrotate::new(app, role) {
+        let file = ConfigFile::Logrotate { app: name.clone() };
+        units
+            .files
+            .push(ManagedFile::root(file, rotation.render(templates)?));
+    }
     Ok(())
 }
 
 /// The Debian packages a server with `needs` in `cluster` must have: each
 /// PHP version's CLI (and FPM on web servers) with the cluster's extensions
 /// and what its session store needs, nginx, supervisor, cron and composer
-/// where they are used, and the cluster's own `packages`.
-fn packages(cluster: &Cluster, needs: Needs, composer: bool) -> BTreeSet<String> {
+/// where they are used, logrotate where reconciler has rules for it, and
+/// the cluster's own `packages`.
+fn packages(cluster: &Cluster, needs: Needs, composer: bool, logrotate: bool) -> BTreeSet<String> {
     let mut packages: BTreeSet<String> = cluster.packages.iter().cloned().collect();
     let session_extension = match cluster.sessions.handler {
         SessionHandler::Files => None,
@@ -269,6 +282,7 @@ fn packages(cluster: &Cluster, needs: Needs, composer: bool) -> BTreeSet<String>
         (needs.supervisor, "supervisor"),
         (needs.cron, "cron"),
         (composer, "composer"),
+        (logrotate, "logrotate"),
     ] {
         if needed {
             packages.insert(package.to_owned());

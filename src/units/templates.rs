@@ -43,6 +43,7 @@ pub const EMBEDDED: &[(&str, &str)] = &[
         include_str!("templates/supervisor.conf.hbs"),
     ),
     ("cron.hbs", include_str!("templates/cron.hbs")),
+    ("logrotate.hbs", include_str!("templates/logrotate.hbs")),
 ];
 
 /// How deep templates may include one another.
@@ -359,7 +360,7 @@ mod tests {
         assert_eq!(
             found,
             [
-                "templates/nginx.hbs:1:1: no embedded template `nginx.hbs` to replace\n  hint: templates are php.ini.hbs, fpm-global.conf.hbs, fpm-pool.conf.hbs, nginx-vhost.conf.hbs, supervisor.conf.hbs, cron.hbs"
+                "templates/nginx.hbs:1:1: no embedded template `nginx.hbs` to replace\n  hint: templates are php.ini.hbs, fpm-global.conf.hbs, fpm-pool.conf.hbs, nginx-vhost.conf.hbs, supervisor.conf.hbs, cron.hbs, logrotate.hbs"
             ]
         );
     }

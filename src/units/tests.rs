@@ -90,8 +90,10 @@ fn a_jobs_server_gets_cli_ini_supervisor_and_cron_only() {
             "/usr/local/lib/reconciler/php/8.2/php",
             "/etc/supervisor/conf.d/billing.conf",
             "/etc/cron.d/billing",
+            "/etc/logrotate.d/reconciler-billing",
             "/etc/supervisor/conf.d/shop.conf",
             "/etc/cron.d/shop",
+            "/etc/logrotate.d/reconciler-shop",
         ]
     );
     assert!(!units.needs.nginx && !units.needs.php_fpm);
@@ -282,6 +284,7 @@ fn directories_in_an_app_home_are_the_apps_to_make() {
 }
 
 mod hostile;
+mod logs;
 
 #[test]
 fn each_server_needs_the_packages_of_its_roles() {

@@ -176,6 +176,7 @@ fn an_app_removed_from_the_definitions_is_pruned() {
         kinds(host(&plan, "fleet-1")),
         [
             "remove_file /etc/cron.d/beta",
+            "remove_file /etc/logrotate.d/reconciler-beta",
             "remove_file /etc/nginx/sites-enabled/beta.conf",
             "remove_file /etc/php/8.2/fpm/pool.d/beta.conf",
             "remove_file /etc/supervisor/conf.d/beta.conf",
@@ -185,7 +186,7 @@ fn an_app_removed_from_the_definitions_is_pruned() {
 
     let left = repo.ssh(
         "fleet-1",
-        "ls /etc/cron.d /etc/nginx/sites-enabled /etc/php/8.2/fpm/pool.d /etc/supervisor/conf.d",
+        "ls /etc/cron.d /etc/logrotate.d /etc/nginx/sites-enabled /etc/php/8.2/fpm/pool.d /etc/supervisor/conf.d",
     );
     assert!(!left.contains("beta"), "{left}");
     let status = repo.ssh("fleet-1", "supervisorctl status || true");

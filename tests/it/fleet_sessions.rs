@@ -103,31 +103,46 @@ fn redis_sessions_are_shared_and_locking_loses_no_increment() {
     assert_eq!(first, 1);
     alternate(&repo, &cookie, 2, 10);
 
-    // 20 concurrent requests of one session, on both servers, each
-    // reading, waiting 30 ms, then writing.
-    let threads: Vec<_> = (0..20)
+    concurrent_requests_lose_no_increment(&repo, &cookie, 11);
+}
+
+/// 8 concurrent requests of the session `cookie`, half on each server,
+/// each holding it 300 ms: 2.4 s for the last one's lock, longer than
+/// php-memcached's own wait (0.75 s) but well within the request
+/// duration. Then one more request must count `last` + 9: none lost.
+fn concurrent_requests_lose_no_increment(repo: &Repo, cookie: &str, last: u32) {
+    const REQUESTS: u32 = 8;
+    let started = std::time::Instant::now();
+    let threads: Vec<_> = (0..REQUESTS)
         .map(|i| {
-            let (server, cookie) = (SERVERS[i % 2], cookie.clone());
-            let addr = addr(&repo, server);
+            let header = format!("PHPSESSID={cookie}");
+            let addr = addr(repo, SERVERS[(i % 2) as usize]);
             std::thread::spawn(move || {
-                let header = format!("PHPSESSID={cookie}");
                 let r = common::http(
                     addr,
                     "GET",
-                    "/?wait=30",
+                    "/?wait=300",
                     &[("Host", "sess.test"), ("Cookie", &header)],
                     b"",
                 )
                 .expect("GET");
-                assert_eq!(r.status, 200, "{}", r.body);
+                (r.status, r.body)
             })
         })
         .collect();
-    for t in threads {
-        t.join().expect("request");
-    }
-    let (n, _) = count(&repo, "fleet-2", Some(&cookie), 0);
-    assert_eq!(n, 11 + 20 + 1, "no increment lost under locking");
+    let answers: Vec<(u16, String)> = threads
+        .into_iter()
+        .map(|t| t.join().expect("request"))
+        .collect();
+    let (n, _) = count(repo, "fleet-2", Some(cookie), 0);
+    let expected = last + REQUESTS + 1;
+    assert_eq!(
+        n,
+        expected,
+        "{} of {REQUESTS} concurrent increments lost in {:.1} s; answers: {answers:?}",
+        expected.saturating_sub(n),
+        started.elapsed().as_secs_f64()
+    );
 }
 
 /// Stops a container of the fleet until dropped.
@@ -141,16 +156,21 @@ impl Drop for Stopped {
 
 #[test]
 #[ignore = "needs the test fleet: tests/fleet/fleet up 4"]
-fn memcached_sessions_with_a_replica_survive_the_loss_of_a_node() {
+fn memcached_sessions_lock_and_with_a_replica_survive_the_loss_of_a_node() {
     let nodes = common::Fleet::load().memcached.join(",");
     let repo = cluster(&format!(
-        "sessions: {{ handler: memcached, save_path: \"{nodes}\", replicas: 1 }}"
+        "sessions: {{ handler: memcached, save_path: \"{nodes}\", replicas: 1, locking: true }}"
     ));
     let ini = repo.ssh("fleet-1", "cat /etc/php/8.2/fpm/conf.d/99-reconciler.ini");
     assert!(
         ini.contains("memcached.sess_number_of_replicas = 1"),
         "{ini}"
     );
+    // Locking that works: concurrent requests of one session wait for its
+    // lock as long as through redis.
+    let (first, cookie) = count(&repo, "fleet-1", None, 0);
+    assert_eq!(first, 1);
+    concurrent_requests_lose_no_increment(&repo, &cookie, 1);
     // Either node may hold a session's primary copy: lose each in turn,
     // with a new session each time (a node that comes back is empty, and
     // php-memcached reads a replica only while the primary is down).

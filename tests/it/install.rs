@@ -244,7 +244,7 @@ fn the_plan_summary_renders_a_plan_as_markdown() {
     );
     let summary = String::from_utf8_lossy(&out.stdout);
     for line in [
-        "| web-1 | 0 | 1 | 2 | nginx now, php8.2-fpm in window |  |",
+        "| web-1 | 0 | 1 | 3 | nginx now, php8.2-fpm in window |  |",
         "| web-2 | 0 | 0 | 0 |  | **failed**: connection to `root@203.0.113.12:22` refused |",
         "<details><summary><code>update_file /etc/php/8.2/fpm/pool.d/shop.conf</code></summary>",
         "+pm.max_children = 20",

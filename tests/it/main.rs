@@ -22,6 +22,7 @@ mod fleet_converge;
 mod fleet_cross_app;
 mod fleet_framing;
 mod fleet_laravel;
+mod fleet_logs;
 mod fleet_package;
 mod fleet_provision;
 mod fleet_release;

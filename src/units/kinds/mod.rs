@@ -10,6 +10,7 @@
 
 pub mod cron;
 pub mod fpm;
+pub mod logrotate;
 pub mod nginx;
 pub mod php_ini;
 pub mod supervisor;
@@ -57,7 +58,7 @@ fn entry<C: Context>() -> Entry {
     }
 }
 
-fn entries() -> [Entry; 6] {
+fn entries() -> [Entry; 7] {
     [
         entry::<php_ini::PhpIni>(),
         entry::<fpm::FpmGlobal>(),
@@ -65,6 +66,7 @@ fn entries() -> [Entry; 6] {
         entry::<nginx::Vhost>(),
         entry::<supervisor::Supervisor>(),
         entry::<cron::Cron>(),
+        entry::<logrotate::Logrotate>(),
     ]
 }
 

@@ -106,7 +106,7 @@ fn session_settings(cluster: &Cluster) -> Vec<Setting> {
             settings.push(Setting::new("redis.session.locking_enabled", flag(locking)));
             if locking {
                 // Wait for a session's lock as long as a request may run:
-                // 20 ms a try.
+                // 20 ms a try (lock_wait_time is in microseconds).
                 settings.push(Setting::new(
                     "redis.session.lock_expire",
                     duration.to_string(),
@@ -114,12 +114,30 @@ fn session_settings(cluster: &Cluster) -> Vec<Setting> {
                 settings.push(Setting::new("redis.session.lock_wait_time", "20000"));
                 settings.push(Setting::new(
                     "redis.session.lock_retries",
-                    (u64::from(duration) * 50).to_string(),
+                    lock_retries(duration),
                 ));
             }
         }
         SessionHandler::Memcached => {
             settings.push(Setting::new("memcached.sess_locking", flag(locking)));
+            if locking {
+                // The same wait as redis's: php-memcached's own (5 tries
+                // 150 ms apart) gives up after 0.75 s, and a request that
+                // gives up reads no session and loses what it writes.
+                // wait_min and wait_max are in milliseconds, equal so that
+                // the wait does not double; the lock expires when the
+                // request that holds it must have ended.
+                settings.push(Setting::new("memcached.sess_lock_wait_min", "20"));
+                settings.push(Setting::new("memcached.sess_lock_wait_max", "20"));
+                settings.push(Setting::new(
+                    "memcached.sess_lock_retries",
+                    lock_retries(duration),
+                ));
+                settings.push(Setting::new(
+                    "memcached.sess_lock_expire",
+                    duration.to_string(),
+                ));
+            }
             // Consistent hashing: a lost node moves only its own keys; with
             // replicas, another node has a copy of each of them.
             settings.push(Setting::new("memcached.sess_consistent_hash", "1"));
@@ -139,6 +157,13 @@ fn session_settings(cluster: &Cluster) -> Vec<Setting> {
         }
     }
     settings
+}
+
+/// How many times a request tries a session's lock, 20 ms apart, to wait
+/// `duration` seconds (`request.duration`, the longest a request that holds
+/// it may run).
+fn lock_retries(duration: u32) -> String {
+    (u64::from(duration) * 50).to_string()
 }
 
 /// A php.ini value: strings raw-quoted, the rest as PHP reads them.
