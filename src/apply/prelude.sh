@@ -42,6 +42,7 @@ F_PATH=() F_OWNER=() F_GROUP=() F_MODE=() F_EXPECT=() F_DATA=()  # files to writ
 R_PATH=() R_EXPECT=()                     # files to remove
 V_NAME=() V_ARG=()                        # validations: nginx, php8.2-fpm BINARY, supervisor
 L_LABEL=() L_WHEN=() L_LIMIT=() L_JSON=() # reloads: label, now|window, seconds, label as JSON
+G_APP=() G_NAME=()                        # supervisor process groups an app's update may touch
 H_DOMAIN=() H_PATH=()                     # what must answer after php-fpm reloads or starts
 S_NAME=() S_JSON=()                       # services to start (nginx, php8.2-fpm, supervisor, cron), as JSON
 P_NAME=() P_STATE=() P_JSON=()            # supervisor processes to start, the state the plan saw, `program NAME` as JSON
@@ -50,7 +51,7 @@ M_PATHS=()                                # the manifest after this apply
 # variables (HEADER_VARS).
 PLAN_VARS=(HOLDER LOG_FIELDS INIT REPAIR STEP_LIMIT WEB_PORT WEB_TRIES U_NAME U_HOME J_USER J_GROUP
   D_PATH D_OWNER D_GROUP D_MODE D_APP F_PATH F_OWNER F_GROUP F_MODE F_EXPECT F_DATA R_PATH R_EXPECT
-  V_NAME V_ARG L_LABEL L_WHEN L_LIMIT L_JSON M_PATHS H_DOMAIN H_PATH S_NAME S_JSON P_NAME P_STATE P_JSON)
+  V_NAME V_ARG L_LABEL L_WHEN L_LIMIT L_JSON G_APP G_NAME M_PATHS H_DOMAIN H_PATH S_NAME S_JSON P_NAME P_STATE P_JSON)
 
 plan_holder() { HOLDER=$1; LOG_FIELDS=$2; }
 plan_lock_wait() { LOCK_WAIT=$1; }
@@ -66,6 +67,11 @@ plan_file() { F_PATH+=("$1"); F_OWNER+=("$2"); F_GROUP+=("$3"); F_MODE+=("$4"); 
 plan_remove() { R_PATH+=("$1"); R_EXPECT+=("$2"); }
 plan_validate() { V_NAME+=("$1"); V_ARG+=("${2:-}"); }
 plan_reload() { L_LABEL+=("$1"); L_WHEN+=("$2"); L_LIMIT+=("$3"); L_JSON+=("$4"); }
+plan_supervisor_groups() {
+  local app=$1 name
+  shift
+  for name; do G_APP+=("$app") G_NAME+=("$name"); done
+}
 plan_manifest() { M_PATHS+=("$@"); }
 plan_web_check() { H_DOMAIN+=("$1"); H_PATH+=("$2"); }
 plan_start() { S_NAME+=("$1"); S_JSON+=("$2"); }
@@ -264,15 +270,37 @@ reload_one() {
   esac
 }
 
-# supervisor_update LIMIT GROUP...: `supervisorctl update` for these groups.
-# A group still stopping (an earlier update, perhaps of a killed apply,
-# waits for its workers) is asked again until it is done or time is up.
+# supervisor_update LIMIT APP...: `supervisorctl update` for the process
+# groups of these apps (G_NAME, from the plan) that supervisord finds
+# changed, new or gone (`reread`), and for no other: update stops and
+# starts a changed group whole, so a worker whose program did not change
+# keeps running and no one waits for its stop. The groups updated are in
+# UPDATED. A group still stopping (an earlier update, perhaps of a killed
+# apply, waits for its workers) is asked again until it is done or time
+# is up.
 supervisor_update() {
-  local deadline=$((SECONDS + $1))
+  local deadline=$((SECONDS + $1)) app i line name
   shift
+  local -A wanted=()
+  for app; do
+    for i in "${!G_NAME[@]}"; do
+      [ "${G_APP[$i]}" = "$app" ] && wanted[${G_NAME[$i]}]=1
+    done
+  done
+  UPDATED=()
+  run_step "$STEP_LIMIT" 'supervisorctl reread' supervisorctl reread || return 1
+  while IFS= read -r line; do
+    case $line in *': changed' | *': available' | *': disappeared') ;; *) continue ;; esac
+    name=${line%: *}
+    if [ -n "$name" ] && [ -n "${wanted[$name]+set}" ]; then UPDATED+=("$name"); fi
+  done <<<"$out"
+  if [ ${#UPDATED[@]} = 0 ]; then
+    out='no program changed'
+    return 0
+  fi
   while :; do
     if run_step "$((deadline - SECONDS > 1 ? deadline - SECONDS : 1))" 'supervisorctl update' \
-      supervisorctl update "$@"; then
+      supervisorctl update "${UPDATED[@]}"; then
       case $out in *ERROR* | *Fault*) ;; *) return 0 ;; esac
     fi
     case $out in
@@ -336,6 +364,19 @@ start_program() {
   [ "$state" = RUNNING ] && return 0
   out="${said:+$said$'\n'}$name is ${state:-unknown} after \`supervisorctl start\`"
   return 1
+}
+
+# programs_of APP: the groups of APP among UPDATED, one a line.
+programs_of() {
+  local name i
+  for name in "${UPDATED[@]}"; do
+    for i in "${!G_NAME[@]}"; do
+      if [ "${G_APP[$i]}" = "$1" ] && [ "${G_NAME[$i]}" = "$name" ]; then
+        printf '%s\n' "$name"
+        break
+      fi
+    done
+  done
 }
 
 pend() { grep -qxF -- "$1" "$PENDING" 2>/dev/null || echo "$1" >>"$PENDING"; }
@@ -493,7 +534,8 @@ apply_work() {
     fi
   done
 
-  # Reloads: at most one per service; supervisor groups in one update.
+  # Reloads: at most one per service; the apps' supervisor programs in one
+  # update.
   for i in "${!L_LABEL[@]}"; do
     label=${L_LABEL[$i]}
     if [ -n "${started[$label]+set}" ]; then
@@ -531,6 +573,7 @@ apply_work() {
         unpend "$label"
         LOG_RELOADED+=("${L_JSON[$i]}")
         report reloaded "$label" "$out"
+        report programs "$label" "$(programs_of "${label#supervisor:}")"
       done
     else
       for i in "${group_indexes[@]}"; do report reload-failed "${L_LABEL[$i]}" "$out"; done

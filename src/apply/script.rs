@@ -69,7 +69,7 @@ pub struct ApplyLogEntry {
     pub reloaded: Vec<String>,
     pub deferred: Vec<String>,
     /// Services and worker processes started (`php8.2-fpm`, `program
-    /// shop:shop-default_00`), and those that did not run after their
+    /// shop-default:shop-default_00`), and those that did not run after their
     /// start.
     #[serde(default)]
     pub started_services: Vec<String>,
@@ -186,6 +186,11 @@ pub fn build(plan: &HostPlan, facts: &HostFacts, options: &ScriptOptions) -> (St
             "plan_reload",
             &[&reload.label, when, &seconds.to_string(), &label_json],
         );
+        if let Service::Supervisor { group: app } = &reload.service {
+            let mut args = vec![app.as_str()];
+            args.extend(reload.groups.iter().map(String::as_str));
+            line(&mut s, "plan_supervisor_groups", &args);
+        }
     }
     // The sites must answer after php-fpm reloads, and after nginx or
     // php-fpm starts.

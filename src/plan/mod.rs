@@ -245,7 +245,12 @@ fn plan(
         .filter(|_| facts.lock_holder.is_none());
     let opcache = opcache::reports(units, facts, options.hygiene.as_ref());
     let causes = reload::causes(&changes, facts, interrupted.as_ref(), &opcache);
-    let reloads = reload::reloads(causes, &options.reloads, options.now);
+    let mut reloads = reload::reloads(causes, &options.reloads, options.now);
+    for reload in &mut reloads {
+        if let Service::Supervisor { group: app } = &reload.service {
+            reload.groups = reload::supervisor_groups(app, units, facts);
+        }
+    }
     Ok(HostPlan {
         server: server.clone(),
         error: None,

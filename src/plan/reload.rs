@@ -16,9 +16,10 @@ use serde::{Deserialize, Serialize};
 
 use super::Change;
 use super::opcache::OpcacheReport;
-use crate::definitions::{FpmReload, PhpVersion};
+use crate::definitions::{AppName, FpmReload, PhpVersion};
 use crate::facts::{HostFacts, Journal};
 use crate::layout::{ConfigFile, Sapi};
+use crate::units::HostUnits;
 use crate::windows::WindowState;
 
 /// A service that must validate and reload when its files change.
@@ -31,7 +32,8 @@ pub enum Service {
     PhpFpm {
         version: PhpVersion,
     },
-    /// One supervisor group: reread, then `update <group>`.
+    /// One app's supervisor programs (`group` is the app's name): reread,
+    /// then `update` of those of its programs supervisord finds changed.
     Supervisor {
         group: String,
     },
@@ -146,6 +148,11 @@ pub struct Reload {
     /// they are left alone).
     #[serde(skip)]
     pub for_changes_only: bool,
+    /// For a supervisor reload: the process groups `supervisorctl update`
+    /// may touch (`supervisor_groups`); apply updates only those
+    /// supervisord finds changed, new or gone. Empty for other services.
+    #[serde(skip)]
+    pub groups: Vec<String>,
 }
 
 /// What decides when php-fpm reloads, for one host at one time.
@@ -278,6 +285,7 @@ pub(super) fn reloads(
                 for_changes_only: causes
                     .iter()
                     .all(|c| matches!(c, Cause::Changes | Cause::NewPool)),
+                groups: Vec::new(),
                 service,
             };
             let at_once = !reload.service.is_expensive()
@@ -305,10 +313,28 @@ pub(super) fn reloads(
         .collect()
 }
 
+/// The process groups an app's supervisor reload may touch, on a host
+/// with `facts` that should have `units`: the groups of the program file
+/// the units want and of the one on the server (programs that go, a
+/// `[group:<app>]` of old), and the app's own name. supervisord updates
+/// those it finds changed, new or gone; the others keep their processes.
+pub(super) fn supervisor_groups(app: &str, units: &HostUnits, facts: &HostFacts) -> Vec<String> {
+    use crate::units::kinds::supervisor::groups_in;
+    let path = ConfigFile::Supervisor {
+        app: AppName::new(app),
+    }
+    .path();
+    let wanted = units.files.iter().find(|f| f.path == path);
+    let found = facts.paths.get(&path).and_then(|p| p.content.as_deref());
+    let mut groups = groups_in(wanted.map_or("", |f| f.content.as_str()));
+    groups.extend(groups_in(found.unwrap_or_default()));
+    groups.insert(app.to_owned());
+    groups.into_iter().collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::definitions::AppName;
 
     #[test]
     fn services_are_known_from_config_files() {

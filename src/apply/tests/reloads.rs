@@ -18,6 +18,7 @@ fn a_reload_for_a_window_is_recorded_as_pending() {
         window_open_until: None,
         reasons: Vec::new(),
         for_changes_only: true,
+        groups: Vec::new(),
     };
     let plan = plan(vec![create(&conf, "x\n")], vec![fpm]);
     let (outcome, stderr) = sandbox.run(&sandbox.script(&plan, &HostFacts::default(), VALID));
