@@ -23,6 +23,7 @@ mod fleet_laravel;
 mod fleet_package;
 mod fleet_provision;
 mod fleet_release;
+mod fleet_restarts;
 mod fleet_security;
 mod fleet_sessions;
 mod fleet_smoke;

@@ -1,0 +1,185 @@
+//! What an apply restarts: only what changed. Each worker is a supervisor
+//! program of its own, so a change to one worker's command restarts that
+//! worker and no other (not waiting for the others' `stop_wait`), a worker
+//! added or removed starts or stops alone, and a server set up when an
+//! app's programs were one group is brought to one group per program.
+
+use crate::common;
+
+use std::time::{Duration, Instant};
+
+use common::apps::live_release;
+use common::{Repo, host, kinds};
+
+const RELEASE: &str = "7a7a7a7a7a7a7a7a7a7a7a7a7a7a7a7a7a7a7a7a";
+
+/// `gamma` on fleet-1 with `workers` (YAML flow items).
+fn gamma(repo: &Repo, workers: &[&str]) {
+    let mut extra = String::new();
+    if !workers.is_empty() {
+        extra.push_str("    workers:\n");
+        for worker in workers {
+            extra.push_str(&format!("      - {worker}\n"));
+        }
+    }
+    repo.app("gamma", &["fleet-1"], 2, &extra);
+}
+
+/// `a` and `c` stop at once; `b` ignores SIGTERM when /tmp/gamma-hold
+/// exists as it starts, so stopping it takes its whole `stop_wait`.
+const A: &str = "{ name: a, command: sleep 100000, stop_wait: 1 }";
+const B: &str =
+    "{ name: b, command: \"[ -e /tmp/gamma-hold ] && trap '' TERM; exec sleep 100001\", stop_wait: 20 }";
+const C: &str = "{ name: c, command: sleep 100003, stop_wait: 1 }";
+
+/// Each of gamma's worker processes (by the name after the group: `gamma-a_00`)
+/// with its state and pid, as `supervisorctl status` lists them; `full`
+/// is the whole name (`gamma-a:gamma-a_00`).
+#[derive(Debug, Clone, PartialEq)]
+struct Process {
+    full: String,
+    state: String,
+    pid: Option<u32>,
+}
+
+fn processes(repo: &Repo) -> std::collections::BTreeMap<String, Process> {
+    let status = repo.ssh("fleet-1", "supervisorctl status || true");
+    status
+        .lines()
+        .filter_map(|line| {
+            let mut words = line.split_whitespace();
+            let full = words.next()?.to_owned();
+            let name = full.rsplit(':').next()?.to_owned();
+            if !name.starts_with("gamma-") {
+                return None;
+            }
+            let state = words.next().unwrap_or("").to_owned();
+            let pid = line
+                .split_once("pid ")
+                .and_then(|(_, rest)| rest.split(',').next())
+                .and_then(|pid| pid.trim().parse().ok());
+            Some((name, Process { full, state, pid }))
+        })
+        .collect()
+}
+
+/// gamma's processes once each of `names` runs (RUNNING for a second:
+/// supervisor's `startsecs`), within 20 s.
+fn running(repo: &Repo, names: &[&str]) -> std::collections::BTreeMap<String, Process> {
+    let started = Instant::now();
+    loop {
+        let now = processes(repo);
+        let all = names
+            .iter()
+            .all(|n| now.get(*n).is_some_and(|p| p.state == "RUNNING"));
+        if all {
+            return now;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "{names:?} do not all run: {now:#?}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+fn pid(processes: &std::collections::BTreeMap<String, Process>, name: &str) -> u32 {
+    processes
+        .get(name)
+        .and_then(|p| p.pid)
+        .unwrap_or_else(|| panic!("no pid for {name}: {processes:#?}"))
+}
+
+#[test]
+#[ignore = "needs the test fleet: tests/fleet/fleet up 4"]
+fn a_change_to_one_worker_restarts_only_that_worker() {
+    let repo = Repo::new(&["fleet-1"]);
+    gamma(&repo, &[]);
+    repo.run_expect(&["apply", "--yes", "--now"], 0);
+    live_release(
+        &repo,
+        "fleet-1",
+        "gamma",
+        RELEASE,
+        &[("public/index.php", "<?php echo 'ok';")],
+    );
+    repo.ssh("fleet-1", "touch /tmp/gamma-hold");
+    gamma(&repo, &[A, B, C]);
+    repo.run_expect(&["apply", "--yes"], 0);
+    let before = running(&repo, &["gamma-a_00", "gamma-b_00", "gamma-c_00"]);
+
+    // One worker's command changes: the plan rewrites the program file;
+    // the apply restarts `a` alone and does not wait for `b`'s 20 s.
+    gamma(&repo, &[&A.replace("100000", "100002"), B, C]);
+    let plan = repo.plan_json();
+    assert_eq!(
+        kinds(host(&plan, "fleet-1")),
+        ["update_file /etc/supervisor/conf.d/gamma.conf"]
+    );
+    let started = Instant::now();
+    let out = repo.run_expect(&["apply", "--yes"], 0);
+    let took = started.elapsed();
+    eprintln!("the apply that changed one of three workers took {took:.1?}");
+    let after = running(&repo, &["gamma-a_00", "gamma-b_00", "gamma-c_00"]);
+    assert_ne!(pid(&after, "gamma-a_00"), pid(&before, "gamma-a_00"));
+    for unchanged in ["gamma-b_00", "gamma-c_00"] {
+        assert_eq!(
+            pid(&after, unchanged),
+            pid(&before, unchanged),
+            "{unchanged} restarted: {out}"
+        );
+    }
+    assert!(
+        took < Duration::from_secs(20),
+        "the apply waited for an unchanged worker's stop_wait: {took:?}"
+    );
+    assert!(
+        out.contains("reloaded supervisor:gamma (updated gamma-a)"),
+        "{out}"
+    );
+    repo.run_expect(&["plan", "--detailed-exitcode"], 0);
+
+    // A worker goes and another comes: only they stop and start.
+    gamma(
+        &repo,
+        &[
+            &A.replace("100000", "100002"),
+            B,
+            "{ name: d, command: sleep 100004, stop_wait: 1 }",
+        ],
+    );
+    let out = repo.run_expect(&["apply", "--yes"], 0);
+    assert!(
+        out.contains("reloaded supervisor:gamma (updated gamma-c, gamma-d)"),
+        "{out}"
+    );
+    let now = running(&repo, &["gamma-a_00", "gamma-b_00", "gamma-d_00"]);
+    assert!(!now.contains_key("gamma-c_00"), "{now:#?}");
+    assert_eq!(pid(&now, "gamma-a_00"), pid(&after, "gamma-a_00"));
+    assert_eq!(pid(&now, "gamma-b_00"), pid(&after, "gamma-b_00"));
+
+    // A server set up by an earlier reconciler has the app's programs in
+    // one group `gamma`: the next apply makes each its own group, and no
+    // process runs twice. (`b` is killed first: it would hold the old
+    // group's stop for 20 s.)
+    repo.ssh(
+        "fleet-1",
+        "rm -f /tmp/gamma-hold && supervisorctl signal KILL gamma-b:* >/dev/null && \
+         printf '\\n[group:gamma]\\nprograms=gamma-a,gamma-b,gamma-d\\n' >> /etc/supervisor/conf.d/gamma.conf && \
+         supervisorctl update >/dev/null",
+    );
+    let old = running(&repo, &["gamma-a_00", "gamma-b_00", "gamma-d_00"]);
+    assert_eq!(old["gamma-a_00"].full, "gamma:gamma-a_00", "{old:#?}");
+    repo.run_expect(&["apply", "--yes"], 0);
+    let new = running(&repo, &["gamma-a_00", "gamma-b_00", "gamma-d_00"]);
+    let names: Vec<&str> = new.values().map(|p| p.full.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "gamma-a:gamma-a_00",
+            "gamma-b:gamma-b_00",
+            "gamma-d:gamma-d_00"
+        ]
+    );
+    repo.run_expect(&["plan", "--detailed-exitcode"], 0);
+}
