@@ -275,24 +275,33 @@ reload_one() {
 # changed, new or gone (`reread`), and for no other: update stops and
 # starts a changed group whole, so a worker whose program did not change
 # keeps running and no one waits for its stop. The groups updated are in
-# UPDATED. A group still stopping (an earlier update, perhaps of a killed
-# apply, waits for its workers) is asked again until it is done or time
-# is up.
+# UPDATED, each one's app in UPDATED_APP. A group still stopping (an
+# earlier update, perhaps of a killed apply, waits for its workers) is
+# asked again until it is done or time is up.
 supervisor_update() {
   local deadline=$((SECONDS + $1)) app i line name
   shift
   local -A wanted=()
   for app; do
     for i in "${!G_NAME[@]}"; do
-      [ "${G_APP[$i]}" = "$app" ] && wanted[${G_NAME[$i]}]=1
+      [ "${G_APP[$i]}" = "$app" ] && wanted[${G_NAME[$i]}]=$app
     done
   done
-  UPDATED=()
+  UPDATED=() UPDATED_APP=()
   run_step "$STEP_LIMIT" 'supervisorctl reread' supervisorctl reread || return 1
   while IFS= read -r line; do
     case $line in *': changed' | *': available' | *': disappeared') ;; *) continue ;; esac
     name=${line%: *}
-    if [ -n "$name" ] && [ -n "${wanted[$name]+set}" ]; then UPDATED+=("$name"); fi
+    [ -n "$name" ] || continue
+    if [ -n "${wanted[$name]+set}" ]; then
+      UPDATED+=("$name") UPDATED_APP+=("${wanted[$name]}")
+      continue
+    fi
+    # A program of the app's that no file names any more, left running by
+    # an update that failed (the plan no longer knows it): it goes too.
+    for app; do
+      case $line in "$app-"*': disappeared') UPDATED+=("$name") UPDATED_APP+=("$app") && break ;; esac
+    done
   done <<<"$out"
   if [ ${#UPDATED[@]} = 0 ]; then
     out='no program changed'
@@ -368,15 +377,11 @@ start_program() {
 
 # programs_of APP: the groups of APP among UPDATED, one a line.
 programs_of() {
-  local name i
-  for name in "${UPDATED[@]}"; do
-    for i in "${!G_NAME[@]}"; do
-      if [ "${G_APP[$i]}" = "$1" ] && [ "${G_NAME[$i]}" = "$name" ]; then
-        printf '%s\n' "$name"
-        break
-      fi
-    done
+  local i
+  for i in "${!UPDATED[@]}"; do
+    [ "${UPDATED_APP[$i]}" = "$1" ] && printf '%s\n' "${UPDATED[$i]}"
   done
+  return 0
 }
 
 pend() { grep -qxF -- "$1" "$PENDING" 2>/dev/null || echo "$1" >>"$PENDING"; }

@@ -28,8 +28,7 @@ fn gamma(repo: &Repo, workers: &[&str]) {
 /// `a` and `c` stop at once; `b` ignores SIGTERM when /tmp/gamma-hold
 /// exists as it starts, so stopping it takes its whole `stop_wait`.
 const A: &str = "{ name: a, command: sleep 100000, stop_wait: 1 }";
-const B: &str =
-    "{ name: b, command: \"[ -e /tmp/gamma-hold ] && trap '' TERM; exec sleep 100001\", stop_wait: 20 }";
+const B: &str = "{ name: b, command: \"[ -e /tmp/gamma-hold ] && trap '' TERM; exec sleep 100001\", stop_wait: 20 }";
 const C: &str = "{ name: c, command: sleep 100003, stop_wait: 1 }";
 
 /// Each of gamma's worker processes (by the name after the group: `gamma-a_00`)

@@ -129,7 +129,10 @@ fn every_worker_process_that_does_not_run_is_started() {
         ("shop-default:shop-default_03", ProgramState::Stopped),
         ("shop-default:shop-default_04", ProgramState::Starting),
         ("shop-reports:shop-reports_00", ProgramState::Exited),
-        ("billing-invoices:billing-invoices_00", ProgramState::Stopping),
+        (
+            "billing-invoices:billing-invoices_00",
+            ProgramState::Stopping,
+        ),
         // Not a program of an app's on this server: not reconciler's.
         ("mailer:mailer_00", ProgramState::Fatal),
         ("shopping:shopping-x_00", ProgramState::Fatal),
@@ -177,7 +180,10 @@ fn the_workers_of_an_app_without_a_live_release_wait_for_it() {
         ("billing-invoices:billing-invoices_00", ProgramState::Fatal),
     ]);
     let plan = plan_host(&jobs1(), &units, &facts, &options());
-    assert_eq!(starts(&plan), ["program billing-invoices:billing-invoices_00 FATAL"]);
+    assert_eq!(
+        starts(&plan),
+        ["program billing-invoices:billing-invoices_00 FATAL"]
+    );
     assert!(
         plan.notes
             .iter()

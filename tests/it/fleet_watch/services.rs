@@ -117,7 +117,10 @@ fn a_stopped_or_dead_worker_is_planned_and_apply_starts_it() {
     let _restart = Restart(&repo, "fleet-1");
 
     // Stopped by hand.
-    repo.ssh("fleet-1", "supervisorctl stop alpha-w:alpha-w_00 >/dev/null");
+    repo.ssh(
+        "fleet-1",
+        "supervisorctl stop alpha-w:alpha-w_00 >/dev/null",
+    );
     assert_eq!(worker(&repo, "fleet-1"), "STOPPED");
     let plan = repo.plan_json();
     assert_eq!(
