@@ -43,6 +43,8 @@ R_PATH=() R_EXPECT=()                     # files to remove
 V_NAME=() V_ARG=()                        # validations: nginx, php8.2-fpm BINARY, supervisor
 L_LABEL=() L_WHEN=() L_LIMIT=() L_JSON=() # reloads: label, now|window, seconds, label as JSON
 G_APP=() G_NAME=()                        # supervisor process groups an app's update may touch
+W_LABEL=() W_NAME=()                      # workers:APP restarts: the process groups each restarts
+UPDATED=() UPDATED_APP=()                 # (run time) the groups supervisor_update updated
 H_DOMAIN=() H_PATH=()                     # what must answer after php-fpm reloads or starts
 S_NAME=() S_JSON=()                       # services to start (nginx, php8.2-fpm, supervisor, cron), as JSON
 P_NAME=() P_STATE=() P_JSON=()            # supervisor processes to start, the state the plan saw, `program NAME` as JSON
@@ -51,7 +53,7 @@ M_PATHS=()                                # the manifest after this apply
 # variables (HEADER_VARS).
 PLAN_VARS=(HOLDER LOG_FIELDS INIT REPAIR STEP_LIMIT WEB_PORT WEB_TRIES U_NAME U_HOME J_USER J_GROUP
   D_PATH D_OWNER D_GROUP D_MODE D_APP F_PATH F_OWNER F_GROUP F_MODE F_EXPECT F_DATA R_PATH R_EXPECT
-  V_NAME V_ARG L_LABEL L_WHEN L_LIMIT L_JSON G_APP G_NAME M_PATHS H_DOMAIN H_PATH S_NAME S_JSON P_NAME P_STATE P_JSON)
+  V_NAME V_ARG L_LABEL L_WHEN L_LIMIT L_JSON G_APP G_NAME W_LABEL W_NAME M_PATHS H_DOMAIN H_PATH S_NAME S_JSON P_NAME P_STATE P_JSON)
 
 plan_holder() { HOLDER=$1; LOG_FIELDS=$2; }
 plan_lock_wait() { LOCK_WAIT=$1; }
@@ -71,6 +73,11 @@ plan_supervisor_groups() {
   local app=$1 name
   shift
   for name; do G_APP+=("$app") G_NAME+=("$name"); done
+}
+plan_restart_groups() {
+  local label=$1 name
+  shift
+  for name; do W_LABEL+=("$label") W_NAME+=("$name"); done
 }
 plan_manifest() { M_PATHS+=("$@"); }
 plan_web_check() { H_DOMAIN+=("$1"); H_PATH+=("$2"); }
@@ -319,6 +326,26 @@ supervisor_update() {
   done
 }
 
+# restart_groups LABEL LIMIT: `supervisorctl restart <group>:*` for the
+# groups of this restart of workers (W_NAME), but those an update of this
+# apply just restarted; they are in RESTARTED.
+restart_groups() {
+  local label=$1 limit=$2 i name updated args=()
+  RESTARTED=()
+  for i in "${!W_NAME[@]}"; do
+    [ "${W_LABEL[$i]}" = "$label" ] || continue
+    name=${W_NAME[$i]}
+    for updated in "${UPDATED[@]}"; do [ "$updated" = "$name" ] && continue 2; done
+    RESTARTED+=("$name") args+=("$name:*")
+  done
+  if [ ${#args[@]} = 0 ]; then
+    out='each program was restarted by its update'
+    return 0
+  fi
+  run_step "$limit" "supervisorctl restart ${args[*]}" supervisorctl restart "${args[@]}" || return 1
+  case $out in *ERROR*) return 1 ;; esac
+}
+
 # start_service NAME: starts a system service that should run and does
 # not, then waits up to 5 s for its init system to say it runs
 # (service_running, src/remote/lib.sh). Its output is in $out.
@@ -429,7 +456,7 @@ log_line() {
 apply_work() {
   trap '' HUP INT TERM PIPE
   rm -f -- "${BASH_SOURCE[0]}"
-  local i label groups=() group_indexes=()
+  local i label name groups=() group_indexes=() worker_indexes=()
   # The worker's own state: it starts from the plan's data and functions
   # only, so everything else is set here.
   STARTED=$(date -u +%FT%T.%3NZ)
@@ -552,6 +579,7 @@ apply_work() {
         groups+=("${label#supervisor:}")
         group_indexes+=("$i")
         ;;
+      workers:*) worker_indexes+=("$i") ;;
       *)
         if [ "${L_WHEN[$i]}" = window ]; then
           pend "$label"
@@ -584,6 +612,20 @@ apply_work() {
       for i in "${group_indexes[@]}"; do report reload-failed "${L_LABEL[$i]}" "$out"; done
     fi
   fi
+  # Workers that must read a changed CLI php.ini again. A restart that
+  # fails stays pending: the next plan shows it again.
+  for i in "${worker_indexes[@]}"; do
+    label=${L_LABEL[$i]}
+    if restart_groups "$label" "${L_LIMIT[$i]}"; then
+      unpend "$label"
+      LOG_RELOADED+=("${L_JSON[$i]}")
+      report reloaded "$label" "$out"
+      report programs "$label" "$(for name in "${RESTARTED[@]}"; do echo "$name"; done)"
+    else
+      pend "$label"
+      report reload-failed "$label" "$out"
+    fi
+  done
   # Worker processes that should run and do not (their group's update,
   # if any, is done).
   for i in "${!P_NAME[@]}"; do

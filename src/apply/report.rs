@@ -85,8 +85,9 @@ pub enum Outcome {
         unanswered: Vec<StepOutput>,
         /// Per supervisor reload (`supervisor:shop`), the app's programs
         /// supervisord updated: restarted (changed), started (new) or
-        /// stopped (gone). Its other programs kept their processes; an
-        /// empty list means none changed.
+        /// stopped (gone); its other programs kept their processes, and an
+        /// empty list means none changed. Per restart of workers
+        /// (`workers:shop`), the programs restarted.
         #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
         programs: BTreeMap<String, Vec<String>>,
     },

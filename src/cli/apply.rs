@@ -208,6 +208,9 @@ fn write_report(
                 let reloaded: Vec<String> = reloaded
                     .iter()
                     .map(|label| match programs.get(label) {
+                        Some(names) if label.starts_with("workers:") => {
+                            format!("{label} (restarted {})", names.join(", "))
+                        }
                         Some(names) if names.is_empty() => {
                             format!("{label} (no program changed)")
                         }

@@ -244,13 +244,25 @@ fn plan(
         .clone()
         .filter(|_| facts.lock_holder.is_none());
     let opcache = opcache::reports(units, facts, options.hygiene.as_ref());
-    let causes = reload::causes(&changes, facts, interrupted.as_ref(), &opcache);
+    let mut causes = reload::causes(&changes, facts, interrupted.as_ref(), &opcache);
+    causes.extend(reload::worker_restarts(
+        &changes,
+        units,
+        facts,
+        &options.scope,
+    ));
     let mut reloads = reload::reloads(causes, &options.reloads, options.now);
     for reload in &mut reloads {
-        if let Service::Supervisor { group: app } = &reload.service {
-            reload.groups = reload::supervisor_groups(app, units, facts);
+        match &reload.service {
+            Service::Supervisor { group: app } => {
+                reload.groups = reload::supervisor_groups(app, units, facts);
+            }
+            Service::Workers { app } => reload.groups = reload::worker_groups(app, units),
+            _ => {}
         }
     }
+    // A restart of workers the units no longer have restarts nothing.
+    reloads.retain(|r| !matches!(r.service, Service::Workers { .. }) || !r.groups.is_empty());
     Ok(HostPlan {
         server: server.clone(),
         error: None,

@@ -37,6 +37,12 @@ pub enum Service {
     Supervisor {
         group: String,
     },
+    /// One app's workers, restarted whole (`supervisorctl restart
+    /// <program>:*` for each): long-running PHP that must read a changed
+    /// CLI php.ini again.
+    Workers {
+        app: String,
+    },
 }
 
 impl Service {
@@ -72,16 +78,23 @@ impl Service {
                 group: group.to_owned(),
             });
         }
+        if let Some(app) = label.strip_prefix("workers:") {
+            return crate::definitions::names::is_valid(app).then(|| Service::Workers {
+                app: app.to_owned(),
+            });
+        }
         let version = PhpVersion::new(label.strip_prefix("php")?.strip_suffix("-fpm")?);
         version.is_valid().then_some(Service::PhpFpm { version })
     }
 
-    /// The name operators know it by: `nginx`, `php8.2-fpm`, `supervisor:shop`.
+    /// The name operators know it by: `nginx`, `php8.2-fpm`,
+    /// `supervisor:shop`, `workers:shop`.
     pub fn label(&self) -> String {
         match self {
             Service::Nginx => "nginx".into(),
             Service::PhpFpm { version } => format!("php{version}-fpm"),
             Service::Supervisor { group } => format!("supervisor:{group}"),
+            Service::Workers { app } => format!("workers:{app}"),
         }
     }
 
@@ -150,7 +163,8 @@ pub struct Reload {
     pub for_changes_only: bool,
     /// For a supervisor reload: the process groups `supervisorctl update`
     /// may touch (`supervisor_groups`); apply updates only those
-    /// supervisord finds changed, new or gone. Empty for other services.
+    /// supervisord finds changed, new or gone. For a restart of workers:
+    /// the app's groups, each restarted. Empty for other services.
     #[serde(skip)]
     pub groups: Vec<String>,
 }
@@ -188,6 +202,8 @@ pub(super) enum Cause {
     Pending,
     /// The OPcache needs emptying (why): only in a window, or with --now.
     Hygiene(String),
+    /// The CLI php.ini changed: workers read it when they start.
+    CliIni,
 }
 
 impl Cause {
@@ -198,6 +214,9 @@ impl Cause {
             Cause::Interrupted => "an interrupted apply left its files unvalidated".into(),
             Cause::Pending => "pending from an earlier apply".into(),
             Cause::Hygiene(why) => why.clone(),
+            Cause::CliIni => {
+                "the CLI php.ini changed: running workers keep what they read at start".into()
+            }
         }
     }
 }
@@ -284,7 +303,7 @@ pub(super) fn reloads(
                     }),
                 for_changes_only: causes
                     .iter()
-                    .all(|c| matches!(c, Cause::Changes | Cause::NewPool)),
+                    .all(|c| matches!(c, Cause::Changes | Cause::NewPool | Cause::CliIni)),
                 groups: Vec::new(),
                 service,
             };
@@ -313,6 +332,48 @@ pub(super) fn reloads(
         .collect()
 }
 
+/// The workers that must restart because `changes` rewrite a CLI php.ini:
+/// every app's on the host (with `units`) in `scope` that has workers and
+/// a live release (without one they do not run). An app whose program
+/// file changes too still restarts: its update restarts only the programs
+/// that changed (apply leaves those out of the restart).
+pub(super) fn worker_restarts(
+    changes: &[Change],
+    units: &HostUnits,
+    facts: &HostFacts,
+    scope: &crate::units::Scope,
+) -> Vec<(Service, Cause)> {
+    let cli_ini = changes.iter().any(|c| {
+        matches!(
+            c.file_path().and_then(ConfigFile::parse),
+            Some(ConfigFile::PhpIni {
+                sapi: Sapi::Cli,
+                ..
+            })
+        ) && !matches!(c, Change::UpdateFile { diff: None, .. })
+    });
+    if !cli_ini {
+        return Vec::new();
+    }
+    units
+        .files
+        .iter()
+        .filter_map(|file| match ConfigFile::parse(&file.path) {
+            Some(ConfigFile::Supervisor { app }) => Some(app),
+            _ => None,
+        })
+        .filter(|app| {
+            scope.covers_app(app) && facts.releases.get(app).is_some_and(|r| r.current.is_some())
+        })
+        .map(|app| {
+            let service = Service::Workers {
+                app: app.to_string(),
+            };
+            (service, Cause::CliIni)
+        })
+        .collect()
+}
+
 /// The process groups an app's supervisor reload may touch, on a host
 /// with `facts` that should have `units`: the groups of the program file
 /// the units want and of the one on the server (programs that go, a
@@ -330,6 +391,19 @@ pub(super) fn supervisor_groups(app: &str, units: &HostUnits, facts: &HostFacts)
     groups.extend(groups_in(found.unwrap_or_default()));
     groups.insert(app.to_owned());
     groups.into_iter().collect()
+}
+
+/// The process groups of an app's workers as `units` want them: what a
+/// restart of its workers restarts.
+pub(super) fn worker_groups(app: &str, units: &HostUnits) -> Vec<String> {
+    let path = ConfigFile::Supervisor {
+        app: AppName::new(app),
+    }
+    .path();
+    let wanted = units.files.iter().find(|f| f.path == path);
+    crate::units::kinds::supervisor::groups_in(wanted.map_or("", |f| f.content.as_str()))
+        .into_iter()
+        .collect()
 }
 
 #[cfg(test)]
@@ -378,6 +452,7 @@ mod tests {
             Service::Supervisor {
                 group: "shop".into(),
             },
+            Service::Workers { app: "shop".into() },
         ] {
             assert_eq!(Service::from_label(&service.label()), Some(service));
         }
@@ -387,6 +462,8 @@ mod tests {
             "phpx-fpm",
             "supervisor:a;b",
             "supervisor:",
+            "workers:",
+            "workers:a b",
         ] {
             assert_eq!(Service::from_label(label), None, "{label}");
         }

@@ -2,7 +2,9 @@
 //! program of its own, so a change to one worker's command restarts that
 //! worker and no other (not waiting for the others' `stop_wait`), a worker
 //! added or removed starts or stops alone, and a server set up when an
-//! app's programs were one group is brought to one group per program.
+//! app's programs were one group is brought to one group per program. And
+//! all that must: a changed CLI php.ini restarts every worker (long-running
+//! PHP reads it when it starts).
 
 use crate::common;
 
@@ -89,22 +91,30 @@ fn pid(processes: &std::collections::BTreeMap<String, Process>, name: &str) -> u
         .unwrap_or_else(|| panic!("no pid for {name}: {processes:#?}"))
 }
 
-#[test]
-#[ignore = "needs the test fleet: tests/fleet/fleet up 4"]
-fn a_change_to_one_worker_restarts_only_that_worker() {
-    let repo = Repo::new(&["fleet-1"]);
-    gamma(&repo, &[]);
+/// gamma applied without workers, a release made live, then `workers`
+/// added and applied: they start on the live release. `b` holds SIGTERM
+/// when `hold`.
+fn deployed(repo: &Repo, workers: &[&str], hold: bool) {
+    gamma(repo, &[]);
     repo.run_expect(&["apply", "--yes", "--now"], 0);
     live_release(
-        &repo,
+        repo,
         "fleet-1",
         "gamma",
         RELEASE,
         &[("public/index.php", "<?php echo 'ok';")],
     );
-    repo.ssh("fleet-1", "touch /tmp/gamma-hold");
-    gamma(&repo, &[A, B, C]);
+    let hold = if hold { "touch" } else { "rm -f" };
+    repo.ssh("fleet-1", &format!("{hold} /tmp/gamma-hold"));
+    gamma(repo, workers);
     repo.run_expect(&["apply", "--yes"], 0);
+}
+
+#[test]
+#[ignore = "needs the test fleet: tests/fleet/fleet up 4"]
+fn a_change_to_one_worker_restarts_only_that_worker() {
+    let repo = Repo::new(&["fleet-1"]);
+    deployed(&repo, &[A, B, C], true);
     let before = running(&repo, &["gamma-a_00", "gamma-b_00", "gamma-c_00"]);
 
     // One worker's command changes: the plan rewrites the program file;
@@ -180,5 +190,47 @@ fn a_change_to_one_worker_restarts_only_that_worker() {
             "gamma-d:gamma-d_00"
         ]
     );
+    repo.run_expect(&["plan", "--detailed-exitcode"], 0);
+}
+
+#[test]
+#[ignore = "needs the test fleet: tests/fleet/fleet up 4"]
+fn a_changed_cli_php_ini_restarts_every_worker() {
+    let repo = Repo::new(&["fleet-1"]);
+    deployed(&repo, &[A, B, C], false);
+    let before = running(&repo, &["gamma-a_00", "gamma-b_00", "gamma-c_00"]);
+
+    // The cluster's php_ini changes: the CLI php.ini with it. Before, the
+    // plan showed the file alone and the workers kept the old values.
+    let path = repo.dir.path().join("clusters/fleet.yaml");
+    let cluster = std::fs::read_to_string(&path).expect("cluster");
+    let cluster = cluster.replacen(
+        "servers:\n",
+        "php_ini: { max_input_vars: 2345 }\nservers:\n",
+        1,
+    );
+    repo.write("clusters/fleet.yaml", &cluster);
+    let plan = repo.run_expect(&["plan"], 0);
+    let out = repo.run_expect(&["apply", "--yes", "--now"], 0);
+    let after = running(&repo, &["gamma-a_00", "gamma-b_00", "gamma-c_00"]);
+    for worker in ["gamma-a_00", "gamma-b_00", "gamma-c_00"] {
+        assert_ne!(
+            pid(&after, worker),
+            pid(&before, worker),
+            "{worker} kept the php.ini it started with: {out}"
+        );
+    }
+    assert!(plan.contains("/etc/php/8.2/cli/conf.d/"), "{plan}");
+    assert!(
+        plan.contains("* restart workers gamma-a:*, gamma-b:*, gamma-c:* now"),
+        "{plan}"
+    );
+    assert!(
+        out.contains("workers:gamma (restarted gamma-a, gamma-b, gamma-c)"),
+        "{out}"
+    );
+    // The CLI reads the new value (what a restarted worker reads).
+    let value = repo.ssh("fleet-1", "php -r 'echo ini_get(\"max_input_vars\");'");
+    assert_eq!(value.trim(), "2345");
     repo.run_expect(&["plan", "--detailed-exitcode"], 0);
 }

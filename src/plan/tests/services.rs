@@ -259,3 +259,53 @@ fn unread_process_names_are_counted_in_a_note() {
         plan.notes
     );
 }
+
+/// Long-running PHP (the workers) reads the CLI php.ini when it starts: a
+/// change to it restarts the workers of every app on the server with a
+/// live release, and the plan says so; nothing else does.
+#[test]
+fn a_changed_cli_php_ini_restarts_the_workers_that_run() {
+    let mut defs = fleet();
+    let before = units_for(&defs, "jobs-1");
+    let mut facts = with_services(converged(&before), &[]);
+    facts
+        .releases
+        .entry(AppName::new("shop"))
+        .or_default()
+        .current = Some(format!("releases/{}", "a".repeat(40)));
+    defs.clusters[0].php_ini.insert(
+        "max_input_vars".into(),
+        crate::definitions::values::IniValue::Integer(2000),
+    );
+    let units = units_for(&defs, "jobs-1");
+    let plan = plan_host(&jobs1(), &units, &facts, &options());
+    let restarts: Vec<(&str, &[String])> = plan
+        .reloads
+        .iter()
+        .filter(|r| matches!(r.service, Service::Workers { .. }))
+        .map(|r| (r.label.as_str(), r.groups.as_slice()))
+        .collect();
+    // billing has no live release: its workers do not run.
+    assert_eq!(
+        restarts,
+        [(
+            "workers:shop",
+            &["shop-default".to_owned(), "shop-reports".to_owned()][..]
+        )]
+    );
+    let text = text(&Plan::new(vec![plan.clone()]));
+    assert!(
+        text.contains(
+            "* restart workers shop-default:*, shop-reports:* now (the CLI php.ini changed: \
+             running workers keep what they read at start)"
+        ),
+        "{text}"
+    );
+    // `--drift warn` leaves the restart with the change it comes from.
+    let (warned, _) = plan.only_reloads();
+    assert!(warned.reloads.is_empty(), "{:?}", warned.reloads);
+
+    // The same files with no php.ini change: no restart.
+    let plan = plan_host(&jobs1(), &before, &facts, &options());
+    assert!(plan.reloads.is_empty(), "{:?}", plan.reloads);
+}
