@@ -17,6 +17,7 @@ mod reload;
 pub mod render;
 pub mod services;
 mod users;
+mod workers;
 
 use std::collections::BTreeMap;
 
@@ -245,7 +246,7 @@ fn plan(
         .filter(|_| facts.lock_holder.is_none());
     let opcache = opcache::reports(units, facts, options.hygiene.as_ref());
     let mut causes = reload::causes(&changes, facts, interrupted.as_ref(), &opcache);
-    causes.extend(reload::worker_restarts(
+    causes.extend(workers::worker_restarts(
         &changes,
         units,
         facts,
@@ -255,9 +256,9 @@ fn plan(
     for reload in &mut reloads {
         match &reload.service {
             Service::Supervisor { group: app } => {
-                reload.groups = reload::supervisor_groups(app, units, facts);
+                reload.groups = workers::supervisor_groups(app, units, facts);
             }
-            Service::Workers { app } => reload.groups = reload::worker_groups(app, units),
+            Service::Workers { app } => reload.groups = workers::worker_groups(app, units),
             _ => {}
         }
     }

@@ -16,10 +16,9 @@ use serde::{Deserialize, Serialize};
 
 use super::Change;
 use super::opcache::OpcacheReport;
-use crate::definitions::{AppName, FpmReload, PhpVersion};
+use crate::definitions::{FpmReload, PhpVersion};
 use crate::facts::{HostFacts, Journal};
 use crate::layout::{ConfigFile, Sapi};
-use crate::units::HostUnits;
 use crate::windows::WindowState;
 
 /// A service that must validate and reload when its files change.
@@ -332,83 +331,10 @@ pub(super) fn reloads(
         .collect()
 }
 
-/// The workers that must restart because `changes` rewrite a CLI php.ini:
-/// every app's on the host (with `units`) in `scope` that has workers and
-/// a live release (without one they do not run). An app whose program
-/// file changes too still restarts: its update restarts only the programs
-/// that changed (apply leaves those out of the restart).
-pub(super) fn worker_restarts(
-    changes: &[Change],
-    units: &HostUnits,
-    facts: &HostFacts,
-    scope: &crate::units::Scope,
-) -> Vec<(Service, Cause)> {
-    let cli_ini = changes.iter().any(|c| {
-        matches!(
-            c.file_path().and_then(ConfigFile::parse),
-            Some(ConfigFile::PhpIni {
-                sapi: Sapi::Cli,
-                ..
-            })
-        ) && !matches!(c, Change::UpdateFile { diff: None, .. })
-    });
-    if !cli_ini {
-        return Vec::new();
-    }
-    units
-        .files
-        .iter()
-        .filter_map(|file| match ConfigFile::parse(&file.path) {
-            Some(ConfigFile::Supervisor { app }) => Some(app),
-            _ => None,
-        })
-        .filter(|app| {
-            scope.covers_app(app) && facts.releases.get(app).is_some_and(|r| r.current.is_some())
-        })
-        .map(|app| {
-            let service = Service::Workers {
-                app: app.to_string(),
-            };
-            (service, Cause::CliIni)
-        })
-        .collect()
-}
-
-/// The process groups an app's supervisor reload may touch, on a host
-/// with `facts` that should have `units`: the groups of the program file
-/// the units want and of the one on the server (programs that go, a
-/// `[group:<app>]` of old), and the app's own name. supervisord updates
-/// those it finds changed, new or gone; the others keep their processes.
-pub(super) fn supervisor_groups(app: &str, units: &HostUnits, facts: &HostFacts) -> Vec<String> {
-    use crate::units::kinds::supervisor::groups_in;
-    let path = ConfigFile::Supervisor {
-        app: AppName::new(app),
-    }
-    .path();
-    let wanted = units.files.iter().find(|f| f.path == path);
-    let found = facts.paths.get(&path).and_then(|p| p.content.as_deref());
-    let mut groups = groups_in(wanted.map_or("", |f| f.content.as_str()));
-    groups.extend(groups_in(found.unwrap_or_default()));
-    groups.insert(app.to_owned());
-    groups.into_iter().collect()
-}
-
-/// The process groups of an app's workers as `units` want them: what a
-/// restart of its workers restarts.
-pub(super) fn worker_groups(app: &str, units: &HostUnits) -> Vec<String> {
-    let path = ConfigFile::Supervisor {
-        app: AppName::new(app),
-    }
-    .path();
-    let wanted = units.files.iter().find(|f| f.path == path);
-    crate::units::kinds::supervisor::groups_in(wanted.map_or("", |f| f.content.as_str()))
-        .into_iter()
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::definitions::AppName;
 
     #[test]
     fn services_are_known_from_config_files() {
