@@ -248,6 +248,7 @@ fn plan(
     let mut causes = reload::causes(&changes, facts, interrupted.as_ref(), &opcache);
     causes.extend(workers::worker_restarts(
         &changes,
+        interrupted.as_ref(),
         units,
         facts,
         &options.scope,

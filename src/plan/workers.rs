@@ -9,31 +9,36 @@
 use super::Change;
 use super::reload::{Cause, Service};
 use crate::definitions::AppName;
-use crate::facts::HostFacts;
+use crate::facts::{HostFacts, Journal};
 use crate::layout::{ConfigFile, Sapi};
 use crate::units::HostUnits;
 use crate::units::kinds::supervisor::groups_in;
 
-/// The workers that must restart because `changes` rewrite a CLI php.ini:
-/// every app's on the host (with `units`) in `scope` that has workers and
-/// a live release (without one they do not run). An app whose program
-/// file changes too still restarts: its update restarts only the programs
-/// that changed (apply leaves those out of the restart).
+/// The workers that must restart because `changes` rewrite a CLI php.ini
+/// (or an `interrupted` apply staged one, and may have died before its
+/// restart): every app's on the host (with `units`) in `scope` that has
+/// workers and a live release (without one they do not run). An app whose
+/// program file changes too still restarts: its update restarts only the
+/// programs that changed (apply leaves those out of the restart).
 pub(super) fn worker_restarts(
     changes: &[Change],
+    interrupted: Option<&Journal>,
     units: &HostUnits,
     facts: &HostFacts,
     scope: &crate::units::Scope,
 ) -> Vec<(Service, Cause)> {
-    let cli_ini = changes.iter().any(|c| {
+    let is_cli_ini = |path: &str| {
         matches!(
-            c.file_path().and_then(ConfigFile::parse),
+            ConfigFile::parse(path),
             Some(ConfigFile::PhpIni {
                 sapi: Sapi::Cli,
                 ..
             })
-        ) && !matches!(c, Change::UpdateFile { diff: None, .. })
-    });
+        )
+    };
+    let cli_ini = changes.iter().any(|c| {
+        c.file_path().is_some_and(is_cli_ini) && !matches!(c, Change::UpdateFile { diff: None, .. })
+    }) || interrupted.is_some_and(|j| j.staged.iter().any(|p| is_cli_ini(p)));
     if !cli_ini {
         return Vec::new();
     }

@@ -308,4 +308,17 @@ fn a_changed_cli_php_ini_restarts_the_workers_that_run() {
     // The same files with no php.ini change: no restart.
     let plan = plan_host(&jobs1(), &before, &facts, &options());
     assert!(plan.reloads.is_empty(), "{:?}", plan.reloads);
+
+    // Unless an apply that staged the php.ini was killed (perhaps before
+    // its restart): the next one restarts them.
+    facts.journal = Some(crate::facts::Journal {
+        staged: vec!["/etc/php/8.2/cli/conf.d/99-reconciler.ini".into()],
+        ..Default::default()
+    });
+    let plan = plan_host(&jobs1(), &before, &facts, &options());
+    assert!(
+        plan.reloads.iter().any(|r| r.label == "workers:shop"),
+        "{:?}",
+        plan.reloads
+    );
 }
