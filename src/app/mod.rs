@@ -132,6 +132,7 @@ pub enum Step {
     Discard,
     Env,
     EnvCommands,
+    EnvRestart,
     Unlock,
     Read,
 }
@@ -152,6 +153,7 @@ impl fmt::Display for Step {
             Step::Discard => "discard",
             Step::Env => "env",
             Step::EnvCommands => "env_commands",
+            Step::EnvRestart => "restart",
             Step::Unlock => "unlock",
             Step::Read => "read",
         })

@@ -158,22 +158,12 @@ release_unswitch() {
   restart_workers
 }
 
-# restart_workers: the app's supervisor programs, on what is live now:
-# each program in its program file ($SUPERVISOR_CONF) is a group of its
-# own (or, in a file of old, the app's one group). The switch happened
-# whatever they do: a failure is reported as such, not as a failed switch.
+# restart_workers: the app's supervisor programs (restart_programs,
+# app.sh), on what is live now. The switch happened whatever they do: a
+# failure is reported as such, not as a failed switch.
 restart_workers() {
   if [ "$WORKERS" = 1 ]; then
-    local groups=() name section
-    for section in group program; do
-      while IFS= read -r name; do groups+=("$name:*"); done < <(
-        sed -n "s/^\[$section:\([A-Za-z0-9_.-]*\)\]\$/\1/p" "$SUPERVISOR_CONF" 2>/dev/null
-      )
-      [ ${#groups[@]} -gt 0 ] && break
-    done
-    if [ ${#groups[@]} = 0 ]; then
-      report workers-failed workers "$SUPERVISOR_CONF names no program: apply the definitions first"
-    elif run_step "$WORKER_LIMIT" "restarting the workers" supervisorctl restart "${groups[@]}"; then
+    if restart_programs; then
       report restarted workers "$out"
     else
       report workers-failed workers "$out"

@@ -234,3 +234,143 @@ fn a_changed_cli_php_ini_restarts_every_worker() {
     assert_eq!(value.trim(), "2345");
     repo.run_expect(&["plan", "--detailed-exitcode"], 0);
 }
+
+/// `delta` on fleet-1: a site printing the greeting its cached config
+/// holds, which its `env_commands` compile from shared/.env (as Laravel's
+/// `config:cache` does), and one worker.
+fn delta(repo: &Repo, workers: bool) {
+    let worker = if workers {
+        "    workers: [{ name: w, command: sleep 100005, stop_wait: 1 }]\n"
+    } else {
+        ""
+    };
+    repo.write(
+        "apps/delta.yaml",
+        &format!(
+            "name: delta\ncluster: fleet\nrepo: https://git.example.com/delta.git\nphp: \"8.2\"\n\
+             domains: [delta.test]\nenv_commands: [php make-config.php]\nservers:\n\
+             \x20 - name: fleet-1\n    web: {{ max_workers: 2, min_spare_workers: 1, initial_workers: 1, max_spare_workers: 1 }}\n{worker}"
+        ),
+    );
+}
+
+const MAKE_CONFIG: &str = "<?php\n$env = parse_ini_file(getenv('HOME') . '/shared/.env');\n\
+    file_put_contents(__DIR__ . '/config.php', '<?php return ' . var_export(['greeting' => $env['GREETING']], true) . ';');\n";
+
+/// The greeting the site serves, once OPcache may cache the config
+/// (`opcache.file_update_protection`: not within 2 s of its writing).
+fn greeting(repo: &Repo) -> String {
+    std::thread::sleep(Duration::from_millis(2200));
+    let (status, body) = repo.server("fleet-1").http_get("/", "delta.test");
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+fn push(repo: &Repo, greeting: &str, extra: &[&str]) -> String {
+    let file = repo.dir.path().join("../delta.env");
+    std::fs::write(&file, format!("GREETING={greeting}\n")).expect("env file");
+    let file = file.to_string_lossy().into_owned();
+    let mut args = vec!["env", "push", "delta", file.as_str()];
+    args.extend(extra);
+    repo.run_expect(&args, 0)
+}
+
+#[test]
+#[ignore = "needs the test fleet: tests/fleet/fleet up 4"]
+fn env_push_makes_the_site_and_the_workers_read_the_new_values() {
+    let repo = Repo::new(&["fleet-1"]);
+    // OPcache as examples/fleet sets it: files are never checked again.
+    let path = repo.dir.path().join("clusters/fleet.yaml");
+    let plain = std::fs::read_to_string(&path).expect("cluster");
+    let cluster = plain.replacen(
+        "servers:\n",
+        "php_ini: { opcache.validate_timestamps: false }\nservers:\n",
+        1,
+    );
+    repo.write("clusters/fleet.yaml", &cluster);
+    delta(&repo, false);
+    repo.run_expect(&["apply", "--yes", "--now"], 0);
+    // A release directory of its own: OPcache never checks a file again,
+    // so an earlier run's config in the same path would stay cached.
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_nanos();
+    let sha = format!("{nanos:040x}");
+    live_release(
+        &repo,
+        "fleet-1",
+        "delta",
+        &sha,
+        &[
+            ("make-config.php", MAKE_CONFIG),
+            (
+                "public/index.php",
+                "<?php echo (require __DIR__ . '/../config.php')['greeting'];",
+            ),
+        ],
+    );
+    delta(&repo, true);
+    repo.run_expect(&["apply", "--yes"], 0);
+    // The worker's pid once it runs (whatever its group's name).
+    let worker = |repo: &Repo| {
+        let started = Instant::now();
+        loop {
+            let status = repo.ssh("fleet-1", "supervisorctl status || true");
+            let pid = status
+                .lines()
+                .find(|l| {
+                    l.split_whitespace()
+                        .next()
+                        .is_some_and(|n| n.ends_with(":delta-w_00"))
+                })
+                .filter(|l| l.contains(" RUNNING "))
+                .and_then(|l| {
+                    l.split_once("pid ")?
+                        .1
+                        .split(',')
+                        .next()?
+                        .parse::<u32>()
+                        .ok()
+                });
+            if let Some(pid) = pid {
+                return pid;
+            }
+            assert!(started.elapsed() < Duration::from_secs(20), "{status}");
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    };
+    push(&repo, "one", &[]);
+    assert_eq!(greeting(&repo), "one");
+    assert_eq!(greeting(&repo), "one", "cached now");
+    let before = worker(&repo);
+
+    // A new value: the page shows it (OPcache emptied) and the worker
+    // restarted. Before, the page kept "one" and the worker its pid.
+    let out = push(&repo, "two", &[]);
+    assert_eq!(greeting(&repo), "two", "{out}");
+    assert_ne!(worker(&repo), before, "{out}");
+    assert!(
+        out.contains(
+            "fleet-1: restarted workers delta-w; reloaded php8.2-fpm (its OPcache emptied)"
+        ),
+        "{out}"
+    );
+    assert_eq!(greeting(&repo), "two", "cached now");
+
+    // --no-restart: neither, and the output says the old values stay live.
+    let before = worker(&repo);
+    let out = push(&repo, "three", &["--no-restart"]);
+    assert!(
+        out.contains(
+            "fleet-1: nothing restarted (--no-restart): the workers and OPcache keep the old values"
+        ),
+        "{out}"
+    );
+    assert_eq!(greeting(&repo), "two", "{out}");
+    assert_eq!(worker(&repo), before);
+
+    // OPcache as the other tests expect it again.
+    repo.write("clusters/fleet.yaml", &plain);
+    repo.run_expect(&["apply", "--yes", "--now"], 0);
+}
