@@ -112,3 +112,35 @@ app_commands() {
   done
   report done "$step" ""
 }
+
+# ---- The app's workers -----------------------------------------------------
+# app_programs: the app's supervisor process groups as its program file
+# ($SUPERVISOR_CONF, root's) names them: each `[program:<name>]` is a group
+# of its own; a file of an earlier reconciler has one `[group:<app>]`. In
+# PROGRAMS.
+app_programs() {
+  local name section
+  PROGRAMS=()
+  for section in group program; do
+    while IFS= read -r name; do PROGRAMS+=("$name"); done < <(
+      sed -n "s/^\[$section:\([A-Za-z0-9_.-]*\)\]\$/\1/p" "$SUPERVISOR_CONF" 2>/dev/null
+    )
+    [ ${#PROGRAMS[@]} -gt 0 ] && break
+  done
+  return 0
+}
+
+# restart_programs: `supervisorctl restart <group>:*` for each of PROGRAMS
+# (app_programs), each stopping within its stop_wait ($WORKER_LIMIT in
+# all); its output in $out.
+restart_programs() {
+  local name groups=()
+  app_programs
+  for name in "${PROGRAMS[@]}"; do groups+=("$name:*"); done
+  if [ ${#groups[@]} = 0 ]; then
+    out="$SUPERVISOR_CONF names no program: apply the definitions first"
+    return 1
+  fi
+  run_step "$WORKER_LIMIT" "restarting the workers" supervisorctl restart "${groups[@]}" || return 1
+  case $out in *ERROR*) return 1 ;; esac
+}

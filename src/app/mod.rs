@@ -134,6 +134,7 @@ pub enum Step {
     Discard,
     Env,
     EnvCommands,
+    EnvRestart,
     Unlock,
     Read,
 }
@@ -156,6 +157,7 @@ impl fmt::Display for Step {
             Step::Discard => "discard",
             Step::Env => "env",
             Step::EnvCommands => "env_commands",
+            Step::EnvRestart => "restart",
             Step::Unlock => "unlock",
             Step::Read => "read",
         })

@@ -277,6 +277,13 @@ fn script(
         .var("WHO", origin.who.replace(['\t', '\n'], " "))
         .var("REASON", reason)
         .var("WORKERS", u8::from(!role.workers.is_empty()).to_string())
+        .var(
+            "SUPERVISOR_CONF",
+            layout::ConfigFile::Supervisor {
+                app: app.name.clone(),
+            }
+            .path(),
+        )
         .var("WORKER_LIMIT", worker_limit(role).to_string())
         .var("WEB_PORT", "80");
     for (name, value) in vars {

@@ -42,6 +42,9 @@ F_PATH=() F_OWNER=() F_GROUP=() F_MODE=() F_EXPECT=() F_DATA=()  # files to writ
 R_PATH=() R_EXPECT=()                     # files to remove
 V_NAME=() V_ARG=()                        # validations: nginx, php8.2-fpm BINARY, supervisor
 L_LABEL=() L_WHEN=() L_LIMIT=() L_JSON=() # reloads: label, now|window, seconds, label as JSON
+G_APP=() G_NAME=()                        # supervisor process groups an app's update may touch
+W_LABEL=() W_NAME=()                      # workers:APP restarts: the process groups each restarts
+UPDATED=() UPDATED_APP=()                 # (run time) the groups supervisor_update updated
 H_DOMAIN=() H_PATH=()                     # what must answer after php-fpm reloads or starts
 S_NAME=() S_JSON=()                       # services to start (nginx, php8.2-fpm, supervisor, cron), as JSON
 P_NAME=() P_STATE=() P_JSON=()            # supervisor processes to start, the state the plan saw, `program NAME` as JSON
@@ -50,7 +53,7 @@ M_PATHS=()                                # the manifest after this apply
 # variables (HEADER_VARS).
 PLAN_VARS=(HOLDER LOG_FIELDS INIT REPAIR STEP_LIMIT WEB_PORT WEB_TRIES U_NAME U_HOME J_USER J_GROUP
   D_PATH D_OWNER D_GROUP D_MODE D_APP F_PATH F_OWNER F_GROUP F_MODE F_EXPECT F_DATA R_PATH R_EXPECT
-  V_NAME V_ARG L_LABEL L_WHEN L_LIMIT L_JSON M_PATHS H_DOMAIN H_PATH S_NAME S_JSON P_NAME P_STATE P_JSON)
+  V_NAME V_ARG L_LABEL L_WHEN L_LIMIT L_JSON G_APP G_NAME W_LABEL W_NAME M_PATHS H_DOMAIN H_PATH S_NAME S_JSON P_NAME P_STATE P_JSON)
 
 plan_holder() { HOLDER=$1; LOG_FIELDS=$2; }
 plan_lock_wait() { LOCK_WAIT=$1; }
@@ -66,6 +69,16 @@ plan_file() { F_PATH+=("$1"); F_OWNER+=("$2"); F_GROUP+=("$3"); F_MODE+=("$4"); 
 plan_remove() { R_PATH+=("$1"); R_EXPECT+=("$2"); }
 plan_validate() { V_NAME+=("$1"); V_ARG+=("${2:-}"); }
 plan_reload() { L_LABEL+=("$1"); L_WHEN+=("$2"); L_LIMIT+=("$3"); L_JSON+=("$4"); }
+plan_supervisor_groups() {
+  local app=$1 name
+  shift
+  for name; do G_APP+=("$app") G_NAME+=("$name"); done
+}
+plan_restart_groups() {
+  local label=$1 name
+  shift
+  for name; do W_LABEL+=("$label") W_NAME+=("$name"); done
+}
 plan_manifest() { M_PATHS+=("$@"); }
 plan_web_check() { H_DOMAIN+=("$1"); H_PATH+=("$2"); }
 plan_start() { S_NAME+=("$1"); S_JSON+=("$2"); }
@@ -264,15 +277,46 @@ reload_one() {
   esac
 }
 
-# supervisor_update LIMIT GROUP...: `supervisorctl update` for these groups.
-# A group still stopping (an earlier update, perhaps of a killed apply,
-# waits for its workers) is asked again until it is done or time is up.
+# supervisor_update LIMIT APP...: `supervisorctl update` for the process
+# groups of these apps (G_NAME, from the plan) that supervisord finds
+# changed, new or gone (`reread`), and for no other: update stops and
+# starts a changed group whole, so a worker whose program did not change
+# keeps running and no one waits for its stop. The groups updated are in
+# UPDATED, each one's app in UPDATED_APP. A group still stopping (an
+# earlier update, perhaps of a killed apply, waits for its workers) is
+# asked again until it is done or time is up.
 supervisor_update() {
-  local deadline=$((SECONDS + $1))
+  local deadline=$((SECONDS + $1)) app i line name
   shift
+  local -A wanted=()
+  for app; do
+    for i in "${!G_NAME[@]}"; do
+      [ "${G_APP[$i]}" = "$app" ] && wanted[${G_NAME[$i]}]=$app
+    done
+  done
+  UPDATED=() UPDATED_APP=()
+  run_step "$STEP_LIMIT" 'supervisorctl reread' supervisorctl reread || return 1
+  while IFS= read -r line; do
+    case $line in *': changed' | *': available' | *': disappeared') ;; *) continue ;; esac
+    name=${line%: *}
+    [ -n "$name" ] || continue
+    if [ -n "${wanted[$name]+set}" ]; then
+      UPDATED+=("$name") UPDATED_APP+=("${wanted[$name]}")
+      continue
+    fi
+    # A program of the app's that no file names any more, left running by
+    # an update that failed (the plan no longer knows it): it goes too.
+    for app; do
+      case $line in "$app-"*': disappeared') UPDATED+=("$name") UPDATED_APP+=("$app") && break ;; esac
+    done
+  done <<<"$out"
+  if [ ${#UPDATED[@]} = 0 ]; then
+    out='no program changed'
+    return 0
+  fi
   while :; do
     if run_step "$((deadline - SECONDS > 1 ? deadline - SECONDS : 1))" 'supervisorctl update' \
-      supervisorctl update "$@"; then
+      supervisorctl update "${UPDATED[@]}"; then
       case $out in *ERROR* | *Fault*) ;; *) return 0 ;; esac
     fi
     case $out in
@@ -280,6 +324,26 @@ supervisor_update() {
     esac
     return 1
   done
+}
+
+# restart_groups LABEL LIMIT: `supervisorctl restart <group>:*` for the
+# groups of this restart of workers (W_NAME), but those an update of this
+# apply just restarted; they are in RESTARTED.
+restart_groups() {
+  local label=$1 limit=$2 i name updated args=()
+  RESTARTED=()
+  for i in "${!W_NAME[@]}"; do
+    [ "${W_LABEL[$i]}" = "$label" ] || continue
+    name=${W_NAME[$i]}
+    for updated in "${UPDATED[@]}"; do [ "$updated" = "$name" ] && continue 2; done
+    RESTARTED+=("$name") args+=("$name:*")
+  done
+  if [ ${#args[@]} = 0 ]; then
+    out='each program was restarted by its update'
+    return 0
+  fi
+  run_step "$limit" "supervisorctl restart ${args[*]}" supervisorctl restart "${args[@]}" || return 1
+  case $out in *ERROR*) return 1 ;; esac
 }
 
 # start_service NAME: starts a system service that should run and does
@@ -338,6 +402,15 @@ start_program() {
   return 1
 }
 
+# programs_of APP: the groups of APP among UPDATED, one a line.
+programs_of() {
+  local i
+  for i in "${!UPDATED[@]}"; do
+    [ "${UPDATED_APP[$i]}" = "$1" ] && printf '%s\n' "${UPDATED[$i]}"
+  done
+  return 0
+}
+
 pend() { grep -qxF -- "$1" "$PENDING" 2>/dev/null || echo "$1" >>"$PENDING"; }
 unpend() {
   [ -f "$PENDING" ] || return 0
@@ -383,7 +456,7 @@ log_line() {
 apply_work() {
   trap '' HUP INT TERM PIPE
   rm -f -- "${BASH_SOURCE[0]}"
-  local i label groups=() group_indexes=()
+  local i label name groups=() group_indexes=() worker_indexes=()
   # The worker's own state: it starts from the plan's data and functions
   # only, so everything else is set here.
   STARTED=$(date -u +%FT%T.%3NZ)
@@ -493,7 +566,8 @@ apply_work() {
     fi
   done
 
-  # Reloads: at most one per service; supervisor groups in one update.
+  # Reloads: at most one per service; the apps' supervisor programs in one
+  # update.
   for i in "${!L_LABEL[@]}"; do
     label=${L_LABEL[$i]}
     if [ -n "${started[$label]+set}" ]; then
@@ -505,6 +579,7 @@ apply_work() {
         groups+=("${label#supervisor:}")
         group_indexes+=("$i")
         ;;
+      workers:*) worker_indexes+=("$i") ;;
       *)
         if [ "${L_WHEN[$i]}" = window ]; then
           pend "$label"
@@ -531,11 +606,26 @@ apply_work() {
         unpend "$label"
         LOG_RELOADED+=("${L_JSON[$i]}")
         report reloaded "$label" "$out"
+        report programs "$label" "$(programs_of "${label#supervisor:}")"
       done
     else
       for i in "${group_indexes[@]}"; do report reload-failed "${L_LABEL[$i]}" "$out"; done
     fi
   fi
+  # Workers that must read a changed CLI php.ini again. A restart that
+  # fails stays pending: the next plan shows it again.
+  for i in "${worker_indexes[@]}"; do
+    label=${L_LABEL[$i]}
+    if restart_groups "$label" "${L_LIMIT[$i]}"; then
+      unpend "$label"
+      LOG_RELOADED+=("${L_JSON[$i]}")
+      report reloaded "$label" "$out"
+      report programs "$label" "$(for name in "${RESTARTED[@]}"; do echo "$name"; done)"
+    else
+      pend "$label"
+      report reload-failed "$label" "$out"
+    fi
+  done
   # Worker processes that should run and do not (their group's update,
   # if any, is done).
   for i in "${!P_NAME[@]}"; do

@@ -1,6 +1,8 @@
 //! What happened on a host during apply, read from the apply script's
 //! records (`remote::protocol`): `report KIND NAME OUTPUT`.
 
+use std::collections::BTreeMap;
+
 use schemars::JsonSchema;
 use serde::Serialize;
 
@@ -81,6 +83,13 @@ pub enum Outcome {
         /// Web apps that did not answer after php-fpm reloaded.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         unanswered: Vec<StepOutput>,
+        /// Per supervisor reload (`supervisor:shop`), the app's programs
+        /// supervisord updated: restarted (changed), started (new) or
+        /// stopped (gone); its other programs kept their processes, and an
+        /// empty list means none changed. Per restart of workers
+        /// (`workers:shop`), the programs restarted.
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        programs: BTreeMap<String, Vec<String>>,
     },
     /// A validator refused the new files; the previous files are back and
     /// nothing was reloaded.
@@ -112,6 +121,7 @@ pub(super) fn read(stdout: &[u8], plan: &HostPlan) -> Outcome {
     let mut deferred = Vec::new();
     let mut reload_failures = Vec::new();
     let mut unanswered = Vec::new();
+    let mut programs = BTreeMap::new();
     let mut invalid = Vec::new();
     let mut start_failures: Vec<StepOutput> = Vec::new();
     for record in &records {
@@ -136,6 +146,9 @@ pub(super) fn read(stdout: &[u8], plan: &HostPlan) -> Outcome {
             "invalid" => invalid.push(StepOutput::new(name, output)),
             "restored" => return Outcome::Invalid { failures: invalid },
             "reloaded" => reloaded.push(name),
+            "programs" => {
+                programs.insert(name, output.lines().map(str::to_owned).collect());
+            }
             "deferred" => deferred.push(name),
             "reload-failed" => reload_failures.push(StepOutput::new(name, output)),
             "unanswered" => unanswered.push(StepOutput::new(name, output)),
@@ -150,6 +163,7 @@ pub(super) fn read(stdout: &[u8], plan: &HostPlan) -> Outcome {
                     deferred,
                     reload_failures,
                     unanswered,
+                    programs,
                 };
             }
             _ => {}

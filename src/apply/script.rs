@@ -69,7 +69,7 @@ pub struct ApplyLogEntry {
     pub reloaded: Vec<String>,
     pub deferred: Vec<String>,
     /// Services and worker processes started (`php8.2-fpm`, `program
-    /// shop:shop-default_00`), and those that did not run after their
+    /// shop-default:shop-default_00`), and those that did not run after their
     /// start.
     #[serde(default)]
     pub started_services: Vec<String>,
@@ -160,7 +160,9 @@ pub fn build(plan: &HostPlan, facts: &HostFacts, options: &ScriptOptions) -> (St
 
     let mut validations: Vec<(String, String)> = Vec::new();
     for reload in &plan.reloads {
-        let validation = validation(&reload.service, facts);
+        let Some(validation) = validation(&reload.service, facts) else {
+            continue;
+        };
         if !validations.contains(&validation) {
             validations.push(validation);
         }
@@ -176,7 +178,7 @@ pub fn build(plan: &HostPlan, facts: &HostFacts, options: &ScriptOptions) -> (St
         };
         let seconds = match reload.service {
             Service::PhpFpm { .. } => options.fpm_reload_limit,
-            Service::Supervisor { .. } => options.supervisor_limit,
+            Service::Supervisor { .. } | Service::Workers { .. } => options.supervisor_limit,
             Service::Nginx => STEP_LIMIT,
         };
         limit += Duration::from_secs(seconds);
@@ -186,6 +188,19 @@ pub fn build(plan: &HostPlan, facts: &HostFacts, options: &ScriptOptions) -> (St
             "plan_reload",
             &[&reload.label, when, &seconds.to_string(), &label_json],
         );
+        match &reload.service {
+            Service::Supervisor { group: app } => {
+                let mut args = vec![app.as_str()];
+                args.extend(reload.groups.iter().map(String::as_str));
+                line(&mut s, "plan_supervisor_groups", &args);
+            }
+            Service::Workers { .. } => {
+                let mut args = vec![reload.label.as_str()];
+                args.extend(reload.groups.iter().map(String::as_str));
+                line(&mut s, "plan_restart_groups", &args);
+            }
+            _ => {}
+        }
     }
     // The sites must answer after php-fpm reloads, and after nginx or
     // php-fpm starts.
@@ -287,9 +302,9 @@ fn file(s: &mut String, path: &str, to: &crate::plan::Ownership, expected: &str,
 
 /// The check of a service's configuration that applies nothing: a name
 /// (one check per name, however many supervisor groups changed) and its
-/// argument.
-fn validation(service: &Service, facts: &HostFacts) -> (String, String) {
-    match service {
+/// argument; `None` for a restart of workers (no configuration of its own).
+fn validation(service: &Service, facts: &HostFacts) -> Option<(String, String)> {
+    Some(match service {
         Service::Nginx => ("nginx".into(), String::new()),
         Service::PhpFpm { version } => {
             let binary = facts
@@ -300,5 +315,6 @@ fn validation(service: &Service, facts: &HostFacts) -> (String, String) {
             (service.label(), binary)
         }
         Service::Supervisor { .. } => ("supervisor".into(), String::new()),
-    }
+        Service::Workers { .. } => return None,
+    })
 }

@@ -122,6 +122,7 @@ fn nginx_reload() -> Reload {
         window_open_until: None,
         reasons: Vec::new(),
         for_changes_only: true,
+        groups: Vec::new(),
     }
 }
 

@@ -196,12 +196,28 @@ fn write_report(
             deferred,
             reload_failures,
             unanswered,
+            programs,
         } => {
             let mut line = format!(
                 "{GREEN}{server}{GREEN:#}: applied {}",
                 crate::definitions::plural(*changes, "change")
             );
             if !reloaded.is_empty() {
+                // A supervisor reload says which programs it updated: the
+                // app's others kept running.
+                let reloaded: Vec<String> = reloaded
+                    .iter()
+                    .map(|label| match programs.get(label) {
+                        Some(names) if label.starts_with("workers:") => {
+                            format!("{label} (restarted {})", names.join(", "))
+                        }
+                        Some(names) if names.is_empty() => {
+                            format!("{label} (no program changed)")
+                        }
+                        Some(names) => format!("{label} (updated {})", names.join(", ")),
+                        None => label.clone(),
+                    })
+                    .collect();
                 line.push_str(&format!("; reloaded {}", reloaded.join(", ")));
             }
             for label in deferred {

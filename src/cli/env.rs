@@ -33,10 +33,17 @@ enum EnvCommand {
         ssh: SshArgs,
     },
     /// Write FILE to the app's shared/.env on every server (the app's,
-    /// 0600, atomically), then run its env_commands where a release is live.
+    /// 0600, atomically), then run its env_commands where a release is live,
+    /// restart its workers and reload its web servers' php-fpm (graceful:
+    /// it empties OPcache, which otherwise keeps serving a config compiled
+    /// from the old values).
     Push {
         app: String,
         file: PathBuf,
+        /// Restart and reload nothing: the old values stay live in the
+        /// workers and in OPcache until they restart.
+        #[arg(long)]
+        no_restart: bool,
         #[command(flatten)]
         definitions: DefinitionsDir,
         #[command(flatten)]
@@ -52,6 +59,29 @@ enum EnvCommand {
         #[command(flatten)]
         ssh: SshArgs,
     },
+}
+
+/// What a server did so that the new values are read, for a person.
+fn reread_text(reread: &env::Reread, no_restart: bool) -> String {
+    if reread.no_release {
+        return "no release is live: nothing runs with the old values".into();
+    }
+    if no_restart {
+        return "nothing restarted (--no-restart): the workers and OPcache keep the old \
+                values until they restart"
+            .into();
+    }
+    let mut done = Vec::new();
+    if !reread.workers.is_empty() {
+        done.push(format!("restarted workers {}", reread.workers.join(", ")));
+    }
+    if let Some(fpm) = &reread.fpm {
+        done.push(format!("reloaded {fpm} (its OPcache emptied)"));
+    }
+    if done.is_empty() {
+        return "no workers and no site here: nothing to restart".into();
+    }
+    done.join("; ")
 }
 
 fn read(file: &PathBuf) -> Result<Vec<u8>, Failure> {
@@ -93,6 +123,7 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
         EnvCommand::Push {
             app,
             file,
+            no_restart,
             definitions,
             ssh,
         } => {
@@ -105,8 +136,8 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
             };
             let lines = Lines::new();
             super::run_until_signal(async {
-                match env::push(&target, &content, &origin, &connector, &lines).await {
-                    Ok(()) => {
+                match env::push(&target, &content, !no_restart, &origin, &connector, &lines).await {
+                    Ok(servers_done) => {
                         let keys = envfile::parse(&String::from_utf8_lossy(&content)).len();
                         let servers: Vec<String> = target
                             .servers
@@ -114,6 +145,9 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
                             .map(|(s, _)| s.name.to_string())
                             .collect();
                         say!("{app}: .env with {keys} keys is on {}", servers.join(", "))?;
+                        for (server, reread) in &servers_done {
+                            say!("{server}: {}", reread_text(reread, no_restart))?;
+                        }
                         Ok(ExitCode::SUCCESS)
                     }
                     Err(e) => {

@@ -50,3 +50,27 @@ env_push() {
   report done env ""
   as_app "$APP" test -d "$CURRENT" || report skipped env_commands "no release is live"
 }
+
+# env_restart FPM: what read the old .env reads the new one. The app's
+# workers restart, as a release restarts them (restart_programs, app.sh);
+# FPM (`php<v>-fpm`, given on a web server) reloads gracefully, which
+# empties its OPcache: with opcache.validate_timestamps off, a config
+# `env_commands` compiled (Laravel's config:cache) is otherwise served
+# as OPcache compiled it before, indefinitely.
+env_restart() {
+  check_lock
+  local fpm=$1
+  if [ "$WORKERS" = 1 ]; then
+    restart_programs || { report failed workers "$out"; exit 0; }
+    report restarted workers "${PROGRAMS[*]}"
+  fi
+  if [ -n "$fpm" ]; then
+    if [ -d /run/systemd/system ]; then
+      run_step 60 "systemctl reload $fpm" systemctl reload "$fpm"
+    else
+      run_step 60 "service $fpm reload" service "$fpm" reload
+    fi || { report failed fpm "$out"; exit 0; }
+    report reloaded fpm "$fpm"
+  fi
+  report done restart ""
+}

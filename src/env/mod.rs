@@ -48,15 +48,32 @@ pub async fn pull(
         .ok_or_else(|| format!("{}: the answer holds no file", server.name))
 }
 
+/// What made the new `.env` read again on one server (`push`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Reread {
+    /// The worker programs restarted (`shop-default`), as the app's
+    /// program file names them.
+    pub workers: Vec<String>,
+    /// The php-fpm reloaded (`php8.2-fpm`) on a web server: its OPcache
+    /// emptied.
+    pub fpm: Option<String>,
+    /// No release is live there: nothing runs the app, nothing restarted.
+    pub no_release: bool,
+}
+
 /// Writes `content` to the app's `shared/.env` on every server, under the
-/// app lock, then runs its `env_commands` where a release is live.
+/// app lock, then runs its `env_commands` where a release is live; then,
+/// when `restart`, restarts the app's workers there and reloads the php-fpm
+/// of its web servers (gracefully), so that nothing keeps the old values.
+/// Returns what each server did of that.
 pub async fn push(
     target: &AppTarget,
     content: &[u8],
+    restart: bool,
     origin: &Origin,
     connector: &dyn Connector,
     progress: &dyn Progress,
-) -> Result<(), AppError> {
+) -> Result<Vec<(ServerName, Reread)>, AppError> {
     if content.len() > ENV_LIMIT {
         return Err(AppError::Failed(StepFailure {
             server: ServerName::new("-"),
@@ -112,13 +129,41 @@ pub async fn push(
                     .await
                     .map_err(fail(Step::EnvCommands))?;
             }
-            Ok::<(), StepFailure>(())
+            let mut reread = Reread {
+                no_release: !live,
+                ..Reread::default()
+            };
+            if live && restart {
+                let fpm = if l.host.role.web.is_some() {
+                    format!("php{}-fpm", app.php)
+                } else {
+                    String::new()
+                };
+                let limit = Duration::from_secs(crate::app::worker_limit(&l.host.role) + 90);
+                let records = session
+                    .step(
+                        &l.host,
+                        Step::EnvRestart,
+                        &["env_restart", &fpm],
+                        Input::None,
+                        limit,
+                    )
+                    .await
+                    .map_err(fail(Step::EnvRestart))?;
+                if let Some(r) = crate::remote::first(&records, "restarted") {
+                    reread.workers = r.text(1).split_whitespace().map(str::to_owned).collect();
+                }
+                reread.fpm =
+                    crate::remote::first(&records, "reloaded").map(|r| r.text(1).into_owned());
+            }
+            Ok::<(ServerName, Reread), StepFailure>((l.host.server.name.clone(), reread))
         }
     }))
     .await;
     unlock_all(locked).await;
-    match results.into_iter().find_map(Result::err) {
-        None => Ok(()),
-        Some(failure) => Err(AppError::Failed(failure)),
+    let mut done = Vec::new();
+    for result in results {
+        done.push(result.map_err(AppError::Failed)?);
     }
+    Ok(done)
 }

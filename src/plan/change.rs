@@ -113,7 +113,7 @@ pub enum Change {
     },
     /// Start a process of an app's workers that does not run.
     StartProgram {
-        /// supervisor's full name of the process: `<app>:<app>-<worker>_00`.
+        /// supervisor's full name of the process: `<app>-<worker>:<app>-<worker>_00`.
         program: String,
         /// The state the plan saw it in.
         state: ProgramState,

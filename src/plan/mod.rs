@@ -17,6 +17,7 @@ mod reload;
 pub mod render;
 pub mod services;
 mod users;
+mod workers;
 
 use std::collections::BTreeMap;
 
@@ -244,8 +245,26 @@ fn plan(
         .clone()
         .filter(|_| facts.lock_holder.is_none());
     let opcache = opcache::reports(units, facts, options.hygiene.as_ref());
-    let causes = reload::causes(&changes, facts, interrupted.as_ref(), &opcache);
-    let reloads = reload::reloads(causes, &options.reloads, options.now);
+    let mut causes = reload::causes(&changes, facts, interrupted.as_ref(), &opcache);
+    causes.extend(workers::worker_restarts(
+        &changes,
+        interrupted.as_ref(),
+        units,
+        facts,
+        &options.scope,
+    ));
+    let mut reloads = reload::reloads(causes, &options.reloads, options.now);
+    for reload in &mut reloads {
+        match &reload.service {
+            Service::Supervisor { group: app } => {
+                reload.groups = workers::supervisor_groups(app, units, facts);
+            }
+            Service::Workers { app } => reload.groups = workers::worker_groups(app, units),
+            _ => {}
+        }
+    }
+    // A restart of workers the units no longer have restarts nothing.
+    reloads.retain(|r| !matches!(r.service, Service::Workers { .. }) || !r.groups.is_empty());
     Ok(HostPlan {
         server: server.clone(),
         error: None,

@@ -31,9 +31,16 @@ pub enum Service {
     PhpFpm {
         version: PhpVersion,
     },
-    /// One supervisor group: reread, then `update <group>`.
+    /// One app's supervisor programs (`group` is the app's name): reread,
+    /// then `update` of those of its programs supervisord finds changed.
     Supervisor {
         group: String,
+    },
+    /// One app's workers, restarted whole (`supervisorctl restart
+    /// <program>:*` for each): long-running PHP that must read a changed
+    /// CLI php.ini again.
+    Workers {
+        app: String,
     },
 }
 
@@ -72,16 +79,23 @@ impl Service {
                 group: group.to_owned(),
             });
         }
+        if let Some(app) = label.strip_prefix("workers:") {
+            return crate::definitions::names::is_valid(app).then(|| Service::Workers {
+                app: app.to_owned(),
+            });
+        }
         let version = PhpVersion::new(label.strip_prefix("php")?.strip_suffix("-fpm")?);
         version.is_valid().then_some(Service::PhpFpm { version })
     }
 
-    /// The name operators know it by: `nginx`, `php8.2-fpm`, `supervisor:shop`.
+    /// The name operators know it by: `nginx`, `php8.2-fpm`,
+    /// `supervisor:shop`, `workers:shop`.
     pub fn label(&self) -> String {
         match self {
             Service::Nginx => "nginx".into(),
             Service::PhpFpm { version } => format!("php{version}-fpm"),
             Service::Supervisor { group } => format!("supervisor:{group}"),
+            Service::Workers { app } => format!("workers:{app}"),
         }
     }
 
@@ -148,6 +162,12 @@ pub struct Reload {
     /// they are left alone).
     #[serde(skip)]
     pub for_changes_only: bool,
+    /// For a supervisor reload: the process groups `supervisorctl update`
+    /// may touch (`supervisor_groups`); apply updates only those
+    /// supervisord finds changed, new or gone. For a restart of workers:
+    /// the app's groups, each restarted. Empty for other services.
+    #[serde(skip)]
+    pub groups: Vec<String>,
 }
 
 /// What decides when php-fpm reloads, for one host at one time.
@@ -183,6 +203,8 @@ pub(super) enum Cause {
     Pending,
     /// The OPcache needs emptying (why): only in a window, or with --now.
     Hygiene(String),
+    /// The CLI php.ini changed: workers read it when they start.
+    CliIni,
 }
 
 impl Cause {
@@ -193,6 +215,9 @@ impl Cause {
             Cause::Interrupted => "an interrupted apply left its files unvalidated".into(),
             Cause::Pending => "pending from an earlier apply".into(),
             Cause::Hygiene(why) => why.clone(),
+            Cause::CliIni => {
+                "the CLI php.ini changed: running workers keep what they read at start".into()
+            }
         }
     }
 }
@@ -279,7 +304,8 @@ pub(super) fn reloads(
                     }),
                 for_changes_only: causes
                     .iter()
-                    .all(|c| matches!(c, Cause::Changes | Cause::NewPool)),
+                    .all(|c| matches!(c, Cause::Changes | Cause::NewPool | Cause::CliIni)),
+                groups: Vec::new(),
                 service,
             };
             let at_once = !reload.service.is_expensive()
@@ -354,6 +380,7 @@ mod tests {
             Service::Supervisor {
                 group: "shop".into(),
             },
+            Service::Workers { app: "shop".into() },
         ] {
             assert_eq!(Service::from_label(&service.label()), Some(service));
         }
@@ -363,6 +390,8 @@ mod tests {
             "phpx-fpm",
             "supervisor:a;b",
             "supervisor:",
+            "workers:",
+            "workers:a b",
         ] {
             assert_eq!(Service::from_label(label), None, "{label}");
         }

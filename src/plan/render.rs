@@ -100,11 +100,20 @@ fn host_text(host: &HostPlan, out: &mut dyn Write) -> io::Result<()> {
         } else {
             format!(" ({})", why.join("; "))
         };
-        writeln!(
-            out,
-            "  {CYAN}*{CYAN:#} reload {} {when}{pending}{why}",
-            reload.label
-        )?;
+        let what = match reload.service {
+            // `restart workers shop-default:*, shop-reports:*`
+            super::Service::Workers { .. } => format!(
+                "restart workers {}",
+                reload
+                    .groups
+                    .iter()
+                    .map(|g| format!("{g}:*"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            _ => format!("reload {}", reload.label),
+        };
+        writeln!(out, "  {CYAN}*{CYAN:#} {what} {when}{pending}{why}")?;
     }
     writeln!(out, "{}", summary(host))?;
     opcache_text(host, out)?;

@@ -10,8 +10,10 @@
 //! worker process in any other state (`STOPPED`, `EXITED`, `BACKOFF`,
 //! `FATAL`, ...) is started by supervisorctl.
 //!
-//! A group whose program file changes in the same plan is left to
-//! `supervisorctl update`, which restarts it whole; the workers of an app
+//! An app's processes are those of the groups its program file makes
+//! (`units::supervisor::groups_in`: one per worker, `<app>-<worker>:...`).
+//! An app whose program file changes in the same plan is left to
+//! `supervisorctl update`, which restarts what changed; the workers of an app
 //! without a live release wait for it (they cannot run); the processes of
 //! a supervisord that does not run are unknown, and starting supervisord
 //! starts them.
@@ -20,6 +22,7 @@ use super::Change;
 use crate::definitions::plural;
 use crate::facts::{HostFacts, ServiceState};
 use crate::layout::ConfigFile;
+use crate::units::kinds::supervisor::groups_in;
 use crate::units::{HostUnits, Scope};
 
 /// The services (by the name the init system knows them by) `units`
@@ -48,7 +51,7 @@ pub fn needed(units: &HostUnits) -> Vec<String> {
 
 /// The starts a host needs: each needed service its facts say is stopped
 /// (a service the facts do not know is left alone), then each process of
-/// an app's worker group in `scope` that does not run, unless `changes`
+/// an app's worker programs in `scope` that does not run, unless `changes`
 /// rewrite that app's program file.
 pub(super) fn changes(
     units: &HostUnits,
@@ -85,11 +88,15 @@ pub(super) fn changes(
         if !scope.covers_app(&app) || rewritten(app.as_str()) || !live {
             continue;
         }
-        let group = format!("{app}:");
+        let groups = groups_in(&file.content);
+        let of_app = |name: &str| {
+            name.split_once(':')
+                .is_some_and(|(group, _)| groups.contains(group))
+        };
         starts.extend(
             programs
                 .iter()
-                .filter(|(name, state)| name.starts_with(&group) && !state.is_running())
+                .filter(|(name, state)| of_app(name) && !state.is_running())
                 .map(|(name, state)| Change::StartProgram {
                     program: name.clone(),
                     state: *state,

@@ -198,12 +198,12 @@ release_unswitch() {
   restart_workers
 }
 
-# restart_workers: the app's supervisor programs, on what is live now. The
-# switch happened whatever they do: a failure is reported as such, not as
-# a failed switch.
+# restart_workers: the app's supervisor programs (restart_programs,
+# app.sh), on what is live now. The switch happened whatever they do: a
+# failure is reported as such, not as a failed switch.
 restart_workers() {
   if [ "$WORKERS" = 1 ]; then
-    if run_step "$WORKER_LIMIT" "restarting the workers" supervisorctl restart "$APP:*"; then
+    if restart_programs; then
       report restarted workers "$out"
     else
       report workers-failed workers "$out"

@@ -168,7 +168,7 @@ fn an_app_removed_from_the_definitions_is_pruned() {
     repo.run_expect(&["apply", "--yes", "--now"], 0);
     install_release(&repo, "fleet-1", "alpha");
     let status = repo.ssh("fleet-1", "supervisorctl status || true");
-    assert!(status.contains("beta:beta-mail_00"), "{status}");
+    assert!(status.contains("beta-mail:beta-mail_00"), "{status}");
 
     repo.remove("apps/beta.yaml");
     let plan = repo.plan_json();

@@ -26,6 +26,7 @@ mod fleet_logs;
 mod fleet_package;
 mod fleet_provision;
 mod fleet_release;
+mod fleet_restarts;
 mod fleet_security;
 mod fleet_sessions;
 mod fleet_smoke;

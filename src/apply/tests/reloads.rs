@@ -18,6 +18,7 @@ fn a_reload_for_a_window_is_recorded_as_pending() {
         window_open_until: None,
         reasons: Vec::new(),
         for_changes_only: true,
+        groups: Vec::new(),
     };
     let plan = plan(vec![create(&conf, "x\n")], vec![fpm]);
     let (outcome, stderr) = sandbox.run(&sandbox.script(&plan, &HostFacts::default(), VALID));
@@ -113,4 +114,64 @@ fn after_php_fpm_reloads_every_web_app_must_answer() {
         )]
     );
     assert!(!HostReport::new(ServerName::new("web-1"), second).succeeded());
+}
+
+/// supervisord (a stub) says which groups its files changed: the apply
+/// updates only those that are the app's (its programs in the plan, its
+/// group of old, a program of its that no file names any more), and says
+/// which.
+#[test]
+fn a_supervisor_reload_updates_only_the_apps_changed_programs() {
+    let sandbox = Sandbox::new();
+    let updates = sandbox.path("updates");
+    let shop = Reload {
+        service: Service::Supervisor {
+            group: "shop".into(),
+        },
+        label: "supervisor:shop".into(),
+        groups: ["shop", "shop-a", "shop-b", "shop-c"]
+            .map(String::from)
+            .into(),
+        ..nginx_reload()
+    };
+    let stubs = |reread: &str| {
+        format!(
+            "validate_one() {{ out=ok; }}\n\
+             run_step() {{ shift 2; case \"$*\" in\n\
+               'supervisorctl reread') out=$(printf '{reread}') ;;\n\
+               'supervisorctl update '*) echo \"$*\" >>{updates}; out=updated ;;\n\
+             esac; }}"
+        )
+    };
+    let reread = "other-x: changed\\nshop: disappeared\\nshop-a: changed\\nshop-b: available\\n\
+                  shop-old: disappeared\\nshopping-y: disappeared\\n";
+    let plan = plan(Vec::new(), vec![shop.clone()]);
+    let (outcome, stderr) =
+        sandbox.run(&sandbox.script(&plan, &HostFacts::default(), &stubs(reread)));
+    let Outcome::Applied {
+        reloaded, programs, ..
+    } = &outcome
+    else {
+        panic!("{outcome:?} {stderr}");
+    };
+    assert_eq!(reloaded, &["supervisor:shop"]);
+    let updated = ["shop", "shop-a", "shop-b", "shop-old"];
+    assert_eq!(programs["supervisor:shop"], updated);
+    let calls = fs::read_to_string(&updates).expect("updates");
+    assert_eq!(
+        calls,
+        format!("supervisorctl update {}\n", updated.join(" "))
+    );
+
+    // Nothing of shop's changed: no update at all, and the report says so.
+    // (A sandbox of its own: this one's state says an apply ran.)
+    fs::remove_file(&updates).expect("rm");
+    let fresh = Sandbox::new();
+    let (outcome, stderr) =
+        fresh.run(&fresh.script(&plan, &HostFacts::default(), &stubs("other-x: changed\\n")));
+    assert!(
+        matches!(&outcome, Outcome::Applied { programs, .. } if programs["supervisor:shop"].is_empty()),
+        "{outcome:?} {stderr}"
+    );
+    assert!(!Path::new(&updates).exists());
 }

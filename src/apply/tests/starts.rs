@@ -40,6 +40,7 @@ fn a_stopped_service_is_started_and_its_pending_reload_is_done() {
         window_open_until: None,
         reasons: Vec::new(),
         for_changes_only: false,
+        groups: Vec::new(),
     };
     let plan = plan(vec![start("php8.2-fpm")], vec![fpm]);
     let script = sandbox.script(&plan, &HostFacts::default(), &init_stubs(&sandbox, "-"));

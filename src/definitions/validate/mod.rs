@@ -68,6 +68,7 @@ pub(super) fn check(
         .collect();
     let mut app_names = FirstSeen::default();
     let mut domains = FirstSeen::default();
+    let mut programs = Programs::default();
     for doc in apps {
         let mut at = report.at(doc);
         let app = &doc.value;
@@ -77,6 +78,7 @@ pub(super) fn check(
             let path = format!("domains[{i}]");
             at.unique(&mut domains, &path, &domain.to_ascii_lowercase(), "domain");
         }
+        at.programs(&mut programs, app);
         match by_name.get(app.cluster.as_str()) {
             Some(cluster) => check_app_in_cluster(&mut at, app, cluster),
             None if unreadable_cluster => {}
@@ -214,6 +216,50 @@ impl At<'_> {
 /// Where each value of a kind was first seen, for duplicate errors.
 #[derive(Default)]
 pub(super) struct FirstSeen(BTreeMap<String, String>);
+
+/// Each server's supervisor programs (`<app>-<worker>`), with the app that
+/// has it and where.
+#[derive(Default)]
+struct Programs(BTreeMap<(String, String), (String, String)>);
+
+impl At<'_> {
+    /// Reports a worker whose supervisor program another app has on the
+    /// same server (app `shop`'s worker `admin-mail` and app `shop-admin`'s
+    /// worker `mail` are both `shop-admin-mail`): supervisor reads sections
+    /// of one name as one program, so one app's worker would run the
+    /// other's command, as the other's user.
+    fn programs(&mut self, seen: &mut Programs, app: &App) {
+        for (i, role) in app.servers.iter().enumerate() {
+            for (j, worker) in role.workers.iter().enumerate() {
+                let program = format!("{}-{}", app.name, worker.name);
+                let key = (role.name.to_string(), program.clone());
+                let path = format!("servers[{i}].workers[{j}].name");
+                let position = self.map.value(&path);
+                match seen.0.get(&key) {
+                    Some((other, first)) if other != app.name.as_str() => {
+                        let message = format!(
+                            "worker `{}` is the supervisor program `{program}` on `{}`, \
+                             which app `{other}` has too (first at {first})",
+                            worker.name, role.name
+                        );
+                        self.push(Diagnostic::new(self.file, position, message))
+                            .hint = Some("rename one of the two workers".into());
+                    }
+                    Some(_) => {}
+                    None => {
+                        let here = format!(
+                            "{}:{}:{}",
+                            self.file.display(),
+                            position.line,
+                            position.column
+                        );
+                        seen.0.insert(key, (app.name.to_string(), here));
+                    }
+                }
+            }
+        }
+    }
+}
 
 pub(super) fn list<'a>(items: impl IntoIterator<Item = &'a str>) -> String {
     let mut items: Vec<&str> = items.into_iter().collect();

@@ -28,7 +28,7 @@ pub(super) fn mixed_plan() -> Plan {
         .current = Some(format!("releases/{}", "a".repeat(40)));
     jobs_facts.programs = Some(
         [(
-            "shop:shop-default_00".to_owned(),
+            "shop-default:shop-default_00".to_owned(),
             crate::facts::ProgramState::Fatal,
         )]
         .into(),

@@ -83,8 +83,8 @@ fn a_server_with_everything_running_is_unchanged() {
     let units = units_for(&fleet(), "jobs-1");
     let mut facts = with_services(converged(&units), &[]);
     facts.programs = programs(&[
-        ("shop:shop-default_00", ProgramState::Running),
-        ("shop:shop-reports_00", ProgramState::Starting),
+        ("shop-default:shop-default_00", ProgramState::Running),
+        ("shop-reports:shop-reports_00", ProgramState::Starting),
     ]);
     let plan = plan_host(&jobs1(), &units, &facts, &options());
     assert_eq!(plan.changes, []);
@@ -123,32 +123,36 @@ fn every_worker_process_that_does_not_run_is_started() {
     let units = units_for(&fleet(), "jobs-1");
     let mut facts = live(with_services(converged(&units), &[]));
     facts.programs = programs(&[
-        ("shop:shop-default_00", ProgramState::Running),
-        ("shop:shop-default_01", ProgramState::Fatal),
-        ("shop:shop-default_02", ProgramState::Backoff),
-        ("shop:shop-default_03", ProgramState::Stopped),
-        ("shop:shop-default_04", ProgramState::Starting),
-        ("shop:shop-reports_00", ProgramState::Exited),
-        ("billing:billing-invoices_00", ProgramState::Stopping),
-        // Not an app's worker group on this server: not reconciler's.
+        ("shop-default:shop-default_00", ProgramState::Running),
+        ("shop-default:shop-default_01", ProgramState::Fatal),
+        ("shop-default:shop-default_02", ProgramState::Backoff),
+        ("shop-default:shop-default_03", ProgramState::Stopped),
+        ("shop-default:shop-default_04", ProgramState::Starting),
+        ("shop-reports:shop-reports_00", ProgramState::Exited),
+        (
+            "billing-invoices:billing-invoices_00",
+            ProgramState::Stopping,
+        ),
+        // Not a program of an app's on this server: not reconciler's.
         ("mailer:mailer_00", ProgramState::Fatal),
         ("shopping:shopping-x_00", ProgramState::Fatal),
+        ("shop-defaults:shop-defaults_00", ProgramState::Fatal),
     ]);
     let plan = plan_host(&jobs1(), &units, &facts, &options());
     assert_eq!(
         starts(&plan),
         [
-            "program billing:billing-invoices_00 STOPPING",
-            "program shop:shop-default_01 FATAL",
-            "program shop:shop-default_02 BACKOFF",
-            "program shop:shop-default_03 STOPPED",
-            "program shop:shop-reports_00 EXITED",
+            "program billing-invoices:billing-invoices_00 STOPPING",
+            "program shop-default:shop-default_01 FATAL",
+            "program shop-default:shop-default_02 BACKOFF",
+            "program shop-default:shop-default_03 STOPPED",
+            "program shop-reports:shop-reports_00 EXITED",
         ]
     );
     assert!(plan.has_changes());
     let text = text(&Plan::new(vec![plan]));
     assert!(
-        text.contains("> start program shop:shop-default_01 (it is FATAL)"),
+        text.contains("> start program shop-default:shop-default_01 (it is FATAL)"),
         "{text}"
     );
 
@@ -159,7 +163,7 @@ fn every_worker_process_that_does_not_run_is_started() {
     };
     let plan = plan_host(&jobs1(), &units, &facts, &scoped);
     assert_eq!(starts(&plan).len(), 4);
-    assert!(starts(&plan).iter().all(|s| s.contains(" shop:")));
+    assert!(starts(&plan).iter().all(|s| s.contains(" shop-")));
 }
 
 #[test]
@@ -172,11 +176,14 @@ fn the_workers_of_an_app_without_a_live_release_wait_for_it() {
         .or_default()
         .current = Some(format!("releases/{}", "a".repeat(40)));
     facts.programs = programs(&[
-        ("shop:shop-default_00", ProgramState::Fatal),
-        ("billing:billing-invoices_00", ProgramState::Fatal),
+        ("shop-default:shop-default_00", ProgramState::Fatal),
+        ("billing-invoices:billing-invoices_00", ProgramState::Fatal),
     ]);
     let plan = plan_host(&jobs1(), &units, &facts, &options());
-    assert_eq!(starts(&plan), ["program billing:billing-invoices_00 FATAL"]);
+    assert_eq!(
+        starts(&plan),
+        ["program billing-invoices:billing-invoices_00 FATAL"]
+    );
     assert!(
         plan.notes
             .iter()
@@ -192,8 +199,8 @@ fn a_group_whose_programs_change_is_left_to_its_update() {
     let before = units_for(&defs, "jobs-1");
     let mut facts = live(with_services(converged(&before), &[]));
     facts.programs = programs(&[
-        ("shop:shop-default_00", ProgramState::Fatal),
-        ("billing:billing-invoices_00", ProgramState::Fatal),
+        ("shop-default:shop-default_00", ProgramState::Fatal),
+        ("billing-invoices:billing-invoices_00", ProgramState::Fatal),
     ]);
     let shop = defs
         .apps
@@ -204,10 +211,16 @@ fn a_group_whose_programs_change_is_left_to_its_update() {
     let plan = plan_host(&jobs1(), &units_for(&defs, "jobs-1"), &facts, &options());
     assert_eq!(
         starts(&plan),
-        ["program billing:billing-invoices_00 FATAL"],
+        ["program billing-invoices:billing-invoices_00 FATAL"],
         "shop's update restarts its group from the new file"
     );
     assert_eq!(plan.reloads[0].label, "supervisor:shop");
+    // Its update may touch each of shop's programs and a group of old named
+    // after the app; apply updates those supervisord finds changed.
+    assert_eq!(
+        plan.reloads[0].groups,
+        ["shop", "shop-default", "shop-reports"]
+    );
 }
 
 #[test]
@@ -223,7 +236,7 @@ fn a_stopped_supervisord_is_started_and_its_processes_with_it() {
 fn drift_warn_reports_stopped_services_and_starts_nothing() {
     let units = units_for(&fleet(), "jobs-1");
     let mut facts = live(with_services(converged(&units), &["cron"]));
-    facts.programs = programs(&[("shop:shop-default_00", ProgramState::Fatal)]);
+    facts.programs = programs(&[("shop-default:shop-default_00", ProgramState::Fatal)]);
     let plan = plan_host(&jobs1(), &units, &facts, &options());
     let (warned, drift) = plan.only_reloads();
     assert_eq!(drift, 2);
@@ -244,5 +257,68 @@ fn unread_process_names_are_counted_in_a_note() {
             .any(|n| n.starts_with("2 lines of `supervisorctl status`")),
         "{:?}",
         plan.notes
+    );
+}
+
+/// Long-running PHP (the workers) reads the CLI php.ini when it starts: a
+/// change to it restarts the workers of every app on the server with a
+/// live release, and the plan says so; nothing else does.
+#[test]
+fn a_changed_cli_php_ini_restarts_the_workers_that_run() {
+    let mut defs = fleet();
+    let before = units_for(&defs, "jobs-1");
+    let mut facts = with_services(converged(&before), &[]);
+    facts
+        .releases
+        .entry(AppName::new("shop"))
+        .or_default()
+        .current = Some(format!("releases/{}", "a".repeat(40)));
+    defs.clusters[0].php_ini.insert(
+        "max_input_vars".into(),
+        crate::definitions::values::IniValue::Integer(2000),
+    );
+    let units = units_for(&defs, "jobs-1");
+    let plan = plan_host(&jobs1(), &units, &facts, &options());
+    let restarts: Vec<(&str, &[String])> = plan
+        .reloads
+        .iter()
+        .filter(|r| matches!(r.service, Service::Workers { .. }))
+        .map(|r| (r.label.as_str(), r.groups.as_slice()))
+        .collect();
+    // billing has no live release: its workers do not run.
+    assert_eq!(
+        restarts,
+        [(
+            "workers:shop",
+            &["shop-default".to_owned(), "shop-reports".to_owned()][..]
+        )]
+    );
+    let text = text(&Plan::new(vec![plan.clone()]));
+    assert!(
+        text.contains(
+            "* restart workers shop-default:*, shop-reports:* now (the CLI php.ini changed: \
+             running workers keep what they read at start)"
+        ),
+        "{text}"
+    );
+    // `--drift warn` leaves the restart with the change it comes from.
+    let (warned, _) = plan.only_reloads();
+    assert!(warned.reloads.is_empty(), "{:?}", warned.reloads);
+
+    // The same files with no php.ini change: no restart.
+    let plan = plan_host(&jobs1(), &before, &facts, &options());
+    assert!(plan.reloads.is_empty(), "{:?}", plan.reloads);
+
+    // Unless an apply that staged the php.ini was killed (perhaps before
+    // its restart): the next one restarts them.
+    facts.journal = Some(crate::facts::Journal {
+        staged: vec!["/etc/php/8.2/cli/conf.d/99-reconciler.ini".into()],
+        ..Default::default()
+    });
+    let plan = plan_host(&jobs1(), &before, &facts, &options());
+    assert!(
+        plan.reloads.iter().any(|r| r.label == "workers:shop"),
+        "{:?}",
+        plan.reloads
     );
 }

@@ -57,7 +57,11 @@ proptest! {
         let conf = &file(&units, "/etc/supervisor/conf.d/shop.conf").content;
         let sections = parse_back::supervisor_sections(conf).map_err(TestCaseError::fail)?;
         let names: Vec<&str> = sections.keys().map(String::as_str).collect();
-        prop_assert_eq!(names, ["group:shop", "program:shop-default", "program:shop-reports"]);
+        prop_assert_eq!(names, ["program:shop-default", "program:shop-reports"]);
+        // The groups an apply may update are read from these files: no
+        // command names one.
+        let groups: Vec<String> = crate::units::kinds::supervisor::groups_in(conf).into_iter().collect();
+        prop_assert_eq!(groups, ["shop-default", "shop-reports"]);
         let line = &sections["program:shop-default"]["command"];
         let expanded = parse_back::supervisor_expand(line).map_err(TestCaseError::fail)?;
         let argv = parse_back::shlex_split(&expanded).map_err(TestCaseError::fail)?;

@@ -22,7 +22,7 @@ fn steady_running(repo: &Repo, server: &str) {
     install_release(repo, server, "steady");
     repo.ssh(
         server,
-        "supervisorctl start steady:* >/dev/null 2>&1 || true; sleep 1",
+        "supervisorctl start steady-w:* >/dev/null 2>&1 || true; sleep 1",
     );
 }
 

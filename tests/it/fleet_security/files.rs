@@ -57,11 +57,11 @@ fn commands_with_shell_and_config_syntax_run_as_written() {
     install_release(&repo, "fleet-1", "quoted");
     repo.ssh(
         "fleet-1",
-        "supervisorctl start quoted:* >/dev/null 2>&1 || true",
+        "supervisorctl start quoted-w:* >/dev/null 2>&1 || true",
     );
     let started = Instant::now();
     let status = loop {
-        let status = repo.ssh("fleet-1", "supervisorctl status quoted:* || true");
+        let status = repo.ssh("fleet-1", "supervisorctl status quoted-w:* || true");
         if status.contains("RUNNING") || started.elapsed() > Duration::from_secs(10) {
             break status;
         }

@@ -8,7 +8,7 @@ use common::apps::live_release;
 const RELEASE: &str = "5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e";
 
 /// `alpha` on `server`: a site (answering `ok`) and one worker process,
-/// `alpha:alpha-w_00`, that runs while /tmp/alpha-runs exists and dies at
+/// `alpha-w:alpha-w_00`, that runs while /tmp/alpha-runs exists and dies at
 /// once without it.
 fn alpha(repo: &Repo, server: &str) {
     repo.app(
@@ -33,7 +33,7 @@ fn deployed(repo: &Repo, server: &str) {
     );
     repo.ssh(
         server,
-        "supervisorctl restart 'alpha:*' >/dev/null 2>&1 || true",
+        "supervisorctl restart 'alpha-w:*' >/dev/null 2>&1 || true",
     );
     assert_eq!(site(repo, server), 200);
     assert_eq!(worker(repo, server), "RUNNING");
@@ -47,7 +47,7 @@ fn site(repo: &Repo, server: &str) -> u16 {
 fn worker(repo: &Repo, server: &str) -> String {
     let line = repo.ssh(
         server,
-        "supervisorctl status alpha:alpha-w_00 2>/dev/null || true",
+        "supervisorctl status alpha-w:alpha-w_00 2>/dev/null || true",
     );
     line.split_whitespace().nth(1).unwrap_or("").to_owned()
 }
@@ -70,7 +70,7 @@ impl Drop for Restart<'_> {
         let _ = self.0.server(self.1).ssh(
             &self.0.fleet,
             "service php8.2-fpm start >/dev/null 2>&1; touch /tmp/alpha-runs; \
-             supervisorctl start 'alpha:*' >/dev/null 2>&1; true",
+             supervisorctl start 'alpha-w:*' >/dev/null 2>&1; true",
         );
     }
 }
@@ -117,19 +117,22 @@ fn a_stopped_or_dead_worker_is_planned_and_apply_starts_it() {
     let _restart = Restart(&repo, "fleet-1");
 
     // Stopped by hand.
-    repo.ssh("fleet-1", "supervisorctl stop alpha:alpha-w_00 >/dev/null");
+    repo.ssh(
+        "fleet-1",
+        "supervisorctl stop alpha-w:alpha-w_00 >/dev/null",
+    );
     assert_eq!(worker(&repo, "fleet-1"), "STOPPED");
     let plan = repo.plan_json();
     assert_eq!(
         host(&plan, "fleet-1")["changes"],
         serde_json::json!([{
-            "kind": "start_program", "program": "alpha:alpha-w_00", "state": "STOPPED"
+            "kind": "start_program", "program": "alpha-w:alpha-w_00", "state": "STOPPED"
         }]),
         "{plan:#}"
     );
     let text = repo.run_expect(&["plan"], 0);
     assert!(
-        text.contains("> start program alpha:alpha-w_00 (it is STOPPED)"),
+        text.contains("> start program alpha-w:alpha-w_00 (it is STOPPED)"),
         "{text}"
     );
     let out = repo.run_expect(&["apply", "--yes"], 0);
@@ -141,8 +144,8 @@ fn a_stopped_or_dead_worker_is_planned_and_apply_starts_it() {
     // it.
     repo.ssh(
         "fleet-1",
-        "rm /tmp/alpha-runs && supervisorctl stop alpha:alpha-w_00 >/dev/null && \
-         { supervisorctl start alpha:alpha-w_00 >/dev/null 2>&1 || true; }",
+        "rm /tmp/alpha-runs && supervisorctl stop alpha-w:alpha-w_00 >/dev/null && \
+         { supervisorctl start alpha-w:alpha-w_00 >/dev/null 2>&1 || true; }",
     );
     let started = Instant::now();
     while worker(&repo, "fleet-1") != "FATAL" {
@@ -156,7 +159,7 @@ fn a_stopped_or_dead_worker_is_planned_and_apply_starts_it() {
     assert_eq!(
         host(&plan, "fleet-1")["changes"],
         serde_json::json!([{
-            "kind": "start_program", "program": "alpha:alpha-w_00", "state": "FATAL"
+            "kind": "start_program", "program": "alpha-w:alpha-w_00", "state": "FATAL"
         }]),
         "{plan:#}"
     );
@@ -187,7 +190,7 @@ fn stopped_services_are_reported_by_drift_warn_and_started_by_drift_correct() {
 
     repo.ssh(
         "fleet-2",
-        "service php8.2-fpm stop >/dev/null && supervisorctl stop alpha:alpha-w_00 >/dev/null",
+        "service php8.2-fpm stop >/dev/null && supervisorctl stop alpha-w:alpha-w_00 >/dev/null",
     );
     let status = warn.wait_for("the drift to be reported", Duration::from_secs(30), |s| {
         s["hosts"]["fleet-2"]["drift"] == 2

@@ -95,6 +95,20 @@ error: 1 problem in the definitions
     );
 }
 
+/// Two apps whose workers are one supervisor program on one server
+/// (`shop-admin-mail`): supervisor would merge them into one.
+#[test]
+fn duplicate_program() {
+    assert_invalid(
+        "duplicate_program",
+        "\
+$D/apps/shop.yaml:8:17: worker `admin-mail` is the supervisor program `shop-admin-mail` on `jobs-1`, which app `shop-admin` has too (first at $D/apps/shop-admin.yaml:8:17)
+  hint: rename one of the two workers
+error: 1 problem in the definitions
+",
+    );
+}
+
 #[test]
 fn duplicate_server() {
     assert_invalid(
