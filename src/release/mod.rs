@@ -26,6 +26,7 @@
 //! release where it was being prepared.
 
 mod ensure;
+mod finish;
 mod guard;
 pub mod intent;
 mod plan;

@@ -29,6 +29,7 @@ mod apps;
 mod backoff;
 mod hosts;
 pub mod source;
+mod traffic;
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
@@ -181,11 +182,7 @@ impl Watch {
         }
 
         let mut next_poll = Instant::now();
-        let idle = Duration::from_secs(86_400);
-        let mut next_traffic = Instant::now() + self.options.traffic_interval.unwrap_or(idle);
-        let mut traffic_cursor = Some(crate::traffic::Cursor::default());
-        let mut traffic_task: JoinSet<(crate::traffic::Cursor, crate::traffic::Read)> =
-            JoinSet::new();
+        let mut traffic = traffic::Reads::new(self.options.traffic_interval);
         loop {
             let next_due = hosts
                 .values()
@@ -215,30 +212,13 @@ impl Watch {
                     self.poll(&mut head, &mut in_force, &mut hosts, &mut apps, &mut rolls).await;
                     next_poll = Instant::now() + self.options.interval;
                 }
-                Some(joined) = traffic_task.join_next(), if !traffic_task.is_empty() => {
-                    if let Ok((cursor, read)) = joined {
-                        let seconds = self.options.traffic_interval.unwrap_or(idle).as_secs_f64();
-                        self.board.traffic(&read, seconds, (self.clock)());
-                        traffic_cursor = Some(cursor);
+                Some(joined) = traffic.task.join_next(), if !traffic.task.is_empty() => {
+                    if let Ok(done) = joined {
+                        traffic.finished(done, &self.board, (self.clock)());
                     }
                 }
-                () = tokio::time::sleep_until(next_traffic), if traffic_cursor.is_some() => {
-                    next_traffic = Instant::now() + self.options.traffic_interval.unwrap_or(idle);
-                    if let Some(mut cursor) = traffic_cursor.take() {
-                        let servers =
-                            crate::traffic::by_server(apps.values().map(|entry| &entry.target));
-                        let connector = Arc::clone(&self.connector);
-                        traffic_task.spawn(async move {
-                            let read = crate::traffic::read(
-                                &servers,
-                                connector.as_ref(),
-                                &mut cursor,
-                                Duration::ZERO,
-                            )
-                            .await;
-                            (cursor, read)
-                        });
-                    }
+                () = tokio::time::sleep_until(traffic.next), if traffic.ready() => {
+                    traffic.start(&apps, &self.connector);
                 }
                 () = tokio::time::sleep_until(next_due.unwrap_or(far)), if next_due.is_some() => {
                     self.start_due(in_force.as_ref(), &mut hosts, &rolls, &mut tasks);
