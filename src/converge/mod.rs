@@ -304,7 +304,7 @@ pub async fn reconcile_host(
             Some(roll) => match roll.turn(target.server()).await {
                 Ok(_turn) => {
                     let report = act(target, transport.as_ref(), &observed, options).await;
-                    roll.record(target.server(), report.succeeded());
+                    roll.record_outcome(target.server(), &report);
                     report
                 }
                 Err(why) => HostReport::new(
@@ -315,7 +315,16 @@ pub async fn reconcile_host(
                     },
                 ),
             },
-            None => act(target, transport.as_ref(), &observed, options).await,
+            None => {
+                let report = act(target, transport.as_ref(), &observed, options).await;
+                // The server that stopped the roll has no php-fpm reload
+                // left to make (its change got in, by this apply or by
+                // another) and is fine: the roll goes on.
+                if let Some(roll) = roll.filter(|_| report.succeeded()) {
+                    roll.record(target.server(), true);
+                }
+                report
+            }
         };
         let requeue_after = match &report.outcome {
             ApplyOutcome::Locked { .. } => Some(LOCKED_RETRY),
@@ -467,7 +476,7 @@ async fn roll(
                     match cluster_roll.turn(host.target.server()).await {
                         Ok(_turn) => {
                             let report = apply_one(host, options).await;
-                            cluster_roll.record(host.target.server(), report.succeeded());
+                            cluster_roll.record_outcome(host.target.server(), &report);
                             report
                         }
                         Err(why) => HostReport::new(

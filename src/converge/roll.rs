@@ -6,7 +6,8 @@
 //! load balancer never loses all its web servers to one bad change.
 //!
 //! A stopped roll stays stopped until the server that stopped it applies
-//! successfully again (fixed by hand, or by a new commit): the daemon
+//! successfully again, or is found with nothing left to reload (fixed by
+//! hand, by another apply, or by a new commit): the daemon
 //! does not walk the same bad change through the rest of the cluster,
 //! window after window. A new commit gets a new roll.
 
@@ -80,6 +81,20 @@ impl Roll {
         }
     }
 
+    /// Records how `server`'s apply in its turn ended (`record`), where an
+    /// apply that did not happen says nothing about the change: `Stale`
+    /// (the server changed since the plan: planned again at once) and
+    /// `Locked` (another apply holds it) neither stop nor resume the roll.
+    pub fn record_outcome(&self, server: &ServerName, report: &crate::apply::HostReport) {
+        use crate::apply::Outcome;
+        if !matches!(
+            report.outcome,
+            Outcome::Stale { .. } | Outcome::Locked { .. }
+        ) {
+            self.record(server, report.succeeded());
+        }
+    }
+
     /// The server the roll stopped at, if it did.
     pub fn stopper(&self) -> Option<ServerName> {
         self.stopped
@@ -95,6 +110,39 @@ mod tests {
 
     fn name(s: &str) -> ServerName {
         ServerName::new(s)
+    }
+
+    #[tokio::test]
+    async fn an_apply_that_did_not_happen_neither_stops_nor_resumes_the_roll() {
+        use crate::apply::{HostReport, Outcome};
+        let roll = Roll::new(ClusterName::new("prod"), 1);
+        let report = |outcome| HostReport::new(name("web-1"), outcome);
+        roll.record_outcome(
+            &name("web-1"),
+            &report(Outcome::Stale { paths: Vec::new() }),
+        );
+        roll.record_outcome(
+            &name("web-1"),
+            &report(Outcome::Locked {
+                holder: "ci".into(),
+            }),
+        );
+        assert!(roll.turn(&name("web-2")).await.is_ok(), "not stopped");
+        roll.record_outcome(
+            &name("web-1"),
+            &report(Outcome::Failed {
+                message: "boom".into(),
+                output: String::new(),
+            }),
+        );
+        assert!(roll.turn(&name("web-2")).await.is_err(), "stopped");
+        roll.record_outcome(
+            &name("web-1"),
+            &report(Outcome::Stale { paths: Vec::new() }),
+        );
+        assert!(roll.turn(&name("web-2")).await.is_err(), "still stopped");
+        roll.record_outcome(&name("web-1"), &report(Outcome::Unchanged));
+        assert!(roll.turn(&name("web-2")).await.is_ok(), "resumed");
     }
 
     #[tokio::test]
