@@ -300,8 +300,8 @@ pub async fn reconcile_host(
         }
         let rolled =
             roll.filter(|_| reloads_fpm_now(&observed.plan) && observed.plan.needs_apply());
-        let report = match rolled {
-            Some(roll) => match roll.turn(target.server()).await {
+        let report = if let Some(roll) = rolled {
+            match roll.turn(target.server()).await {
                 Ok(_turn) => {
                     let report = act(target, transport.as_ref(), &observed, options).await;
                     roll.record_outcome(target.server(), &report);
@@ -314,17 +314,16 @@ pub async fn reconcile_host(
                         output: String::new(),
                     },
                 ),
-            },
-            None => {
-                let report = act(target, transport.as_ref(), &observed, options).await;
-                // The server that stopped the roll has no php-fpm reload
-                // left to make (its change got in, by this apply or by
-                // another) and is fine: the roll goes on.
-                if let Some(roll) = roll.filter(|_| report.succeeded()) {
-                    roll.record(target.server(), true);
-                }
-                report
             }
+        } else {
+            let report = act(target, transport.as_ref(), &observed, options).await;
+            // The server that stopped the roll has no php-fpm reload left
+            // to make (its change got in, by this apply or by another) and
+            // is fine: the roll goes on.
+            if let Some(roll) = roll.filter(|_| report.succeeded()) {
+                roll.record(target.server(), true);
+            }
+            report
         };
         let requeue_after = match &report.outcome {
             ApplyOutcome::Locked { .. } => Some(LOCKED_RETRY),
