@@ -5,6 +5,7 @@
 //! listener (`serve`) reads it: it sits below both, which never import
 //! each other.
 
+use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -35,7 +36,14 @@ pub struct Board {
     path: Option<PathBuf>,
     /// The definitions of the commit in force, for the deploy webhook.
     pub definitions: DefinitionsInForce,
+    /// Each app's requests and 5xx (every web server's, summed) per
+    /// traffic read, the last `HISTORY` reads, oldest first: the
+    /// dashboard's charts. Kept in memory only.
+    history: Mutex<BTreeMap<String, VecDeque<(u64, u64)>>>,
 }
+
+/// Traffic reads each app's history keeps (an hour at the default 15 s).
+pub const HISTORY: usize = 240;
 
 impl Board {
     /// A board for `repo` (shown without its credentials) and `branch`,
@@ -50,7 +58,18 @@ impl Board {
             metrics: Metrics::new(),
             path,
             definitions: Default::default(),
+            history: Mutex::default(),
         }
+    }
+
+    /// Each app's requests and 5xx per traffic read, oldest first.
+    pub fn traffic_history(&self) -> BTreeMap<String, Vec<(u64, u64)>> {
+        self.history
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .map(|(app, points)| (app.clone(), points.iter().copied().collect()))
+            .collect()
     }
 
     /// The status document now.
@@ -172,6 +191,25 @@ impl Board {
     /// first read only marks where the next one starts, so the counters
     /// hold what came after the daemon began.
     pub fn traffic(&self, read: &crate::traffic::Read, seconds: f64, at: DateTime<Utc>) {
+        {
+            let mut history = self
+                .history
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut this_read: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+            for f in read.figures.iter().filter(|f| !f.first) {
+                let sum = this_read.entry(f.app.to_string()).or_default();
+                sum.0 += f.figures.requests;
+                sum.1 += f.figures.errors;
+            }
+            for (app, sum) in this_read {
+                let points = history.entry(app).or_default();
+                if points.len() == HISTORY {
+                    points.pop_front();
+                }
+                points.push_back(sum);
+            }
+        }
         self.update(at, |status| {
             for f in read.figures.iter().filter(|f| !f.first) {
                 let finite = |p: Option<f64>| p.filter(|s| s.is_finite());

@@ -37,6 +37,48 @@ struct View {
     fetch_error: Option<String>,
     hosts: Vec<HostView>,
     apps: Vec<AppView>,
+    traffic: Vec<ChartView>,
+}
+
+/// One app's requests and 5xx per traffic read as two lines of an SVG
+/// chart 240 × 40 (the newest read at the right edge).
+#[derive(Debug, Serialize)]
+struct ChartView {
+    app: String,
+    /// `x,y` pairs for `<polyline points>`.
+    requests: String,
+    errors: String,
+    /// The newest read's figures.
+    last_requests: u64,
+    last_errors: u64,
+    /// The largest request count, the chart's top.
+    peak: u64,
+}
+
+fn chart(app: &str, points: &[(u64, u64)]) -> ChartView {
+    let peak = points.iter().map(|(r, _)| *r).max().unwrap_or(0).max(1);
+    let step = 240.0 / (crate::board::HISTORY.max(2) - 1) as f64;
+    let start = 240.0 - step * (points.len().max(1) - 1) as f64;
+    let line = |pick: fn(&(u64, u64)) -> u64| -> String {
+        points
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let y = 40.0 - 38.0 * pick(p) as f64 / peak as f64;
+                format!("{:.1},{y:.1}", start + step * i as f64)
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let (last_requests, last_errors) = points.last().copied().unwrap_or_default();
+    ChartView {
+        app: app.to_owned(),
+        requests: line(|p| p.0),
+        errors: line(|p| p.1),
+        last_requests,
+        last_errors,
+        peak,
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -134,7 +176,7 @@ fn opcache(version: &str, figures: &serde_json::Value) -> Option<OpcacheView> {
 }
 
 impl View {
-    fn of(status: Status) -> View {
+    fn of(status: Status, history: &std::collections::BTreeMap<String, Vec<(u64, u64)>>) -> View {
         let hosts = status
             .hosts
             .iter()
@@ -231,6 +273,10 @@ impl View {
             fetch_error: status.fetch_error,
             hosts,
             apps,
+            traffic: history
+                .iter()
+                .map(|(app, points)| chart(app, points))
+                .collect(),
         }
     }
 }
@@ -247,10 +293,14 @@ fn templates() -> &'static Handlebars<'static> {
     })
 }
 
-/// The page for `status`.
-pub fn render(status: Status) -> Result<String, String> {
+/// The page for `status`, with each app's traffic `history` (requests
+/// and 5xx per read, oldest first) as charts.
+pub fn render(
+    status: Status,
+    history: &std::collections::BTreeMap<String, Vec<(u64, u64)>>,
+) -> Result<String, String> {
     templates()
-        .render("page", &View::of(status))
+        .render("page", &View::of(status, history))
         .map_err(|e| e.to_string())
 }
 
@@ -259,7 +309,7 @@ const POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
      connect-src 'self'; img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
 pub(super) async fn page(State(state): State<AppState>) -> Response {
-    match render(state.board.snapshot()) {
+    match render(state.board.snapshot(), &state.board.traffic_history()) {
         Ok(html) => (
             [
                 (header::CONTENT_TYPE, "text/html; charset=utf-8"),
@@ -297,7 +347,7 @@ mod tests {
             ..Status::default()
         };
         status.fetch_error = Some("<script>alert(1)</script>".into());
-        let html = render(status).expect("rendered");
+        let html = render(status, &Default::default()).expect("rendered");
         assert!(html.contains("No server seen yet."), "{html}");
         assert!(!html.contains("<script>alert"), "{html}");
         assert!(

@@ -62,6 +62,29 @@ fn board() -> Arc<Board> {
             },
         );
     });
+    // Three traffic reads of shop on web-1: the last with 5xx.
+    let read = |first, requests, errors| reconciler::traffic::Read {
+        figures: vec![reconciler::traffic::AppFigures {
+            server: reconciler::definitions::ServerName::new("web-1"),
+            app: reconciler::definitions::AppName::new("shop"),
+            figures: reconciler::traffic::Figures {
+                requests,
+                errors,
+                client_errors: 0,
+                buckets: [requests, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+            },
+            first,
+        }],
+        failed: Vec::new(),
+    };
+    for (first, requests, errors) in [
+        (true, 0, 0),
+        (false, 120, 0),
+        (false, 150, 0),
+        (false, 90, 27),
+    ] {
+        board.traffic(&read(first, requests, errors), 15.0, now);
+    }
     board
 }
 
@@ -109,6 +132,11 @@ fn the_dashboard_shows_the_fleet_in_a_real_browser_and_its_script_refreshes_it()
         "apps/shop.yaml:5:7: unknown field `phpp`",
         "0ld0ld0ld0l</code> (differs)",
         "8.2: 75% used, 6% wasted",
+        r#"data-traffic="shop""#,
+        "90 requests, 27 5xx",
+        r#"class="spark""#,
+        // The 5xx line ends at the right edge, at 27 of a 150 peak.
+        "240.0,33.2",
     ] {
         assert!(dom.contains(text), "{text}:\n{dom}");
     }
