@@ -14,54 +14,29 @@ use futures::future::join_all;
 use super::run::Run;
 use crate::app::{Event, Step, StepFailure};
 use crate::definitions::{Guard, ServerName};
+use crate::traffic::Figures;
 
 /// How often the servers' access logs are read during the guard window.
 pub const GUARD_INTERVAL: Duration = Duration::from_secs(5);
 
-/// Requests answered, as counted from access logs.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Traffic {
-    pub requests: u64,
-    /// Answered 5xx.
-    pub errors: u64,
-    /// Answered 4xx (counted, never judged).
-    pub client_errors: u64,
-}
-
-impl Traffic {
-    /// The share of 5xx, 0 to 1 (0 without requests).
-    pub fn ratio(&self) -> f64 {
-        if self.requests == 0 {
-            0.0
-        } else {
-            self.errors as f64 / self.requests as f64
-        }
-    }
-
-    fn add(&mut self, other: Traffic) {
-        self.requests += other.requests;
-        self.errors += other.errors;
-        self.client_errors += other.client_errors;
-    }
-}
-
 /// Why `since` (every web server's traffic since the switch) fails
 /// `guard`, given `before` (the window before the switch); `None` while it
 /// does not, or while too few requests came to say.
-pub fn judge(guard: &Guard, before: Traffic, since: Traffic) -> Option<String> {
-    if since.requests < u64::from(guard.min_requests) || since.ratio() <= guard.max_5xx_ratio {
+pub fn judge(guard: &Guard, before: Figures, since: Figures) -> Option<String> {
+    let ratio = since.error_ratio();
+    if since.requests < u64::from(guard.min_requests) || ratio <= guard.max_5xx_ratio {
         return None;
     }
-    let usual = before.ratio();
+    let usual = before.error_ratio();
     if guard.compare
         && before.requests > 0
-        && (since.ratio() <= 2.0 * usual || since.ratio() <= usual + guard.max_5xx_ratio)
+        && (ratio <= 2.0 * usual || ratio <= usual + guard.max_5xx_ratio)
     {
         return None;
     }
     Some(format!(
         "5xx {:.1}% over {} requests since the switch (limit {:.1}%), before {:.1}% over {}",
-        since.ratio() * 100.0,
+        ratio * 100.0,
         since.requests,
         guard.max_5xx_ratio * 100.0,
         usual * 100.0,
@@ -77,7 +52,7 @@ impl Run<'_> {
     /// only the last `window` seconds) on every web server of the app:
     /// where to read next, and the traffic, summed. A server that cannot
     /// be read keeps its mark and adds nothing (logged).
-    async fn traffic(&self, from: Option<&Marks>, window: Duration) -> (Marks, Traffic) {
+    async fn traffic(&self, from: Option<&Marks>, window: Duration) -> (Marks, Figures) {
         let window = window.as_secs().to_string();
         let reads = self
             .locked
@@ -98,22 +73,13 @@ impl Run<'_> {
                 }
             });
         let mut marks = Vec::new();
-        let mut total = Traffic::default();
+        let mut total = Figures::default();
         for (server, kept, read) in join_all(reads).await {
             let counted = read.ok().and_then(|records| {
-                let r = crate::remote::first(&records, "traffic")?;
-                let number = |i| r.text(i).parse::<u64>().ok();
-                Some((
-                    number(0)?,
-                    Traffic {
-                        requests: number(1)?,
-                        errors: number(2)?,
-                        client_errors: number(3)?,
-                    },
-                ))
+                Figures::parse(&crate::remote::first(&records, "traffic")?.texts_from(0))
             });
             if let Some((end, traffic)) = counted {
-                total.add(traffic);
+                total.add(&traffic);
                 marks.push((server, end));
             } else {
                 tracing::warn!(%server, "the access log could not be read: this read counts nothing there");
@@ -125,7 +91,7 @@ impl Run<'_> {
 
     /// Before the switch: where to read each log from after it, and the
     /// traffic of the guard's window before it (for `compare`).
-    pub(super) async fn guard_mark(&self, guard: &Guard) -> (Marks, Traffic) {
+    pub(super) async fn guard_mark(&self, guard: &Guard) -> (Marks, Figures) {
         self.traffic(None, window(guard)).await
     }
 
@@ -137,14 +103,14 @@ impl Run<'_> {
         &self,
         guard: &Guard,
         mut marks: Marks,
-        before: Traffic,
-    ) -> Result<Traffic, StepFailure> {
+        before: Figures,
+    ) -> Result<Figures, StepFailure> {
         let progress = self.session.progress();
         let started = Instant::now();
         for (server, _) in &marks {
             progress.step(server, Step::Guard, &Event::Started);
         }
-        let mut since = Traffic::default();
+        let mut since = Figures::default();
         while started.elapsed() < window(guard) {
             let pause = GUARD_INTERVAL.min(window(guard).saturating_sub(started.elapsed()));
             tokio::select! {
@@ -161,7 +127,7 @@ impl Run<'_> {
             }
             let (next, traffic) = self.traffic(Some(&marks), Duration::ZERO).await;
             marks = next;
-            since.add(traffic);
+            since.add(&traffic);
             if let Some(reason) = judge(guard, before, since) {
                 let server = marks
                     .first()
@@ -198,11 +164,11 @@ mod tests {
         .expect("a guard")
     }
 
-    fn traffic(requests: u64, errors: u64) -> Traffic {
-        Traffic {
+    fn traffic(requests: u64, errors: u64) -> Figures {
+        Figures {
             requests,
             errors,
-            client_errors: 0,
+            ..Figures::default()
         }
     }
 

@@ -50,7 +50,7 @@ use crate::transport::Connector;
 use run::Run;
 
 pub use ensure::{Check, Pinned, check, fetch_and_archive, release_pins, repair};
-pub use guard::{GUARD_INTERVAL, Traffic, judge};
+pub use guard::{GUARD_INTERVAL, judge};
 pub use intent::{Intended, Verdict};
 pub use plan::{ReleasePlan, keep, plan, rollback_target};
 pub use sha::Sha;

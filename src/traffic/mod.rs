@@ -59,7 +59,17 @@ impl Figures {
         ))
     }
 
-    /// The share of 5xx, 0 to 1.
+    /// Adds `other`'s requests, answers and request times to these.
+    pub fn add(&mut self, other: &Figures) {
+        self.requests += other.requests;
+        self.errors += other.errors;
+        self.client_errors += other.client_errors;
+        for (sum, count) in self.buckets.iter_mut().zip(other.buckets) {
+            *sum += count;
+        }
+    }
+
+    /// The share of 5xx, 0 to 1 (0 without requests).
     pub fn error_ratio(&self) -> f64 {
         ratio(self.errors, self.requests)
     }
@@ -245,6 +255,10 @@ mod tests {
         assert_eq!(f.percentile(0.5), Some(0.005));
         assert_eq!(f.percentile(0.8), Some(0.1));
         assert_eq!(f.percentile(0.99), Some(f64::INFINITY));
+        let mut sum = Figures::default();
+        sum.add(&f);
+        sum.add(&f);
+        assert_eq!((sum.requests, sum.errors, sum.buckets[0]), (80, 20, 40));
     }
 
     #[test]
