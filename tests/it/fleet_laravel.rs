@@ -25,6 +25,10 @@ find . \( -path ./.git -o -path ./storage -o -path './bootstrap/cache/*.php' \) 
 fn the_laravel_app_serves_its_live_release_and_runs_its_jobs_and_schedule_there() {
     let laravel = Laravel::new("");
     let sha = laravel.head();
+    let started = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
     let out = laravel.expect(&["release", APP], 0);
     assert!(
         out.contains(&format!("is live on {}, {}, {JOBS}", WEB[0], WEB[1])),
@@ -97,6 +101,26 @@ fn the_laravel_app_serves_its_live_release_and_runs_its_jobs_and_schedule_there(
             "{server}"
         );
     }
+
+    // `queue:restart`, the jobs server's deploy command, ran in this release:
+    // Laravel's file cache holds its signal, dated after the release began
+    // (`<expiry>i:<time>;` at data/<2>/<2>/<sha1 of the key>).
+    let signal = laravel.repo.ssh(
+        JOBS,
+        &format!(
+            "h=$(printf %s illuminate:queue:restart | sha1sum | cut -d' ' -f1)\n\
+             cat /home/{APP}/shared/storage/framework/cache/data/${{h:0:2}}/${{h:2:2}}/$h"
+        ),
+    );
+    let signalled: u64 = signal
+        .strip_prefix("9999999999i:")
+        .and_then(|rest| rest.strip_suffix(';'))
+        .and_then(|time| time.parse().ok())
+        .unwrap_or_else(|| panic!("no queue:restart signal in the cache: {signal:?}"));
+    assert!(
+        signalled >= started,
+        "queue:restart signalled at {signalled}, before the release began at {started}"
+    );
 
     // A job queued on a web server runs on the jobs server, in the live release.
     let id = format!("job-{}", std::process::id());
