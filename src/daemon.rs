@@ -59,6 +59,14 @@ pub enum DaemonError {
         #[source]
         source: std::io::Error,
     },
+    #[error("another `reconciler watch` uses the state directory `{}`", .path.display())]
+    Busy { path: PathBuf },
+    #[error("cannot lock the state directory `{}`", .path.display())]
+    Lock {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("cannot listen on {addr}")]
     Listen {
         addr: SocketAddr,
@@ -76,6 +84,8 @@ pub fn run(mut config: Config) -> Result<(), DaemonError> {
     let limits = serve::Limits::for_open_files(serve::raise_open_files());
     config.connect.keep_warm = true;
     create_private_dir(&config.state_dir)?;
+    // Held until the daemon returns: its state directory is its alone.
+    let _owner = own_state_dir(&config.state_dir)?;
     let status_path = config.state_dir.join("status.json");
     let resume = std::fs::read(&status_path)
         .ok()
@@ -204,6 +214,50 @@ pub fn run(mut config: Config) -> Result<(), DaemonError> {
         tasks.wait().await;
         Ok(())
     })
+}
+
+/// Takes `dir/watch.lock` (an advisory lock the kernel drops when the
+/// process ends, however it ends), so that no two daemons share a state
+/// directory, then removes the lock files a killed daemon left in its git
+/// mirrors (`git::clear_stale_locks`): nothing else uses them.
+fn own_state_dir(dir: &Path) -> Result<nix::fcntl::Flock<std::fs::File>, DaemonError> {
+    use nix::fcntl::{Flock, FlockArg};
+    let path = dir.join("watch.lock");
+    let file = std::fs::File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|source| DaemonError::Lock {
+            path: path.clone(),
+            source,
+        })?;
+    let file = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+        Ok(locked) => locked,
+        Err((_, nix::errno::Errno::EWOULDBLOCK)) => {
+            return Err(DaemonError::Busy {
+                path: dir.to_owned(),
+            });
+        }
+        Err((_, errno)) => {
+            return Err(DaemonError::Lock {
+                path,
+                source: errno.into(),
+            });
+        }
+    };
+    let apps = std::fs::read_dir(dir.join("apps"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|entry| entry.file_type().is_ok_and(|t| t.is_dir()))
+        .map(|entry| entry.path());
+    for mirror in std::iter::once(dir.join("definitions.git")).chain(apps) {
+        for removed in crate::git::clear_stale_locks(&mirror) {
+            tracing::warn!(file = %removed.display(), "removed a lock file a stopped daemon left");
+        }
+    }
+    Ok(file)
 }
 
 fn create_private_dir(dir: &Path) -> Result<(), DaemonError> {

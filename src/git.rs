@@ -476,7 +476,10 @@ impl Mirror {
     }
 }
 
+mod locks;
 mod revision;
+
+pub use locks::clear_stale_locks;
 
 #[cfg(test)]
 mod tests;

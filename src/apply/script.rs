@@ -318,3 +318,50 @@ fn validation(service: &Service, facts: &HostFacts) -> Option<(String, String)> 
         Service::Workers { .. } => return None,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::PRELUDE;
+
+    /// The names assigned at the start of a word in `text`, comments left out.
+    fn assigned(text: &str) -> Vec<&str> {
+        text.lines()
+            .map(|line| line.split(" #").next().unwrap_or_default())
+            .flat_map(str::split_whitespace)
+            .filter_map(|word| word.split_once('=').map(|(name, _)| name))
+            .filter(|name| {
+                name.starts_with(|c: char| c.is_ascii_uppercase())
+                    && name.chars().all(|c| c.is_ascii_uppercase() || c == '_')
+            })
+            .collect()
+    }
+
+    /// The plan's variables are declared once, at the top of prelude.sh;
+    /// the detached worker gets them by `PLAN_VARS`, a list beside them:
+    /// a variable added to one and not the other would reach the worker
+    /// unset (or not at all).
+    #[test]
+    fn the_detached_worker_gets_every_variable_of_the_plan() {
+        // Read by the foreground before it detaches; filled in by the
+        // worker itself.
+        const FOREGROUND: &[&str] = &["LOCK_WAIT", "EXPECT_MANIFEST", "EXPECT_GENERATION", "BUSY"];
+        const RUN_TIME: &[&str] = &["UPDATED", "UPDATED_APP"];
+        let (_, block) = PRELUDE
+            .split_once("# ---- The plan, as data")
+            .expect("the plan's block");
+        let (declarations, rest) = block.split_once("\nPLAN_VARS=(").expect("PLAN_VARS");
+        let (list, _) = rest.split_once(')').expect("the end of PLAN_VARS");
+        let mut declared: Vec<&str> = assigned(declarations)
+            .into_iter()
+            .filter(|name| !FOREGROUND.contains(name) && !RUN_TIME.contains(name))
+            .collect();
+        let mut handed: Vec<&str> = list.split_whitespace().collect();
+        assert!(declared.len() > 30, "{declared:?}");
+        declared.sort_unstable();
+        handed.sort_unstable();
+        assert_eq!(
+            handed, declared,
+            "PLAN_VARS against the declarations above it"
+        );
+    }
+}

@@ -31,7 +31,7 @@ gather_main() {
     # own), asked of reconciler's status pool over FastCGI: one JSON line.
     printf -v socket "$FPM_STATUS_SOCKET" "$v"
     [ -S "$socket" ] && [ -n "$cli" ] || continue
-    status=$(timeout 5 "$cli" -n -r "$FASTCGI_CLIENT" "$socket" "$OPCACHE_STATUS" 2>/dev/null) &&
+    status=$(fastcgi 5 "$cli" "$socket" "$OPCACHE_STATUS") &&
       [[ $status == "{"* ]] && record opcache "$v" "$status"
   done
 

@@ -392,3 +392,46 @@ fn a_commit_no_branch_reaches_is_refused_by_name_but_still_there_for_what_is_liv
         Some("name a branch, a tag or a commit on one; the repository has branches: main")
     );
 }
+
+/// Issue 20: a daemon SIGKILLed during a fetch leaves gix's
+/// `packed-refs.lock` in its mirror, and every later fetch failed until a
+/// person removed it. The daemon clears them at start (holding its state
+/// directory's lock), and the fetch works again.
+#[test]
+fn lock_files_a_killed_fetch_left_are_cleared_and_the_mirror_fetches_again() {
+    let source = Source::new();
+    source.commit(&[("a.txt", "1")]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("mirror.git");
+    drop(Mirror::open_or_clone(&source.url(), &path).expect("clone"));
+    source.git(&["tag", "v1"]);
+    let second = source.commit(&[("a.txt", "2")]);
+    let left = [
+        path.join("packed-refs.lock"),
+        path.join("refs/heads/main.lock"),
+    ];
+    for lock in &left {
+        std::fs::create_dir_all(lock.parent().expect("parent")).expect("mkdir");
+        std::fs::write(lock, "").expect("a lock file");
+    }
+    let outside = dir.path().join("not-the-mirror.lock");
+    std::fs::write(&outside, "").expect("write");
+    std::os::unix::fs::symlink(&outside, path.join("refs/tags/linked.lock")).expect("link");
+    let mut mirror = Mirror::open_or_clone(&source.url(), &path).expect("open");
+    assert!(
+        mirror.fetch().is_err(),
+        "a fetch fails while the locks stand"
+    );
+
+    let removed = clear_stale_locks(&path);
+    assert_eq!(removed, left.to_vec());
+    assert!(outside.exists(), "a link is not followed");
+    assert!(
+        path.join("refs/tags/linked.lock").is_symlink(),
+        "nor removed"
+    );
+    std::fs::remove_file(path.join("refs/tags/linked.lock")).expect("rm");
+    let mut mirror = Mirror::open_or_clone(&source.url(), &path).expect("open");
+    mirror.fetch().expect("a fetch after the locks went");
+    assert_eq!(mirror.branch_head("main").expect("head"), Some(second));
+}

@@ -141,9 +141,9 @@ release_warm() {
   [ -S "$socket" ] || { report failed warm "the app's php-fpm pool does not listen at $socket"; exit 0; }
   [ -f "$OPCACHE_WARM" ] || { report failed warm "$OPCACHE_WARM is missing: apply installs it"; exit 0; }
   for pass in 1 2; do
-    body=$(timeout -k 2 $((seconds + 15)) "$cli" -n -r "$FASTCGI_CLIENT" "$socket" "$OPCACHE_WARM" \
-      $((seconds + 10)) "RECONCILER_RELEASE=$RELEASES/$SHA" "RECONCILER_SECONDS=$seconds" \
-      "RECONCILER_GLOBS=$globs" 2>/dev/null | head -c 65536)
+    body=$(fastcgi $((seconds + 15)) "$cli" "$socket" "$OPCACHE_WARM" $((seconds + 10)) \
+      "RECONCILER_RELEASE=$RELEASES/$SHA" "RECONCILER_SECONDS=$seconds" "RECONCILER_GLOBS=$globs" |
+      head -c 65536)
     json_line "$body" || { report failed warm "the app's php-fpm pool gave no answer to the warm script"; exit 0; }
     record warmed "$body"
     [[ $body =~ \"skipped\":([0-9]+).*\"stopped\":null.*\"protection\":([1-5])[,}] ]] || break

@@ -74,6 +74,21 @@ as_app() {
   "${APP_ARGV[@]}" "$@"
 }
 
+# fastcgi LIMIT CLI SOCKET SCRIPT [SECONDS [NAME=VALUE...]]: the body the
+# php-fpm pool listening at SOCKET answers for SCRIPT, as reconciler's
+# FastCGI client ($FASTCGI_CLIENT, src/facts/fastcgi-client.php, a header
+# variable of the scripts that call this) asks it, run by the PHP CLI CLI
+# without a php.ini; killed after LIMIT seconds, its stderr dropped.
+# SECONDS (the client's wait for each read) and each NAME=VALUE (one more
+# FastCGI parameter) go to the client. Fails when the pool does not
+# answer. The callers: the fact gathering (OPcache status) and a release's
+# OPcache warm.
+fastcgi() {
+  local limit=$1 cli=$2
+  shift 2
+  timeout -k 2 "$limit" "$cli" -n -r "$FASTCGI_CLIENT" "$@" 2>/dev/null
+}
+
 # replace_file PATH: what comes on stdin becomes PATH, whole: a new file
 # beside it (mode 0600) renamed over it, so that no reader ever sees it
 # half-written, and a failure leaves PATH as it was.

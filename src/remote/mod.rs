@@ -24,7 +24,7 @@ pub use protocol::{ProtocolError, Record};
 pub use script::{PREAMBLE, Script};
 
 /// The shell library every script gets: `record`, `report`, `run_step`,
-/// `as_app`, `replace_file`, the lock record and `http_status`.
+/// `as_app`, `replace_file`, the lock record, `http_status` and `fastcgi`.
 pub const LIB: &str = include_str!("lib.sh");
 
 /// Records whose kind is `kind`.
