@@ -15,7 +15,7 @@ mod journal;
 mod metrics;
 mod status;
 
-pub use journal::{CommitSeen, Event, Journal, OpcacheRead, ReleaseRecord};
+pub use journal::{CommitSeen, Event, Journal, OPCACHE_READS, OpcacheRead, ReleaseRecord};
 pub use metrics::AuthFailureCounter;
 use metrics::{AppLabel, HostLabel, KindLabel, Metrics, RESULTS, ResultLabel};
 pub use status::{
