@@ -83,6 +83,10 @@ pub struct Journal {
     events: VecDeque<Event>,
     commits: VecDeque<CommitSeen>,
     releases: BTreeMap<String, Vec<ReleaseRecord>>,
+    /// By app and server: the time of the newest release log line taken
+    /// in (a log only grows at its end, and holds more lines than the
+    /// history keeps).
+    releases_until: BTreeMap<(String, String), String>,
     /// By server, then PHP version; oldest first.
     opcache: BTreeMap<String, BTreeMap<String, VecDeque<OpcacheRead>>>,
 }
@@ -237,6 +241,7 @@ impl Journal {
                         self.event(event("drift", message));
                     }
                 }
+                "failed" => self.event(event("failed", message)),
                 other => self.event(event("failed", format!("{other}: {message}"))),
             }
             if matches!(result, "applied" | "unchanged") {
@@ -301,8 +306,16 @@ impl Journal {
     ) {
         let mut new = Vec::new();
         {
+            let until = self
+                .releases_until
+                .entry((app.to_owned(), server.to_owned()))
+                .or_default();
             let history = self.releases.entry(app.to_owned()).or_default();
             for line in log {
+                // RFC 3339 in UTC sorts as text.
+                if line.time < *until {
+                    continue;
+                }
                 let record = ReleaseRecord {
                     server: server.to_owned(),
                     sha: line.sha.as_str().to_owned(),
@@ -313,12 +326,14 @@ impl Journal {
                     result: line.result.as_str(),
                     reason: line.reason.clone(),
                 };
-                if !history.contains(&record) {
-                    history.push(record.clone());
-                    new.push(record);
+                if line.time == *until && history.contains(&record) {
+                    continue;
                 }
+                until.clone_from(&line.time);
+                history.push(record.clone());
+                new.push(record);
             }
-            // Newest first; RFC 3339 in UTC sorts as text.
+            // Newest first.
             history.sort_by(|a, b| b.time.cmp(&a.time));
             history.truncate(RELEASES);
         }
@@ -391,5 +406,110 @@ impl Journal {
         for app in apps {
             self.releases.remove(app);
         }
+        self.releases_until
+            .retain(|(app, server), _| !apps.contains(app) && !servers.contains(server));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::board::{HostStatus, Status};
+    use crate::release::{LogEntry, LogResult, Sha};
+
+    fn line(sha: &str, time: &str, result: LogResult) -> LogEntry {
+        LogEntry {
+            sha: Sha::parse(sha).expect("sha"),
+            time: time.into(),
+            trigger: "cli".into(),
+            result,
+            duration_ms: 1500,
+            who: "ops@deploy (pid 1)".into(),
+            previous: None,
+            reason: None,
+        }
+    }
+
+    #[test]
+    fn a_release_log_read_on_every_check_is_one_history_and_one_event_per_line() {
+        let mut journal = Journal::default();
+        let now = Utc::now();
+        let log = [
+            line(&"a".repeat(40), "2026-12-01T10:00:00Z", LogResult::Live),
+            line(&"b".repeat(40), "2026-12-01T11:00:00Z", LogResult::Failed),
+        ];
+        journal.release_logs("shop", "web-1", &log[..1], now);
+        journal.release_logs("shop", "web-1", &log, now);
+        journal.release_logs("shop", "web-1", &log, now);
+        let history = &journal.releases()["shop"];
+        assert_eq!(
+            history.iter().map(|r| r.result).collect::<Vec<_>>(),
+            ["failed", "live"],
+            "newest first"
+        );
+        let events = journal.events();
+        assert_eq!(
+            events.iter().map(|e| e.kind).collect::<Vec<_>>(),
+            ["failed", "release"]
+        );
+        assert_eq!(events[1].at.to_rfc3339(), "2026-12-01T10:00:00+00:00");
+        assert_eq!(
+            events[1].text,
+            "aaaaaaaaaaaa live by ops@deploy (pid 1) (cli, 1.5 s)"
+        );
+    }
+
+    #[test]
+    fn drift_found_on_every_check_is_an_event_when_it_changes() {
+        let mut journal = Journal::default();
+        let mut status = Status::default();
+        let start = Utc::now();
+        for (minute, drift) in [(1, 2), (2, 2), (3, 2), (4, 3)] {
+            let before = Marks::of(&status);
+            let at = start + chrono::Duration::minutes(minute);
+            status.hosts.insert(
+                "web-1".into(),
+                HostStatus {
+                    last_result: Some("drift".into()),
+                    last_message: Some(format!("{drift} changes found")),
+                    last_at: Some(at),
+                    drift,
+                    ..HostStatus::default()
+                },
+            );
+            journal.follow(&before, &status, at);
+        }
+        let texts: Vec<String> = journal.events().into_iter().map(|e| e.text).collect();
+        assert_eq!(texts, ["3 changes found", "2 changes found"]);
+    }
+
+    #[test]
+    fn the_feed_keeps_the_newest_events() {
+        let mut journal = Journal::default();
+        let now = Utc::now();
+        let log: Vec<LogEntry> = (0..EVENTS + 10)
+            .map(|i| {
+                let time = (now + chrono::Duration::seconds(i as i64)).to_rfc3339();
+                line(
+                    &format!("{i:012x}{}", "0".repeat(28)),
+                    &time,
+                    LogResult::Live,
+                )
+            })
+            .collect();
+        journal.release_logs("shop", "web-1", &log, now);
+        // Read again on the next check: more lines than the history keeps.
+        journal.release_logs("shop", "web-1", &log, now);
+        let events = journal.events();
+        assert_eq!(events.len(), EVENTS);
+        assert!(
+            events[0].text.starts_with(&format!("{:012x}", EVENTS + 9)),
+            "{events:?}"
+        );
+        assert!(
+            events[EVENTS - 1].text.starts_with(&format!("{:012x}", 10)),
+            "{events:?}"
+        );
+        assert_eq!(journal.releases()["shop"].len(), RELEASES);
     }
 }

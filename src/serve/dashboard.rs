@@ -142,7 +142,10 @@ fn event_view(event: Event) -> EventView {
 
 fn release_view(r: &ReleaseRecord) -> ReleaseView {
     ReleaseView {
-        time: r.time.clone(),
+        time: chrono::DateTime::parse_from_rfc3339(&r.time).map_or_else(
+            |_| r.time.clone(),
+            |t| time(Some(&t.with_timezone(&chrono::Utc))),
+        ),
         server: r.server.clone(),
         release: short(&r.sha),
         trigger: r.trigger.clone(),
@@ -190,22 +193,23 @@ fn commit_views(commits: &[CommitSeen], status: &Status) -> Vec<CommitView> {
         .collect()
 }
 
-/// An OPcache's reads as two lines (used, wasted) of a chart 120 × 20,
-/// with a label from its first to its last read; `None` under two reads.
+/// An OPcache's reads (at most [`OPCACHE_READS`](crate::board::OPCACHE_READS))
+/// as two lines (used, wasted) of a chart 120 × 20 across its width, with
+/// a label from its first to its last read; `None` under two reads.
 fn trend(version: &str, reads: &[OpcacheRead]) -> Option<TrendView> {
     let (first, last) = (reads.first()?, reads.last()?);
     if reads.len() < 2 {
         return None;
     }
-    let step = 120.0 / (crate::board::OPCACHE_READS.max(2) - 1) as f64;
-    let start = 120.0 - step * (reads.len() - 1) as f64;
+    // Over the whole width: the label says how many reads.
+    let step = 120.0 / (reads.len() - 1) as f64;
     let line = |pick: fn(&OpcacheRead) -> u8| -> String {
         reads
             .iter()
             .enumerate()
             .map(|(i, r)| {
                 let y = 20.0 - 19.0 * f64::from(pick(r)) / 100.0;
-                format!("{:.1},{y:.1}", start + step * i as f64)
+                format!("{:.1},{y:.1}", step * i as f64)
             })
             .collect::<Vec<_>>()
             .join(" ")

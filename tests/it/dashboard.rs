@@ -164,13 +164,14 @@ fn board() -> Arc<Board> {
     board
 }
 
-/// The DOM headless Chromium ends with after loading `path` from `addr`
-/// and running the page's script for 12 s of virtual time.
-fn rendered(addr: std::net::SocketAddr, path: &str) -> String {
+/// Headless Chromium on `path` from `addr`, running the page's script
+/// for 12 s of virtual time, then doing what `output` says (`--dump-dom`,
+/// `--screenshot=FILE`).
+fn chromium(addr: std::net::SocketAddr, path: &str, output: &[&str]) -> std::process::Output {
     let profile = tempfile::tempdir().expect("profile");
     // Everything but loopback goes to a closed loopback port: the browser
     // reaches nothing else.
-    let out = Command::new("chromium")
+    Command::new("chromium")
         .args([
             "--headless",
             "--no-sandbox",
@@ -182,12 +183,17 @@ fn rendered(addr: std::net::SocketAddr, path: &str) -> String {
             "--disable-default-apps",
             "--proxy-server=127.0.0.1:9",
             "--virtual-time-budget=12000",
-            "--dump-dom",
         ])
+        .args(output)
         .arg(format!("--user-data-dir={}", profile.path().display()))
         .arg(format!("http://{addr}{path}"))
         .output()
-        .expect("chromium (Debian's package `chromium`; tests/run installs it)");
+        .expect("chromium (Debian's package `chromium`; tests/run installs it)")
+}
+
+/// The DOM Chromium ends with on `path` (see [`chromium`]).
+fn rendered(addr: std::net::SocketAddr, path: &str) -> String {
+    let out = chromium(addr, path, &["--dump-dom"]);
     let dom = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success() && dom.contains("<main"),
@@ -268,12 +274,30 @@ fn the_dashboard_shows_the_fleet_in_a_real_browser_and_its_script_refreshes_it()
     assert!(at("rolled-back") < at("release"), "{events}");
     assert!(at("apply") < at("commit"), "{events}");
     at("failed");
-    // OPcache's trend on web-1: 25% used, then 75%.
+    // OPcache's trend on web-1: 25% used, then 75%, across the chart.
+    assert!(
+        dom.contains(r#"<polyline class="used" points="0.0,15.2 120.0,5.8">"#),
+        "{dom}"
+    );
     assert!(
         dom.contains(r#"class="trend""#)
             && dom.contains("PHP 8.2 OPcache used 25% to 75% over 2 reads"),
         "{dom}"
     );
+
+    // The page as a person sees it, kept as a test artefact (the README's
+    // picture is one).
+    let png = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard.png");
+    let _ = std::fs::remove_file(&png);
+    let shot = format!("--screenshot={}", png.display());
+    let out = chromium(server.addr, "/", &["--window-size=1280,2000", &shot]);
+    let size = std::fs::metadata(&png).map_or(0, |m| m.len());
+    assert!(
+        out.status.success() && size > 10_000,
+        "no screenshot ({size} bytes): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprintln!("screenshot: {}", png.display());
 }
 
 /// The HTML of `<section id="{id}">`.
