@@ -370,7 +370,7 @@ impl Journal {
     /// The events, newest first.
     pub fn events(&self) -> Vec<Event> {
         let mut events: Vec<Event> = self.events.iter().cloned().collect();
-        events.sort_by(|a, b| b.at.cmp(&a.at));
+        events.sort_by_key(|e| std::cmp::Reverse(e.at));
         events
     }
 
