@@ -344,3 +344,96 @@ fn the_events_feed_filters_by_app_and_server_and_its_refresh_keeps_the_filter() 
     assert!(events.contains("&lt;script&gt;alert(1)"), "{events}");
     assert!(events.contains("No event"), "{events}");
 }
+
+/// `git` in `dir`, as a test user; panics unless it succeeds.
+fn git(dir: &std::path::Path, args: &[&str]) {
+    let out = Command::new("git")
+        .args(["-c", "user.name=test", "-c", "user.email=test@localhost"])
+        .args(["-c", "commit.gpgsign=false"])
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("git");
+    assert!(out.status.success(), "git {args:?}: {out:?}");
+}
+
+/// The real daemon (no servers reached: its one server's port is closed)
+/// puts a commit that validates, then one that does not, on the board the
+/// dashboard shows: both listed with their outcome, both in the feed.
+#[test]
+fn a_real_daemons_dashboard_lists_a_commit_in_force_and_a_rejected_one() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let work = dir.path().join("work");
+    std::fs::create_dir_all(work.join("clusters")).expect("mkdir");
+    std::fs::create_dir_all(work.join("apps")).expect("mkdir");
+    std::fs::write(
+        work.join("clusters/fleet.yaml"),
+        "name: fleet\nphp: [\"8.2\"]\nservers:\n  - { name: web-1, address: 127.0.0.1, port: 9, web_server: true }\n",
+    )
+    .expect("cluster");
+    let app = "name: shop\ncluster: fleet\nrepo: https://git.example.com/shop.git\nphp: \"8.2\"\n\
+               domains: [shop.test]\nservers:\n  - name: web-1\n    web: { max_workers: 2, min_spare_workers: 1, initial_workers: 1, max_spare_workers: 1 }\n";
+    std::fs::write(work.join("apps/shop.yaml"), app).expect("app");
+    git(&work, &["init", "-q", "-b", "main"]);
+    git(&work, &["add", "-A"]);
+    git(&work, &["commit", "-q", "-m", "shop on web-1"]);
+    let bare = dir.path().join("definitions.git");
+    git(
+        dir.path(),
+        &["clone", "-q", "--bare", "work", "definitions.git"],
+    );
+    let state = dir.path().join("state");
+    let daemon = crate::common::daemon::Daemon::start(
+        &[
+            "watch",
+            "--repo",
+            bare.to_str().expect("path"),
+            "--state-dir",
+            state.to_str().expect("path"),
+            "--interval",
+            "1s",
+        ],
+        None,
+        "/v1/status",
+        &dir.path().join("watch.log"),
+    );
+    let wait_for = |key: &str| {
+        let started = std::time::Instant::now();
+        loop {
+            let status = daemon.get("/v1/status").map(|r| r.body).unwrap_or_default();
+            if status.contains(key) {
+                return;
+            }
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(30),
+                "no {key} after 30 s: {status}\n{}",
+                daemon.log_text()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+    };
+    wait_for("\"last_good\"");
+    // A commit that does not validate.
+    std::fs::write(
+        work.join("apps/shop.yaml"),
+        app.replace("php: \"8.2\"", "phpp: \"8.2\""),
+    )
+    .expect("app");
+    git(&work, &["commit", "-q", "-am", "a typo"]);
+    git(&work, &["push", "-q", bare.to_str().expect("path"), "main"]);
+    wait_for("\"last_rejected\"");
+
+    let dom = rendered(daemon.addr, "/");
+    let definitions = section(&dom, "definitions");
+    assert!(
+        definitions.contains("<b>in force</b>, applied on 0 of 1 servers")
+            && definitions.contains("<b>rejected</b>")
+            && definitions.contains("`phpp`"),
+        "{definitions}"
+    );
+    let events = section(&dom, "events");
+    assert!(
+        events.contains(r#"data-kind="commit""#) && events.contains(r#"data-kind="rejected""#),
+        "{events}"
+    );
+}
