@@ -345,23 +345,12 @@ fn the_events_feed_filters_by_app_and_server_and_its_refresh_keeps_the_filter() 
     assert!(events.contains("No event"), "{events}");
 }
 
-/// `git` in `dir`, as a test user; panics unless it succeeds.
-fn git(dir: &std::path::Path, args: &[&str]) {
-    let out = Command::new("git")
-        .args(["-c", "user.name=test", "-c", "user.email=test@localhost"])
-        .args(["-c", "commit.gpgsign=false"])
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("git");
-    assert!(out.status.success(), "git {args:?}: {out:?}");
-}
-
 /// The real daemon (no servers reached: its one server's port is closed)
 /// puts a commit that validates, then one that does not, on the board the
 /// dashboard shows: both listed with their outcome, both in the feed.
 #[test]
 fn a_real_daemons_dashboard_lists_a_commit_in_force_and_a_rejected_one() {
+    use crate::cli::git;
     let dir = tempfile::tempdir().expect("tempdir");
     let work = dir.path().join("work");
     std::fs::create_dir_all(work.join("clusters")).expect("mkdir");
