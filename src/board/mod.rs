@@ -11,9 +11,11 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use crate::definitions::Definitions;
 
+mod journal;
 mod metrics;
 mod status;
 
+pub use journal::{CommitSeen, Event, Journal, OPCACHE_READS, OpcacheRead, ReleaseRecord};
 pub use metrics::AuthFailureCounter;
 use metrics::{AppLabel, HostLabel, KindLabel, Metrics, RESULTS, ResultLabel};
 pub use status::{
@@ -40,6 +42,8 @@ pub struct Board {
     /// traffic read, the last `HISTORY` reads, oldest first: the
     /// dashboard's charts. Kept in memory only.
     history: Mutex<BTreeMap<String, VecDeque<(u64, u64)>>>,
+    /// What happened (`journal`): followed on every update, in memory.
+    journal: Mutex<Journal>,
 }
 
 /// Traffic reads each app's history keeps (an hour at the default 15 s).
@@ -59,7 +63,34 @@ impl Board {
             path,
             definitions: Default::default(),
             history: Mutex::default(),
+            journal: Mutex::default(),
         }
+    }
+
+    /// Reads the journal: the recent commits, the events, each app's
+    /// release history, each server's OPcache reads.
+    pub fn journal<R>(&self, read: impl FnOnce(&Journal) -> R) -> R {
+        read(
+            &self
+                .journal
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
+    }
+
+    /// Takes in the release log lines (oldest first) an app check read
+    /// from `server` for `app`: its release history and the events feed.
+    pub fn release_logs(
+        &self,
+        app: &str,
+        server: &str,
+        log: &[crate::release::LogEntry],
+        now: DateTime<Utc>,
+    ) {
+        self.journal
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .release_logs(app, server, log, now);
     }
 
     /// Each app's requests and 5xx per traffic read, oldest first.
@@ -87,7 +118,12 @@ impl Board {
                 .status
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let before = journal::Marks::of(&status);
             change(&mut status);
+            self.journal
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .follow(&before, &status, at);
             status.updated = Some(at);
             status.problems = status.find_problems();
             for kind in PROBLEM_KINDS {
@@ -185,6 +221,10 @@ impl Board {
         for app in apps {
             metrics.app_converged.remove(&AppLabel { app: app.clone() });
         }
+        self.journal
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .forget(servers, apps);
     }
 
     /// Counts the requests of a traffic read (`traffic::read`); a log's

@@ -15,7 +15,8 @@ function countdowns() {
 
 async function refresh() {
   try {
-    const answer = await fetch("/", { cache: "no-store" });
+    // The same address: the events feed keeps its filter.
+    const answer = await fetch(location.pathname + location.search, { cache: "no-store" });
     if (!answer.ok) return;
     const page = new DOMParser().parseFromString(await answer.text(), "text/html");
     const board = page.getElementById("board");

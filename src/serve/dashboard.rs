@@ -5,17 +5,22 @@
 //! counts down to reload windows. Every value is escaped by the template
 //! engine (messages may quote what an app printed), and the page's
 //! Content-Security-Policy allows only its own script and style.
+//!
+//! The recent commits, the events feed, the release histories and the
+//! OPcache trends come from the board's journal. The feed is filtered by
+//! `/?app=NAME&server=NAME` (links on every event), so filtering needs no
+//! script either; the script fetches the same address.
 
 use std::sync::OnceLock;
 
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use handlebars::Handlebars;
 use serde::Serialize;
 
 use super::AppState;
-use crate::board::Status;
+use crate::board::{Board, CommitSeen, Event, OpcacheRead, ReleaseRecord, Status};
 
 const PAGE: &str = include_str!("dashboard.html.hbs");
 const SCRIPT: &str = include_str!("dashboard.js");
@@ -38,6 +43,195 @@ struct View {
     hosts: Vec<HostView>,
     apps: Vec<AppView>,
     traffic: Vec<ChartView>,
+    commits: Vec<CommitView>,
+    events: Vec<EventView>,
+    filter: Filter,
+}
+
+/// The events feed's filter: `/?app=NAME&server=NAME`, each optional.
+#[derive(Debug, Default, Clone, Serialize, serde::Deserialize)]
+pub struct Filter {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<String>,
+}
+
+impl Filter {
+    fn keeps(&self, event: &Event) -> bool {
+        let matches = |wanted: &Option<String>, has: &Option<String>| {
+            wanted.as_ref().is_none_or(|w| has.as_ref() == Some(w))
+        };
+        matches(&self.app, &event.app) && matches(&self.server, &event.server)
+    }
+}
+
+/// Events the page shows (the newest that pass the filter).
+const EVENTS_SHOWN: usize = 100;
+/// Release log lines each app shows.
+const RELEASES_SHOWN: usize = 15;
+
+#[derive(Debug, Serialize)]
+struct CommitView {
+    commit: String,
+    at: String,
+    class: &'static str,
+    /// `in force`, `was in force`, `rejected`, `fetched`.
+    outcome: &'static str,
+    /// The commit in force: on how many servers it is applied.
+    applied: Option<String>,
+    errors: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct EventView {
+    at: String,
+    kind: &'static str,
+    class: &'static str,
+    app: Option<String>,
+    app_href: Option<String>,
+    server: Option<String>,
+    server_href: Option<String>,
+    text: String,
+}
+
+#[derive(Debug, Serialize)]
+struct ReleaseView {
+    time: String,
+    server: String,
+    release: String,
+    trigger: String,
+    who: String,
+    duration: String,
+    result: &'static str,
+    class: &'static str,
+    reason: Option<String>,
+}
+
+/// A link to the feed of one app or server: names are percent-encoded
+/// whole (the template escapes the rest).
+fn feed_href(key: &str, value: &str) -> String {
+    let mut href = format!("/?{key}=");
+    for b in value.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            href.push(char::from(b));
+        } else {
+            href.push_str(&format!("%{b:02X}"));
+        }
+    }
+    href.push_str("#events");
+    href
+}
+
+fn event_view(event: Event) -> EventView {
+    EventView {
+        at: time(Some(&event.at)),
+        kind: event.kind,
+        class: match event.kind {
+            "rejected" | "failed" | "rolled-back" => "bad",
+            "drift" | "rollback" | "app" => "warn",
+            _ => "ok",
+        },
+        app_href: event.app.as_deref().map(|a| feed_href("app", a)),
+        server_href: event.server.as_deref().map(|s| feed_href("server", s)),
+        app: event.app,
+        server: event.server,
+        text: event.text,
+    }
+}
+
+fn release_view(r: &ReleaseRecord) -> ReleaseView {
+    ReleaseView {
+        time: chrono::DateTime::parse_from_rfc3339(&r.time).map_or_else(
+            |_| r.time.clone(),
+            |t| time(Some(&t.with_timezone(&chrono::Utc))),
+        ),
+        server: r.server.clone(),
+        release: short(&r.sha),
+        trigger: r.trigger.clone(),
+        who: r.who.clone(),
+        duration: format!("{:.1} s", r.duration_ms as f64 / 1000.0),
+        result: r.result,
+        class: match r.result {
+            "live" => "ok",
+            "rollback" => "warn",
+            _ => "bad",
+        },
+        reason: r.reason.clone(),
+    }
+}
+
+fn commit_views(commits: &[CommitSeen], status: &Status) -> Vec<CommitView> {
+    let in_force = status.last_good.as_ref().map(|c| c.commit.as_str());
+    commits
+        .iter()
+        .map(|c| {
+            let current = in_force == Some(c.commit.as_str());
+            let (outcome, class) = match c.outcome {
+                "in force" if current => ("in force", "ok"),
+                "in force" => ("was in force", "ok"),
+                "rejected" => ("rejected", "bad"),
+                other => (other, "warn"),
+            };
+            let applied = current.then(|| {
+                let on = status
+                    .hosts
+                    .values()
+                    .filter(|h| h.last_applied_commit.as_deref() == Some(c.commit.as_str()))
+                    .count();
+                format!("applied on {on} of {} servers", status.hosts.len())
+            });
+            CommitView {
+                commit: short(&c.commit),
+                at: time(Some(&c.at)),
+                class,
+                outcome,
+                applied,
+                errors: c.errors.clone(),
+            }
+        })
+        .collect()
+}
+
+/// An OPcache's reads (at most [`OPCACHE_READS`](crate::board::OPCACHE_READS))
+/// as two lines (used, wasted) of a chart 120 × 20 across its width, with
+/// a label from its first to its last read; `None` under two reads.
+fn trend(version: &str, reads: &[OpcacheRead]) -> Option<TrendView> {
+    let (first, last) = (reads.first()?, reads.last()?);
+    if reads.len() < 2 {
+        return None;
+    }
+    // Over the whole width: the label says how many reads.
+    let step = 120.0 / (reads.len() - 1) as f64;
+    let line = |pick: fn(&OpcacheRead) -> u8| -> String {
+        reads
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                let y = 20.0 - 19.0 * f64::from(pick(r)) / 100.0;
+                format!("{:.1},{y:.1}", step * i as f64)
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    Some(TrendView {
+        label: format!(
+            "PHP {version} OPcache used {}% to {}% over {} reads",
+            first.0,
+            last.0,
+            reads.len()
+        ),
+        used: line(|r| r.0),
+        wasted: line(|r| r.1),
+    })
+}
+
+#[derive(Debug, Serialize)]
+struct TrendView {
+    label: String,
+    /// `x,y` pairs for `<polyline points>`.
+    used: String,
+    wasted: String,
 }
 
 /// One app's requests and 5xx per traffic read as two lines of an SVG
@@ -97,6 +291,7 @@ struct HostView {
     retry_at: Option<String>,
     lock_holder: Option<String>,
     opcache: Vec<OpcacheView>,
+    trends: Vec<TrendView>,
 }
 
 #[derive(Debug, Serialize)]
@@ -132,6 +327,7 @@ struct AppView {
     at: String,
     failures: u32,
     retry_at: Option<String>,
+    releases: Vec<ReleaseView>,
 }
 
 #[derive(Debug, Serialize)]
@@ -175,8 +371,39 @@ fn opcache(version: &str, figures: &serde_json::Value) -> Option<OpcacheView> {
     })
 }
 
+/// What the page shows besides the status: from the board.
+#[derive(Debug, Default)]
+pub struct Extras {
+    /// Each app's requests and 5xx per traffic read, oldest first.
+    pub traffic: BTreeMap<String, Vec<(u64, u64)>>,
+    /// The journal's commits and events (newest first), release
+    /// histories and OPcache reads.
+    pub commits: Vec<CommitSeen>,
+    pub events: Vec<Event>,
+    pub releases: BTreeMap<String, Vec<ReleaseRecord>>,
+    pub opcache: BTreeMap<String, BTreeMap<String, Vec<OpcacheRead>>>,
+}
+
+impl Extras {
+    /// Everything `board` has for the page.
+    pub fn of(board: &Board) -> Extras {
+        let (commits, events, releases, opcache) =
+            board.journal(|j| (j.commits(), j.events(), j.releases(), j.opcache()));
+        Extras {
+            traffic: board.traffic_history(),
+            commits,
+            events,
+            releases,
+            opcache,
+        }
+    }
+}
+
+use std::collections::BTreeMap;
+
 impl View {
-    fn of(status: Status, history: &std::collections::BTreeMap<String, Vec<(u64, u64)>>) -> View {
+    fn of(status: Status, extras: Extras, filter: Filter) -> View {
+        let commits = commit_views(&extras.commits, &status);
         let hosts = status
             .hosts
             .iter()
@@ -212,6 +439,13 @@ impl View {
                     .opcache
                     .iter()
                     .filter_map(|(version, figures)| opcache(version, figures))
+                    .collect(),
+                trends: extras
+                    .opcache
+                    .get(name)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|(version, reads)| trend(version, reads))
                     .collect(),
             })
             .collect();
@@ -254,6 +488,14 @@ impl View {
                     at: time(app.last_at.as_ref()),
                     failures: app.failures,
                     retry_at: app.retry_at.as_ref().map(|t| time(Some(t))),
+                    releases: extras
+                        .releases
+                        .get(name)
+                        .into_iter()
+                        .flatten()
+                        .take(RELEASES_SHOWN)
+                        .map(release_view)
+                        .collect(),
                 }
             })
             .collect();
@@ -273,10 +515,20 @@ impl View {
             fetch_error: status.fetch_error,
             hosts,
             apps,
-            traffic: history
+            traffic: extras
+                .traffic
                 .iter()
                 .map(|(app, points)| chart(app, points))
                 .collect(),
+            commits,
+            events: extras
+                .events
+                .into_iter()
+                .filter(|e| filter.keeps(e))
+                .take(EVENTS_SHOWN)
+                .map(event_view)
+                .collect(),
+            filter,
         }
     }
 }
@@ -293,14 +545,11 @@ fn templates() -> &'static Handlebars<'static> {
     })
 }
 
-/// The page for `status`, with each app's traffic `history` (requests
-/// and 5xx per read, oldest first) as charts.
-pub fn render(
-    status: Status,
-    history: &std::collections::BTreeMap<String, Vec<(u64, u64)>>,
-) -> Result<String, String> {
+/// The page for `status` with the board's `extras`, its events feed
+/// filtered by `filter`.
+pub fn render(status: Status, extras: Extras, filter: Filter) -> Result<String, String> {
     templates()
-        .render("page", &View::of(status, history))
+        .render("page", &View::of(status, extras, filter))
         .map_err(|e| e.to_string())
 }
 
@@ -308,8 +557,9 @@ pub fn render(
 const POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
      connect-src 'self'; img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
-pub(super) async fn page(State(state): State<AppState>) -> Response {
-    match render(state.board.snapshot(), &state.board.traffic_history()) {
+pub(super) async fn page(State(state): State<AppState>, Query(filter): Query<Filter>) -> Response {
+    let board = &state.board;
+    match render(board.snapshot(), Extras::of(board), filter) {
         Ok(html) => (
             [
                 (header::CONTENT_TYPE, "text/html; charset=utf-8"),
@@ -347,7 +597,7 @@ mod tests {
             ..Status::default()
         };
         status.fetch_error = Some("<script>alert(1)</script>".into());
-        let html = render(status, &Default::default()).expect("rendered");
+        let html = render(status, Extras::default(), Filter::default()).expect("rendered");
         assert!(html.contains("No server seen yet."), "{html}");
         assert!(!html.contains("<script>alert"), "{html}");
         assert!(

@@ -255,6 +255,12 @@ pub(super) fn record(
     };
     let converged = matches!(state, "converged" | "repaired" | "unreleased");
     board.app_converged(app, converged);
+    // The release logs the check read: the dashboard's release history.
+    for (server, state) in check.iter().flat_map(|c| &c.servers) {
+        if let Ok(state) = state {
+            board.release_logs(app, server.as_str(), &state.log, now);
+        }
+    }
     board.update(now, |s| {
         let entry = s
             .apps

@@ -30,7 +30,11 @@ fn a_daemon_exports_every_kind_of_problem_and_a_failing_fetch() {
     let started = Instant::now();
     let metrics = loop {
         let metrics = daemon.get("/metrics").expect("metrics").body;
-        if metrics.contains("reconciler_fetch_failing 1") {
+        // The gauge is set as the fetch fails, the problem's series by
+        // the status update right after: wait for both.
+        if metrics.contains("reconciler_fetch_failing 1")
+            && metrics.contains("reconciler_problems{kind=\"fetch-failing\"} 1")
+        {
             break metrics;
         }
         assert!(

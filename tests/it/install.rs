@@ -208,8 +208,11 @@ fn the_ci_recipes_commands_parse_with_this_binarys_options() {
         "\\\"app\\\": \\\"$APP\\\"",
         "\\\"revision\\\": \\\"$GITHUB_SHA\\\"",
         ".status_url",
+        // Every state the webhook ends in stops the loop: `live`, and
+        // `failed`, `rolled-back` and `interrupted` by the catch-all.
+        "running | guarding) ;;",
         "live)",
-        "failed)",
+        "*)",
     ] {
         assert!(
             script.contains(needed),

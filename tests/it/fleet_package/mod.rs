@@ -298,7 +298,9 @@ fn the_package_installs_runs_the_service_and_purges_cleanly() {
     let account = host.sh_ok(&format!(
         "getent passwd reconciler | cut -d: -f6,7; stat -c '%U:%G %a' {STATE_DIR}; \
          ls /etc/systemd/system/multi-user.target.wants/ 2>/dev/null | grep -c reconciler || true; \
-         test -f /usr/lib/systemd/system/reconciler-watch.service && echo unit"
+         test -f /usr/lib/systemd/system/reconciler-watch.service && echo unit; \
+         grep -l '^#compdef reconciler' /usr/share/zsh/vendor-completions/_reconciler; \
+         grep -l '^complete -c reconciler' /usr/share/fish/vendor_completions.d/reconciler.fish"
     ));
     assert_eq!(
         account.lines().collect::<Vec<_>>(),
@@ -306,9 +308,11 @@ fn the_package_installs_runs_the_service_and_purges_cleanly() {
             "/var/lib/reconciler-watch:/usr/sbin/nologin",
             "reconciler:reconciler 700",
             "0",
-            "unit"
+            "unit",
+            "/usr/share/zsh/vendor-completions/_reconciler",
+            "/usr/share/fish/vendor_completions.d/reconciler.fish"
         ],
-        "user, state directory, enabled links, unit"
+        "user, state directory, enabled links, unit, zsh's and fish's completions"
     );
 
     // ---- man reconciler-plan
