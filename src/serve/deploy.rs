@@ -493,6 +493,10 @@ pub async fn deploy(
             &result,
             Err(release::ReleaseError::RolledBack { failure, .. }) if failure.step == Step::Guard
         );
+        // Stopped during its guard's window: live, judged on by the next
+        // check (the daemon's, after its restart), which this record does
+        // not follow.
+        let stopped = matches!(&result, Err(release::ReleaseError::GuardStopped(_)));
         let failure = result.as_ref().err().map(|e| {
             let error = crate::text::visible(&crate::redact::scrub(
                 &crate::error_chain(e),
@@ -512,7 +516,12 @@ pub async fn deploy(
             match failure {
                 None => job.state = "live".into(),
                 Some((error, hint)) => {
-                    job.state = if guarded { "rolled-back" } else { "failed" }.into();
+                    job.state = match (guarded, stopped) {
+                        (true, _) => "rolled-back",
+                        (_, true) => "interrupted",
+                        _ => "failed",
+                    }
+                    .into();
                     job.error = Some(error);
                     job.hint = hint;
                 }
