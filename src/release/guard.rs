@@ -330,7 +330,7 @@ mod tests {
             jobs.in_flight.as_ref().and_then(|f| f.guard.as_ref()?.from),
             None
         );
-        fn named<'a>(states: [&'a ServerReleases; 2]) -> Vec<(ServerName, &'a ServerReleases)> {
+        fn named(states: [&ServerReleases; 2]) -> Vec<(ServerName, &ServerReleases)> {
             ["web-1", "jobs-1"]
                 .map(ServerName::new)
                 .into_iter()
