@@ -14,8 +14,8 @@ use crate::definitions::Definitions;
 mod metrics;
 mod status;
 
-pub use metrics::AuthFailureCounter;
 use metrics::{AppLabel, HostLabel, KindLabel, Metrics, RESULTS, ResultLabel};
+pub use metrics::{AuthFailureCounter, NotifyFailureCounter};
 pub use status::{
     AppStatus, CommitRecord, DaemonInfo, HostStatus, PROBLEM_KINDS, PendingReload, Problem,
     Rejected, Status, TrafficStatus,
@@ -256,6 +256,11 @@ impl Board {
     /// The counter of failed authentications, for the listener's guard.
     pub fn auth_failures(&self) -> AuthFailureCounter {
         self.metrics.auth_failures.clone()
+    }
+
+    /// The counter of notifications given up, for the notifier.
+    pub fn notify_failures(&self) -> NotifyFailureCounter {
+        self.metrics.notify_failures.clone()
     }
 
     /// The metrics in Prometheus' text format.

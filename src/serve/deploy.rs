@@ -82,6 +82,7 @@ pub struct Deployer {
     /// Where each deploy's record is kept (`<id>.json`), if anywhere: set
     /// with `recorded_in`.
     records: Option<PathBuf>,
+    notifier: Option<crate::notify::Notifier>,
 }
 
 /// How many finished deploys are remembered for `GET /v1/deploys/<id>`
@@ -122,6 +123,7 @@ impl Deployer {
             releasing: Mutex::default(),
             stop: release::Stop::new(),
             records: None,
+            notifier: None,
         }
     }
 
@@ -129,6 +131,13 @@ impl Deployer {
     #[must_use]
     pub fn stopped_by(self, stop: release::Stop) -> Self {
         Self { stop, ..self }
+    }
+
+    /// This deployer, telling `notifier` (if any) how each deploy ended
+    /// (the app's `notify:`).
+    #[must_use]
+    pub fn notifying(self, notifier: Option<crate::notify::Notifier>) -> Self {
+        Self { notifier, ..self }
     }
 
     /// This deployer, with each deploy's record kept in `dir` (made, 0700,
@@ -509,6 +518,39 @@ pub async fn deploy(
             None => tracing::info!(app = %target.app.name, %sha, "deploy is live"),
             Some((error, hint)) => {
                 tracing::warn!(app = %target.app.name, %sha, %error, hint, "deploy failed");
+            }
+        }
+        if let Some(notifier) = &task_deployer.notifier {
+            use crate::definitions::NotifyEvent;
+            let short = &sha[..sha.len().min(12)];
+            let (event, message) = match &failure {
+                None => (
+                    NotifyEvent::ReleaseLive,
+                    format!(
+                        "{} {} is live (deployed by the webhook)",
+                        target.app.name, short
+                    ),
+                ),
+                Some((error, _)) if guarded => (
+                    NotifyEvent::RolledBack,
+                    format!("{} {short} was rolled back: {error}", target.app.name),
+                ),
+                Some((error, _)) => (
+                    NotifyEvent::ReleaseFailed,
+                    format!("{} {short} did not go live: {error}", target.app.name),
+                ),
+            };
+            let mut notice = crate::notify::Notice::new(event, message);
+            notice.app = Some(target.app.name.to_string());
+            notice.commit = Some(sha.clone());
+            let definitions = task_deployer
+                .definitions
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone();
+            if let Some(definitions) = definitions {
+                let targets = crate::notify::app_targets(&definitions, target.app.name.as_str());
+                notifier.send(&targets, event, &notice);
             }
         }
         task_deployer.update(&id, |job| {

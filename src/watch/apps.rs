@@ -405,6 +405,7 @@ impl Watch {
             entry.due = Instant::now();
             entry.why = Why::Commit;
         }
+        self.notify_app(&done, entry.failures);
         record(
             &self.board,
             &done.app,
@@ -413,5 +414,44 @@ impl Watch {
             retry_at,
             now,
         );
+    }
+}
+
+impl Watch {
+    /// Word of an app check's outcome for the app's `notify:`: a release
+    /// made live, one rolled back (its health check or guard failed it),
+    /// or a release that failed (the first failure in a row).
+    fn notify_app(&self, done: &AppFinished, failures: u32) {
+        use crate::definitions::NotifyEvent;
+        let (event, message, commit) = match &done.outcome {
+            AppOutcome::Repaired(_, released) => (
+                NotifyEvent::ReleaseLive,
+                format!(
+                    "{} {} is live on every server",
+                    done.app,
+                    released.sha.short()
+                ),
+                Some(released.sha.to_string()),
+            ),
+            AppOutcome::Failed {
+                message,
+                gave_up: Some(sha),
+                ..
+            } if failures == 1 => (
+                NotifyEvent::RolledBack,
+                format!("{} {} was rolled back: {message}", done.app, sha.short()),
+                Some(sha.to_string()),
+            ),
+            AppOutcome::Failed { message, .. } if failures == 1 => (
+                NotifyEvent::ReleaseFailed,
+                format!("{}: {message}", done.app),
+                None,
+            ),
+            _ => return,
+        };
+        let mut notice = crate::notify::Notice::new(event, message);
+        notice.app = Some(done.app.clone());
+        notice.commit = commit;
+        self.notify(|d| crate::notify::app_targets(d, &done.app), event, notice);
     }
 }
