@@ -30,7 +30,8 @@ fn a_daemon_exports_every_kind_of_problem_and_a_failing_fetch() {
     let started = Instant::now();
     let metrics = loop {
         let metrics = daemon.get("/metrics").expect("metrics").body;
-        if metrics.contains("reconciler_fetch_failing 1") {
+        // The sample's line, not the HELP line, which says "... 1 while".
+        if metrics.contains("\nreconciler_fetch_failing 1\n") {
             break metrics;
         }
         assert!(
