@@ -45,6 +45,8 @@ pub struct Config {
     pub hook_secret: Option<Vec<u8>>,
     /// The deploy webhook's tokens; without them it is off.
     pub deploy_tokens: Option<serve::Tokens>,
+    /// The notify targets' URLs; without them nothing is notified.
+    pub notify_urls: Option<crate::notify::Urls>,
     /// Servers worked on at once.
     pub parallel: usize,
     pub connect: ConnectOptions,
@@ -106,6 +108,10 @@ pub fn run(mut config: Config) -> Result<(), DaemonError> {
     // Cancelled by SIGTERM or SIGINT: releases that have not switched
     // stop; those that have finish (or go back).
     let stop = crate::release::Stop::new();
+    let notifier = config
+        .notify_urls
+        .take()
+        .map(|urls| crate::notify::Notifier::new(urls, board.notify_failures(), tasks.clone()));
     let deployer = config.deploy_tokens.take().map(|tokens| {
         Arc::new(
             serve::deploy::Deployer::new(
@@ -117,6 +123,7 @@ pub fn run(mut config: Config) -> Result<(), DaemonError> {
                 tasks.clone(),
             )
             .stopped_by(stop.clone())
+            .notifying(notifier.clone())
             .recorded_in(config.state_dir.join("deploys")),
         )
     });
@@ -144,6 +151,7 @@ pub fn run(mut config: Config) -> Result<(), DaemonError> {
         fetch_now: Arc::clone(&fetch_now),
         tasks: tasks.clone(),
         stop: stop.clone(),
+        notifier,
     };
 
     let runtime = tokio::runtime::Builder::new_multi_thread()

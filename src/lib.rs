@@ -15,6 +15,7 @@ pub mod fsutil;
 pub mod git;
 pub mod layout;
 pub mod logs;
+pub mod notify;
 pub mod plan;
 pub mod provision;
 pub mod redact;

@@ -71,6 +71,37 @@ impl AuthFailureCounter {
     }
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(super) struct TargetLabel {
+    target: String,
+}
+
+/// Notifications that could not be delivered after their retries, by
+/// target (its name in the notify URLs file): the metric
+/// `reconciler_notifications_failed_total{target}`. Clones count together.
+#[derive(Clone, Debug, Default)]
+pub struct NotifyFailureCounter(Family<TargetLabel, Counter>);
+
+impl NotifyFailureCounter {
+    /// Counts one notification to `target` given up.
+    pub fn inc(&self, target: &str) {
+        self.0
+            .get_or_create(&TargetLabel {
+                target: target.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Notifications to `target` given up so far.
+    pub fn get(&self, target: &str) -> u64 {
+        self.0
+            .get_or_create(&TargetLabel {
+                target: target.to_owned(),
+            })
+            .get()
+    }
+}
+
 fn duration_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.05, 2.0, 12))
 }
@@ -86,6 +117,7 @@ pub(super) struct Metrics {
     pub(super) last_success: Family<HostLabel, Gauge>,
     pub(super) rejected: Counter,
     pub(super) auth_failures: AuthFailureCounter,
+    pub(super) notify_failures: NotifyFailureCounter,
     pub(super) problems: Family<KindLabel, Gauge>,
     pub(super) fetch_failures: Counter,
     pub(super) fetch_failing: Gauge,
@@ -106,6 +138,12 @@ impl Metrics {
         let last_success = Family::<HostLabel, Gauge>::default();
         let rejected = Counter::default();
         let auth_failures = AuthFailureCounter::default();
+        let notify_failures = NotifyFailureCounter::default();
+        registry.register(
+            "notifications_failed",
+            "Notifications not delivered after their retries, by target",
+            notify_failures.0.clone(),
+        );
         registry.register(
             "reconciles",
             "Host reconciles, by result",
@@ -200,6 +238,7 @@ impl Metrics {
             last_success,
             rejected,
             auth_failures,
+            notify_failures,
         }
     }
 }

@@ -16,8 +16,8 @@ mod metrics;
 mod status;
 
 pub use journal::{CommitSeen, Event, Journal, OPCACHE_READS, OpcacheRead, ReleaseRecord};
-pub use metrics::AuthFailureCounter;
 use metrics::{AppLabel, HostLabel, KindLabel, Metrics, RESULTS, ResultLabel};
+pub use metrics::{AuthFailureCounter, NotifyFailureCounter};
 pub use status::{
     AppStatus, CommitRecord, DaemonInfo, HostStatus, PROBLEM_KINDS, PendingReload, Problem,
     Rejected, Status, TrafficStatus,
@@ -199,7 +199,8 @@ impl Board {
 
     /// Drops the series of servers and apps that left the definitions, so
     /// that no frozen value (a last success time) fires an alert for
-    /// something that is gone.
+    /// something that is gone; and their traffic: the status's figures,
+    /// the request series, and a gone app's chart history.
     pub fn forget(&self, servers: &[String], apps: &[String]) {
         let metrics = &self.metrics;
         for server in servers {
@@ -225,6 +226,40 @@ impl Board {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .forget(servers, apps);
+        // Traffic: the status's figures and the request series of the
+        // apps and servers that left, and the apps' chart history.
+        let gone: Vec<(String, String)> = {
+            let mut status = self
+                .status
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut gone = Vec::new();
+            for (app, on) in &mut status.traffic {
+                on.retain(|server, _| {
+                    let left = apps.contains(app) || servers.contains(server);
+                    if left {
+                        gone.push((app.clone(), server.clone()));
+                    }
+                    !left
+                });
+            }
+            status.traffic.retain(|_, on| !on.is_empty());
+            gone
+        };
+        for (app, server) in gone {
+            for class in ["5xx", "4xx", "other"] {
+                metrics.http_requests.remove(&metrics::RequestLabel {
+                    app: app.clone(),
+                    server: server.clone(),
+                    class: class.to_owned(),
+                });
+            }
+        }
+        let mut history = self
+            .history
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        history.retain(|app, _| !apps.contains(app));
     }
 
     /// Counts the requests of a traffic read (`traffic::read`); a log's
@@ -296,6 +331,11 @@ impl Board {
     /// The counter of failed authentications, for the listener's guard.
     pub fn auth_failures(&self) -> AuthFailureCounter {
         self.metrics.auth_failures.clone()
+    }
+
+    /// The counter of notifications given up, for the notifier.
+    pub fn notify_failures(&self) -> NotifyFailureCounter {
+        self.metrics.notify_failures.clone()
     }
 
     /// The metrics in Prometheus' text format.

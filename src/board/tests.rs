@@ -160,3 +160,43 @@ fn requests_are_counted_by_class_after_each_logs_first_read() {
         assert!(text.contains(&line), "{line}\n{text}");
     }
 }
+
+#[test]
+fn an_app_or_server_that_left_loses_its_traffic_figures_series_and_history() {
+    use crate::definitions::{AppName, ServerName};
+    use crate::traffic::{AppFigures, Figures, Read};
+    let board = Board::new("repo", "main", None);
+    let figures = |app: &str, server: &str| AppFigures {
+        server: ServerName::new(server),
+        app: AppName::new(app),
+        figures: Figures {
+            requests: 4,
+            errors: 1,
+            ..Figures::default()
+        },
+        first: false,
+    };
+    let read = Read {
+        figures: vec![
+            figures("shop", "web-1"),
+            figures("shop", "web-2"),
+            figures("blog", "web-1"),
+        ],
+        failed: Vec::new(),
+    };
+    board.traffic(&read, 15.0, chrono::Utc::now());
+    board.forget(&["web-2".to_owned()], &["blog".to_owned()]);
+    let text = board.metrics_text();
+    assert!(
+        text.contains(
+            "reconciler_http_requests_total{app=\"shop\",server=\"web-1\",class=\"5xx\"} 1"
+        ),
+        "{text}"
+    );
+    assert!(!text.contains("web-2"), "{text}");
+    assert!(!text.contains("blog"), "{text}");
+    let traffic = board.snapshot().traffic;
+    assert_eq!(traffic.keys().collect::<Vec<_>>(), ["shop"]);
+    assert_eq!(traffic["shop"].keys().collect::<Vec<_>>(), ["web-1"]);
+    assert_eq!(board.traffic_history().keys().collect::<Vec<_>>(), ["shop"]);
+}

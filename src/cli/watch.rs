@@ -60,6 +60,11 @@ pub struct Args {
     /// `deploy-token`): with --listen, POST /v1/deploy releases apps.
     #[arg(long, value_name = "FILE", env = "RECONCILER_DEPLOY_TOKENS")]
     deploy_tokens: Option<PathBuf>,
+    /// The notify URLs file: one `NAME URL` a line, the webhook each
+    /// `notify:` target named NAME posts to (kept out of the definitions:
+    /// URLs are secrets); without it nothing is notified.
+    #[arg(long, value_name = "FILE", env = "RECONCILER_NOTIFY_URLS")]
+    notify_urls: Option<PathBuf>,
     /// How many servers to work on at once.
     #[arg(long, value_name = "N", default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..=256))]
     parallel: u16,
@@ -89,6 +94,10 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
         .map_err(|e| Failure::usage(crate::error_chain(&e), e.hint()))?;
     let deploy_tokens = match &args.deploy_tokens {
         Some(path) => Some(super::serve::tokens(path)?),
+        None => None,
+    };
+    let notify_urls = match &args.notify_urls {
+        Some(path) => Some(crate::notify::Urls::read(path)?),
         None => None,
     };
     let hook_secret = match &args.hook_secret_file {
@@ -123,6 +132,7 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
         listen: args.listen,
         hook_secret,
         deploy_tokens,
+        notify_urls,
         parallel: usize::from(args.parallel),
         connect,
     })?;

@@ -81,7 +81,8 @@ pub async fn check(
 /// Makes `check.intended` live on every server of `target`: switched to
 /// where it is complete everywhere, else released (archived from the
 /// app's mirror in `cache`, prepared where it is missing). Logged as
-/// `live`, with `origin`'s trigger.
+/// `live`, with `origin`'s trigger. A release whose guard was cut short
+/// (`guard_to_resume`) is judged on instead (`resume_guard`).
 ///
 /// # Errors
 /// Nothing is intended (`Unready`), or as `release`.
@@ -94,6 +95,9 @@ pub async fn repair(
     progress: &dyn Progress,
     stop: &Stop,
 ) -> Result<Released, ReleaseError> {
+    if super::guard_to_resume(check).is_some() {
+        return super::resume_guard(target, origin, connector, progress, stop).await;
+    }
     let Some(intended) = &check.intended else {
         return Err(ReleaseError::Unready(check.verdict.describe(None)));
     };

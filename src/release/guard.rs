@@ -7,11 +7,15 @@
 //! switch), the release fails like a failed health check: every server
 //! goes back, and the release log says why.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use futures::future::join_all;
+use tokio::time::Instant;
 
 use super::run::Run;
+use super::state::GuardRecord;
+use super::{ServerReleases, Sha};
 use crate::app::{Event, Step, StepFailure};
 use crate::definitions::{Guard, ServerName};
 use crate::traffic::Figures;
@@ -46,6 +50,102 @@ pub fn judge(guard: &Guard, before: Figures, since: Figures) -> Option<String> {
 
 /// Where each web server's access log is read from next.
 pub(super) type Marks = Vec<(ServerName, u64)>;
+
+/// A guard's state: where each web server's log is read from, the
+/// traffic before the switch, and when the window ends. Kept in each
+/// server's in-flight record (`GuardRecord`), so that a guard whose client
+/// stopped is judged on by the next check.
+#[derive(Debug, Clone)]
+pub(super) struct Guarding {
+    pub marks: Marks,
+    pub before: Figures,
+    pub until: DateTime<Utc>,
+}
+
+/// What the guard of a release found.
+#[derive(Debug)]
+pub(super) enum Judged {
+    /// The window passed without a rise in 5xx.
+    Passed,
+    /// A rise: the release fails like a failed health check.
+    Failed(StepFailure),
+    /// A stop (the daemon's SIGTERM, Ctrl-C) came during the window: the
+    /// release stays live, unjudged, and its in-flight record, with the
+    /// guard's, stays for the next check to judge it on.
+    Suspended,
+}
+
+impl Guarding {
+    /// `server`'s part of it, for its in-flight record.
+    pub fn record(&self, server: &ServerName) -> GuardRecord {
+        GuardRecord {
+            until: self
+                .until
+                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            from: self
+                .marks
+                .iter()
+                .find(|(s, _)| s == server)
+                .map(|(_, at)| *at),
+            before_requests: self.before.requests,
+            before_5xx: self.before.errors,
+        }
+    }
+
+    /// The guard a release that stopped during its window left on
+    /// `servers`, under the app lock: the release, and where its guard
+    /// stood. `Err` says why it cannot go on: a server without the
+    /// record, or another release there.
+    pub fn resumed(servers: &[(ServerName, &ServerReleases)]) -> Result<(Sha, Guarding), String> {
+        let mut found: Option<(Sha, Guarding)> = None;
+        for (server, state) in servers {
+            let Some(in_flight) = &state.in_flight else {
+                return Err(format!("{server} has no release in flight"));
+            };
+            let Some(record) = &in_flight.guard else {
+                return Err(format!(
+                    "{server}: the release in flight there has no guard record"
+                ));
+            };
+            if state.live.as_ref() != Some(&in_flight.sha) {
+                return Err(format!(
+                    "{server} no longer serves {}",
+                    in_flight.sha.short()
+                ));
+            }
+            let until = DateTime::parse_from_rfc3339(&record.until)
+                .map_err(|_| format!("{server}: `{}` is not a time", record.until))?
+                .with_timezone(&Utc);
+            match &found {
+                Some((sha, _)) if *sha != in_flight.sha => {
+                    return Err(format!(
+                        "the servers have different releases in flight ({} and {})",
+                        sha.short(),
+                        in_flight.sha.short()
+                    ));
+                }
+                Some(_) => {}
+                None => {
+                    let before = Figures {
+                        requests: record.before_requests,
+                        errors: record.before_5xx,
+                        ..Figures::default()
+                    };
+                    let guarding = Guarding {
+                        marks: Vec::new(),
+                        before,
+                        until,
+                    };
+                    found = Some((in_flight.sha.clone(), guarding));
+                }
+            }
+            if let (Some(from), Some((_, guarding))) = (record.from, &mut found) {
+                guarding.marks.push((server.clone(), from));
+            }
+        }
+        found.ok_or_else(|| "no server".to_owned())
+    }
+}
 
 impl Run<'_> {
     /// Reads `from` (per server; `None`: the log's last 64 MiB, counting
@@ -89,40 +189,50 @@ impl Run<'_> {
         (marks, total)
     }
 
-    /// Before the switch: where to read each log from after it, and the
-    /// traffic of the guard's window before it (for `compare`).
-    pub(super) async fn guard_mark(&self, guard: &Guard) -> (Marks, Figures) {
-        self.traffic(None, window(guard)).await
+    /// Before the switch: where to read each log from after it, the
+    /// traffic of the guard's window before it (for `compare`), and the
+    /// window's end.
+    pub(super) async fn guard_mark(&self, guard: &Guard) -> Guarding {
+        let (marks, before) = self.traffic(None, window(guard)).await;
+        Guarding {
+            marks,
+            before,
+            until: Utc::now() + window(guard),
+        }
     }
 
-    /// Watches every web server's traffic from `marks` for the guard's
-    /// window: `Err` (naming the first web server; the figures are all of
-    /// theirs) as soon as
-    /// `judge` fails it.
-    pub(super) async fn guard_watch(
-        &self,
-        guard: &Guard,
-        mut marks: Marks,
-        before: Figures,
-    ) -> Result<Figures, StepFailure> {
+    /// Watches every web server's traffic from `guarding`'s marks until
+    /// its window ends (at least one read: a guard resumed after its
+    /// window judges the traffic since the switch at once): `Failed`
+    /// (naming the first web server; the figures are all of theirs) as
+    /// soon as `judge` fails it.
+    pub(super) async fn guard_watch(&self, guard: &Guard, guarding: Guarding) -> Judged {
         let progress = self.session.progress();
         let started = Instant::now();
+        let left = (guarding.until - Utc::now()).to_std().unwrap_or_default();
+        let deadline = started + left;
+        let Guarding {
+            mut marks, before, ..
+        } = guarding;
         for (server, _) in &marks {
             progress.step(server, Step::Guard, &Event::Started);
         }
         let mut since = Figures::default();
-        while started.elapsed() < window(guard) {
-            let pause = GUARD_INTERVAL.min(window(guard).saturating_sub(started.elapsed()));
-            tokio::select! {
-                () = tokio::time::sleep(pause) => {}
-                // A stop (the daemon's SIGTERM, Ctrl-C) ends the watch: the
-                // release passed its health check and stays live.
-                () = self.stop.cancelled() => {
-                    tracing::warn!(
-                        watched = ?started.elapsed(),
-                        "the guard was cut short by a stop: the release stays live unjudged"
-                    );
-                    break;
+        loop {
+            let pause = GUARD_INTERVAL.min(deadline.saturating_duration_since(Instant::now()));
+            if !pause.is_zero() {
+                tokio::select! {
+                    () = tokio::time::sleep(pause) => {}
+                    () = self.stop.cancelled() => {
+                        tracing::warn!(
+                            watched = ?started.elapsed(),
+                            "the guard was cut short by a stop: the release stays live, and the next check judges it"
+                        );
+                        for (server, _) in &marks {
+                            progress.step(server, Step::Guard, &Event::Skipped("stopped: the next check judges it"));
+                        }
+                        return Judged::Suspended;
+                    }
                 }
             }
             let (next, traffic) = self.traffic(Some(&marks), Duration::ZERO).await;
@@ -135,17 +245,20 @@ impl Run<'_> {
                 for (name, _) in &marks {
                     progress.step(name, Step::Guard, &Event::Failed(reason.clone()));
                 }
-                return Err(StepFailure {
+                return Judged::Failed(StepFailure {
                     server,
                     step: Step::Guard,
                     output: reason,
                 });
             }
+            if Instant::now() >= deadline {
+                break;
+            }
         }
         for (server, _) in &marks {
             progress.step(server, Step::Guard, &Event::Done(started.elapsed()));
         }
-        Ok(since)
+        Judged::Passed
     }
 }
 
@@ -187,6 +300,57 @@ mod tests {
                 "5xx 14.4% over 180 requests since the switch (limit 2.0%), before 0.3% over 1000"
             )
         );
+    }
+
+    #[test]
+    fn a_guard_cut_short_is_found_where_every_server_keeps_its_record() {
+        let sha = |c: char| Sha::parse(&c.to_string().repeat(40)).expect("a sha");
+        let guarding = Guarding {
+            marks: vec![(ServerName::new("web-1"), 4096)],
+            before: traffic(500, 2),
+            until: DateTime::parse_from_rfc3339("2026-12-01T10:05:00Z")
+                .expect("a time")
+                .with_timezone(&Utc),
+        };
+        let server = |name: &str, live: char, in_flight: char| ServerReleases {
+            live: Some(sha(live)),
+            in_flight: Some(super::super::InFlight {
+                sha: sha(in_flight),
+                previous: Some(sha('b')),
+                started: "2026-12-01T10:00:00Z".into(),
+                trigger: "webhook".into(),
+                who: "webhook".into(),
+                guard: Some(guarding.record(&ServerName::new(name))),
+            }),
+            ..ServerReleases::default()
+        };
+        // A worker server has no log to read, and no mark.
+        let (web, jobs) = (server("web-1", 'a', 'a'), server("jobs-1", 'a', 'a'));
+        assert_eq!(
+            jobs.in_flight.as_ref().and_then(|f| f.guard.as_ref()?.from),
+            None
+        );
+        fn named(states: [&ServerReleases; 2]) -> Vec<(ServerName, &ServerReleases)> {
+            ["web-1", "jobs-1"]
+                .map(ServerName::new)
+                .into_iter()
+                .zip(states)
+                .collect()
+        }
+        let (found, resumed) = Guarding::resumed(&named([&web, &jobs])).expect("resumed");
+        assert_eq!(found, sha('a'));
+        assert_eq!(resumed.marks, guarding.marks);
+        assert_eq!(resumed.until, guarding.until);
+        assert_eq!((resumed.before.requests, resumed.before.errors), (500, 2));
+
+        // Another release in flight, one that no longer serves, or a
+        // server without the record: not resumed.
+        let other = server("jobs-1", 'c', 'c');
+        assert!(Guarding::resumed(&named([&web, &other])).is_err());
+        let back = server("jobs-1", 'b', 'a');
+        assert!(Guarding::resumed(&named([&web, &back])).is_err());
+        let none = ServerReleases::default();
+        assert!(Guarding::resumed(&named([&web, &none])).is_err());
     }
 
     #[test]

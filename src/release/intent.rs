@@ -261,6 +261,7 @@ mod tests {
             started: "2026-11-30T10:00:00Z".into(),
             trigger: "cli".into(),
             who: "me".into(),
+            guard: None,
         });
         assert_eq!(
             verdict(Some(&sha('a')), &named(vec![on('a'), stopped.clone()])),

@@ -92,6 +92,15 @@ pub enum ReleaseError {
         /// How to hand it over, naming the app.
         hint: String,
     },
+    /// A stop came during the guard's window: the release is live on
+    /// every server, unjudged, and each keeps its in-flight record with
+    /// the guard's, so that the next check (the daemon's, or `apply`'s)
+    /// judges it on from the traffic since the switch.
+    #[error(
+        "stopped during the guard's window: {} stays live, and the next check judges it on from its traffic since the switch",
+        .0.short()
+    )]
+    GuardStopped(Sha),
     #[error("nothing to roll back to: {0}")]
     NothingToRollBackTo(String),
     #[error("cannot release now: {0}")]
@@ -338,6 +347,67 @@ async fn switch_to(
     };
     unlock_all(run.locked).await;
     outcome
+}
+
+/// Goes on with the guard of a release whose client stopped during its
+/// guard window (`ReleaseError::GuardStopped`, or killed): under the app
+/// lock, the health check again, then the guard for what is left of its
+/// window from where its in-flight records say it stood (at least one
+/// read, judging the traffic since the switch); then logged `live`, or
+/// rolled back everywhere with the reason.
+///
+/// # Errors
+/// As `release`; `Unready` when the servers no longer hold one guarded
+/// release in flight (why).
+pub async fn resume_guard(
+    target: &AppTarget,
+    origin: &Origin,
+    connector: &dyn Connector,
+    progress: &dyn Progress,
+    stop: &Stop,
+) -> Result<Released, ReleaseError> {
+    let started = Instant::now();
+    let mut run = Run::start(target, None, origin, progress, connector).await?;
+    run.stop = stop.clone();
+    let outcome = match guard::Guarding::resumed(&run.servers()) {
+        Err(why) => Err(ReleaseError::Unready(format!(
+            "the guard cannot be resumed: {why}"
+        ))),
+        Ok((sha, guarding)) => {
+            tracing::info!(sha = %sha.short(), until = %guarding.until, "resuming the guard of a release whose client stopped");
+            run.session.set("SHA", sha.as_str());
+            // The run goes on from before the switch: each server's state
+            // as the release found it.
+            for state in &mut run.states {
+                if let Some(in_flight) = state.in_flight.take() {
+                    state.live = in_flight.previous;
+                }
+            }
+            let plan = plan(&sha, &run.servers());
+            run.resume(&plan, guarding, started).await
+        }
+    };
+    unlock_all(run.locked).await;
+    outcome
+}
+
+/// The release whose guard `check` found cut short (every server serves
+/// it and keeps its in-flight record with the guard's), unless the app
+/// pins another commit: `resume_guard` judges it on.
+pub fn guard_to_resume(check: &Check) -> Option<Sha> {
+    let servers: Vec<(ServerName, &ServerReleases)> = check
+        .servers
+        .iter()
+        .map(|(server, state)| Some((server.clone(), state.as_ref().ok()?)))
+        .collect::<Option<_>>()?;
+    if servers.iter().any(|(_, s)| s.locked_by.is_some()) {
+        return None;
+    }
+    let (sha, _) = guard::Guarding::resumed(&servers).ok()?;
+    match &check.intended {
+        Some(Intended::Pinned { sha: pinned, .. }) if *pinned != sha => None,
+        _ => Some(sha),
+    }
 }
 
 /// What every server of `target` has: per server, its releases or why it

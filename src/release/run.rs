@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use futures::future::join_all;
 
+use super::guard::{Guarding, Judged};
 use super::state::InFlight;
 use super::{
     Archive, HEALTH_TRIES, LogResult, RELEASE_SH, ReleaseError, ReleasePlan, Released,
@@ -14,7 +15,7 @@ use crate::app::{
     self, AppError, AppTarget, COMMAND_LIMIT, Locked, Origin, Progress, Session, Step, StepFailure,
     connect_all,
 };
-use crate::definitions::{ServerName, SharedKind};
+use crate::definitions::{Guard, ServerName, SharedKind};
 use crate::transport::{Connector, Input};
 
 /// One release or rollback in progress: its session and its servers.
@@ -167,25 +168,26 @@ impl<'a> Run<'a> {
 
     /// Switches every server to `to` (`None`: no release), all at once:
     /// the servers whose switch failed, and those whose workers did not
-    /// restart (they switched). A switch `forward` (not back) leaves each
-    /// server the record of this release in flight, which the finish
-    /// removes.
+    /// restart (they switched). A switch `Way::Forward` leaves each server
+    /// the record of this release in flight (with its guard's), which the
+    /// finish removes.
     pub(super) async fn switch_all(
         &self,
         to: impl Fn(&ServerName) -> Option<Sha>,
-        forward: bool,
+        way: Way<'_>,
     ) -> (Vec<StepFailure>, Vec<(ServerName, String)>) {
         let origin = self.session.origin();
         let started = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
         let steps = self.locked.iter().zip(&self.states).map(|(l, state)| {
             let target = to(&l.host.server.name);
-            let intent = match &target {
-                Some(sha) if forward => serde_json::to_string(&InFlight {
+            let intent = match (&target, &way) {
+                (Some(sha), Way::Forward(guarding)) => serde_json::to_string(&InFlight {
                     sha: sha.clone(),
                     previous: state.live.clone(),
                     started: started.clone(),
                     trigger: origin.trigger.to_string(),
                     who: origin.who.clone(),
+                    guard: guarding.map(|g| g.record(&l.host.server.name)),
                 })
                 .ok(),
                 _ => None,
@@ -253,31 +255,53 @@ impl<'a> Run<'a> {
         results.into_iter().find_map(Result::err)
     }
 
-    /// Switches to `sha` everywhere and checks health; on a failure,
-    /// switches every server back to what it had (`plan.back`). What the
-    /// workers said, when they did not restart.
+    /// Switches to `sha` everywhere and checks health, then (with
+    /// `guard:`) watches the traffic (`judged`). What the workers said,
+    /// when they did not restart.
     pub(super) async fn go_live(
         &self,
         plan: &ReleasePlan,
     ) -> Result<Vec<(ServerName, String)>, ReleaseError> {
         let guard = self.session.app.guard.as_ref();
-        let marks = match guard {
+        let guarding = match guard {
             Some(guard) => Some(self.guard_mark(guard).await),
             None => None,
         };
-        let (failures, workers) = self.switch_all(|_| Some(plan.sha.clone()), true).await;
-        let mut failure = match failures.into_iter().next() {
+        let to = |_: &ServerName| Some(plan.sha.clone());
+        let (failures, workers) = self.switch_all(to, Way::Forward(guarding.as_ref())).await;
+        let failure = match failures.into_iter().next() {
             Some(failure) => Some(failure),
             None => self.health_all().await,
         };
-        if let (None, Some(guard), Some((marks, before))) = (&failure, guard, marks) {
-            failure = self.guard_watch(guard, marks, before).await.err();
-        }
-        let Some(failure) = failure else {
-            return Ok(workers);
+        self.judged(plan, failure, guard.zip(guarding))
+            .await
+            .map(|()| workers)
+    }
+
+    /// After the switch to `plan.sha` and `failure` (of the switch or the
+    /// health check, if any): with `guarded`, the guard's watch; on a
+    /// failure, every server switches back to what it had (`plan.back`).
+    /// A stop during the guard's window leaves the release live and in
+    /// flight (`GuardStopped`).
+    pub(super) async fn judged(
+        &self,
+        plan: &ReleasePlan,
+        failure: Option<StepFailure>,
+        guarded: Option<(&Guard, Guarding)>,
+    ) -> Result<(), ReleaseError> {
+        let failure = match (failure, guarded) {
+            (Some(failure), _) => failure,
+            (None, None) => return Ok(()),
+            (None, Some((guard, guarding))) => match self.guard_watch(guard, guarding).await {
+                Judged::Passed => return Ok(()),
+                Judged::Failed(failure) => failure,
+                Judged::Suspended => {
+                    return Err(ReleaseError::GuardStopped(plan.sha.clone()));
+                }
+            },
         };
         let (not_back, _) = self
-            .switch_all(|server| plan.back.get(server).cloned().flatten(), false)
+            .switch_all(|server| plan.back.get(server).cloned().flatten(), Way::Back)
             .await;
         for failed in &not_back {
             tracing::error!(server = %failed.server, output = %failed.output, "switching back failed");
@@ -299,7 +323,44 @@ impl<'a> Run<'a> {
         started: Instant,
     ) -> Result<Released, ReleaseError> {
         let warmed = self.warm_all().await;
-        match self.go_live(plan).await {
+        let outcome = self.go_live(plan).await;
+        self.logged(plan, result, started, outcome, warmed).await
+    }
+
+    /// Goes on with a release a stopped client left in its guard window:
+    /// the health check again, then the guard for what is left of its
+    /// window (at least one read of the traffic since the switch), and the
+    /// log and pruning as `go_to`. The run's states are what each server
+    /// had before the switch.
+    pub(super) async fn resume(
+        &self,
+        plan: &ReleasePlan,
+        guarding: Guarding,
+        started: Instant,
+    ) -> Result<Released, ReleaseError> {
+        let failure = self.health_all().await;
+        let guard = self.session.app.guard.as_ref();
+        let outcome = self
+            .judged(plan, failure, guard.map(|g| (g, guarding)))
+            .await
+            .map(|()| Vec::new());
+        self.logged(plan, LogResult::Live, started, outcome, Vec::new())
+            .await
+    }
+
+    /// Logs a run that switched to `plan.sha` and ended in `outcome` (the
+    /// workers that did not restart, or why it did not stay live) as
+    /// `result` or rolled back; a guard cut short by a stop logs nothing:
+    /// the release stays in flight.
+    async fn logged(
+        &self,
+        plan: &ReleasePlan,
+        result: LogResult,
+        started: Instant,
+        outcome: Result<Vec<(ServerName, String)>, ReleaseError>,
+        warmed: Vec<(ServerName, Result<super::Warmed, String>)>,
+    ) -> Result<Released, ReleaseError> {
+        match outcome {
             Ok(workers_failed) => {
                 let live = |_: usize| Some(plan.sha.clone());
                 let (pruned, prune_failed) = self
@@ -320,6 +381,7 @@ impl<'a> Run<'a> {
                     elapsed: started.elapsed(),
                 })
             }
+            Err(error @ ReleaseError::GuardStopped(_)) => Err(error),
             Err(error) => {
                 let live = |i: usize| self.states[i].live.clone();
                 let reason = match &error {
@@ -340,4 +402,13 @@ impl<'a> Run<'a> {
             }
         }
     }
+}
+
+/// Which way a switch goes.
+pub(super) enum Way<'g> {
+    /// To the release being made live: each server keeps a record of it
+    /// in flight, with the guard's when it is guarded.
+    Forward(Option<&'g Guarding>),
+    /// Back to what a server had: no record.
+    Back,
 }

@@ -82,6 +82,28 @@ pub struct InFlight {
     pub trigger: String,
     /// Who ran it: `user@machine (pid N)`, or the daemon's name.
     pub who: String,
+    /// Its guard, when the app has `guard:`: what the release, or the
+    /// check, that finds this record needs to go on judging it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guard: Option<GuardRecord>,
+}
+
+/// Where a guarded release's guard stood at its switch, kept in each
+/// server's in-flight record: a release whose client stopped during its
+/// guard window is judged on by the next check (`release::repair`), from
+/// the traffic since its switch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GuardRecord {
+    /// When the guard's window ends, by its client's clock (RFC 3339, UTC).
+    pub until: String,
+    /// The byte of this server's access log the traffic since the switch
+    /// is read from; none on a server that serves no web requests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<u64>,
+    /// Every web server's requests, and how many of them were 5xx, in the
+    /// guard's window before the switch (`compare`).
+    pub before_requests: u64,
+    pub before_5xx: u64,
 }
 
 /// A commit id, or nothing (`""` in older lines).

@@ -129,8 +129,12 @@ impl AppJob {
                 };
             }
         };
+        // A release whose guard was cut short (the daemon stopped during
+        // its window) is judged on, whatever else the check found.
+        let resumed = release::guard_to_resume(&check);
         match &check.verdict {
-            Verdict::Converged | Verdict::Unknown { .. } => AppOutcome::Converged(check),
+            Verdict::Converged => AppOutcome::Converged(check),
+            Verdict::Unknown { .. } if resumed.is_none() => AppOutcome::Converged(check),
             Verdict::Busy(holder) => {
                 let holder = holder.clone();
                 AppOutcome::Busy(check, holder)
@@ -140,9 +144,11 @@ impl AppJob {
                 check: Some(check),
                 gave_up: None,
             },
-            Verdict::Diverged { interrupted, .. } => {
-                let intended = check.intended.as_ref().map(Intended::sha);
-                if self.gave_up.is_some() && self.gave_up.as_ref() == intended {
+            Verdict::Diverged { interrupted, .. } | Verdict::Unknown { interrupted } => {
+                // What the repair makes live, or judges.
+                let releasing =
+                    resumed.or_else(|| check.intended.as_ref().map(Intended::sha).cloned());
+                if self.gave_up.is_some() && self.gave_up == releasing {
                     let message = format!(
                         "{}; it failed its health check, and is not released again until the definitions change",
                         check.verdict.describe(check.intended.as_ref())
@@ -184,7 +190,7 @@ impl AppJob {
                             &error,
                             ReleaseError::RolledBack { not_back, .. } if not_back.is_empty()
                         )
-                        .then(|| intended.cloned())
+                        .then_some(releasing)
                         .flatten();
                         AppOutcome::Failed {
                             message: scrubbed(&self.target, &error),
@@ -405,6 +411,7 @@ impl Watch {
             entry.due = Instant::now();
             entry.why = Why::Commit;
         }
+        self.notify_app(&done, entry.failures);
         record(
             &self.board,
             &done.app,
@@ -413,5 +420,44 @@ impl Watch {
             retry_at,
             now,
         );
+    }
+}
+
+impl Watch {
+    /// Word of an app check's outcome for the app's `notify:`: a release
+    /// made live, one rolled back (its health check or guard failed it),
+    /// or a release that failed (the first failure in a row).
+    fn notify_app(&self, done: &AppFinished, failures: u32) {
+        use crate::definitions::NotifyEvent;
+        let (event, message, commit) = match &done.outcome {
+            AppOutcome::Repaired(_, released) => (
+                NotifyEvent::ReleaseLive,
+                format!(
+                    "{} {} is live on every server",
+                    done.app,
+                    released.sha.short()
+                ),
+                Some(released.sha.to_string()),
+            ),
+            AppOutcome::Failed {
+                message,
+                gave_up: Some(sha),
+                ..
+            } if failures == 1 => (
+                NotifyEvent::RolledBack,
+                format!("{} {} was rolled back: {message}", done.app, sha.short()),
+                Some(sha.to_string()),
+            ),
+            AppOutcome::Failed { message, .. } if failures == 1 => (
+                NotifyEvent::ReleaseFailed,
+                format!("{}: {message}", done.app),
+                None,
+            ),
+            _ => return,
+        };
+        let mut notice = crate::notify::Notice::new(event, message);
+        notice.app = Some(done.app.clone());
+        notice.commit = commit;
+        self.notify(|d| crate::notify::app_targets(d, &done.app), event, notice);
     }
 }

@@ -171,6 +171,7 @@ impl Watch {
             );
         }
         let failures = host.failures;
+        self.notify_host(&done, host, succeeded && read, &message);
         let commit_in_force = in_force.map(|f| f.commit.clone());
         self.board.update(now, |s| {
             let entry = s.hosts.entry(done.server.to_string()).or_default();
@@ -266,5 +267,53 @@ fn describe(outcome: &Outcome) -> (&'static str, String) {
             "stale",
             "the server changed since the plan; planning again".into(),
         ),
+    }
+}
+
+impl Watch {
+    /// Word of a host's outcome for its cluster's `notify:`: an apply
+    /// that failed (the first failure in a row), drift found (where the
+    /// last read found none).
+    fn notify_host(&self, done: &Finished, host: &Host, read: bool, message: &str) {
+        use crate::definitions::NotifyEvent;
+        use crate::notify::{Notice, cluster_targets};
+        if self.notifier.is_none() {
+            return;
+        }
+        let cluster = host.target.desired.cluster.clone();
+        let tell = |event: NotifyEvent, text: String| {
+            let mut notice = Notice::new(event, text);
+            notice.server = Some(done.server.to_string());
+            notice.commit = Some(done.commit.clone());
+            self.notify(|d| cluster_targets(d, |c| c.name == cluster), event, notice);
+        };
+        if !done.outcome.succeeded() && host.failures == 1 {
+            tell(
+                NotifyEvent::ApplyFailed,
+                format!(
+                    "applying commit {} to {} failed: {}",
+                    short(&done.commit),
+                    done.server,
+                    crate::text::visible(message)
+                ),
+            );
+        }
+        let before = self
+            .board
+            .snapshot()
+            .hosts
+            .get(done.server.as_str())
+            .map_or(0, |h| h.drift);
+        if read && done.outcome.drift > 0 && before == 0 {
+            tell(
+                NotifyEvent::DriftFound,
+                format!(
+                    "{} differs from commit {} in {} change(s)",
+                    done.server,
+                    short(&done.commit),
+                    done.outcome.drift
+                ),
+            );
+        }
     }
 }

@@ -140,9 +140,32 @@ pub struct Watch {
     /// Cancelled when the daemon is asked to stop: a release the loop
     /// started stops if it has not switched yet, else finishes.
     pub stop: release::Stop,
+    /// Where word of what happens goes (`notify:`); `None`: nowhere.
+    pub notifier: Option<crate::notify::Notifier>,
 }
 
 impl Watch {
+    /// Sends `notice` of `event` to the targets `targets` picks from the
+    /// definitions in force, if any.
+    fn notify(
+        &self,
+        targets: impl FnOnce(&crate::definitions::Definitions) -> Vec<crate::definitions::NotifyTarget>,
+        event: crate::definitions::NotifyEvent,
+        notice: crate::notify::Notice,
+    ) {
+        let Some(notifier) = &self.notifier else {
+            return;
+        };
+        let definitions = self
+            .board
+            .definitions
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        if let Some(definitions) = definitions {
+            notifier.send(&targets(&definitions), event, &notice);
+        }
+    }
     /// Runs until `shutdown` completes; then starts nothing new, lets the
     /// hosts in flight finish, and returns.
     pub async fn run(mut self, shutdown: impl Future<Output = ()>) {
@@ -316,6 +339,20 @@ impl Watch {
                     tracing::error!(problem = %problem, "the commit is rejected");
                 }
                 self.board.count_rejected();
+                let mut notice = crate::notify::Notice::new(
+                    crate::definitions::NotifyEvent::CommitRejected,
+                    format!(
+                        "commit {} of the definitions is rejected: nothing of it is applied",
+                        short(&commit)
+                    ),
+                );
+                notice.commit = Some(commit.clone());
+                notice.details.clone_from(&errors);
+                self.notify(
+                    |d| crate::notify::cluster_targets(d, |_| true),
+                    crate::definitions::NotifyEvent::CommitRejected,
+                    notice,
+                );
                 self.board.update(now, |s| {
                     s.last_rejected = Some(status::Rejected {
                         commit: commit.clone(),

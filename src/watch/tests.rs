@@ -110,6 +110,7 @@ fn start(
     let base: DateTime<Utc> = "2026-11-22T00:00:00Z".parse().expect("time");
     let origin = Instant::now();
     let watch = Watch {
+        notifier: None,
         source: Box::new(commits.clone()),
         connector: Arc::clone(&connector) as Arc<dyn Connector>,
         options,

@@ -76,6 +76,10 @@ pub struct App {
     /// Without it a release is judged by its health check alone.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub guard: Option<Guard>,
+    /// Where the daemon sends word of the app's releases, instead of its
+    /// cluster's `notify:` (`[]`: nowhere).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify: Option<Vec<super::NotifyTarget>>,
     /// Take over an existing Unix user named like the app that reconciler
     /// did not create. Without it such a user is refused: it may be a
     /// person's login, with sudo rights, that the app's code would then own.

@@ -60,8 +60,78 @@ pub struct Cluster {
     /// More Debian packages `provision` installs on every server.
     #[serde(default)]
     pub packages: Vec<String>,
+    /// Where the daemon sends word of what happens on the cluster and its
+    /// apps (an app's own `notify:` replaces it for the app's releases).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notify: Vec<NotifyTarget>,
     /// The cluster's servers.
     pub servers: Vec<Server>,
+}
+
+/// A webhook the daemon notifies (`notify:`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NotifyTarget {
+    /// The target's name in the daemon's notify URLs file
+    /// (`watch --notify-urls FILE`, one `NAME URL` a line): a webhook's
+    /// URL is a secret, kept out of the definitions.
+    pub to: String,
+    /// `json` (the event as a JSON object) or `slack` (a Slack-compatible
+    /// `{"text": ...}` message).
+    #[serde(default)]
+    pub format: NotifyFormat,
+    /// The events it wants; every event when empty.
+    #[serde(default)]
+    pub events: Vec<NotifyEvent>,
+}
+
+/// How a notification's body is written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum NotifyFormat {
+    #[default]
+    Json,
+    Slack,
+}
+
+/// What a notification tells.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum NotifyEvent {
+    /// A release went live on every server of its app.
+    ReleaseLive,
+    /// A release failed before or at its switch.
+    ReleaseFailed,
+    /// A release went live and was rolled back (its health check or its
+    /// guard failed it), with the reason.
+    RolledBack,
+    /// Applying the definitions to a server failed.
+    ApplyFailed,
+    /// A commit of the definitions did not validate, with its errors.
+    CommitRejected,
+    /// A drift check found a server changed by hand.
+    DriftFound,
+}
+
+impl NotifyEvent {
+    /// Its name in the definitions and in notifications.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NotifyEvent::ReleaseLive => "release-live",
+            NotifyEvent::ReleaseFailed => "release-failed",
+            NotifyEvent::RolledBack => "rolled-back",
+            NotifyEvent::ApplyFailed => "apply-failed",
+            NotifyEvent::CommitRejected => "commit-rejected",
+            NotifyEvent::DriftFound => "drift-found",
+        }
+    }
+}
+
+impl NotifyTarget {
+    /// Whether it wants `event`.
+    pub fn wants(&self, event: NotifyEvent) -> bool {
+        self.events.is_empty() || self.events.contains(&event)
+    }
 }
 
 impl Cluster {

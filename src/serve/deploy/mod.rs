@@ -63,6 +63,9 @@ pub struct Deployer {
     /// Stops the deploys in flight when the daemon stops (see
     /// `release::Stop`): set with `stopped_by`.
     stop: release::Stop,
+    /// Told how each deploy ended (the app's `notify:`): set with
+    /// `notifying`.
+    notifier: Option<crate::notify::Notifier>,
 }
 
 impl Deployer {
@@ -87,6 +90,7 @@ impl Deployer {
             jobs: Jobs::default(),
             releasing: Mutex::default(),
             stop: release::Stop::new(),
+            notifier: None,
         }
     }
 
@@ -94,6 +98,13 @@ impl Deployer {
     #[must_use]
     pub fn stopped_by(self, stop: release::Stop) -> Self {
         Self { stop, ..self }
+    }
+
+    /// This deployer, telling `notifier` (if any) how each deploy ended
+    /// (the app's `notify:`).
+    #[must_use]
+    pub fn notifying(self, notifier: Option<crate::notify::Notifier>) -> Self {
+        Self { notifier, ..self }
     }
 
     /// This deployer, with each deploy's record kept in `dir` (made, 0700,
@@ -321,6 +332,10 @@ pub async fn deploy(
             &result,
             Err(release::ReleaseError::RolledBack { failure, .. }) if failure.step == Step::Guard
         );
+        // Stopped during its guard's window: live, judged on by the next
+        // check (the daemon's, after its restart), which this record does
+        // not follow.
+        let stopped = matches!(&result, Err(release::ReleaseError::GuardStopped(_)));
         let failure = result.as_ref().err().map(|e| {
             let error = crate::text::visible(&crate::redact::scrub(
                 &crate::error_chain(e),
@@ -335,12 +350,50 @@ pub async fn deploy(
                 tracing::warn!(app = %target.app.name, %sha, %error, hint, "deploy failed");
             }
         }
+        if let Some(notifier) = &task_deployer.notifier {
+            use crate::definitions::NotifyEvent;
+            let short = &sha[..sha.len().min(12)];
+            let (event, message) = match &failure {
+                None => (
+                    NotifyEvent::ReleaseLive,
+                    format!(
+                        "{} {} is live (deployed by the webhook)",
+                        target.app.name, short
+                    ),
+                ),
+                Some((error, _)) if guarded => (
+                    NotifyEvent::RolledBack,
+                    format!("{} {short} was rolled back: {error}", target.app.name),
+                ),
+                Some((error, _)) => (
+                    NotifyEvent::ReleaseFailed,
+                    format!("{} {short} did not go live: {error}", target.app.name),
+                ),
+            };
+            let mut notice = crate::notify::Notice::new(event, message);
+            notice.app = Some(target.app.name.to_string());
+            notice.commit = Some(sha.clone());
+            let definitions = task_deployer
+                .definitions
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone();
+            if let Some(definitions) = definitions {
+                let targets = crate::notify::app_targets(&definitions, target.app.name.as_str());
+                notifier.send(&targets, event, &notice);
+            }
+        }
         task_deployer.jobs.update(&id, |job| {
             job.finished = Some(chrono::Utc::now());
             match failure {
                 None => job.state = "live".into(),
                 Some((error, hint)) => {
-                    job.state = if guarded { "rolled-back" } else { "failed" }.into();
+                    job.state = match (guarded, stopped) {
+                        (true, _) => "rolled-back",
+                        (_, true) => "interrupted",
+                        _ => "failed",
+                    }
+                    .into();
                     job.error = Some(error);
                     job.hint = hint;
                 }

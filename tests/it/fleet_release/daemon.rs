@@ -7,7 +7,7 @@ use super::*;
 /// `reconciler watch` on the definitions in `repo` (a git repository on
 /// `main`), checking every server every `drift` seconds with `mode`; its
 /// status and stderr in `state`.
-fn watch(repo: &Repo, state: &Path, drift: &str, mode: &str) -> Killed {
+pub(super) fn watch(repo: &Repo, state: &Path, drift: &str, mode: &str) -> Killed {
     watch_at(
         repo,
         repo.dir.path(),
@@ -67,7 +67,11 @@ fn problems(document: &serde_json::Value) -> Vec<String> {
 
 /// Waits until `done` holds of the status, or panics with the status and
 /// the daemon's log.
-fn wait_status(state: &Path, within: Duration, done: impl Fn(i32, &serde_json::Value) -> bool) {
+pub(super) fn wait_status(
+    state: &Path,
+    within: Duration,
+    done: impl Fn(i32, &serde_json::Value) -> bool,
+) {
     let deadline = Instant::now() + within;
     loop {
         let (code, document) = status(state);
@@ -87,7 +91,7 @@ fn wait_status(state: &Path, within: Duration, done: impl Fn(i32, &serde_json::V
 }
 
 /// Waits until both servers serve `id`, or panics with the daemon's log.
-fn wait_serving_in(repo: &Repo, state: &Path, id: &str, within: Duration) {
+pub(super) fn wait_serving_in(repo: &Repo, state: &Path, id: &str, within: Duration) {
     wait_serving_or(repo, id, within, || {
         let log = std::fs::read_to_string(state.join("watch.log")).unwrap_or_default();
         // The apps' lines: the hosts' checks repeat every few seconds.
@@ -308,7 +312,7 @@ fn unhealthy(app: &AppRepo, id: &str) -> String {
 }
 
 /// Waits until `server` answers `id id` (whatever the status).
-fn wait_body(repo: &Repo, server: &str, id: &str, within: Duration) {
+pub(super) fn wait_body(repo: &Repo, server: &str, id: &str, within: Duration) {
     let deadline = Instant::now() + within;
     while page(repo, server).1 != format!("{id} {id}") {
         assert!(Instant::now() < deadline, "{server} never served {id}");
@@ -317,7 +321,7 @@ fn wait_body(repo: &Repo, server: &str, id: &str, within: Duration) {
 }
 
 /// The last line of `server`'s release log of `rel`.
-fn last_log_line(repo: &Repo, server: &str) -> serde_json::Value {
+pub(super) fn last_log_line(repo: &Repo, server: &str) -> serde_json::Value {
     let line = repo.ssh(server, "tail -n1 /var/lib/reconciler/apps/rel/release.log");
     serde_json::from_str(line.trim()).unwrap_or_else(|e| panic!("{e}: {line}"))
 }

@@ -1,7 +1,63 @@
 //! Guarded releases (`guard:`): a release whose health check passes but
 //! whose real traffic fails is rolled back on every server.
 
+use super::daemon::{last_log_line, wait_body, wait_serving_in, wait_status, watch};
 use super::*;
+
+/// Requests on both web servers, every 50 ms until stopped (two minutes
+/// at most): the home page, and `/report.php`, which the health check
+/// never asks for.
+struct Load {
+    stop: Arc<AtomicBool>,
+    seen: Arc<Mutex<Vec<u16>>>,
+    clients: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Load {
+    fn start(repo: &Repo) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let seen: Arc<Mutex<Vec<u16>>> = Arc::default();
+        let clients = SERVERS
+            .iter()
+            .map(|name| {
+                let server = repo.server(name).clone();
+                let (stop, seen) = (Arc::clone(&stop), Arc::clone(&seen));
+                std::thread::spawn(move || {
+                    let deadline = Instant::now() + Duration::from_secs(120);
+                    while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+                        for path in ["/", "/report.php"] {
+                            let (status, _) = server.http_get(path, "rel.test");
+                            seen.lock().unwrap().push(status);
+                        }
+                        std::thread::sleep(Duration::from_millis(50));
+                    }
+                })
+            })
+            .collect();
+        Self {
+            stop,
+            seen,
+            clients,
+        }
+    }
+
+    /// Stops the clients: every status they saw.
+    fn stop(self) -> Vec<u16> {
+        self.stop.store(true, Ordering::Relaxed);
+        for client in self.clients {
+            client.join().expect("client");
+        }
+        std::mem::take(&mut *self.seen.lock().unwrap())
+    }
+}
+
+/// Adds `guard` to the app's definition.
+fn add_guard(repo: &Repo, guard: &str) {
+    let path = repo.dir.path().join("apps/rel.yaml");
+    let yaml = std::fs::read_to_string(&path).expect("app");
+    let yaml = yaml.replacen("servers:\n", &format!("guard: {guard}\nservers:\n"), 1);
+    std::fs::write(&path, yaml).expect("write");
+}
 
 #[test]
 #[ignore = "needs the test fleet: tests/fleet/fleet up 4"]
@@ -9,42 +65,14 @@ fn a_rise_in_5xx_after_the_switch_rolls_back_every_server_and_says_why() {
     let app = AppRepo::new();
     let good = app.commit("g1", &[]);
     let repo = definitions(&app, 3);
-    let path = repo.dir.path().join("apps/rel.yaml");
-    let yaml = std::fs::read_to_string(&path).expect("app");
-    std::fs::write(
-        &path,
-        yaml.replacen(
-            "servers:\n",
-            "guard: { window: 10s, max_5xx_ratio: 0.05, min_requests: 20 }\nservers:\n",
-            1,
-        ),
-    )
-    .expect("write");
+    add_guard(
+        &repo,
+        "{ window: 10s, max_5xx_ratio: 0.05, min_requests: 20 }",
+    );
 
     // Traffic on both servers all along: the home page, and a route the
     // health check never asks for (404 until the second commit breaks it).
-    let stop = Arc::new(AtomicBool::new(false));
-    let seen: Arc<Mutex<Vec<u16>>> = Arc::default();
-    let clients: Vec<_> = SERVERS
-        .iter()
-        .map(|name| {
-            let server = repo.server(name).clone();
-            let (stop, seen) = (Arc::clone(&stop), Arc::clone(&seen));
-            std::thread::spawn(move || {
-                let deadline = Instant::now() + Duration::from_secs(120);
-                while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
-                    for path in ["/", "/report.php"] {
-                        let (status, _) = server.http_get(path, "rel.test");
-                        seen.lock().unwrap().push(status);
-                    }
-                    std::thread::sleep(Duration::from_millis(50));
-                }
-            })
-        })
-        .collect();
-    let stop_clients = || {
-        stop.store(true, Ordering::Relaxed);
-    };
+    let load = Load::start(&repo);
 
     // Healthy traffic for the whole window: live.
     let text = expect(&run(&repo, &app, &["release", "rel"]), 0);
@@ -62,10 +90,7 @@ fn a_rise_in_5xx_after_the_switch_rolls_back_every_server_and_says_why() {
     let started = Instant::now();
     let out = run(&repo, &app, &["release", "rel"]);
     let took = started.elapsed();
-    stop_clients();
-    for client in clients {
-        client.join().expect("client");
-    }
+    let seen = load.stop();
     let text = expect(&out, 1);
     assert!(
         text.contains("(guard), so every server went back to"),
@@ -87,10 +112,7 @@ fn a_rise_in_5xx_after_the_switch_rolls_back_every_server_and_says_why() {
             "{log}"
         );
     }
-    assert!(
-        seen.lock().unwrap().contains(&500),
-        "the clients saw the 500s"
-    );
+    assert!(seen.contains(&500), "the clients saw the 500s");
 }
 
 #[test]
@@ -138,4 +160,122 @@ fn top_counts_the_requests_each_server_answered() {
     );
     let two = row("fleet-2");
     assert_eq!((two[2].as_str(), two[4].as_str()), ("0", "0.0%"), "{text}");
+}
+
+/// The in-flight record `server` keeps of `rel` (null: none).
+fn in_flight(repo: &Repo, server: &str) -> serde_json::Value {
+    let text = repo.ssh(
+        server,
+        "cat /var/lib/reconciler/apps/rel/in-flight 2>/dev/null || echo null",
+    );
+    serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("{e}: {text}"))
+}
+
+/// Stops the daemon with `signal` and waits for it to exit.
+fn stop_daemon(daemon: &mut Killed, signal: &str) {
+    let pid = daemon.0.id().to_string();
+    let sent = Command::new("kill")
+        .args([signal, &pid])
+        .status()
+        .expect("kill");
+    assert!(sent.success(), "kill {signal} {pid}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while daemon.0.try_wait().expect("wait").is_none() {
+        assert!(Instant::now() < deadline, "the daemon did not exit");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+#[ignore = "needs the test fleet: tests/fleet/fleet up 4"]
+fn a_daemon_stopped_or_killed_during_a_guard_window_judges_the_release_on_after_its_restart() {
+    let app = AppRepo::new();
+    let good = app.commit("r1", &[]);
+    let repo = definitions(&app, 5);
+    expect(&run(&repo, &app, &["release", "rel", &good]), 0);
+    let defs = repo.dir.path();
+    git(defs, &["init", "-q", "-b", "main"]);
+    add_guard(
+        &repo,
+        "{ window: 40s, max_5xx_ratio: 0.05, min_requests: 20 }",
+    );
+    pin(&repo, &good);
+    commit_all(defs, "pin r1, guarded");
+    let state = tempfile::tempdir().expect("tempdir");
+    let mut daemon = watch(&repo, state.path(), "10m", "correct");
+    wait_status(state.path(), Duration::from_secs(60), |code, s| {
+        code == 0 && s["apps"]["rel"]["state"] == "converged"
+    });
+
+    // The pin moves to a commit whose report page fails. No traffic yet,
+    // so its guard cannot judge it before the daemon is restarted
+    // (SIGTERM) in the window.
+    let bad = app.commit(
+        "r2",
+        &[("public/report.php", "<?php http_response_code(500);\n")],
+    );
+    pin(&repo, &bad);
+    commit_all(defs, "pin r2");
+    for server in SERVERS {
+        wait_body(&repo, server, "r2", Duration::from_secs(60));
+    }
+    stop_daemon(&mut daemon, "-TERM");
+    // Left live and in flight, with where its guard stood; not logged.
+    for server in SERVERS {
+        let record = in_flight(&repo, server);
+        assert_eq!(record["sha"], bad.as_str(), "{server}: {record}");
+        assert!(record["guard"]["until"].is_string(), "{server}: {record}");
+        assert!(record["guard"]["from"].is_u64(), "{server}: {record}");
+        assert_ne!(last_log_line(&repo, server)["sha"], bad.as_str());
+    }
+    let load = Load::start(&repo);
+    let started = Instant::now();
+    let mut daemon = watch(&repo, state.path(), "10m", "correct");
+    wait_serving_in(&repo, state.path(), "r1", Duration::from_secs(60));
+    let took = started.elapsed();
+    // Back everywhere, then logged: the check ends failed (the pinned
+    // release failed its guard).
+    wait_status(state.path(), Duration::from_secs(30), |_, s| {
+        s["apps"]["rel"]["state"] == "failed"
+    });
+    for server in SERVERS {
+        let line = last_log_line(&repo, server);
+        assert_eq!(line["sha"], bad.as_str(), "{server}: {line}");
+        assert_eq!(line["result"], "rolled-back", "{server}: {line}");
+        assert!(
+            line["reason"]
+                .as_str()
+                .is_some_and(|r| r.starts_with("5xx ")),
+            "{server}: {line}"
+        );
+        assert!(in_flight(&repo, server).is_null(), "{server}");
+    }
+    eprintln!("rolled back {took:?} after the restart");
+
+    // A release whose traffic is fine, and a daemon killed (SIGKILL) in
+    // its window: after the restart the guard runs out its window and the
+    // release is logged live.
+    let fine = app.commit("r3", &[("public/report.php", "<?php echo 'ok';\n")]);
+    pin(&repo, &fine);
+    commit_all(defs, "pin r3");
+    for server in SERVERS {
+        wait_body(&repo, server, "r3", Duration::from_secs(60));
+    }
+    stop_daemon(&mut daemon, "-KILL");
+    for server in SERVERS {
+        assert_eq!(in_flight(&repo, server)["sha"], fine.as_str(), "{server}");
+    }
+    let _daemon = watch(&repo, state.path(), "10m", "correct");
+    wait_status(state.path(), Duration::from_secs(90), |_, s| {
+        s["apps"]["rel"]["state"] == "repaired"
+    });
+    let seen = load.stop();
+    assert_serves(&repo, "r3");
+    for server in SERVERS {
+        let line = last_log_line(&repo, server);
+        assert_eq!(line["sha"], fine.as_str(), "{server}: {line}");
+        assert_eq!(line["result"], "live", "{server}: {line}");
+        assert!(in_flight(&repo, server).is_null(), "{server}");
+    }
+    assert!(seen.contains(&500), "the clients saw r2's 500s");
 }
