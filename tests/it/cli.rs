@@ -326,6 +326,90 @@ fn a_release_over_the_apps_size_limits_is_refused_before_any_upload_naming_its_f
     );
 }
 
+/// The peak resident memory of this test's children (and theirs) that
+/// have ended, in KiB.
+fn children_peak_rss_kib() -> i64 {
+    use nix::sys::resource::{UsageWho, getrusage};
+    getrusage(UsageWho::RUSAGE_CHILDREN)
+        .expect("getrusage")
+        .max_rss()
+}
+
+#[test]
+fn a_one_gib_file_is_refused_by_the_size_limit_without_a_gib_of_memory() {
+    let app = tempfile::tempdir().expect("tempdir");
+    git(app.path(), &["init", "-q", "-b", "main"]);
+    fs::write(app.path().join("index.php"), "<?php echo 1;\n").expect("write");
+    // 1 GiB of zeros: a few MiB packed. git streams it in (big file).
+    let huge = fs::File::create(app.path().join("dump.sql")).expect("create");
+    huge.set_len(1024 * 1024 * 1024).expect("sparse");
+    git(app.path(), &["-c", "core.bigFileThreshold=1m", "add", "-A"]);
+    git(app.path(), &["commit", "-q", "-m", "one"]);
+    let before = children_peak_rss_kib();
+
+    let cache = tempfile::tempdir().expect("tempdir");
+    let defs = tempfile::tempdir().expect("tempdir");
+    fs::create_dir_all(defs.path().join("clusters")).expect("mkdir");
+    fs::create_dir_all(defs.path().join("apps")).expect("mkdir");
+    fs::write(
+        defs.path().join("clusters/c.yaml"),
+        "name: c\nphp: [\"8.2\"]\nservers: [{ name: s, address: 127.0.0.1, port: 9 }]\n",
+    )
+    .expect("cluster");
+    fs::write(
+        defs.path().join("apps/big.yaml"),
+        format!(
+            "name: big\ncluster: c\nrepo: {}\nphp: \"8.2\"\nservers: [{{ name: s }}]\n",
+            app.path().display()
+        ),
+    )
+    .expect("app");
+    let started = std::time::Instant::now();
+    let limit = std::time::Duration::from_secs(120);
+    let mut child = crate::common::reconciler()
+        .args(["release", "big", "-d"])
+        .arg(defs.path())
+        .env("RECONCILER_CACHE_DIR", cache.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run reconciler");
+    let mut stderr = child.stderr.take().expect("stderr");
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut stderr, &mut text).expect("read");
+        text
+    });
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break Some(status);
+        }
+        if started.elapsed() > limit {
+            child.kill().expect("kill");
+            child.wait().expect("wait");
+            break None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let elapsed = started.elapsed();
+    let peak = children_peak_rss_kib();
+    let stderr = reader.join().expect("reader");
+    assert!(
+        peak < 200 * 1024,
+        "the release peaked at {} MiB of memory (git before it: {} MiB), after {elapsed:?}",
+        peak / 1024,
+        before / 1024
+    );
+    let status = status.unwrap_or_else(|| panic!("still running after {limit:?}: {stderr}"));
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(
+            "holds files larger than the app's max_file_size of 64.0 MiB: dump.sql (1.0 GiB)"
+        ),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn a_release_that_would_leave_code_out_is_refused_naming_what() {
     // A submodule: its files are not in the app's repository.
