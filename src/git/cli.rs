@@ -172,10 +172,11 @@ fn run(mut command: Command) -> Result<(), BoxError> {
         .env_remove("GIT_OBJECT_DIRECTORY")
         .env_remove("GIT_ALTERNATE_OBJECT_DIRECTORIES")
         .env_remove("GIT_NAMESPACE");
-    let mut child = command.spawn().map_err(|e| format!("cannot run git: {e}"))?;
+    let mut child = command
+        .spawn()
+        .map_err(|e| format!("cannot run git: {e}"))?;
     let mut stderr = Vec::new();
-    if let Some(pipe) = child.stderr.take() {
-        let mut pipe = pipe;
+    if let Some(mut pipe) = child.stderr.take() {
         let mut chunk = [0u8; 4096];
         loop {
             let n = pipe.read(&mut chunk)?;
