@@ -239,6 +239,21 @@ pub(crate) fn release_of(
     cache: &Path,
     args: &[&str],
 ) -> (tempfile::TempDir, Output) {
+    let defs = release_defs(app, extra);
+    let out = crate::common::reconciler()
+        .args(["release", "big"])
+        .args(args)
+        .arg("-d")
+        .arg(defs.path())
+        .env("RECONCILER_CACHE_DIR", cache)
+        .output()
+        .expect("run reconciler");
+    (defs, out)
+}
+
+/// Definitions of one app `big` from the repository `app` (with `extra`
+/// lines) on a server at a closed port.
+fn release_defs(app: &Path, extra: &str) -> tempfile::TempDir {
     let defs = tempfile::tempdir().expect("tempdir");
     fs::create_dir_all(defs.path().join("clusters")).expect("mkdir");
     fs::create_dir_all(defs.path().join("apps")).expect("mkdir");
@@ -255,15 +270,7 @@ pub(crate) fn release_of(
         ),
     )
     .expect("app");
-    let out = crate::common::reconciler()
-        .args(["release", "big"])
-        .args(args)
-        .arg("-d")
-        .arg(defs.path())
-        .env("RECONCILER_CACHE_DIR", cache)
-        .output()
-        .expect("run reconciler");
-    (defs, out)
+    defs
 }
 
 pub(crate) fn git(dir: &Path, args: &[&str]) {
@@ -348,22 +355,7 @@ fn a_one_gib_file_is_refused_by_the_size_limit_without_a_gib_of_memory() {
     let before = children_peak_rss_kib();
 
     let cache = tempfile::tempdir().expect("tempdir");
-    let defs = tempfile::tempdir().expect("tempdir");
-    fs::create_dir_all(defs.path().join("clusters")).expect("mkdir");
-    fs::create_dir_all(defs.path().join("apps")).expect("mkdir");
-    fs::write(
-        defs.path().join("clusters/c.yaml"),
-        "name: c\nphp: [\"8.2\"]\nservers: [{ name: s, address: 127.0.0.1, port: 9 }]\n",
-    )
-    .expect("cluster");
-    fs::write(
-        defs.path().join("apps/big.yaml"),
-        format!(
-            "name: big\ncluster: c\nrepo: {}\nphp: \"8.2\"\nservers: [{{ name: s }}]\n",
-            app.path().display()
-        ),
-    )
-    .expect("app");
+    let defs = release_defs(app.path(), "");
     let started = std::time::Instant::now();
     let limit = std::time::Duration::from_secs(120);
     let mut child = crate::common::reconciler()
