@@ -1,5 +1,6 @@
 //! The edge to git: a bare mirror of a remote repository, cloned once and
-//! fetched incrementally (gix), and what a commit holds.
+//! fetched incrementally (the git CLI, `cli`), and what a commit holds
+//! (gix).
 //!
 //! The watch daemon reads the definitions from the tree of a commit with
 //! `definition_files`, by the same rules as a directory: only
@@ -133,15 +134,12 @@ impl Mirror {
             url: crate::redact::url(url),
             source: e,
         };
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).map_err(|e| clone_error(boxed(url, e)))?;
-        }
-        let interrupt = AtomicBool::new(false);
-        let mut prepare =
-            gix::prepare_clone_bare(url, path).map_err(|e| clone_error(boxed(url, e)))?;
-        let (repo, _) = prepare
-            .fetch_only(gix::progress::Discard, &interrupt)
-            .map_err(|e| clone_error(boxed(url, e)))?;
+        cli::clone_bare(url, path)
+            .map_err(|e| clone_error(Box::new(crate::redact::ScrubbedError::new(&*e, url))))?;
+        let repo = gix::open(path).map_err(|e| GitError::Open {
+            path: path.to_owned(),
+            source: boxed(url, e),
+        })?;
         Ok(Self {
             url: url.to_owned(),
             path: path.to_owned(),
@@ -161,81 +159,15 @@ impl Mirror {
     /// is ever taken from a ref the remote no longer has.
     pub fn fetch(&mut self) -> Result<(), GitError> {
         let url = self.url.as_str();
-        let fetch_error = |e: Box<dyn std::error::Error + Send + Sync>| GitError::Fetch {
+        cli::fetch(url, &self.path).map_err(|e| GitError::Fetch {
             url: crate::redact::url(url),
-            source: e,
-        };
-        let interrupt = AtomicBool::new(false);
-        let remote = self
-            .repo
-            .find_default_remote(gix::remote::Direction::Fetch)
-            .ok_or_else(|| fetch_error("the mirror has no remote".into()))?
-            .map_err(|e| fetch_error(boxed(url, e)))?
-            .with_refspecs(
-                [
-                    "+refs/heads/*:refs/remotes/origin/*",
-                    "+refs/tags/*:refs/tags/*",
-                ],
-                gix::remote::Direction::Fetch,
-            )
-            .map_err(|e| fetch_error(boxed(url, e)))?
-            .with_fetch_tags(gix::remote::fetch::Tags::None);
-        let outcome = remote
-            .connect(gix::remote::Direction::Fetch)
-            .map_err(|e| fetch_error(boxed(url, e)))?
-            .prepare_fetch(gix::progress::Discard, Default::default())
-            .map_err(|e| fetch_error(boxed(url, e)))?
-            .receive(gix::progress::Discard, &interrupt)
-            .map_err(|e| fetch_error(boxed(url, e)))?;
-        let on_remote: std::collections::BTreeSet<String> = outcome
-            .ref_map
-            .remote_refs
-            .iter()
-            .map(|r| r.unpack().0.to_string())
-            .collect();
+            source: Box::new(crate::redact::ScrubbedError::new(&*e, url)),
+        })?;
         // Refs written by the fetch are read from disk from here on.
-        let repo = gix::open(&self.path).map_err(|e| GitError::Open {
+        self.repo = gix::open(&self.path).map_err(|e| GitError::Open {
             path: self.path.clone(),
             source: boxed(url, e),
         })?;
-        self.repo = repo;
-        self.prune(&on_remote)
-            .map_err(|e| fetch_error(Box::new(crate::redact::ScrubbedError::new(&*e, url))))
-    }
-
-    /// Deletes the branches and tags the remote does not have (`on_remote`
-    /// holds its full ref names): the clone's own heads, the
-    /// remote-tracking branches and the tags.
-    fn prune(
-        &self,
-        on_remote: &std::collections::BTreeSet<String>,
-    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-        use gix::refs::transaction::{Change, PreviousValue, RefEdit, RefLog};
-        let mut gone = Vec::new();
-        for reference in self.repo.references()?.all()? {
-            let reference = reference?;
-            let name = reference.name().as_bstr().to_string();
-            let remote_name = if let Some(branch) = name.strip_prefix("refs/remotes/origin/") {
-                format!("refs/heads/{branch}")
-            } else if name.starts_with("refs/heads/") || name.starts_with("refs/tags/") {
-                name.clone()
-            } else {
-                continue;
-            };
-            if name != "refs/remotes/origin/HEAD" && !on_remote.contains(&remote_name) {
-                gone.push(reference.name().to_owned());
-            }
-        }
-        for name in gone {
-            self.repo.edit_reference(RefEdit {
-                change: Change::Delete {
-                    expected: PreviousValue::Any,
-                    log: RefLog::AndReference,
-                },
-                name,
-                deref: false,
-            })?;
-        }
         Ok(())
     }
 
@@ -476,6 +408,7 @@ impl Mirror {
     }
 }
 
+mod cli;
 mod locks;
 mod revision;
 

@@ -109,7 +109,7 @@ fn secrets_of(url: &str) -> Vec<String> {
 }
 
 /// `%XX` escapes decoded (bytes that are not UTF-8 replaced).
-fn percent_decode(text: &str) -> String {
+pub(crate) fn percent_decode(text: &str) -> String {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

@@ -239,6 +239,21 @@ pub(crate) fn release_of(
     cache: &Path,
     args: &[&str],
 ) -> (tempfile::TempDir, Output) {
+    let defs = release_defs(app, extra);
+    let out = crate::common::reconciler()
+        .args(["release", "big"])
+        .args(args)
+        .arg("-d")
+        .arg(defs.path())
+        .env("RECONCILER_CACHE_DIR", cache)
+        .output()
+        .expect("run reconciler");
+    (defs, out)
+}
+
+/// Definitions of one app `big` from the repository `app` (with `extra`
+/// lines) on a server at a closed port.
+fn release_defs(app: &Path, extra: &str) -> tempfile::TempDir {
     let defs = tempfile::tempdir().expect("tempdir");
     fs::create_dir_all(defs.path().join("clusters")).expect("mkdir");
     fs::create_dir_all(defs.path().join("apps")).expect("mkdir");
@@ -255,15 +270,7 @@ pub(crate) fn release_of(
         ),
     )
     .expect("app");
-    let out = crate::common::reconciler()
-        .args(["release", "big"])
-        .args(args)
-        .arg("-d")
-        .arg(defs.path())
-        .env("RECONCILER_CACHE_DIR", cache)
-        .output()
-        .expect("run reconciler");
-    (defs, out)
+    defs
 }
 
 pub(crate) fn git(dir: &Path, args: &[&str]) {
@@ -322,6 +329,75 @@ fn a_release_over_the_apps_size_limits_is_refused_before_any_upload_naming_its_f
     let stderr = text(&out.stderr);
     assert!(
         stderr.contains("is 65.0 MiB unpacked, more than the app's max_release_size of 10.0 MiB; its largest files: dump.sql (65.0 MiB), index.php (14 bytes)"),
+        "{stderr}"
+    );
+}
+
+/// The peak resident memory of this test's children (and theirs) that
+/// have ended, in KiB.
+fn children_peak_rss_kib() -> i64 {
+    use nix::sys::resource::{UsageWho, getrusage};
+    getrusage(UsageWho::RUSAGE_CHILDREN)
+        .expect("getrusage")
+        .max_rss()
+}
+
+#[test]
+fn a_one_gib_file_is_refused_by_the_size_limit_without_a_gib_of_memory() {
+    let app = tempfile::tempdir().expect("tempdir");
+    git(app.path(), &["init", "-q", "-b", "main"]);
+    fs::write(app.path().join("index.php"), "<?php echo 1;\n").expect("write");
+    // 1 GiB of zeros: a few MiB packed. git streams it in (big file).
+    let huge = fs::File::create(app.path().join("dump.sql")).expect("create");
+    huge.set_len(1024 * 1024 * 1024).expect("sparse");
+    git(app.path(), &["-c", "core.bigFileThreshold=1m", "add", "-A"]);
+    git(app.path(), &["commit", "-q", "-m", "one"]);
+    let before = children_peak_rss_kib();
+
+    let cache = tempfile::tempdir().expect("tempdir");
+    let defs = release_defs(app.path(), "");
+    let started = std::time::Instant::now();
+    let limit = std::time::Duration::from_secs(120);
+    let mut child = crate::common::reconciler()
+        .args(["release", "big", "-d"])
+        .arg(defs.path())
+        .env("RECONCILER_CACHE_DIR", cache.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run reconciler");
+    let mut stderr = child.stderr.take().expect("stderr");
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut stderr, &mut text).expect("read");
+        text
+    });
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break Some(status);
+        }
+        if started.elapsed() > limit {
+            child.kill().expect("kill");
+            child.wait().expect("wait");
+            break None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let elapsed = started.elapsed();
+    let peak = children_peak_rss_kib();
+    let stderr = reader.join().expect("reader");
+    assert!(
+        peak < 200 * 1024,
+        "the release peaked at {} MiB of memory (git before it: {} MiB), after {elapsed:?}",
+        peak / 1024,
+        before / 1024
+    );
+    let status = status.unwrap_or_else(|| panic!("still running after {limit:?}: {stderr}"));
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(
+            "holds files larger than the app's max_file_size of 64.0 MiB: dump.sql (1.0 GiB)"
+        ),
         "{stderr}"
     );
 }
