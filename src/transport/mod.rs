@@ -48,19 +48,25 @@ pub const MAX_STDERR: usize = 16 * 1024 * 1024;
 pub struct Output {
     /// The exit status; `None` when it was killed by a signal.
     pub status: Option<i32>,
+    /// Everything the script wrote to stdout (its records, for scripts that
+    /// report).
     pub stdout: Vec<u8>,
+    /// Everything it wrote to stderr.
     pub stderr: Vec<u8>,
 }
 
 impl Output {
+    /// Whether the script exited with status 0.
     pub fn success(&self) -> bool {
         self.status == Some(0)
     }
 
+    /// stdout as text, invalid UTF-8 replaced by `U+FFFD`.
     pub fn stdout_text(&self) -> String {
         String::from_utf8_lossy(&self.stdout).into_owned()
     }
 
+    /// stderr as text, invalid UTF-8 replaced by `U+FFFD`.
     pub fn stderr_text(&self) -> String {
         String::from_utf8_lossy(&self.stderr).into_owned()
     }
@@ -193,6 +199,7 @@ pub struct ConnectOptions {
     pub accept_new_host_keys: bool,
     /// Private key to authenticate with instead of ssh's defaults.
     pub identity: Option<PathBuf>,
+    /// How long ssh may take to connect (`ConnectTimeout`, whole seconds).
     pub connect_timeout: Duration,
     /// Keep each connection busy with an idle channel, so that it stays up
     /// between scripts however long the pause (for the daemon). Without
@@ -295,6 +302,7 @@ pub trait Connector: Send + Sync {
 /// Connects over SSH, or directly when a server's address is `local`.
 #[derive(Debug, Clone, Default)]
 pub struct RealConnector {
+    /// How to reach servers over SSH (unused for `local`).
     pub options: ConnectOptions,
 }
 
@@ -333,6 +341,7 @@ pub struct CachedConnector {
 }
 
 impl CachedConnector {
+    /// An empty cache that connects with `options`.
     pub fn new(options: ConnectOptions) -> Self {
         Self {
             inner: RealConnector { options },
