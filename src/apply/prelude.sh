@@ -3,9 +3,9 @@
 #
 # The builder (src/apply/script.rs, src/remote) puts the layout's paths
 # (STATE, MANIFEST, JOURNAL, ...) and the shared library first, then this
-# file and the other two, then data lines: calls of the plan_* functions below, which only
-# fill arrays, then `apply_main`. Reports are records (src/remote); see
-# apply/report.rs.
+# file and the other two, then data lines: calls of the plan_* functions
+# below, which only fill arrays, then `apply_main`. Reports are records
+# (src/remote); see apply/report.rs.
 #
 # What an apply promises, and how:
 # - Nothing half-done. The work runs in a worker detached from the SSH
