@@ -24,6 +24,7 @@ pub const JOURNAL: &str = "/var/lib/reconciler/journal";
 pub const BACKUPS: &str = "/var/lib/reconciler/backup";
 /// The host lock (`flock`) every apply holds, and who holds it.
 pub const LOCK: &str = "/var/lib/reconciler/lock";
+/// Who holds `LOCK` (`user@machine (pid N)`), written by the holder.
 pub const LOCK_HOLDER: &str = "/var/lib/reconciler/lock.holder";
 /// A counter every apply raises once it holds the lock: a plan made before
 /// another apply ran is stale even where its own files did not change.
@@ -49,7 +50,9 @@ pub const WEB_USER: &str = "www-data";
 /// Which PHP SAPI a php.ini override is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Sapi {
+    /// The command line (`php`), for workers, the scheduler and releases.
     Cli,
+    /// php-fpm, for web requests.
     Fpm,
 }
 
@@ -66,23 +69,48 @@ impl Sapi {
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum ConfigFile {
     /// `/etc/php/<v>/<sapi>/conf.d/99-reconciler.ini`
-    PhpIni { version: PhpVersion, sapi: Sapi },
+    PhpIni {
+        /// The PHP version (`8.2`).
+        version: PhpVersion,
+        /// Which SAPI's `conf.d`.
+        sapi: Sapi,
+    },
     /// `/etc/php/<v>/fpm/pool.d/_reconciler-global.conf` (`_` cannot start
     /// an app name, so it never collides with a pool)
-    FpmGlobal { version: PhpVersion },
+    FpmGlobal {
+        /// The PHP version (`8.2`).
+        version: PhpVersion,
+    },
     /// `/etc/php/<v>/fpm/pool.d/<app>.conf`
-    FpmPool { version: PhpVersion, app: AppName },
+    FpmPool {
+        /// The PHP version (`8.2`).
+        version: PhpVersion,
+        /// The app.
+        app: AppName,
+    },
     /// `/etc/nginx/sites-enabled/<app>.conf`
-    Vhost { app: AppName },
+    Vhost {
+        /// The app.
+        app: AppName,
+    },
     /// `/etc/supervisor/conf.d/<app>.conf`
-    Supervisor { app: AppName },
+    Supervisor {
+        /// The app.
+        app: AppName,
+    },
     /// `/etc/cron.d/<app>`
-    Cron { app: AppName },
+    Cron {
+        /// The app.
+        app: AppName,
+    },
     /// `/etc/logrotate.d/reconciler-<app>`: the rotation of every log file
     /// reconciler has a daemon or cron write for an app (logrotate reads
     /// it on each run, like cron.d). The prefix keeps it apart from the
     /// rules of Debian's packages (`nginx`, `php8.2-fpm`).
-    Logrotate { app: AppName },
+    Logrotate {
+        /// The app.
+        app: AppName,
+    },
     /// `/usr/local/lib/reconciler/opcache-status.php`: what reconciler's
     /// status pool runs to report OPcache figures.
     OpcacheStatus,
@@ -93,7 +121,10 @@ pub enum ConfigFile {
     /// `/usr/local/lib/reconciler/php/<v>/php`: runs `php<v>`, first in
     /// the PATH of an app's workers, scheduler and release commands, so
     /// that their `php` is the app's version whatever the server's default.
-    PhpShim { version: PhpVersion },
+    PhpShim {
+        /// The PHP version (`8.2`).
+        version: PhpVersion,
+    },
 }
 
 const INI_NAME: &str = "99-reconciler.ini";
@@ -230,6 +261,7 @@ pub struct AppPaths {
 }
 
 impl AppPaths {
+    /// The paths of `app`, under `HOME_ROOT` and `LOG_ROOT`.
     pub fn new(app: &AppName) -> Self {
         let home = format!("{HOME_ROOT}/{app}");
         Self {

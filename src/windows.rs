@@ -25,8 +25,11 @@ use crate::definitions::ReloadWindow;
 /// One window, parsed.
 #[derive(Debug, Clone)]
 pub struct Window {
+    /// When the window opens, a cron schedule in `timezone`'s local time.
     pub schedule: cron::Schedule,
+    /// How long it stays open once opened.
     pub duration: Duration,
+    /// The timezone `schedule` is read in.
     pub timezone: Tz,
 }
 
@@ -104,12 +107,20 @@ pub enum WindowState {
     /// The cluster defines no reload windows.
     NoWindows,
     /// A window is open until `until` (as far as the search reaches).
-    Open { until: DateTime<Utc> },
+    Open {
+        /// When the open window closes.
+        until: DateTime<Utc>,
+    },
     /// Closed; the next window opens at `next`, or never.
-    Closed { next: Option<DateTime<Utc>> },
+    Closed {
+        /// When the next window opens; `None` when none opens within the
+        /// search's reach.
+        next: Option<DateTime<Utc>>,
+    },
 }
 
 impl WindowState {
+    /// Whether a window is open now.
     pub fn is_open(&self) -> bool {
         matches!(self, WindowState::Open { .. })
     }
@@ -118,16 +129,20 @@ impl WindowState {
 /// A cluster's reload windows.
 #[derive(Debug, Clone, Default)]
 pub struct Windows {
+    /// The cluster's valid windows, in the definitions' order.
     pub windows: Vec<Window>,
 }
 
 impl Windows {
+    /// The windows of a cluster file's `reload_windows`, those that did not
+    /// validate left out.
     pub fn from_definitions(windows: &[ReloadWindow]) -> Self {
         Self {
             windows: windows.iter().filter_map(Window::from_definition).collect(),
         }
     }
 
+    /// Whether the cluster defines no (valid) window.
     pub fn is_empty(&self) -> bool {
         self.windows.is_empty()
     }

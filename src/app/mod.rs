@@ -30,12 +30,20 @@ pub const COMMAND_LIMIT: u64 = 600;
 /// Where an app runs: each server with its roles.
 #[derive(Debug, Clone)]
 pub struct AppTarget {
+    /// The app as its file in the definitions describes it.
     pub app: App,
+    /// Each server of its cluster that runs it, with the app's role there,
+    /// in the app file's order.
     pub servers: Vec<(Server, AppServer)>,
 }
 
 impl AppTarget {
     /// The app and its servers from the definitions.
+    ///
+    /// # Errors
+    ///
+    /// `AppError::UnknownApp` when no app (or no cluster of it) has that
+    /// name.
     pub fn find(definitions: &Definitions, app: &str) -> Result<Self, AppError> {
         let found = definitions
             .apps
@@ -113,29 +121,48 @@ impl fmt::Display for Trigger {
 pub struct Origin {
     /// `user@machine (pid N)`, or the daemon's name.
     pub who: String,
+    /// What started the work.
     pub trigger: Trigger,
 }
 
 /// One step of work on an app's server, as progress and errors name it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Step {
+    /// Taking the app lock on the server.
     Lock,
+    /// Sending the release's files and unpacking them in its directory.
     Upload,
+    /// Linking the app's shared paths into the release.
     Shared,
+    /// The app's build commands, in the release.
     Build,
+    /// The role's deploy commands, in the release.
     Deploy,
+    /// Recording that the release is whole.
     Complete,
+    /// Warming OPcache with the release's scripts (`opcache_prewarm`).
     Warm,
+    /// Pointing `current` at the release.
     Switch,
+    /// Restarting the app's workers after a switch.
     Workers,
+    /// The app's health check after a switch.
     Health,
+    /// Watching the new release's error rate after it went live.
     Guard,
+    /// Recording the release as live and pruning old ones.
     Finish,
+    /// Removing a release that was prepared and not switched to.
     Discard,
+    /// Writing the app's environment file (`env push`).
     Env,
+    /// The app's env commands, after its environment changed.
     EnvCommands,
+    /// Restarting what reads the environment, after it changed.
     EnvRestart,
+    /// Releasing the app lock.
     Unlock,
+    /// Reading the app's state on the server (releases, logs).
     Read,
 }
 
@@ -167,22 +194,30 @@ impl fmt::Display for Step {
 /// A step that failed on a server, with what it printed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StepFailure {
+    /// The server it failed on.
     pub server: ServerName,
+    /// The step that failed.
     pub step: Step,
+    /// What the step printed (stdout and stderr), for the user to read.
     pub output: String,
 }
 
 /// A step's progress on one server.
 #[derive(Debug, Clone)]
 pub enum Event {
+    /// The step began.
     Started,
+    /// The step succeeded, taking this long.
     Done(Duration),
+    /// The step was not needed, for this reason.
     Skipped(&'static str),
+    /// The step failed, with this message.
     Failed(String),
 }
 
 /// Where progress goes: a line per step and server, or a terminal display.
 pub trait Progress: Send + Sync {
+    /// Records `event` for `step` on `server`.
     fn step(&self, server: &ServerName, step: Step, event: &Event);
 }
 
@@ -194,6 +229,7 @@ impl Progress for () {
 /// Why work on an app could not start, or a step of it failed.
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
+    /// No app of the definitions has this name.
     #[error("app `{0}` is not in the definitions")]
     UnknownApp(String),
     /// A server could not be reached, or the connection to it failed:
@@ -201,17 +237,25 @@ pub enum AppError {
     /// (`TransportError::cause`), its remedy as the hint.
     #[error("{server}: {}", .error.cause().message)]
     Unreachable {
+        /// The server that could not be reached.
         server: ServerName,
+        /// How reaching it failed.
         error: TransportError,
     },
+    /// Another run holds the app lock on a server.
     #[error("{app} is being released on {server} by {holder}")]
     Busy {
+        /// The app.
         app: String,
+        /// The server whose lock is held.
         server: ServerName,
+        /// Who holds it, as its lock file says (`user@machine (pid N)`).
         holder: String,
     },
+    /// A step failed on a server.
     #[error("{} failed on {}\n{}", .0.step, .0.server, .0.output)]
     Failed(StepFailure),
+    /// The system's random generator failed while making a secret.
     #[error(transparent)]
     Secret(#[from] crate::secret::SecretError),
 }

@@ -2,8 +2,9 @@
 //! the services it touches, then reload them, or restore the backups and
 //! reload nothing, so a server keeps serving exactly what it served.
 //!
-//! The logic is one shell file, `prelude.sh`, run on the server in one
-//! round trip; `script` appends the plan to it as data. This module runs it
+//! The logic is one shell script, kept in three files (`prelude.sh`,
+//! `steps.sh`, `worker.sh`), run on the server in one round trip; `script`
+//! appends the plan to it as data. This module runs it
 //! through a `Transport` and reads its report. It decides nothing the plan
 //! did not decide, and whatever fails, the report carries the command that
 //! failed and its output.

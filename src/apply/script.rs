@@ -1,7 +1,7 @@
 //! The apply script for one host: the remote kit's header and library,
-//! `prelude.sh` (the logic), then the host's plan as data lines, each a
-//! call of a `plan_*` function that only records its arguments, then
-//! `apply_main`.
+//! `prelude.sh`, `steps.sh` and `worker.sh` (the logic), then the host's
+//! plan as data lines, each a call of a `plan_*` function that only records
+//! its arguments, then `apply_main`.
 //!
 //! Every value is quoted with `shell::quote`; file content travels base64
 //! encoded in a quoted word; every string of the apply log is serialized
@@ -19,7 +19,16 @@ use crate::plan::{Action, Change, HostPlan, ReloadWhen, Service};
 use crate::remote::Script;
 use crate::shell::quote;
 
-const PRELUDE: &str = include_str!("prelude.sh");
+/// The apply's logic: three shell files, cut along their sections
+/// (data and helpers, steps on services, the worker and its foreground),
+/// run as one script.
+const PRELUDE: &str = concat!(
+    include_str!("prelude.sh"),
+    "\n",
+    include_str!("steps.sh"),
+    "\n",
+    include_str!("worker.sh"),
+);
 
 /// Seconds a validation, a user change or a directory change may take.
 pub const STEP_LIMIT: u64 = 60;

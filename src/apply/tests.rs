@@ -1,5 +1,6 @@
-//! prelude.sh run by the local bash in a temporary directory: the apply's
-//! logic and its report parser together, without a server. Validators and
+//! The apply script (prelude.sh, steps.sh, worker.sh) run by the local
+//! bash in a temporary directory: the apply's logic and its report parser
+//! together, without a server. Validators and
 //! reloads are replaced by shell functions the test defines; everything
 //! else (staging, backups, journal, lock, detaching) is the real script.
 

@@ -11,35 +11,36 @@
 //! and one failing host never stops the others. Results are matched to
 //! hosts by server name, never by position.
 
+mod many;
 mod roll;
 mod select;
 
 use crate::Hint as _;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use futures::StreamExt as _;
-use futures::stream;
 use tracing::Instrument as _;
 
 use crate::apply::{self, HostReport, Outcome as ApplyOutcome, ScriptOptions};
 use crate::definitions::{DefinitionFiles, Definitions, LoadError, ServerName};
 use crate::definitions::{FpmReload, OpcacheHygiene};
 use crate::facts::{self, GatherError, HostFacts};
-use crate::plan::{self, HostPlan, Plan, PlanOptions, Reload, ReloadPolicy, ReloadWhen, Scope};
+use crate::plan::{self, HostPlan, PlanOptions, Reload, ReloadPolicy, ReloadWhen, Scope};
 use crate::transport::{Connector, Transport, TransportError};
 use crate::units::{Desired, HostDesired};
 use crate::windows::Windows;
 
+pub use many::{Surveyed, apply_all, plan_of, survey};
 pub use roll::Roll;
 pub use select::{Selection, SelectionError, select};
 
 /// Definitions together with what every server should have.
 #[derive(Debug, Clone)]
 pub struct Loaded {
+    /// The parsed and validated definitions repository.
     pub definitions: Definitions,
+    /// Every server's rendered units (config files, users, services), from
+    /// `definitions`.
     pub desired: Desired,
 }
 
@@ -59,7 +60,9 @@ pub fn load(files: &DefinitionFiles) -> Result<Loaded, LoadError> {
 /// time limits its reloads need.
 #[derive(Debug, Clone)]
 pub struct Target {
+    /// The server, its cluster and the units rendered for it.
     pub desired: HostDesired,
+    /// Which apps (or the whole host) this reconcile may touch.
     pub scope: Scope,
     /// Seconds a php-fpm reload may take: the cluster's longest request.
     pub fpm_reload_limit: u64,
@@ -67,7 +70,9 @@ pub struct Target {
     pub supervisor_limit: u64,
     /// The cluster's reload windows and their timezone.
     pub windows: Windows,
+    /// The timezone the cluster's reload windows are written in.
     pub timezone: chrono_tz::Tz,
+    /// When the cluster reloads php-fpm: at once, or in a reload window.
     pub fpm_reload: FpmReload,
     /// The cluster's OPcache hygiene.
     pub hygiene: Option<OpcacheHygiene>,
@@ -76,6 +81,7 @@ pub struct Target {
 }
 
 impl Target {
+    /// The name of the server this target reaches.
     pub fn server(&self) -> &ServerName {
         &self.desired.server.name
     }
@@ -143,8 +149,10 @@ pub fn holder() -> String {
 /// Why a host could not be observed.
 #[derive(Debug, thiserror::Error)]
 pub enum HostError {
+    /// The host could not be reached (SSH, or the local runner).
     #[error(transparent)]
     Connect(TransportError),
+    /// The host was reached, but its facts could not be gathered or read.
     #[error("cannot gather facts")]
     Gather(#[source] GatherError),
 }
@@ -173,7 +181,9 @@ impl HostError {
 /// What a host has and what must change there.
 #[derive(Debug, Clone)]
 pub struct Observed {
+    /// What the host has, gathered in one round trip.
     pub facts: HostFacts,
+    /// What must change there, planned from `facts` (pure).
     pub plan: HostPlan,
 }
 
@@ -224,6 +234,7 @@ pub enum Act {
 /// The result of reconciling one host.
 #[derive(Debug, Clone)]
 pub struct Outcome {
+    /// The host reconciled.
     pub server: ServerName,
     /// The plan that was acted on (with the host's error, when it failed).
     pub plan: HostPlan,
@@ -240,6 +251,8 @@ pub struct Outcome {
 }
 
 impl Outcome {
+    /// Whether the host was observed and whatever was applied succeeded
+    /// (nothing applied counts as success).
     pub fn succeeded(&self) -> bool {
         self.plan.error.is_none() && self.report.as_ref().is_none_or(HostReport::succeeded)
     }
@@ -342,182 +355,6 @@ pub async fn reconcile_host(
     }
     .instrument(span)
     .await
-}
-
-/// One surveyed host: its target, its connection, and what was observed.
-pub struct Surveyed {
-    pub target: Target,
-    pub transport: Option<Arc<dyn Transport>>,
-    pub observed: Result<Observed, HostError>,
-}
-
-impl Surveyed {
-    /// The host's plan, or its error as a plan.
-    pub fn plan(&self) -> HostPlan {
-        match &self.observed {
-            Ok(observed) => observed.plan.clone(),
-            Err(error) => error.as_plan(self.target.server()),
-        }
-    }
-}
-
-/// Connects to every target and observes it, `parallel` hosts at once,
-/// calling `progress(done, total)` as each host is done; results in the
-/// targets' order.
-pub async fn survey(
-    targets: Vec<Target>,
-    connector: &dyn Connector,
-    options: &ReconcileOptions,
-    parallel: usize,
-    progress: &(dyn Fn(usize, usize) + Sync),
-) -> Vec<Surveyed> {
-    let total = targets.len();
-    let done = AtomicUsize::new(0);
-    let done = &done;
-    let mut surveyed: Vec<(usize, Surveyed)> = stream::iter(targets.into_iter().enumerate())
-        .map(|(i, target)| {
-            let span = tracing::debug_span!("survey", server = %target.server());
-            async move {
-                let (transport, observed) = match connector.connect(&target.desired.server).await {
-                    Ok(transport) => {
-                        let observed = observe(&target, transport.as_ref(), options).await;
-                        (Some(transport), observed)
-                    }
-                    Err(error) => (None, Err(HostError::Connect(error))),
-                };
-                progress(done.fetch_add(1, Ordering::Relaxed) + 1, total);
-                (
-                    i,
-                    Surveyed {
-                        target,
-                        transport,
-                        observed,
-                    },
-                )
-            }
-            .instrument(span)
-        })
-        .buffer_unordered(parallel.max(1))
-        .collect()
-        .await;
-    surveyed.sort_by_key(|(i, _)| *i);
-    surveyed.into_iter().map(|(_, s)| s).collect()
-}
-
-/// The plan of every surveyed host.
-pub fn plan_of(surveyed: &[Surveyed]) -> Plan {
-    Plan::new(surveyed.iter().map(Surveyed::plan).collect())
-}
-
-/// Applies each surveyed host's own plan, `parallel` at once, calling
-/// `progress` as each host finishes; reports in the hosts' order.
-///
-/// Hosts that reload php-fpm now roll through their cluster (`Roll`):
-/// `reload_parallel` at a time in the definitions' order, each answering
-/// over HTTP before the next takes its turn; the roll stops at the first
-/// host that fails, and the hosts after it are not applied.
-pub async fn apply_all(
-    surveyed: &[Surveyed],
-    options: &ReconcileOptions,
-    parallel: usize,
-    progress: &(dyn Fn(&HostReport) + Sync),
-) -> Vec<HostReport> {
-    let mut jobs: Vec<Vec<usize>> = Vec::new();
-    let mut rolls: std::collections::BTreeMap<&crate::definitions::ClusterName, Vec<usize>> =
-        Default::default();
-    for (i, host) in surveyed.iter().enumerate() {
-        if surveyed_reloads_fpm_now(host) {
-            rolls
-                .entry(&host.target.desired.cluster)
-                .or_default()
-                .push(i);
-        } else {
-            jobs.push(vec![i]);
-        }
-    }
-    jobs.extend(rolls.into_values());
-    let mut reports: Vec<(usize, HostReport)> = stream::iter(jobs)
-        .map(|hosts| async move { roll(surveyed, &hosts, options, progress).await })
-        .buffer_unordered(parallel.max(1))
-        .flat_map(stream::iter)
-        .collect()
-        .await;
-    reports.sort_by_key(|(i, _)| *i);
-    reports.into_iter().map(|(_, r)| r).collect()
-}
-
-fn surveyed_reloads_fpm_now(host: &Surveyed) -> bool {
-    host.observed
-        .as_ref()
-        .is_ok_and(|o| reloads_fpm_now(&o.plan))
-}
-
-/// Applies `hosts` (one host, or one cluster's roll) in order, taking
-/// turns in the cluster's `Roll`.
-async fn roll(
-    surveyed: &[Surveyed],
-    hosts: &[usize],
-    options: &ReconcileOptions,
-    progress: &(dyn Fn(&HostReport) + Sync),
-) -> Vec<(usize, HostReport)> {
-    let Some(&first) = hosts.first() else {
-        return Vec::new();
-    };
-    let target = &surveyed[first].target;
-    let cluster_roll = Roll::new(target.desired.cluster.clone(), target.reload_parallel);
-    let rolled = hosts.len() > 1;
-    stream::iter(hosts.iter().copied())
-        .map(|i| {
-            let cluster_roll = &cluster_roll;
-            async move {
-                let host = &surveyed[i];
-                let report = if rolled {
-                    match cluster_roll.turn(host.target.server()).await {
-                        Ok(_turn) => {
-                            let report = apply_one(host, options).await;
-                            cluster_roll.record_outcome(host.target.server(), &report);
-                            report
-                        }
-                        Err(why) => HostReport::new(
-                            host.target.server().clone(),
-                            ApplyOutcome::Failed {
-                                message: why,
-                                output: String::new(),
-                            },
-                        ),
-                    }
-                } else {
-                    apply_one(host, options).await
-                };
-                progress(&report);
-                (i, report)
-            }
-        })
-        .buffered(cluster_roll.parallel())
-        .collect()
-        .await
-}
-
-async fn apply_one(host: &Surveyed, options: &ReconcileOptions) -> HostReport {
-    match (&host.transport, &host.observed) {
-        (Some(transport), Ok(observed)) => {
-            act(&host.target, transport.as_ref(), observed, options).await
-        }
-        (_, Err(error)) => HostReport::new(
-            host.target.server().clone(),
-            ApplyOutcome::Failed {
-                message: crate::error_chain(error),
-                output: String::new(),
-            },
-        ),
-        (None, Ok(_)) => HostReport::new(
-            host.target.server().clone(),
-            ApplyOutcome::Failed {
-                message: "not connected".into(),
-                output: String::new(),
-            },
-        ),
-    }
 }
 
 impl crate::Hint for HostError {

@@ -11,7 +11,9 @@ use crate::windows::Windows;
 /// Which servers and apps to work on; empty means all.
 #[derive(Debug, Clone, Default)]
 pub struct Selection {
+    /// The servers named by `--server`; empty: every server.
     pub servers: Vec<ServerName>,
+    /// The apps named by `--app`; empty: every app's units.
     pub apps: Vec<AppName>,
 }
 
@@ -19,10 +21,24 @@ pub struct Selection {
 /// usage errors: the command line is wrong, not the definitions.
 #[derive(Debug, thiserror::Error)]
 pub enum SelectionError {
+    /// A server named in the selection is in no cluster.
     #[error("no server `{name}` in the definitions")]
-    UnknownServer { name: ServerName, hint: String },
+    UnknownServer {
+        /// The name as given.
+        name: ServerName,
+        /// `did you mean` the closest name, or every server's name.
+        hint: String,
+    },
+    /// An app named in the selection has no app file.
     #[error("no app `{name}` in the definitions")]
-    UnknownApp { name: AppName, hint: String },
+    UnknownApp {
+        /// The name as given.
+        name: AppName,
+        /// `did you mean` the closest name, or every app's name.
+        hint: String,
+    },
+    /// The servers and apps named leave no server to work on (no selected
+    /// server runs a selected app).
     #[error("the selection matches no server")]
     Empty,
 }

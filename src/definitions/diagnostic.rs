@@ -9,13 +9,18 @@ use super::positions::Position;
 /// with an optional `hint:` line below it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Diagnostic {
+    /// The definitions file, relative to the repository's root.
     pub file: PathBuf,
+    /// Where in it the offending value starts.
     pub position: Position,
+    /// What is wrong, lowercase, values in backticks.
     pub message: String,
+    /// What the user can do about it, when there is a remedy.
     pub hint: Option<String>,
 }
 
 impl Diagnostic {
+    /// A problem at `position` of `file`, without a hint.
     pub fn new(file: impl Into<PathBuf>, position: Position, message: impl Into<String>) -> Self {
         Self {
             file: file.into(),
@@ -25,6 +30,7 @@ impl Diagnostic {
         }
     }
 
+    /// This diagnostic with `hint` as its `hint:` line.
     pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
         self.hint = Some(hint.into());
         self

@@ -38,7 +38,9 @@ pub struct Definitions {
     pub origin: PathBuf,
     /// The commit they come from, when read from git.
     pub revision: Option<String>,
+    /// The clusters, one per file under `clusters/`, in file-name order.
     pub clusters: Vec<Cluster>,
+    /// The apps, one per file under `apps/`, in file-name order.
     pub apps: Vec<App>,
     /// Template overrides from `templates/`, by template name.
     pub templates: BTreeMap<String, TemplateOverride>,
@@ -52,6 +54,7 @@ pub struct Definitions {
 pub struct TemplateOverride {
     /// Where it is, for messages.
     pub file: PathBuf,
+    /// Its whole text (a Handlebars template).
     pub text: String,
 }
 
@@ -144,6 +147,7 @@ impl Definitions {
         self.clusters.iter().find(|c| &c.name == name)
     }
 
+    /// The app named `name`.
     pub fn app(&self, name: &AppName) -> Option<&App> {
         self.apps.iter().find(|a| &a.name == name)
     }

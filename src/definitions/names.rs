@@ -34,10 +34,13 @@ macro_rules! name_type {
             /// What this name names, for messages.
             pub const KIND: &'static str = $what;
 
+            /// Wraps `name` as is; checking it (`names::is_valid`) is the
+            /// definitions' and the facts' parsers' job.
             pub fn new(name: impl Into<String>) -> Self {
                 Self(name.into())
             }
 
+            /// The name as written.
             pub fn as_str(&self) -> &str {
                 &self.0
             }

@@ -20,11 +20,15 @@ use yaml_rust2::scanner::Marker;
 /// A 1-based line and column in a definitions file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
 pub struct Position {
+    /// The line, counted from 1.
     pub line: usize,
+    /// The column in characters, counted from 1.
     pub column: usize,
 }
 
 impl Position {
+    /// The first character of a file, where problems of a whole file are
+    /// reported.
     pub const START: Position = Position { line: 1, column: 1 };
 
     fn from_marker(marker: Marker) -> Self {

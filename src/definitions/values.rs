@@ -42,14 +42,17 @@ impl Scalar {
 pub struct PhpVersion(String);
 
 impl PhpVersion {
+    /// Wraps `version` as is; `is_valid` says whether it is one.
     pub fn new(version: impl Into<String>) -> Self {
         Self(version.into())
     }
 
+    /// The version as written (`8.2`).
     pub fn as_str(&self) -> &str {
         &self.0
     }
 
+    /// Whether this is `major.minor`, each one or two digits.
     pub fn is_valid(&self) -> bool {
         let mut parts = self.0.split('.');
         let number = |p: Option<&str>| {
@@ -125,14 +128,19 @@ impl<T> PartialEq for Parsed<T> {
 
 /// How a kind of value is read from its text.
 pub trait Syntax: Sized {
+    /// The value `text` stands for, or why it stands for none (a message
+    /// for a diagnostic).
     fn parse(text: &str) -> Result<Self, String>;
+    /// The JSON schema of the text, for the definitions' schemas.
     fn schema() -> Schema;
+    /// The schema's name for this kind of value (`Duration`).
     const NAME: &'static str;
     /// How to write a valid value, for messages.
     const HINT: Option<&'static str> = None;
 }
 
 impl<T: Syntax> Parsed<T> {
+    /// `text` and what it parses to, by `T`'s syntax.
     pub fn new(text: impl Into<String>) -> Self {
         let text = text.into();
         let value = T::parse(&text);

@@ -22,6 +22,7 @@ pub use parse::ParseError;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Init {
+    /// systemd runs as PID 1: services are driven by `systemctl`.
     Systemd,
     /// SysV-style `service` scripts, as in containers without systemd.
     #[default]
@@ -42,8 +43,11 @@ pub struct PhpInstall {
 /// A system user.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UserFacts {
+    /// The numeric user id, from /etc/passwd.
     pub uid: u32,
+    /// The numeric id of its primary group.
     pub gid: u32,
+    /// Its home directory, as /etc/passwd says.
     pub home: String,
     /// The login shell; system users have `/usr/sbin/nologin`.
     #[serde(default = "UserFacts::no_login")]
@@ -81,24 +85,34 @@ pub struct Journal {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum PathKind {
+    /// A regular file.
     File,
+    /// A directory.
     Directory,
+    /// A symbolic link (never followed: its own owner and mode).
     Symlink,
+    /// Anything else: a socket, a FIFO, a device.
     Other,
 }
 
 /// A path that exists on the server.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PathFacts {
+    /// What stands there.
     pub kind: PathKind,
+    /// Its owner's user name (the uid's number when no user has it).
     pub owner: String,
+    /// Its group's name (the gid's number when no group has it).
     pub group: String,
     /// Permission bits, such as 0o644.
     pub mode: u32,
+    /// Its size in bytes.
     pub size: u64,
     /// Where a symlink points.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target: Option<String>,
+    /// The hex sha256 of a regular file's content, as `sha256sum` prints
+    /// it; `None` for anything else.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sha256: Option<String>,
     /// The text of a regular file up to 1 MiB whose content differs from
@@ -188,7 +202,9 @@ impl Opcache {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ServiceState {
+    /// The init system says it runs.
     Running,
+    /// It does not run (stopped, failed, or never started).
     Stopped,
 }
 
@@ -275,10 +291,12 @@ pub struct AppReleases {
 pub struct HostFacts {
     /// Distribution and version, such as `debian 12`.
     pub os: String,
+    /// How its services are started and reloaded.
     pub init: Init,
     /// The user id scripts run as: 0, root (directly or through sudo).
     #[serde(default)]
     pub uid: u32,
+    /// The PHP versions installed, with their binaries.
     #[serde(default)]
     pub php: BTreeMap<PhpVersion, PhpInstall>,
     /// nginx, supervisorctl and cron, when installed, by name.
@@ -325,6 +343,7 @@ pub struct HostFacts {
     /// Reloads recorded by an earlier apply, waiting for a window.
     #[serde(default)]
     pub pending_reloads: Vec<String>,
+    /// Each app's releases and `current` link, by app.
     #[serde(default)]
     pub releases: BTreeMap<AppName, AppReleases>,
     /// The OPcache of each running php-fpm, by PHP version.
@@ -364,6 +383,7 @@ fn is_zero<T: Default + PartialEq>(n: &T) -> bool {
 }
 
 impl HostFacts {
+    /// Whether `tool` (`nginx`, `supervisorctl`, `cron`) is installed.
     pub fn has_tool(&self, tool: &str) -> bool {
         self.tools.contains_key(tool)
     }

@@ -59,6 +59,7 @@ impl std::fmt::Debug for ReplyCell {
 }
 
 impl FakeTransport {
+    /// A transport for the server named `server` that has no replies yet.
     pub fn new(server: &str) -> Self {
         Self {
             server: ServerName::new(server),
@@ -221,12 +222,15 @@ pub struct FakeConnector {
 }
 
 impl FakeConnector {
+    /// This connector, also reaching `transport`'s server.
     pub fn with(mut self, transport: FakeTransport) -> Self {
         self.hosts
             .insert(transport.server.clone(), Arc::new(transport));
         self
     }
 
+    /// The transport of the server named `server`, to look at the scripts
+    /// it was sent.
     pub fn transport(&self, server: &str) -> Option<Arc<FakeTransport>> {
         self.hosts.get(&ServerName::new(server)).cloned()
     }

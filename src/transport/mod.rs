@@ -31,8 +31,11 @@ pub use ssh::SshTransport;
 /// archive is never held whole in memory).
 #[derive(Debug, Clone, Copy)]
 pub enum Input<'a> {
+    /// fd 3 is empty.
     None,
+    /// These bytes, held in memory (small inputs only).
     Bytes(&'a [u8]),
+    /// This local file, streamed as it is read.
     File(&'a std::path::Path),
 }
 
@@ -48,19 +51,25 @@ pub const MAX_STDERR: usize = 16 * 1024 * 1024;
 pub struct Output {
     /// The exit status; `None` when it was killed by a signal.
     pub status: Option<i32>,
+    /// Everything the script wrote to stdout (its records, for scripts that
+    /// report).
     pub stdout: Vec<u8>,
+    /// Everything it wrote to stderr.
     pub stderr: Vec<u8>,
 }
 
 impl Output {
+    /// Whether the script exited with status 0.
     pub fn success(&self) -> bool {
         self.status == Some(0)
     }
 
+    /// stdout as text, invalid UTF-8 replaced by `U+FFFD`.
     pub fn stdout_text(&self) -> String {
         String::from_utf8_lossy(&self.stdout).into_owned()
     }
 
+    /// stderr as text, invalid UTF-8 replaced by `U+FFFD`.
     pub fn stderr_text(&self) -> String {
         String::from_utf8_lossy(&self.stderr).into_owned()
     }
@@ -69,39 +78,63 @@ impl Output {
 /// How connecting to or talking with a server failed.
 #[derive(Debug, thiserror::Error)]
 pub enum TransportError {
+    /// Nothing listens on the server's SSH port.
     #[error("connection to `{dialed}` refused")]
-    Refused { dialed: String },
+    Refused {
+        /// The address dialled (`user@host:port`, as ssh was given it).
+        dialed: String,
+    },
+    /// The server did not answer within the connect timeout.
     #[error("no answer from `{dialed}` in time")]
-    Timeout { dialed: String },
+    Timeout {
+        /// The address dialled.
+        dialed: String,
+    },
+    /// The server's host key is not the one known_hosts has for it, or
+    /// known_hosts has none.
     #[error("{}", if *.changed {
         format!("host key of `{dialed}` has CHANGED: someone may be intercepting the connection, or the server was reinstalled")
     } else {
         format!("host key of `{dialed}` is not known, and host keys are checked strictly")
     })]
     HostKey {
+        /// The address dialled.
         dialed: String,
         /// Whether known_hosts has another key for this server (rather than none).
         changed: bool,
     },
+    /// The server refused the login (no key it accepts, or too many tried).
     #[error("`{dialed}` refused the login")]
-    Auth { dialed: String },
+    Auth {
+        /// The address dialled.
+        dialed: String,
+    },
     /// A file the connection needs is missing; found before dialling.
     #[error("cannot read the {what} `{}`", .path.display())]
     MissingFile {
+        /// What the file is (`SSH key`, `known_hosts file`).
         what: &'static str,
+        /// Where it was looked for.
         path: PathBuf,
+        /// Why it could not be read.
         #[source]
         source: std::io::Error,
     },
     /// The script ran longer than its limit; it may go on on the server.
     #[error("the script did not finish within {}", crate::humantime(*.after))]
     ScriptTimeout {
+        /// The limit it ran into.
         after: Duration,
         /// What it printed before the limit.
         partial: Output,
     },
+    /// Any other failure of the connection, of ssh or of a script's
+    /// framing; the message says which.
     #[error("{message}")]
-    Other { message: String },
+    Other {
+        /// What went wrong, one line.
+        message: String,
+    },
 }
 
 /// A failure to reach a server or to talk with it, as every path that
@@ -193,6 +226,7 @@ pub struct ConnectOptions {
     pub accept_new_host_keys: bool,
     /// Private key to authenticate with instead of ssh's defaults.
     pub identity: Option<PathBuf>,
+    /// How long ssh may take to connect (`ConnectTimeout`, whole seconds).
     pub connect_timeout: Duration,
     /// Keep each connection busy with an idle channel, so that it stays up
     /// between scripts however long the pause (for the daemon). Without
@@ -271,7 +305,9 @@ pub trait Transport: Send + Sync + fmt::Debug {
 pub enum Holding {
     /// It printed `stdout` (records), then its `held` record, and waits.
     Held {
+        /// What it printed before its `held` record.
         stdout: Vec<u8>,
+        /// The script, still running, to let go of.
         guard: Box<dyn Held>,
     },
     /// It ended without holding anything.
@@ -289,12 +325,18 @@ pub trait Held: Send + Sync {
 /// Opens transports to servers: the real one, or a fake for tests.
 #[async_trait]
 pub trait Connector: Send + Sync {
+    /// A transport to `server`, connected.
+    ///
+    /// # Errors
+    ///
+    /// A `TransportError` when the server cannot be reached or refuses.
     async fn connect(&self, server: &Server) -> Result<Arc<dyn Transport>, TransportError>;
 }
 
 /// Connects over SSH, or directly when a server's address is `local`.
 #[derive(Debug, Clone, Default)]
 pub struct RealConnector {
+    /// How to reach servers over SSH (unused for `local`).
     pub options: ConnectOptions,
 }
 
@@ -333,6 +375,7 @@ pub struct CachedConnector {
 }
 
 impl CachedConnector {
+    /// An empty cache that connects with `options`.
     pub fn new(options: ConnectOptions) -> Self {
         Self {
             inner: RealConnector { options },

@@ -57,7 +57,9 @@ pub(super) struct Exchanged {
     pub written: std::io::Result<()>,
     /// The error reading its output, if any.
     pub read: std::io::Result<()>,
+    /// What the script wrote to stdout.
     pub stdout: Vec<u8>,
+    /// What it wrote to stderr.
     pub stderr: Vec<u8>,
 }
 

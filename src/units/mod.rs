@@ -6,8 +6,10 @@
 //! (that is `plan`). Paths come from `layout`, content from the templates,
 //! and every free-text value passes through `escape` for its file's syntax.
 
+/// Escaping of free-text values for each config file's syntax.
 pub mod escape;
 mod host;
+/// One module per kind of unit (nginx, php-fpm, supervisor, cron, ...).
 pub mod kinds;
 mod templates;
 
@@ -33,10 +35,15 @@ const OPCACHE_WARM_SCRIPT: &str = include_str!("opcache-warm.php");
 /// A file reconciler writes, with its exact content.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ManagedFile {
+    /// Absolute path on the server, from `layout`.
     pub path: String,
+    /// The user that owns the file (`root`, or an app's user).
     pub owner: String,
+    /// The group that owns the file.
     pub group: String,
+    /// Permission bits (`0o644`).
     pub mode: u32,
+    /// The whole content, as rendered.
     pub content: String,
 }
 
@@ -66,7 +73,9 @@ pub fn sha256(bytes: &[u8]) -> String {
 /// An app's system user: its own group, its home, no login shell.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AppUser {
+    /// The user's (and its group's) name: the app's name.
     pub name: AppName,
+    /// Its home directory (`/home/<app>`), where its releases live.
     pub home: String,
     /// Whether nginx's user joins this app's group (web roles only).
     pub web: bool,
@@ -78,9 +87,13 @@ pub struct AppUser {
 /// A directory with its owner and mode.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Directory {
+    /// Absolute path on the server.
     pub path: String,
+    /// The user that owns the directory.
     pub owner: String,
+    /// The group that owns the directory.
     pub group: String,
+    /// Permission bits (`0o750`).
     pub mode: u32,
     /// The app whose home holds this directory: the app can replace any
     /// part of such a path, so apply creates and changes it as the app's
@@ -92,8 +105,11 @@ pub struct Directory {
 /// Everything one server should have, in a stable order.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HostUnits {
+    /// The system users of the apps this host runs, by name.
     pub users: Vec<AppUser>,
+    /// Directories to create, parents before children.
     pub directories: Vec<Directory>,
+    /// Config files to write, by path.
     pub files: Vec<ManagedFile>,
     /// PHP versions this host needs installed, to check against its facts.
     pub php_versions: BTreeSet<PhpVersion>,
@@ -116,25 +132,35 @@ pub struct HostUnits {
 /// (`SharedPath::kind`: a dot in its last name makes a file).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GuessedShared {
+    /// The app whose `shared` list holds the path.
     pub app: AppName,
     /// Relative to the release root, as written.
     pub path: String,
+    /// The kind guessed for it: a file or a directory.
     pub kind: SharedKind,
 }
 
 /// A request to this host's own nginx that must not fail (5xx).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WebCheck {
+    /// The web app the request is for.
     pub app: AppName,
+    /// Its first domain, sent as the `Host` header.
     pub domain: String,
+    /// Its health check path (`/`, or the app's `health_check`).
     pub path: String,
 }
 
+/// Which system services a host needs, from its apps' roles.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Needs {
+    /// A web role runs here.
     pub nginx: bool,
+    /// A web role runs here (its php-fpm pool serves nginx).
     pub php_fpm: bool,
+    /// Some role here runs workers.
     pub supervisor: bool,
+    /// Some role here runs scheduled commands.
     pub cron: bool,
 }
 
@@ -157,6 +183,7 @@ impl Scope {
         }
     }
 
+    /// Whether `app`'s units fall within this scope.
     pub fn covers_app(&self, app: &AppName) -> bool {
         self.apps.as_ref().is_none_or(|apps| apps.contains(app))
     }
@@ -216,8 +243,11 @@ pub fn filter(units: &HostUnits, scope: &Scope) -> HostUnits {
 /// What one server of the definitions should have.
 #[derive(Debug, Clone)]
 pub struct HostDesired {
+    /// The server as its cluster file describes it.
     pub server: Server,
+    /// The cluster it belongs to.
     pub cluster: ClusterName,
+    /// Everything it should have.
     pub units: HostUnits,
 }
 
@@ -226,6 +256,7 @@ pub struct HostDesired {
 /// before any server is contacted.
 #[derive(Debug, Clone)]
 pub struct Desired {
+    /// One entry per server, in the definitions' order.
     pub hosts: Vec<HostDesired>,
 }
 
@@ -264,6 +295,8 @@ impl Desired {
         }
     }
 
+    /// What `server` should have; `None` when the definitions have no
+    /// such server.
     pub fn host(&self, server: &ServerName) -> Option<&HostDesired> {
         self.hosts.iter().find(|h| &h.server.name == server)
     }

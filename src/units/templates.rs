@@ -53,7 +53,9 @@ pub const MAX_INCLUDE_DEPTH: usize = 4;
 #[derive(Debug, thiserror::Error)]
 #[error("template `{name}` does not render: {reason}")]
 pub struct TemplateError {
+    /// The template's name (`fpm-pool.conf.hbs`).
     pub name: String,
+    /// The engine's message.
     pub reason: String,
     /// Where in the template, when the engine knows.
     pub position: Option<Position>,
@@ -144,6 +146,13 @@ impl Templates {
         }
     }
 
+    /// Renders the template `name` (an override, else the embedded one)
+    /// with `data` as its context.
+    ///
+    /// # Errors
+    ///
+    /// A `TemplateError` when there is no such template or it does not
+    /// render with `data`.
     pub fn render(&self, name: &str, data: &impl Serialize) -> Result<String, TemplateError> {
         self.registry
             .render(name, data)

@@ -5,6 +5,7 @@
 
 mod app;
 mod cluster;
+mod role;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;

@@ -7,7 +7,7 @@
 //! `[group:<app>]`: each program `<app>-<worker>` is its own group, its
 //! processes are `<app>-<worker>:<app>-<worker>_00`, and an apply updates
 //! only the programs supervisord finds changed (`groups_in` gives the
-//! candidates, `prelude.sh`'s `supervisor_update` asks supervisord).
+//! candidates, `steps.sh`'s `supervisor_update` asks supervisord).
 
 use schemars::JsonSchema;
 use serde::Serialize;
