@@ -393,9 +393,9 @@ fn a_commit_no_branch_reaches_is_refused_by_name_but_still_there_for_what_is_liv
     );
 }
 
-/// Issue 20: a daemon SIGKILLed during a fetch leaves gix's
-/// `packed-refs.lock` in its mirror, and every later fetch failed until a
-/// person removed it. The daemon clears them at start (holding its state
+/// Issue 20: a daemon SIGKILLed during a fetch leaves lock files in its
+/// mirror (gix's `packed-refs.lock`; git's `<ref>.lock` of a ref it was
+/// updating), and every later fetch failed until a person removed them. The daemon clears them at start (holding its state
 /// directory's lock), and the fetch works again.
 #[test]
 fn lock_files_a_killed_fetch_left_are_cleared_and_the_mirror_fetches_again() {
@@ -408,7 +408,7 @@ fn lock_files_a_killed_fetch_left_are_cleared_and_the_mirror_fetches_again() {
     let second = source.commit(&[("a.txt", "2")]);
     let left = [
         path.join("packed-refs.lock"),
-        path.join("refs/heads/main.lock"),
+        path.join("refs/remotes/origin/main.lock"),
     ];
     for lock in &left {
         std::fs::create_dir_all(lock.parent().expect("parent")).expect("mkdir");
