@@ -113,6 +113,20 @@ impl Board {
 
     /// Changes the status, then writes it to the state directory.
     pub fn update(&self, at: DateTime<Utc>, change: impl FnOnce(&mut Status)) {
+        self.update_with(at, change, |_| {});
+    }
+
+    /// `update`, with `record` changing the metrics in the same step: the
+    /// status lock is held while both change and while `metrics_text`
+    /// encodes, so a scrape sees the metrics of one status, never half of
+    /// a change (`reconciler_fetch_failing 1` with no `fetch-failing`
+    /// problem).
+    fn update_with(
+        &self,
+        at: DateTime<Utc>,
+        change: impl FnOnce(&mut Status),
+        record: impl FnOnce(&Metrics),
+    ) {
         let snapshot = {
             let mut status = self
                 .status
@@ -120,6 +134,7 @@ impl Board {
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             let before = journal::Marks::of(&status);
             change(&mut status);
+            record(&self.metrics);
             self.journal
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -175,16 +190,20 @@ impl Board {
         }
     }
 
-    /// Records a fetch of the definitions: its time when it succeeded.
-    pub fn fetched(&self, success_at: Option<DateTime<Utc>>) {
-        let metrics = &self.metrics;
-        if let Some(at) = success_at {
-            metrics.fetch_failing.set(0);
-            metrics.last_fetch.set(at.timestamp());
-        } else {
-            metrics.fetch_failing.set(1);
-            metrics.fetch_failures.inc();
-        }
+    /// Records a fetch of the definitions at `at` (`succeeded`: whether
+    /// it did) in the metrics, and `change` in the status, in one step
+    /// (`update_with`): `reconciler_fetch_failing` and the status's
+    /// `fetch-failing` problem always agree.
+    pub fn fetched(&self, at: DateTime<Utc>, succeeded: bool, change: impl FnOnce(&mut Status)) {
+        self.update_with(at, change, |metrics| {
+            if succeeded {
+                metrics.fetch_failing.set(0);
+                metrics.last_fetch.set(at.timestamp());
+            } else {
+                metrics.fetch_failing.set(1);
+                metrics.fetch_failures.inc();
+            }
+        });
     }
 
     /// Sets whether `app` runs the release it should everywhere.
@@ -338,8 +357,13 @@ impl Board {
         self.metrics.notify_failures.clone()
     }
 
-    /// The metrics in Prometheus' text format.
+    /// The metrics in Prometheus' text format, of one status: encoded
+    /// under the status lock, so no `update` is half seen.
     pub fn metrics_text(&self) -> String {
+        let _status = self
+            .status
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut text = String::new();
         if prometheus_client::encoding::text::encode(&mut text, &self.metrics.registry).is_err() {
             text.clear();

@@ -28,7 +28,7 @@ fn every_metric_the_example_alerts_name_is_exported() {
     board.gauges("web-1", 0, 1, Some(1));
     board.app_converged("shop", true);
     board.auth_failures().inc("/v1/deploy");
-    board.fetched(None);
+    board.fetched(Utc::now(), false, |_| {});
     let text = board.metrics_text();
     let names = alerted_metrics();
     assert!(names.len() >= 7, "{names:?}");
@@ -40,6 +40,47 @@ fn every_metric_the_example_alerts_name_is_exported() {
             "the rules name `{name}`, which /metrics does not declare:\n{text}"
         );
     }
+}
+
+/// The value of the series `name` (its whole name with labels) in `text`.
+fn series(text: &str, name: &str) -> Option<String> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ').map(str::to_owned))
+}
+
+#[test]
+fn a_scrape_never_sees_the_fetch_gauge_and_its_problem_disagree() {
+    let board = std::sync::Arc::new(Board::new("repo", "main", None));
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let fetcher = {
+        let (board, stop) = (board.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut ok = false;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let now = Utc::now();
+                board.fetched(now, ok, |s| {
+                    s.fetch_error = (!ok).then(|| "cannot fetch".to_owned());
+                    s.fetch_failing_since = (!ok).then_some(now);
+                });
+                ok = !ok;
+            }
+        })
+    };
+    let mut seen = std::collections::BTreeSet::new();
+    let started = std::time::Instant::now();
+    let mut scrapes = 0;
+    while (scrapes < 2000 || seen.len() < 2) && started.elapsed().as_secs() < 10 {
+        scrapes += 1;
+        let text = board.metrics_text();
+        let gauge = series(&text, "reconciler_fetch_failing");
+        let problem = series(&text, "reconciler_problems{kind=\"fetch-failing\"}");
+        assert!(gauge.is_some(), "{text}");
+        assert_eq!(gauge, problem, "{text}");
+        seen.insert(gauge);
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    fetcher.join().expect("fetcher");
+    assert_eq!(seen.len(), 2, "both states scraped: {seen:?}");
 }
 
 #[test]

@@ -282,8 +282,7 @@ impl Watch {
         let polled = self.source.poll(head.as_deref()).await;
         let new = match polled {
             Ok(new) => {
-                self.board.fetched(Some(now));
-                self.board.update(now, |s| {
+                self.board.fetched(now, true, |s| {
                     s.fetch_error = None;
                     s.fetch_failing_since = None;
                     s.branch_missing = false;
@@ -293,8 +292,7 @@ impl Watch {
             }
             Err(error) => {
                 tracing::warn!(%error, "cannot fetch the definitions");
-                self.board.fetched(None);
-                self.board.update(now, |s| {
+                self.board.fetched(now, false, |s| {
                     s.branch_missing = matches!(error, PollError::NoBranch(_));
                     s.fetch_error = Some(error.to_string());
                     s.fetch_failing_since.get_or_insert(now);

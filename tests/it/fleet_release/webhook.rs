@@ -423,3 +423,95 @@ fn deploy_ids_survive_a_restart_of_the_daemon() {
         assert!(record.is_file(), "one record file per deploy: {record:?}");
     }
 }
+
+/// SIGTERM to `watch` while a webhook deploy is in its health check: the
+/// daemon rolls the deploy back on every server, logs it, and exits 0.
+#[test]
+#[ignore = "needs the test fleet: tests/fleet/fleet up 4"]
+fn sigterm_during_a_webhook_deploys_health_check_goes_back_logs_it_and_exits() {
+    let app = AppRepo::new();
+    app.commit("w1", &[]);
+    let repo = definitions(&app, 5);
+    expect(&run(&repo, &app, &["release", "rel"]), 0);
+    assert_serves(&repo, "w1");
+    let defs = repo.dir.path();
+    git(defs, &["init", "-q", "-b", "main"]);
+    commit_all(defs, "w1");
+    let tokens = defs.join("../deploy-tokens");
+    let token = deploy_token(&tokens, "rel");
+    let state = tempfile::tempdir().expect("tempdir");
+    let log_dir = tempfile::tempdir().expect("tempdir");
+    let args: Vec<String> = vec![
+        "watch".into(),
+        "--repo".into(),
+        defs.display().to_string(),
+        "--state-dir".into(),
+        state.path().display().to_string(),
+        "--interval".into(),
+        "1s".into(),
+        "--known-hosts".into(),
+        repo.fleet.known_hosts.display().to_string(),
+        "--ssh-key".into(),
+        repo.fleet.key.display().to_string(),
+        "--deploy-tokens".into(),
+        tokens.display().to_string(),
+        "--color".into(),
+        "never".into(),
+    ];
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut daemon =
+        common::daemon::Daemon::start(&args, None, "/v1/status", &log_dir.path().join("watch.log"));
+
+    // A deploy of a commit whose health check fails; SIGTERM once it is
+    // live on the first server, during its health check.
+    let bad = app.commit(
+        "w2",
+        &[(
+            "public/index.php",
+            "<?php http_response_code(500); echo 'w2 w2';\n",
+        )],
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let accepted = loop {
+        // 422 until the daemon has definitions in force.
+        let answer = post_deploy(daemon.addr, &token, "main");
+        if answer.status != 422 || Instant::now() > deadline {
+            break answer;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    assert_eq!(
+        accepted.status,
+        202,
+        "{}\n{}",
+        accepted.body,
+        daemon.log_text()
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while page(&repo, "fleet-1").1 != "w2 w2" {
+        assert!(
+            Instant::now() < deadline,
+            "fleet-1 never served w2\n{}",
+            daemon.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let exit = daemon.terminate(Duration::from_secs(60));
+    assert!(exit.success(), "{exit:?}\n{}", daemon.log_text());
+
+    // It finished what it started: back on the good release, logged.
+    assert_serves(&repo, "w1");
+    for server in SERVERS {
+        let line = repo.ssh(server, "tail -n1 /var/lib/reconciler/apps/rel/release.log");
+        let line: serde_json::Value =
+            serde_json::from_str(line.trim()).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert_eq!(line["sha"], bad.as_str(), "{server}: {line}");
+        assert_eq!(line["trigger"], "webhook", "{server}: {line}");
+        assert_eq!(line["result"], "rolled-back", "{server}: {line}");
+        let in_flight = repo.ssh(
+            server,
+            "test -e /var/lib/reconciler/apps/rel/in-flight && echo left || echo none",
+        );
+        assert_eq!(in_flight.trim(), "none", "{server}");
+    }
+}

@@ -386,3 +386,226 @@ fn sigterm_lets_the_applies_in_flight_finish_and_the_next_start_converges() {
     again.wait_converged(&fourth, &servers, Duration::from_secs(60));
     repo.run_expect(&["plan", "--detailed-exitcode"], 0);
 }
+
+/// alpha's page on `server` answers `code`: a release whose index.php sets
+/// it (the reload's web check wants anything but a 5xx).
+fn alpha_answers(repo: &Repo, server: &str, code: u16) {
+    repo.ssh(
+        server,
+        &format!(
+            "set -e\nd=/home/alpha/releases/r1/public; mkdir -p $d\n\
+             echo '<?php http_response_code({code}); echo \"{code}\";' > $d/index.php.new\n\
+             mv $d/index.php.new $d/index.php\n\
+             chown -R alpha:alpha /home/alpha/releases\n\
+             ln -sfn releases/r1 /home/alpha/current.new && chown -h alpha:alpha /home/alpha/current.new\n\
+             mv -T /home/alpha/current.new /home/alpha/current\n"
+        ),
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while repo.server(server).http_get("/", "alpha.test").0 != code {
+        assert!(Instant::now() < deadline, "{server} does not answer {code}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The apply log entries of `server` for the definitions `commit`.
+fn applies_of(repo: &Repo, server: &str, commit: &str) -> Vec<Value> {
+    apply_log(repo, server)
+        .into_iter()
+        .filter(|e| e["revision"] == commit)
+        .collect()
+}
+
+/// Settings take effect with the commit that sets them: a commit that
+/// lowers `reload_parallel` from 3 to 1 and changes a pool has its php-fpm
+/// reloads done one server after the other by the daemon that was already
+/// running (it read 3 at its start).
+#[test]
+#[ignore = "needs the test fleet: tests/fleet/fleet up 4"]
+fn a_commit_that_lowers_reload_parallel_reloads_one_server_at_a_time() {
+    let defs = Definitions::new(&SERVERS);
+    let repo = &defs.repo;
+    defs.cluster_yaml("fpm_reload: immediate\nreload_parallel: 3\n");
+    repo.app("alpha", &SERVERS, 3, "");
+    let first = defs.commit("alpha, three reloads at once");
+    let state = tempfile::tempdir().expect("state");
+    let daemon = Daemon::start(&defs, state.path(), &[]);
+    daemon.wait_converged(&first, &SERVERS, Duration::from_secs(60));
+
+    let path = repo.dir.path().join("clusters/fleet.yaml");
+    let cluster = std::fs::read_to_string(&path).expect("cluster");
+    std::fs::write(
+        &path,
+        cluster.replacen("reload_parallel: 3", "reload_parallel: 1", 1),
+    )
+    .expect("write");
+    repo.app("alpha", &SERVERS, 4, "");
+    let second = defs.commit("one reload at a time, and 4 workers");
+    daemon.wait_converged(&second, &SERVERS, Duration::from_secs(60));
+    let mut applies: Vec<Value> = SERVERS
+        .iter()
+        .map(|server| {
+            let entries = applies_of(repo, server, &second);
+            assert_eq!(entries.len(), 1, "{server}: {entries:#?}");
+            assert_eq!(max_children(repo, server), "4", "{server}");
+            entries[0].clone()
+        })
+        .collect();
+    applies.sort_by(|a, b| a["started"].as_str().cmp(&b["started"].as_str()));
+    for pair in applies.windows(2) {
+        assert!(
+            pair[0]["time"].as_str() <= pair[1]["started"].as_str(),
+            "two servers reloaded at once:\n{:#}\n{:#}",
+            pair[0],
+            pair[1]
+        );
+    }
+}
+
+/// The daemon's rolling reload stops at the first server whose app does
+/// not answer after php-fpm reloaded: the others are not applied while
+/// the app still fails, and the roll goes on once that server succeeds.
+#[test]
+#[ignore = "needs the test fleet: tests/fleet/fleet up 4"]
+fn the_daemons_roll_stops_at_a_failed_server_and_resumes_when_it_succeeds() {
+    let defs = Definitions::new(&SERVERS);
+    let repo = &defs.repo;
+    defs.cluster_yaml("fpm_reload: immediate\nreload_parallel: 1\n");
+    repo.app("alpha", &SERVERS, 3, "");
+    let first = defs.commit("alpha");
+    let state = tempfile::tempdir().expect("state");
+    let daemon = Daemon::start(&defs, state.path(), &[]);
+    daemon.wait_converged(&first, &SERVERS, Duration::from_secs(60));
+
+    // alpha answers 500 everywhere; a pool change reloads php-fpm.
+    for server in SERVERS {
+        alpha_answers(repo, server, 500);
+    }
+    repo.app("alpha", &SERVERS, 4, "");
+    let second = defs.commit("alpha: 4 workers");
+    let refused = |s: &Value, server: &str| {
+        s["hosts"][server]["last_message"]
+            .as_str()
+            .is_some_and(|m| m.contains("rolling php-fpm reload of cluster `fleet` stopped"))
+    };
+    let status = daemon.wait_for(
+        "the roll to stop at one server",
+        Duration::from_secs(60),
+        |s| SERVERS.iter().filter(|server| refused(s, server)).count() == 2,
+    );
+    let stopper = SERVERS
+        .into_iter()
+        .find(|server| !refused(&status, server))
+        .expect("the stopper");
+    let message = status["hosts"][stopper]["last_message"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(message.contains("answered 500"), "{status:#}");
+    for server in SERVERS {
+        let applied = applies_of(repo, server, &second);
+        if server == stopper {
+            assert_eq!(applied.len(), 1, "{server}: {applied:#?}");
+        } else {
+            assert_eq!(
+                refused(&status, server).then_some(server),
+                Some(server),
+                "{status:#}"
+            );
+            assert!(
+                status["hosts"][server]["last_message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains(&format!("because `{stopper}` failed"))),
+                "{status:#}"
+            );
+            assert_eq!(applied, Vec::<Value>::new(), "{server} was applied to");
+            assert_eq!(max_children(repo, server), "3", "{server}");
+        }
+    }
+
+    // The app fixed: the stopper succeeds, and the others follow.
+    for server in SERVERS {
+        alpha_answers(repo, server, 200);
+    }
+    daemon.wait_converged(&second, &SERVERS, Duration::from_secs(90));
+    for server in SERVERS {
+        assert_eq!(max_children(repo, server), "4", "{server}");
+    }
+}
+
+/// A window that cannot be open: 03:00 on January 1st, 2099.
+const NO_WINDOW: &str = "reload_windows: [{ schedule: \"0 0 3 1 1 * 2099\", duration: 1h }]\n";
+
+/// A server that goes down keeps its last known state (a reload pending on
+/// it) in the status and the metrics, marked with when it was read, and is
+/// reported as failing; a server removed from the definitions loses its
+/// series.
+#[test]
+#[ignore = "needs the test fleet: tests/fleet/fleet up 4"]
+fn a_server_that_goes_down_keeps_its_last_known_state_and_one_removed_loses_its_series() {
+    let servers = ["fleet-1", "fleet-4"];
+    let defs = Definitions::new(&servers);
+    let repo = &defs.repo;
+    defs.cluster_yaml(NO_WINDOW);
+    repo.app("alpha", &servers, 3, "");
+    let first = defs.commit("alpha");
+    let state = tempfile::tempdir().expect("state");
+    let daemon = Daemon::start(&defs, state.path(), &["--drift-interval", "1s"]);
+    daemon.wait_converged(&first, &servers, Duration::from_secs(60));
+
+    // A pool change: its php-fpm reload waits for the window.
+    repo.app("alpha", &servers, 4, "");
+    let second = defs.commit("alpha: 4 workers");
+    let pending = |s: &Value| s["hosts"]["fleet-4"]["pending_reloads"].clone();
+    let status = daemon.wait_for("fleet-4's pending reload", Duration::from_secs(60), |s| {
+        s["hosts"]["fleet-4"]["last_applied_commit"] == second.as_str()
+            && pending(s).as_array().is_some_and(|p| p.len() == 1)
+    });
+    let reload = pending(&status);
+    assert_eq!(reload[0]["label"], "php8.2-fpm", "{status:#}");
+    let series = "reconciler_pending_reloads{server=\"fleet-4\"} 1\n";
+    assert!(daemon.metrics().contains(series), "{}", daemon.metrics());
+
+    // Down: its drift checks fail; what was read last stays, as of then.
+    let restart = repo.fleet.stop("fleet-4");
+    // (The first failure may still have read it: a connection lost later.)
+    let status = daemon.wait_for("fleet-4 to fail unread", Duration::from_secs(60), |s| {
+        let host = &s["hosts"]["fleet-4"];
+        host["failures"].as_u64() >= Some(1) && host["known_at"] != host["last_at"]
+    });
+    let host = &status["hosts"]["fleet-4"];
+    assert_eq!(pending(&status), reload, "{host:#}");
+    let at = |field: &str| -> chrono::DateTime<chrono::Utc> {
+        serde_json::from_value(host[field].clone()).unwrap_or_else(|e| panic!("{field}: {e}"))
+    };
+    assert!(at("known_at") < at("last_at"), "{host:#}");
+    assert_eq!(host["last_result"], "failed", "{host:#}");
+    let problems = status["problems"].as_array().expect("problems");
+    assert!(
+        problems
+            .iter()
+            .any(|p| p["kind"] == "host-failed" && p["subject"] == "fleet-4"),
+        "{status:#}"
+    );
+    assert!(daemon.metrics().contains(series), "{}", daemon.metrics());
+
+    // Removed from the definitions (still down): its series go.
+    let cluster =
+        std::fs::read_to_string(repo.dir.path().join("clusters/fleet.yaml")).expect("cluster");
+    let kept: String = cluster
+        .lines()
+        .filter(|l| !l.contains("name: fleet-4"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    repo.write("clusters/fleet.yaml", &kept);
+    repo.app("alpha", &["fleet-1"], 4, "");
+    let third = defs.commit("without fleet-4");
+    daemon.wait_converged(&third, &["fleet-1"], Duration::from_secs(60));
+    let status = daemon.wait_for("fleet-4 to leave", Duration::from_secs(10), |s| {
+        s["hosts"].get("fleet-4").is_none()
+    });
+    assert!(status["hosts"]["fleet-1"].is_object(), "{status:#}");
+    let metrics = daemon.metrics();
+    assert!(!metrics.contains("server=\"fleet-4\""), "{metrics}");
+    assert!(metrics.contains("server=\"fleet-1\""), "{metrics}");
+    drop(restart);
+}
