@@ -75,7 +75,8 @@ force_unlock() {
 # app_state: where `current` points (as the app wrote it: the client
 # judges it), or what stands there when it is no link (find's %y letter: a
 # directory of an adopted app, which no release replaces), the releases
-# root recorded complete, the release log's last 200 lines, and the record
+# root recorded complete (and, for `release_layout: ab`, which release
+# each side holds: `side a|b SHA`), the release log's last 200 lines, and the record
 # of a release that switched and did not finish.
 app_state() {
   local live sha kind
@@ -88,6 +89,11 @@ app_state() {
   for sha in $(ls -- "$APP_STATE/complete" 2>/dev/null); do
     [[ $sha =~ ^[0-9a-f]{40}$ ]] || continue
     as_app "$APP" test -d "$RELEASES/$sha" && record complete "$sha"
+  done
+  for kind in a b; do
+    sha=$(head -c 41 -- "$APP_STATE/side-$kind" 2>/dev/null) || continue
+    [[ $sha =~ ^[0-9a-f]{40}$ ]] || continue
+    as_app "$APP" test -d "$HOME_DIR/$kind" && record side "$kind" "$sha"
   done
   [ -f "$APP_STATE/release.log" ] && record log "$(tail -n 200 -- "$APP_STATE/release.log")"
   [ -f "$APP_STATE/in-flight" ] && record in-flight "$(head -c 4096 -- "$APP_STATE/in-flight")"

@@ -32,6 +32,10 @@ pub const COMMAND_LIMIT: u64 = 600;
 pub struct AppTarget {
     pub app: App,
     pub servers: Vec<(Server, AppServer)>,
+    /// With `release_layout: ab`, the seconds a release waits after
+    /// `current` left a directory before it rewrites it (the cluster's
+    /// `Cluster::ab_wait`).
+    pub ab_wait: u64,
 }
 
 impl AppTarget {
@@ -58,9 +62,14 @@ impl AppTarget {
                     .map(|s| (s.clone(), role.clone()))
             })
             .collect();
+        // Validation refuses `ab` where the wait cannot be worked out.
+        let ab_wait = cluster
+            .ab_wait()
+            .unwrap_or(u64::from(cluster.request.duration) + 61);
         Ok(Self {
             app: found.clone(),
             servers,
+            ab_wait,
         })
     }
 
@@ -122,6 +131,8 @@ pub enum Step {
     Lock,
     Upload,
     Shared,
+    /// `release_layout: ab`: the release written into the idle side.
+    Side,
     Build,
     Deploy,
     Complete,
@@ -145,6 +156,7 @@ impl fmt::Display for Step {
             Step::Lock => "lock",
             Step::Upload => "upload",
             Step::Shared => "shared",
+            Step::Side => "side",
             Step::Build => "build",
             Step::Deploy => "deploy",
             Step::Complete => "complete",

@@ -121,6 +121,9 @@ pub struct ServerReleases {
     /// Who holds the app lock, when `release_list` found it held (a
     /// release, rollback or `env push` runs).
     pub locked_by: Option<String>,
+    /// `release_layout: ab`: the complete release each side (`a`, `b`)
+    /// holds, as root recorded it.
+    pub sides: Vec<(String, Sha)>,
 }
 
 impl ServerReleases {
@@ -153,6 +156,13 @@ impl ServerReleases {
                 }
                 "in-flight" => state.in_flight = serde_json::from_str(r.text(0).trim()).ok(),
                 "locked" => state.locked_by = Some(r.text(0).into_owned()),
+                "side" => {
+                    let side = r.text(0);
+                    if let ("a" | "b", Some(sha)) = (side.as_ref(), Sha::parse(&r.text(1))) {
+                        state.complete.insert(sha.clone());
+                        state.sides.push((side.into_owned(), sha));
+                    }
+                }
                 "log" => {
                     state.log = r
                         .text(0)
@@ -162,6 +172,18 @@ impl ServerReleases {
                 }
                 _ => {}
             }
+        }
+        // `current` links to a side: the release that side holds.
+        let on_side = state.stray_current.as_ref().and_then(|target| {
+            state
+                .sides
+                .iter()
+                .find(|(side, _)| side == target)
+                .map(|(_, sha)| sha.clone())
+        });
+        if let Some(sha) = on_side {
+            state.live = Some(sha);
+            state.stray_current = None;
         }
         state
     }

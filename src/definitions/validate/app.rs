@@ -6,7 +6,9 @@ use super::{
 };
 use crate::definitions::Document;
 use crate::definitions::diagnostic::closest;
-use crate::definitions::model::{App, AppServer, Cluster, Prewarm, SharedPath, WebPool};
+use crate::definitions::model::{
+    App, AppServer, Cluster, Prewarm, ReleaseLayout, SharedPath, WebPool,
+};
 
 /// Names an app cannot take: Debian's system users and groups (the app
 /// would share them), and `www`, Debian's own php-fpm pool file.
@@ -367,6 +369,22 @@ pub(super) fn check_app_in_cluster(at: &mut At, app: &App, cluster: &Document<Cl
             ),
         )
         .hint = Some(format!("it installs {}", list(installed)));
+    }
+    if app.release_layout == ReleaseLayout::Ab {
+        if let Err(why) = cluster.ab_wait() {
+            at.error(
+                "release_layout",
+                format!(
+                    "`release_layout: ab` is unsafe on cluster `{}`: {why}",
+                    cluster.name
+                ),
+            )
+            .hint = Some(format!(
+                "leave OPcache's file checks on in {cluster_file} (opcache.validate_timestamps, \
+                 opcache.revalidate_freq up to {} s), or use `release_layout: releases`",
+                Cluster::MAX_AB_REVALIDATE_FREQ
+            ));
+        }
     }
     for (i, role) in app.servers.iter().enumerate() {
         let Some(server) = cluster.servers.iter().find(|s| s.name == role.name) else {
