@@ -271,6 +271,7 @@ async fn release_if(
                 live,
                 started.elapsed(),
                 None,
+                &[],
             )
             .await;
             Err(error)

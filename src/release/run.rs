@@ -336,7 +336,7 @@ impl<'a> Run<'a> {
             Ok(workers_failed) => {
                 let live = |_: usize| Some(plan.sha.clone());
                 let (pruned, prune_failed) = self
-                    .finish_all(&plan.sha, result, live, started.elapsed(), None)
+                    .finish_all(&plan.sha, result, live, started.elapsed(), None, &warmed)
                     .await;
                 Ok(Released {
                     sha: plan.sha.clone(),
@@ -367,6 +367,7 @@ impl<'a> Run<'a> {
                     live,
                     started.elapsed(),
                     reason,
+                    &warmed,
                 )
                 .await;
                 Err(error)

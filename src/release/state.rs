@@ -6,6 +6,7 @@ use std::collections::BTreeSet;
 use serde::{Deserialize, Deserializer, Serialize};
 
 use super::Sha;
+use super::warm::Warmed;
 use crate::remote::Record;
 
 /// How a release ended, in the release log.
@@ -64,6 +65,11 @@ pub struct LogEntry {
     /// 180 requests ...`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// What warming OPcache did on this server before the switch
+    /// (`opcache_prewarm`): none when it was off, could not run, or the
+    /// run did not get that far.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warmed: Option<Warmed>,
 }
 
 /// A release that switched a server and has not finished there: the
@@ -111,7 +117,8 @@ pub struct ServerReleases {
     pub current_not_link: Option<&'static str>,
     /// Releases root recorded complete (and whose directory is there).
     pub complete: BTreeSet<Sha>,
-    /// Release directories, with their modification time (Unix seconds).
+    /// Release directories (and `ab` sides holding a complete release),
+    /// with their modification time (Unix seconds).
     pub present: Vec<(Sha, i64)>,
     /// The release log's last lines, oldest first.
     pub log: Vec<LogEntry>,
@@ -159,7 +166,9 @@ impl ServerReleases {
                 "side" => {
                     let side = r.text(0);
                     if let ("a" | "b", Some(sha)) = (side.as_ref(), Sha::parse(&r.text(1))) {
+                        let time = r.text(2).split('.').next().and_then(|t| t.parse().ok());
                         state.complete.insert(sha.clone());
+                        state.present.push((sha.clone(), time.unwrap_or_default()));
                         state.sides.push((side.into_owned(), sha));
                     }
                 }

@@ -264,6 +264,8 @@ pub enum ReleaseLayout {
 }
 
 impl ReleaseLayout {
+    // serde's `skip_serializing_if` passes a reference.
+    #[allow(clippy::trivially_copy_pass_by_ref)]
     fn is_default(&self) -> bool {
         *self == ReleaseLayout::default()
     }

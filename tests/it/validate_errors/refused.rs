@@ -129,3 +129,20 @@ error: 1 problem in the definitions
 ",
     );
 }
+
+#[test]
+fn ab_without_file_checks() {
+    // With `ab` a release rewrites files in place: an OPcache that never
+    // (or only every 5 minutes) compares a script's time with its file's
+    // serves the old release's code.
+    assert_invalid(
+        "ab_without_file_checks",
+        "\
+$D/apps/blog.yaml:5:17: `release_layout: ab` is unsafe on cluster `staging`: `opcache.revalidate_freq` is `300`; at most 60 (seconds) for `ab`
+  hint: leave OPcache's file checks on in $D/clusters/staging.yaml (opcache.validate_timestamps, opcache.revalidate_freq up to 60 s), or use `release_layout: releases`
+$D/apps/shop.yaml:5:17: `release_layout: ab` is unsafe on cluster `production`: `opcache.validate_timestamps` is `0`: OPcache would never see a changed file, and would serve the old release's scripts
+  hint: leave OPcache's file checks on in $D/clusters/production.yaml (opcache.validate_timestamps, opcache.revalidate_freq up to 60 s), or use `release_layout: releases`
+error: 2 problems in the definitions
+",
+    );
+}
