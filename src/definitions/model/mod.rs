@@ -75,8 +75,10 @@ impl Cluster {
     pub const MAX_AB_REVALIDATE_FREQ: u64 = 60;
 
     /// How long after `current` leaves one of an `ab` app's directories a
-    /// release may rewrite it, in seconds: `request.duration` (every
-    /// request that started there has ended), then
+    /// release may rewrite it, in seconds: twice `request.duration` (nginx
+    /// picks the directory when a request arrives; the request may wait
+    /// that long for a php-fpm worker, as nginx waits for an answer, and
+    /// then run that long, as php-fpm ends it), then
     /// `opcache.revalidate_freq` (OPcache trusts a script it checked for
     /// that long without looking at its file again; once it has passed,
     /// the next use of each script compares its modification time), and
@@ -108,7 +110,7 @@ impl Cluster {
                 }
             },
         };
-        Ok(u64::from(self.request.duration) + freq + 1)
+        Ok(2 * u64::from(self.request.duration) + freq + 1)
     }
 }
 

@@ -3,9 +3,9 @@
 
 use super::*;
 
-/// `request.duration` for these tests: a release waits it, and OPcache's
-/// 2 s `revalidate_freq`, and 1 s, after `current` left a side before it
-/// rewrites it. (Below 5 s php-fpm refuses the pool: its slow log
+/// `request.duration` for these tests: a release waits twice that, and
+/// OPcache's 2 s `revalidate_freq`, and 1 s, after `current` left a side
+/// before it rewrites it. (Below 5 s php-fpm refuses the pool: its slow log
 /// threshold is 5 s.)
 const DURATION: u32 = 5;
 
