@@ -143,6 +143,17 @@ pub(super) fn check_app(at: &mut At, app: &App) {
             check_glob(at, &format!("opcache_prewarm[{i}]"), glob);
         }
     }
+    // With `ab` the warm request is what discards a side's changed scripts
+    // from OPcache before the switch (see opcache-warm.php): without it the
+    // first requests discard them under load, and one may run the old one.
+    if app.release_layout == ReleaseLayout::Ab && app.opcache_prewarm.globs().is_none() {
+        at.error(
+            "opcache_prewarm",
+            "`release_layout: ab` needs `opcache_prewarm` on: warming discards the side's \
+             changed scripts from OPcache before the switch, while no request can run them",
+        )
+        .hint = Some("leave `opcache_prewarm` out (on), or list globs to warm".to_owned());
+    }
     if let Some(composer) = &app.composer {
         at.command("composer", composer);
     }

@@ -123,6 +123,12 @@ fn ab_ten_releases_under_load_rewrite_only_changed_files_and_roll_back_to_the_ot
         shas.push(app.commit(&id, &[]));
         let text = expect(&run(&repo, &app, &["release", "rel"]), 0);
         switched.push((Instant::now(), id));
+        // Warmed in the side before the switch: its changed scripts' old
+        // OPcache entries discarded while no request could use them.
+        assert!(
+            text.contains("OPcache warmed before the switch") && !text.contains("was not warmed"),
+            "r{i}: {text}"
+        );
         let side = if i % 2 == 1 { other_side } else { &first_side };
         for server in SERVERS {
             assert_eq!(live(&repo, server), side, "{server} after r{i}\n{text}");
