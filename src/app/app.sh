@@ -75,10 +75,11 @@ force_unlock() {
 # app_state: where `current` points (as the app wrote it: the client
 # judges it), or what stands there when it is no link (find's %y letter: a
 # directory of an adopted app, which no release replaces), the releases
-# root recorded complete, the release log's last 200 lines, and the record
+# root recorded complete (and, for `release_layout: ab`, which release
+# each side holds: `side a|b SHA TIME`), the release log's last 200 lines, and the record
 # of a release that switched and did not finish.
 app_state() {
-  local live sha kind
+  local live sha kind time
   live=$(as_app "$APP" readlink -- "$CURRENT" 2>/dev/null) || live=
   record live "$live"
   if [ -z "$live" ]; then
@@ -88,6 +89,12 @@ app_state() {
   for sha in $(ls -- "$APP_STATE/complete" 2>/dev/null); do
     [[ $sha =~ ^[0-9a-f]{40}$ ]] || continue
     as_app "$APP" test -d "$RELEASES/$sha" && record complete "$sha"
+  done
+  for kind in a b; do
+    sha=$(head -c 41 -- "$APP_STATE/side-$kind" 2>/dev/null) || continue
+    [[ $sha =~ ^[0-9a-f]{40}$ ]] || continue
+    time=$(as_app "$APP" find -P "$HOME_DIR/$kind" -maxdepth 0 -type d -printf '%T@' 2>/dev/null) &&
+      [ -n "$time" ] && record side "$kind" "$sha" "$time"
   done
   [ -f "$APP_STATE/release.log" ] && record log "$(tail -n 200 -- "$APP_STATE/release.log")"
   [ -f "$APP_STATE/in-flight" ] && record in-flight "$(head -c 4096 -- "$APP_STATE/in-flight")"

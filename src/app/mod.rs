@@ -35,6 +35,10 @@ pub struct AppTarget {
     /// Each server of its cluster that runs it, with the app's role there,
     /// in the app file's order.
     pub servers: Vec<(Server, AppServer)>,
+    /// With `release_layout: ab`, the seconds a release waits after
+    /// `current` left a directory before it rewrites it (the cluster's
+    /// `Cluster::ab_wait`).
+    pub ab_wait: u64,
 }
 
 impl AppTarget {
@@ -66,9 +70,14 @@ impl AppTarget {
                     .map(|s| (s.clone(), role.clone()))
             })
             .collect();
+        // Validation refuses `ab` where the wait cannot be worked out.
+        let ab_wait = cluster
+            .ab_wait()
+            .unwrap_or(u64::from(cluster.request.duration) + 61);
         Ok(Self {
             app: found.clone(),
             servers,
+            ab_wait,
         })
     }
 
@@ -134,6 +143,8 @@ pub enum Step {
     Upload,
     /// Linking the app's shared paths into the release.
     Shared,
+    /// `release_layout: ab`: the release written into the idle side.
+    Side,
     /// The app's build commands, in the release.
     Build,
     /// The role's deploy commands, in the release.
@@ -172,6 +183,7 @@ impl fmt::Display for Step {
             Step::Lock => "lock",
             Step::Upload => "upload",
             Step::Shared => "shared",
+            Step::Side => "side",
             Step::Build => "build",
             Step::Deploy => "deploy",
             Step::Complete => "complete",

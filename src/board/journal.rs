@@ -427,6 +427,7 @@ mod tests {
             who: "ops@deploy (pid 1)".into(),
             previous: None,
             reason: None,
+            warmed: None,
         }
     }
 

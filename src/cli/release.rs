@@ -408,6 +408,14 @@ pub fn run_releases(args: ReleasesArgs) -> Result<ExitCode, Failure> {
                     },
                     |e| e.time.clone(),
                 );
+                let side = state.sides.iter().find(|(_, s)| *s == sha);
+                let mut result = match side {
+                    Some((side, _)) => format!("{result} (in {side})"),
+                    None => result.to_owned(),
+                };
+                if let Some(warmed) = last.and_then(|e| e.warmed.as_ref()) {
+                    result.push_str(&format!("; OPcache warmed: {}", warmed.summary()));
+                }
                 writeln!(
                     out,
                     "  {} {:<24} {:<5} {}",

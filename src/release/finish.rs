@@ -7,15 +7,16 @@ use std::time::Duration;
 use futures::future::join_all;
 
 use super::run::Run;
+use super::warm::Warmed;
 use super::{LogEntry, LogResult, Sha, keep};
 use crate::app::Step;
 use crate::definitions::ServerName;
 use crate::transport::Input;
 
 impl Run<'_> {
-    /// A line in each server's release log, then pruning to what
-    /// `plan::keep` keeps there: the directories pruned, and those that
-    /// could not be.
+    /// A line in each server's release log (with what warming did there,
+    /// from `warmed`), then pruning to what `plan::keep` keeps there: the
+    /// directories pruned, and those that could not be.
     pub(super) async fn finish_all(
         &self,
         sha: &Sha,
@@ -23,6 +24,7 @@ impl Run<'_> {
         live: impl Fn(usize) -> Option<Sha>,
         elapsed: Duration,
         reason: Option<String>,
+        warmed: &[(ServerName, Result<Warmed, String>)],
     ) -> (usize, Vec<(ServerName, Sha, String)>) {
         let keep_count = self.session.app.keep_releases;
         let origin = self.session.origin();
@@ -37,6 +39,10 @@ impl Run<'_> {
                     duration_ms: u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
                     who: origin.who.clone(),
                     previous: state.live.clone(),
+                    warmed: warmed
+                        .iter()
+                        .find(|(server, _)| *server == l.host.server.name)
+                        .and_then(|(_, result)| result.as_ref().ok().cloned()),
                 };
                 // A release that stopped after switching here gets its line
                 // first: this run put the server right.
@@ -49,6 +55,7 @@ impl Run<'_> {
                     duration_ms: 0,
                     who: stopped.who.clone(),
                     previous: stopped.previous.clone(),
+                    warmed: None,
                 });
                 let mut log = state.log.clone();
                 let lines: Vec<String> = interrupted

@@ -184,6 +184,7 @@ mod tests {
     fn entry(c: char, result: LogResult, time: &str) -> LogEntry {
         LogEntry {
             reason: None,
+            warmed: None,
             sha: sha(c),
             time: time.into(),
             trigger: "cli".into(),

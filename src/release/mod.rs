@@ -280,6 +280,7 @@ async fn release_if(
                 live,
                 started.elapsed(),
                 None,
+                &[],
             )
             .await;
             Err(error)

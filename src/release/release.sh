@@ -7,6 +7,38 @@
 # Nothing half-done is ever live: a release directory counts only with
 # root's record $APP_STATE/complete/<sha>, written last; an incomplete one
 # is removed before it is unpacked again, and by pruning.
+#
+# With `release_layout: ab` ($LAYOUT), a release is unpacked and its
+# shared paths linked in releases/<sha> as always, then written into the
+# one of $HOME_DIR/a and b that is not live (release_side), where it is
+# built; root's record of it is $APP_STATE/side-<a|b> (its sha), written
+# last, and `current` links to `a` or `b`.
+
+# idle_side: the side a release of the `ab` layout is written into: the
+# one `current` does not link to.
+idle_side() {
+  if [ "$(as_app "$APP" readlink -- "$CURRENT" 2>/dev/null)" = a ]; then echo b; else echo a; fi
+}
+
+# release_dir SHA: where the complete release SHA lies, relative to
+# $HOME_DIR (`a`, `b` or `releases/SHA`), as root's records say; fails
+# when it is not complete here.
+release_dir() {
+  local side
+  for side in a b; do
+    if [ "$(head -c 41 -- "$APP_STATE/side-$side" 2>/dev/null)" = "$1" ] && as_app "$APP" test -d "$HOME_DIR/$side"; then
+      echo "$side"
+      return 0
+    fi
+  done
+  [ -f "$APP_STATE/complete/$1" ] && as_app "$APP" test -d "$RELEASES/$1" && echo "releases/$1"
+}
+
+# prepare_dir: where the release being prepared is built: the idle side,
+# or releases/$SHA.
+prepare_dir() {
+  if [ "$LAYOUT" = ab ]; then echo "$HOME_DIR/$(idle_side)"; else echo "$RELEASES/$SHA"; fi
+}
 
 # ---- Preparing a release -----------------------------------------------------
 # release_upload SIZE SHA256: the gzipped tar on fd 3 becomes releases/$SHA.
@@ -89,18 +121,53 @@ release_shared() {
   report done shared ""
 }
 
+# release_side PHP WAIT: (`ab`) releases/$SHA, unpacked and linked,
+# written into the idle side by reconciler's writer ($AB_SYNC, run with
+# the app's PHP CLI as the app: only changed files rewritten, see
+# ab-sync.php), then removed. The side was live until root recorded when
+# `current` left it ($APP_STATE/left-<side>): it is rewritten only WAIT
+# seconds after that, once no request that started there runs and OPcache
+# compares each of its scripts' times again. Its record goes first: a
+# side half written is no release.
+release_side() {
+  check_lock
+  local php=$1 wait=$2 side left now APP_ARGV
+  side=$(idle_side)
+  left=$(head -c 20 -- "$APP_STATE/left-$side" 2>/dev/null)
+  [[ $left =~ ^[0-9]+$ ]] || left=0
+  now=$(date +%s)
+  if ((left + wait > now)); then
+    record waited "$side" "$((left + wait - now))"
+    sleep "$((left + wait - now))"
+  fi
+  rm -f -- "$APP_STATE/side-$side"
+  app_argv "$APP"
+  if ! run_step 600 "writing $side" "${APP_ARGV[@]}" "$php" -n -r "$AB_SYNC" \
+    "$RELEASES/$SHA" "$HOME_DIR/$side" "$HOME_DIR/.$side.files"; then
+    report failed side "$out"
+    exit 0
+  fi
+  json_line "${out##*$'\n'}" && record written "$side" "${out##*$'\n'}"
+  as_app "$APP" rm -rf -- "$RELEASES/$SHA"
+  report done side ""
+}
+
 # release_commands STEP LIMIT COMMAND...: each COMMAND in the release (see
 # app_commands).
 release_commands() {
   local step=$1 limit=$2
   shift 2
-  app_commands "$step" "$limit" "$RELEASES/$SHA" "$@"
+  app_commands "$step" "$limit" "$(prepare_dir)" "$@"
 }
 
 # release_complete: root's record that the release is whole.
 release_complete() {
   check_lock
-  : >"$APP_STATE/complete/$SHA"
+  if [ "$LAYOUT" = ab ]; then
+    printf '%s\n' "$SHA" >"$APP_STATE/side-$(idle_side)"
+  else
+    : >"$APP_STATE/complete/$SHA"
+  fi
   report done complete ""
 }
 
@@ -138,11 +205,13 @@ json_line() {
 release_warm() {
   check_lock
   local cli=$1 socket=$2 seconds=$3 globs=$4 body pass protection
+  local dir
+  dir=$(release_dir "$SHA") || { report failed warm "release $SHA is not complete on this server"; exit 0; }
   [ -S "$socket" ] || { report failed warm "the app's php-fpm pool does not listen at $socket"; exit 0; }
   [ -f "$OPCACHE_WARM" ] || { report failed warm "$OPCACHE_WARM is missing: apply installs it"; exit 0; }
   for pass in 1 2; do
     body=$(fastcgi $((seconds + 15)) "$cli" "$socket" "$OPCACHE_WARM" $((seconds + 10)) \
-      "RECONCILER_RELEASE=$RELEASES/$SHA" "RECONCILER_SECONDS=$seconds" "RECONCILER_GLOBS=$globs" |
+      "RECONCILER_RELEASE=$HOME_DIR/$dir" "RECONCILER_SECONDS=$seconds" "RECONCILER_GLOBS=$globs" |
       head -c 65536)
     json_line "$body" || { report failed warm "the app's php-fpm pool gave no answer to the warm script"; exit 0; }
     record warmed "$body"
@@ -164,19 +233,23 @@ release_warm() {
 # daemon's check, puts the server right.
 release_switch() {
   check_lock
-  local sha=$1 intent=${2:-} APP_ARGV
-  [ -f "$APP_STATE/complete/$sha" ] && as_app "$APP" test -d "$RELEASES/$sha" ||
-    { report failed switch "release $sha is not complete on this server"; exit 0; }
+  local sha=$1 intent=${2:-} dir old APP_ARGV
+  dir=$(release_dir "$sha") || { report failed switch "release $sha is not complete on this server"; exit 0; }
   if [ -n "$intent" ]; then
     json_line "$intent" || { report failed switch "not one JSON line"; exit 0; }
     printf '%s\n' "$intent" | replace_file "$APP_STATE/in-flight" ||
       { report failed switch "cannot write $APP_STATE/in-flight"; exit 0; }
   fi
+  # When `current` leaves a side, the time: release_side waits from it.
+  old=$(as_app "$APP" readlink -- "$CURRENT" 2>/dev/null)
+  if [[ $old == [ab] ]] && [ "$old" != "$dir" ]; then
+    date +%s | replace_file "$APP_STATE/left-$old"
+  fi
   app_argv "$APP"
   if ! run_step 30 "switching current" "${APP_ARGV[@]}" sh -c \
-    'ln -sfn -- "releases/$2" "$1/.current.new" || exit 1
+    'ln -sfn -- "$2" "$1/.current.new" || exit 1
      mv -fT -- "$1/.current.new" "$1/current" && exit 0
-     rm -f -- "$1/.current.new"; exit 1' _ "$HOME_DIR" "$sha"; then
+     rm -f -- "$1/.current.new"; exit 1' _ "$HOME_DIR" "$dir"; then
     report failed switch "$out"
     exit 0
   fi

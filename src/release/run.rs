@@ -15,7 +15,7 @@ use crate::app::{
     self, AppError, AppTarget, COMMAND_LIMIT, Locked, Origin, Progress, Session, Step, StepFailure,
     connect_all,
 };
-use crate::definitions::{Guard, ServerName, SharedKind};
+use crate::definitions::{Guard, ReleaseLayout, ServerName, SharedKind};
 use crate::transport::{Connector, Input};
 
 /// One release or rollback in progress: its session and its servers.
@@ -26,6 +26,16 @@ pub(super) struct Run<'a> {
     /// Asks the run to stop: before the switch it stops; after it, a
     /// guard window is cut short (the release passed its health check).
     pub stop: super::Stop,
+    /// With `release_layout: ab`: seconds to wait after `current` left the
+    /// idle side before rewriting it (`AppTarget::ab_wait`).
+    pub ab_wait: u64,
+}
+
+/// reconciler's A/B release writer (`ab-sync.php`) as `php -n -r` takes
+/// it: without its `<?php` line. Arguments: `STAGING SIDE MANIFEST`.
+fn ab_sync_script() -> &'static str {
+    const SCRIPT: &str = include_str!("ab-sync.php");
+    SCRIPT.strip_prefix("<?php\n").unwrap_or(SCRIPT)
 }
 
 impl<'a> Run<'a> {
@@ -42,6 +52,16 @@ impl<'a> Run<'a> {
             Session::new(&target.app, RELEASE_SH, origin, progress).map_err(AppError::from)?;
         session.set("HEALTH_TRIES", HEALTH_TRIES.to_string());
         session.set("FASTCGI_CLIENT", crate::facts::fastcgi_client());
+        session.set(
+            "LAYOUT",
+            match target.app.release_layout {
+                ReleaseLayout::Releases => "releases",
+                ReleaseLayout::Ab => "ab",
+            },
+        );
+        if target.app.release_layout == ReleaseLayout::Ab {
+            session.set("AB_SYNC", ab_sync_script());
+        }
         if let Some(sha) = sha {
             session.set("SHA", sha.as_str());
         }
@@ -72,6 +92,7 @@ impl<'a> Run<'a> {
             locked,
             states,
             stop: super::Stop::new(),
+            ab_wait: target.ab_wait,
         })
     }
 
@@ -128,6 +149,18 @@ impl<'a> Run<'a> {
                 &call,
                 Input::None,
                 Duration::from_secs(150),
+            )
+            .await?;
+        }
+        if app.release_layout == ReleaseLayout::Ab {
+            let php = format!("/usr/bin/php{}", app.php);
+            let wait = self.ab_wait.to_string();
+            self.step(
+                l,
+                Step::Side,
+                &["release_side", &php, &wait],
+                Input::None,
+                Duration::from_secs(self.ab_wait + 630),
             )
             .await?;
         }
@@ -364,7 +397,7 @@ impl<'a> Run<'a> {
             Ok(workers_failed) => {
                 let live = |_: usize| Some(plan.sha.clone());
                 let (pruned, prune_failed) = self
-                    .finish_all(&plan.sha, result, live, started.elapsed(), None)
+                    .finish_all(&plan.sha, result, live, started.elapsed(), None, &warmed)
                     .await;
                 Ok(Released {
                     sha: plan.sha.clone(),
@@ -396,6 +429,7 @@ impl<'a> Run<'a> {
                     live,
                     started.elapsed(),
                     reason,
+                    &warmed,
                 )
                 .await;
                 Err(error)

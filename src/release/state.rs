@@ -6,6 +6,7 @@ use std::collections::BTreeSet;
 use serde::{Deserialize, Deserializer, Serialize};
 
 use super::Sha;
+use super::warm::Warmed;
 use crate::remote::Record;
 
 /// How a release ended, in the release log.
@@ -64,6 +65,11 @@ pub struct LogEntry {
     /// 180 requests ...`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// What warming OPcache did on this server before the switch
+    /// (`opcache_prewarm`): none when it was off, could not run, or the
+    /// run did not get that far.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warmed: Option<Warmed>,
 }
 
 /// A release that switched a server and has not finished there: the
@@ -133,7 +139,8 @@ pub struct ServerReleases {
     pub current_not_link: Option<&'static str>,
     /// Releases root recorded complete (and whose directory is there).
     pub complete: BTreeSet<Sha>,
-    /// Release directories, with their modification time (Unix seconds).
+    /// Release directories (and `ab` sides holding a complete release),
+    /// with their modification time (Unix seconds).
     pub present: Vec<(Sha, i64)>,
     /// The release log's last lines, oldest first.
     pub log: Vec<LogEntry>,
@@ -143,6 +150,9 @@ pub struct ServerReleases {
     /// Who holds the app lock, when `release_list` found it held (a
     /// release, rollback or `env push` runs).
     pub locked_by: Option<String>,
+    /// `release_layout: ab`: the complete release each side (`a`, `b`)
+    /// holds, as root recorded it.
+    pub sides: Vec<(String, Sha)>,
 }
 
 impl ServerReleases {
@@ -175,6 +185,15 @@ impl ServerReleases {
                 }
                 "in-flight" => state.in_flight = serde_json::from_str(r.text(0).trim()).ok(),
                 "locked" => state.locked_by = Some(r.text(0).into_owned()),
+                "side" => {
+                    let side = r.text(0);
+                    if let ("a" | "b", Some(sha)) = (side.as_ref(), Sha::parse(&r.text(1))) {
+                        let time = r.text(2).split('.').next().and_then(|t| t.parse().ok());
+                        state.complete.insert(sha.clone());
+                        state.present.push((sha.clone(), time.unwrap_or_default()));
+                        state.sides.push((side.into_owned(), sha));
+                    }
+                }
                 "log" => {
                     state.log = r
                         .text(0)
@@ -184,6 +203,18 @@ impl ServerReleases {
                 }
                 _ => {}
             }
+        }
+        // `current` links to a side: the release that side holds.
+        let on_side = state.stray_current.as_ref().and_then(|target| {
+            state
+                .sides
+                .iter()
+                .find(|(side, _)| side == target)
+                .map(|(_, sha)| sha.clone())
+        });
+        if let Some(sha) = on_side {
+            state.live = Some(sha);
+            state.stray_current = None;
         }
         state
     }

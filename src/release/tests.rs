@@ -403,4 +403,49 @@ async fn rollback_goes_to_the_newest_other_release_that_was_live() {
     assert!(error.to_string().contains("no release `abc`"), "{error}");
 }
 
+#[tokio::test]
+async fn with_ab_sides_the_live_release_is_the_sides_and_rollback_goes_to_the_other() {
+    let log = [
+        format!(r#"{{"sha":"{OLD}","time":"t1","trigger":"cli","result":"live","duration_ms":1,"who":"a","previous":""}}"#),
+        format!(r#"{{"sha":"{SHA}","time":"t2","trigger":"cli","result":"live","duration_ms":1,"who":"a","previous":"{OLD}"}}"#),
+    ]
+    .join("\n");
+    let mut state = record("live", &["b"]);
+    state.extend(record("side", &["a", OLD, "1795000000.25"]));
+    state.extend(record("side", &["b", SHA, "1795000100.5"]));
+    state.extend(record("log", &[&log]));
+    state.extend(line("done", "state", ""));
+    state.extend(record("held", &[]));
+    let server = |name: &str| {
+        FakeTransport::new(name)
+            .on_every("'app_lock'", out(state.clone()))
+            .on_every("'release_list'", out(state.clone()))
+            .on_every("'release_health'", out(line("done", "health", "200")))
+            .on_every("'release_", out(line("done", "step", "")))
+    };
+    let connector = FakeConnector::default()
+        .with(server("web-1"))
+        .with(server("jobs-1"));
+    let listed = list(&shop(), &connector).await;
+    let (_, first) = &listed[0];
+    let first = first.as_ref().expect("listed");
+    assert_eq!(first.live, Some(sha(SHA)));
+    assert_eq!(first.stray_current, None);
+    assert!(first.complete.contains(&sha(OLD)) && first.complete.contains(&sha(SHA)));
+    assert_eq!(
+        first.present,
+        [(sha(OLD), 1795000000), (sha(SHA), 1795000100)]
+    );
+    let done = rollback(&shop(), None, &origin(), &connector, &())
+        .await
+        .expect("rolled back");
+    assert_eq!(done.sha, sha(OLD));
+    let sent = connector.transport("web-1").unwrap().sent();
+    assert!(
+        sent.iter()
+            .any(|script| script.contains(&format!("'release_switch' '{OLD}'"))),
+        "{sent:#?}"
+    );
+}
+
 mod script;

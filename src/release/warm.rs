@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use futures::future::join_all;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::run::Run;
 use crate::app::Step;
@@ -22,8 +22,9 @@ use crate::transport::Input;
 pub const WARM_SECONDS: u64 = 30;
 
 /// What warming did on one server, as the warm script reports it
-/// (`src/units/opcache-warm.php`, one JSON line).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+/// (`src/units/opcache-warm.php`, one JSON line), and as the server's
+/// release log keeps it (`LogEntry::warmed`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Warmed {
     /// Files compiled into OPcache by this run.
     pub compiled: u64,
@@ -53,7 +54,7 @@ pub struct Warmed {
 }
 
 /// How full one php-fpm's OPcache is.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Fill {
     /// Bytes of shared memory in use, free, and wasted (scripts replaced
     /// or invalidated, reclaimed only by a restart).

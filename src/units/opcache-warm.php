@@ -6,8 +6,10 @@
 //
 // FastCGI parameters (set by root's client, never by a web request: the
 // pool's socket is nginx's and root's alone):
-//   RECONCILER_RELEASE   /home/<app>/releases/<sha>, the paths requests
-//                        will use after the switch ($realpath_root)
+//   RECONCILER_RELEASE   /home/<app>/releases/<sha>, or the side
+//                        /home/<app>/a or b (`release_layout: ab`): the
+//                        paths requests will use after the switch
+//                        ($realpath_root)
 //   RECONCILER_GLOBS     newline-separated globs relative to the release
 //                        (`*` one name, `**` any depth); empty: every file
 //   RECONCILER_SECONDS   when to stop, whatever is left
@@ -15,9 +17,17 @@
 // OPcache, failed, left when stopped), why it stopped early, the time
 // taken and OPcache's fill before and after. Links are never followed:
 // what a release links to (shared paths) is not its code.
+//
+// In a side, first every PHP file's OPcache entry whose file changed
+// (opcache_invalidate without force compares its time) is discarded,
+// globs or not, while no request can use the side: left for the first
+// requests after the switch, the discard happens under load, where a
+// worker that looked the old entry up as another discarded it can run the
+// old script (the fleet test saw `r7 r5`: one file new, one from the
+// side's release before).
 $started = microtime(true);
 $release = $_SERVER['RECONCILER_RELEASE'] ?? '';
-if (!preg_match('~^/home/[a-z][a-z0-9-]{0,31}/releases/[0-9a-f]{40}$~', $release) || !is_dir($release)) {
+if (!preg_match('~^/home/[a-z][a-z0-9-]{0,31}/(?:releases/[0-9a-f]{40}|a|b)$~', $release) || !is_dir($release)) {
     echo json_encode(['error' => 'no such release directory']);
     return;
 }
@@ -71,9 +81,13 @@ $files = new RecursiveIteratorIterator(
     RecursiveIteratorIterator::CATCH_GET_CHILD
 );
 $prefix = strlen($release) + 1;
+$side = !str_contains($release, '/releases/');
 foreach ($files as $path => $file) {
     if ($file->isLink() || !$file->isFile() || !str_ends_with($path, '.php')) {
         continue;
+    }
+    if ($side) {
+        opcache_invalidate($path, false);
     }
     if ($patterns) {
         $relative = substr($path, $prefix);

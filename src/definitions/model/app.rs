@@ -71,6 +71,15 @@ pub struct App {
     /// `**` any depth). Links (shared paths) are never followed.
     #[serde(default, skip_serializing_if = "Prewarm::is_default")]
     pub opcache_prewarm: Prewarm,
+    /// Where releases are written: `releases` (the default: each release
+    /// its own `/home/<app>/releases/<sha>`), or `ab` (two directories,
+    /// `/home/<app>/a` and `b`: a release is written into the one not
+    /// live, only its changed files rewritten, so that OPcache keeps one
+    /// copy of each script instead of one per release). `ab` needs
+    /// `opcache.validate_timestamps` on and `opcache.revalidate_freq` at
+    /// most 60 s; a rollback goes to the other directory's release only.
+    #[serde(default, skip_serializing_if = "ReleaseLayout::is_default")]
+    pub release_layout: ReleaseLayout,
     /// Watch real traffic after the switch and roll back on a rise in
     /// 5xx: each web server's access log is read every 5 s for `window`.
     /// Without it a release is judged by its health check alone.
@@ -244,6 +253,25 @@ impl Prewarm {
             Prewarm::Only(globs) if globs.is_empty() => None,
             Prewarm::Only(globs) => Some(globs),
         }
+    }
+}
+
+/// `release_layout`: how an app's releases lie on its servers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ReleaseLayout {
+    /// One directory per release, `/home/<app>/releases/<sha>`.
+    #[default]
+    Releases,
+    /// Two directories, `/home/<app>/a` and `b`, written in turn.
+    Ab,
+}
+
+impl ReleaseLayout {
+    // serde's `skip_serializing_if` passes a reference.
+    #[allow(clippy::trivially_copy_pass_by_ref)]
+    fn is_default(&self) -> bool {
+        *self == ReleaseLayout::default()
     }
 }
 

@@ -138,6 +138,50 @@ impl Cluster {
     fn default_reload_parallel() -> u32 {
         1
     }
+
+    /// The longest `opcache.revalidate_freq` an `ab` app's cluster may
+    /// set, in seconds: a release waits this long, and more, before it
+    /// rewrites the directory that was live (see `ab_wait`).
+    pub const MAX_AB_REVALIDATE_FREQ: u64 = 60;
+
+    /// How long after `current` leaves one of an `ab` app's directories a
+    /// release may rewrite it, in seconds: twice `request.duration` (nginx
+    /// picks the directory when a request arrives; the request may wait
+    /// that long for a php-fpm worker, as nginx waits for an answer, and
+    /// then run that long, as php-fpm ends it), then
+    /// `opcache.revalidate_freq` (OPcache trusts a script it checked for
+    /// that long without looking at its file again; once it has passed,
+    /// the next use of each script compares its modification time), and
+    /// 1 s for the second the times are counted in. `Err` with why an
+    /// `ab` layout is unsafe on this cluster: OPcache never looks at a
+    /// file again (`opcache.validate_timestamps` off), or would trust it
+    /// for too long (`opcache.revalidate_freq` not a count of seconds, or
+    /// above `MAX_AB_REVALIDATE_FREQ`).
+    pub fn ab_wait(&self) -> Result<u64, String> {
+        let setting = |name: &str| self.php_ini.get(name).map(ToString::to_string);
+        if let Some(value) = setting("opcache.validate_timestamps") {
+            let value = value.trim().to_ascii_lowercase();
+            if ["0", "off", "false", "no", "none", ""].contains(&value.as_str()) {
+                return Err(format!(
+                    "`opcache.validate_timestamps` is `{value}`: OPcache would never see a \
+                     changed file, and would serve the old release's scripts"
+                ));
+            }
+        }
+        let freq = match setting("opcache.revalidate_freq") {
+            None => 2,
+            Some(value) => match value.trim().parse::<u64>() {
+                Ok(freq) if freq <= Self::MAX_AB_REVALIDATE_FREQ => freq,
+                _ => {
+                    return Err(format!(
+                        "`opcache.revalidate_freq` is `{value}`; at most {} (seconds) for `ab`",
+                        Self::MAX_AB_REVALIDATE_FREQ
+                    ));
+                }
+            },
+        };
+        Ok(2 * u64::from(self.request.duration) + freq + 1)
+    }
 }
 
 /// When php-fpm reloads after a configuration change.

@@ -4,7 +4,7 @@ use super::role::check_role;
 use super::{At, FirstSeen, MAX_KEEP_RELEASES, list};
 use crate::definitions::Document;
 use crate::definitions::diagnostic::closest;
-use crate::definitions::model::{App, Cluster, Prewarm, SharedPath};
+use crate::definitions::model::{App, Cluster, Prewarm, ReleaseLayout, SharedPath};
 
 /// Names an app cannot take: Debian's system users and groups (the app
 /// would share them), and `www`, Debian's own php-fpm pool file.
@@ -138,6 +138,17 @@ pub(super) fn check_app(at: &mut At, app: &App) {
         for (i, glob) in globs.iter().enumerate() {
             check_glob(at, &format!("opcache_prewarm[{i}]"), glob);
         }
+    }
+    // With `ab` the warm request is what discards a side's changed scripts
+    // from OPcache before the switch (see opcache-warm.php): without it the
+    // first requests discard them under load, and one may run the old one.
+    if app.release_layout == ReleaseLayout::Ab && app.opcache_prewarm.globs().is_none() {
+        at.error(
+            "opcache_prewarm",
+            "`release_layout: ab` needs `opcache_prewarm` on: warming discards the side's \
+             changed scripts from OPcache before the switch, while no request can run them",
+        )
+        .hint = Some("leave `opcache_prewarm` out (on), or list globs to warm".to_owned());
     }
     if let Some(composer) = &app.composer {
         at.command("composer", composer);
@@ -276,6 +287,22 @@ pub(super) fn check_app_in_cluster(at: &mut At, app: &App, cluster: &Document<Cl
             ),
         )
         .hint = Some(format!("it installs {}", list(installed)));
+    }
+    if app.release_layout == ReleaseLayout::Ab {
+        if let Err(why) = cluster.ab_wait() {
+            at.error(
+                "release_layout",
+                format!(
+                    "`release_layout: ab` is unsafe on cluster `{}`: {why}",
+                    cluster.name
+                ),
+            )
+            .hint = Some(format!(
+                "leave OPcache's file checks on in {cluster_file} (opcache.validate_timestamps, \
+                 opcache.revalidate_freq up to {} s), or use `release_layout: releases`",
+                Cluster::MAX_AB_REVALIDATE_FREQ
+            ));
+        }
     }
     for (i, role) in app.servers.iter().enumerate() {
         let Some(server) = cluster.servers.iter().find(|s| s.name == role.name) else {

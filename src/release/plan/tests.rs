@@ -8,6 +8,7 @@ fn sha(n: u8) -> Sha {
 fn entry(n: u8, result: LogResult) -> LogEntry {
     LogEntry {
         reason: None,
+        warmed: None,
         sha: sha(n),
         time: format!("2026-11-30T00:00:{n:02}Z"),
         trigger: "cli".into(),

@@ -237,6 +237,7 @@ fn wait_serving_or(repo: &Repo, id: &str, within: Duration, explain: impl Fn() -
     }
 }
 
+mod ab;
 mod app_data;
 mod causes;
 mod daemon;

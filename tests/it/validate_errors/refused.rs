@@ -129,3 +129,23 @@ error: 1 problem in the definitions
 ",
     );
 }
+
+#[test]
+fn ab_without_file_checks() {
+    // With `ab` a release rewrites files in place: an OPcache that never
+    // (or only every 5 minutes) compares a script's time with its file's
+    // serves the old release's code; without warming, the side's changed
+    // scripts are discarded from OPcache only under load.
+    assert_invalid(
+        "ab_without_file_checks",
+        "\
+$D/apps/blog.yaml:5:17: `release_layout: ab` is unsafe on cluster `staging`: `opcache.revalidate_freq` is `300`; at most 60 (seconds) for `ab`
+  hint: leave OPcache's file checks on in $D/clusters/staging.yaml (opcache.validate_timestamps, opcache.revalidate_freq up to 60 s), or use `release_layout: releases`
+$D/apps/blog.yaml:6:18: `release_layout: ab` needs `opcache_prewarm` on: warming discards the side's changed scripts from OPcache before the switch, while no request can run them
+  hint: leave `opcache_prewarm` out (on), or list globs to warm
+$D/apps/shop.yaml:5:17: `release_layout: ab` is unsafe on cluster `production`: `opcache.validate_timestamps` is `0`: OPcache would never see a changed file, and would serve the old release's scripts
+  hint: leave OPcache's file checks on in $D/clusters/production.yaml (opcache.validate_timestamps, opcache.revalidate_freq up to 60 s), or use `release_layout: releases`
+error: 3 problems in the definitions
+",
+    );
+}
