@@ -158,6 +158,10 @@ enum Command {
     /// Make a deploy token for an app: its hash is added to the tokens
     /// file, and the token itself printed once.
     DeployToken(serve::TokenArgs),
+    /// Make a join token for a cluster's elastic members: its hash is added
+    /// to the daemon's `<state-dir>/join-tokens`, and the token itself
+    /// printed once.
+    JoinToken(serve::JoinTokenArgs),
     // Their help is their Args' doc comment.
     Completions(completions::Args),
     Man(man::Args),
@@ -228,6 +232,7 @@ pub fn main() -> ExitCode {
         Command::Releases(args) => release::run_releases(args),
         Command::Serve(args) => serve::run(args),
         Command::DeployToken(args) => serve::run_token(args),
+        Command::JoinToken(args) => serve::run_join_token(args),
         Command::Env(args) => env::run(args),
         Command::Logs(args) => logs::run(args),
         Command::Top(args) => top::run(args),

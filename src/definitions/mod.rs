@@ -28,6 +28,7 @@ pub use model::*;
 pub use names::{AppName, ClusterName, ServerName, WorkerName};
 pub use positions::Position;
 pub use values::PhpVersion;
+pub(crate) use validate::is_address;
 
 use positions::SourceMap;
 

@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, Path as UrlPath, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Json, Response};
 use serde::{Deserialize, Serialize};
 
@@ -29,7 +29,7 @@ use crate::app::{AppTarget, Event, Origin, Progress, Step, Trigger};
 use crate::release;
 use crate::transport::Connector;
 
-use super::guard::HeldBack;
+use super::tokens::Unauthenticated;
 use super::{AuthGuard, error};
 
 pub use super::tokens::{Tokens, TokensError};
@@ -165,19 +165,8 @@ impl Deployer {
         peer: IpAddr,
         route: &'static str,
         headers: &HeaderMap,
-    ) -> Result<String, Refusal> {
-        self.guard.admit(peer).map_err(Refusal::HeldBack)?;
-        let app = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .and_then(|token| self.tokens.app_of(token.trim()));
-        if let Some(app) = app {
-            Ok(app.to_owned())
-        } else {
-            self.guard.failed(peer, route, "missing or unknown token");
-            Err(Refusal::Unknown)
-        }
+    ) -> Result<String, Unauthenticated> {
+        super::tokens::authenticate(&self.guard, &self.tokens, peer, route, headers)
     }
 
     fn update(&self, id: &str, change: impl FnOnce(&mut Job)) {
@@ -305,24 +294,6 @@ fn load_records(dir: &Path) -> std::io::Result<BTreeMap<String, Job>> {
         jobs.insert(job.id.clone(), job);
     }
     Ok(jobs)
-}
-
-/// Why a request was not authenticated.
-#[derive(Debug)]
-enum Refusal {
-    /// Too many failures from its address: 429.
-    HeldBack(HeldBack),
-    /// A missing or unknown token: 401.
-    Unknown,
-}
-
-impl IntoResponse for Refusal {
-    fn into_response(self) -> Response {
-        match self {
-            Refusal::HeldBack(held) => held.into_response(),
-            Refusal::Unknown => error(StatusCode::UNAUTHORIZED, "missing or unknown bearer token"),
-        }
-    }
 }
 
 #[derive(Debug, Deserialize)]

@@ -24,6 +24,7 @@ use tokio::sync::Notify;
 use crate::board::Board;
 
 pub mod dashboard;
+pub mod elastic;
 pub mod deploy;
 pub mod guard;
 pub mod listener;

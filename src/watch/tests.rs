@@ -139,6 +139,7 @@ fn options() -> WatchOptions {
         backoff: Backoff::default(),
         resume: None,
         apps_cache: None,
+        members: None,
     }
 }
 

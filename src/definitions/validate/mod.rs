@@ -16,6 +16,7 @@ use super::values::{Parsed, Syntax};
 use super::{Diagnostic, Document};
 
 use app::{check_app, check_app_in_cluster};
+pub(crate) use cluster::is_address;
 use cluster::check_cluster;
 
 const NAME_HINT: &str = "names become Unix users, file names and supervisor groups: \
