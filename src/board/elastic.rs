@@ -23,7 +23,10 @@ impl Board {
                 .set(1);
         }
         self.update(Utc::now(), |s| {
-            s.elastic = members.iter().map(|m| (m.name.clone(), m.clone())).collect();
+            s.elastic = members
+                .iter()
+                .map(|m| (m.name.clone(), m.clone()))
+                .collect();
         });
     }
 }

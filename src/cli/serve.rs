@@ -107,12 +107,21 @@ pub fn run_join_token(args: JoinTokenArgs) -> Result<ExitCode, Failure> {
 
 /// Makes a `kind` token (deploy, join) for `owner` (an app, a cluster),
 /// appends its hash to `file` (made 0600 if missing) and prints it once.
-fn add_token(kind: &str, owns: &str, owner: &str, file: &std::path::Path) -> Result<ExitCode, Failure> {
+fn add_token(
+    kind: &str,
+    owns: &str,
+    owner: &str,
+    file: &std::path::Path,
+) -> Result<ExitCode, Failure> {
     use std::os::unix::fs::OpenOptionsExt as _;
     if !crate::definitions::names::is_valid(owner) {
-        return Err(Failure::usage(format!("`{owner}` is not {owns} name"), None));
+        return Err(Failure::usage(
+            format!("`{owner}` is not {owns} name"),
+            None,
+        ));
     }
-    let token = crate::secret::token(TOKEN_BYTES).with_context(|| format!("cannot make a {kind} token"))?;
+    let token =
+        crate::secret::token(TOKEN_BYTES).with_context(|| format!("cannot make a {kind} token"))?;
     let mut out = std::fs::OpenOptions::new()
         .create(true)
         .append(true)

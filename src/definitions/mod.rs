@@ -27,8 +27,8 @@ pub use files::DefinitionFiles;
 pub use model::*;
 pub use names::{AppName, ClusterName, ServerName, WorkerName};
 pub use positions::Position;
-pub use values::PhpVersion;
 pub(crate) use validate::is_address;
+pub use values::PhpVersion;
 
 use positions::SourceMap;
 

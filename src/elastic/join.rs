@@ -45,7 +45,8 @@ impl Joiner {
     pub fn start(self: &Arc<Self>, member: Member) {
         let joiner = Arc::clone(self);
         self.tasks.spawn(async move {
-            let span = tracing::info_span!("join", server = %member.name, cluster = %member.cluster);
+            let span =
+                tracing::info_span!("join", server = %member.name, cluster = %member.cluster);
             let _entered = span.enter();
             let started = std::time::Instant::now();
             let result = joiner.steps(&member).await;
@@ -138,9 +139,14 @@ impl Joiner {
             revision: definitions.revision.clone(),
             lock_wait: LOCK_WAIT,
         };
-        let outcome =
-            converge::reconcile_host(&target, self.connector.as_ref(), &options, Act::Always, None)
-                .await;
+        let outcome = converge::reconcile_host(
+            &target,
+            self.connector.as_ref(),
+            &options,
+            Act::Always,
+            None,
+        )
+        .await;
         if !outcome.succeeded() {
             let (_, cause) = crate::watch::describe(&outcome);
             return Err(format!("applying the commit in force failed: {cause}"));
@@ -184,10 +190,10 @@ impl Joiner {
         if let Some((_, Err(cause))) = mine.first() {
             return Err(format!("cannot read its releases: {cause}"));
         }
-        if mine
-            .iter()
-            .any(|(_, s)| s.as_ref().is_ok_and(|s| s.live.as_ref() == Some(intended.sha())))
-        {
+        if mine.iter().any(|(_, s)| {
+            s.as_ref()
+                .is_ok_and(|s| s.live.as_ref() == Some(intended.sha()))
+        }) {
             return Ok(());
         }
         let only = AppTarget {

@@ -495,13 +495,17 @@ pub fn extend(
         let cluster_name = ClusterName::new(member.cluster.as_str());
         for app in out.apps.iter_mut().filter(|a| a.cluster == cluster_name) {
             let role = match &template.like {
-                Some(like) => app.servers.iter().find(|r| &r.name == like).map(|r| AppServer {
-                    name: name.clone(),
-                    web: r.web,
-                    deploy_commands: Vec::new(),
-                    workers: r.workers.clone(),
-                    scheduler: false,
-                }),
+                Some(like) => app
+                    .servers
+                    .iter()
+                    .find(|r| &r.name == like)
+                    .map(|r| AppServer {
+                        name: name.clone(),
+                        web: r.web,
+                        deploy_commands: Vec::new(),
+                        workers: r.workers.clone(),
+                        scheduler: false,
+                    }),
                 None if template.web_server && !app.domains.is_empty() => Some(AppServer {
                     name: name.clone(),
                     web: Some(WebPool::default()),
@@ -577,7 +581,9 @@ fn lost(
     if member.state != MemberState::Ready || host.failures == 0 {
         return None;
     }
-    let good = host.last_success_at.map_or(member.since, |at| at.max(member.since));
+    let good = host
+        .last_success_at
+        .map_or(member.since, |at| at.max(member.since));
     (now - good > grace).then(|| {
         format!(
             "failing since {}: {}",

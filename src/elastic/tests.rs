@@ -1,7 +1,8 @@
 use super::*;
 use crate::definitions::DefinitionFiles;
 
-const KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHb9uY5w0d2nQ7bQdQ0fP3u0Jx0oQ0QJ3m2m4e3b8x8B";
+const KEY: &str =
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHb9uY5w0d2nQ7bQdQ0fP3u0Jx0oQ0QJ3m2m4e3b8x8B";
 
 fn files(elastic: &str) -> DefinitionFiles {
     let mut files = DefinitionFiles::new("repo");
@@ -134,7 +135,9 @@ fn a_member_copies_the_roles_of_its_like_server_but_not_its_scheduler_or_deploy_
         joined_at: now(),
         since: now(),
     };
-    let extended = extend(&elastic, &[member.clone()], |n| PathBuf::from(format!("/kh/{n}")));
+    let extended = extend(&elastic, std::slice::from_ref(&member), |n| {
+        PathBuf::from(format!("/kh/{n}"))
+    });
     let (_, server) = extended
         .servers()
         .find(|(_, s)| s.name.as_str() == "web-9")
@@ -153,7 +156,7 @@ fn a_member_copies_the_roles_of_its_like_server_but_not_its_scheduler_or_deploy_
 
     // Without `like`: a web role with the default pool in apps with domains.
     let plain = definitions("elastic: { max_servers: 3 }\n");
-    let extended = extend(&plain, &[member.clone()], |n| PathBuf::from(n));
+    let extended = extend(&plain, std::slice::from_ref(&member), |n| PathBuf::from(n));
     let role = extended.apps[0]
         .servers
         .iter()
@@ -169,7 +172,9 @@ fn a_member_copies_the_roles_of_its_like_server_but_not_its_scheduler_or_deploy_
         ..member.clone()
     };
     assert_eq!(
-        extend(&plain, &[taken], |n| PathBuf::from(n)).clusters[0].servers.len(),
+        extend(&plain, &[taken], |n| PathBuf::from(n)).clusters[0]
+            .servers
+            .len(),
         2
     );
     assert_eq!(
@@ -200,7 +205,15 @@ fn a_ready_member_failing_past_the_grace_period_is_lost() {
         ..Default::default()
     };
     let later = now() + chrono::Duration::minutes(11);
-    assert!(lost(&member, Some(&host), now() + chrono::Duration::minutes(9), grace).is_none());
+    assert!(
+        lost(
+            &member,
+            Some(&host),
+            now() + chrono::Duration::minutes(9),
+            grace
+        )
+        .is_none()
+    );
     let cause = lost(&member, Some(&host), later, grace).expect("lost");
     assert!(cause.contains("connection refused"), "{cause}");
     host.last_success_at = Some(now() + chrono::Duration::minutes(5));

@@ -188,11 +188,7 @@ async fn leave(
     {
         members.forget(&name);
         tracing::info!(server = %name, %cluster, "an elastic member's record is removed");
-        return (
-            StatusCode::OK,
-            Json(serde_json::json!({ "removed": name })),
-        )
-            .into_response();
+        return (StatusCode::OK, Json(serde_json::json!({ "removed": name }))).into_response();
     }
     match members.leave(&cluster, &name, Utc::now()) {
         Ok(left) => {

@@ -24,8 +24,8 @@ use tokio::sync::Notify;
 use crate::board::Board;
 
 pub mod dashboard;
-pub mod elastic;
 pub mod deploy;
+pub mod elastic;
 pub mod guard;
 pub mod listener;
 pub mod tokens;

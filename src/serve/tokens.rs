@@ -96,7 +96,9 @@ impl IntoResponse for Unauthenticated {
     fn into_response(self) -> Response {
         match self {
             Self::HeldBack(held) => held.into_response(),
-            Self::Unknown => super::error(StatusCode::UNAUTHORIZED, "missing or unknown bearer token"),
+            Self::Unknown => {
+                super::error(StatusCode::UNAUTHORIZED, "missing or unknown bearer token")
+            }
         }
     }
 }

@@ -30,7 +30,8 @@ fn a_daemon_exports_every_kind_of_problem_and_a_failing_fetch() {
     let started = Instant::now();
     let metrics = loop {
         let metrics = daemon.get("/metrics").expect("metrics").body;
-        if metrics.contains("reconciler_fetch_failing 1") {
+        // The whole line: the family's HELP text starts with the same words.
+        if metrics.lines().any(|l| l == "reconciler_fetch_failing 1") {
             break metrics;
         }
         assert!(

@@ -165,7 +165,8 @@ fn check_elastic(at: &mut At, cluster: &Cluster, elastic: &Elastic) {
                          they cannot copy its web roles"
                     ),
                 )
-                .hint = Some("set `web_server: true` in the template, or name another server".into());
+                .hint =
+                    Some("set `web_server: true` in the template, or name another server".into());
             }
             Some(_) => {}
         }

@@ -17,11 +17,13 @@ pub(super) fn session_builder(server: &Server, options: &ConnectOptions) -> Sess
         .port(server.port)
         // An elastic member's key came with its join: checked strictly,
         // never learnt.
-        .known_hosts_check(if options.accept_new_host_keys && server.known_hosts.is_none() {
-            KnownHosts::Add
-        } else {
-            KnownHosts::Strict
-        })
+        .known_hosts_check(
+            if options.accept_new_host_keys && server.known_hosts.is_none() {
+                KnownHosts::Add
+            } else {
+                KnownHosts::Strict
+            },
+        )
         .connect_timeout(whole_seconds(options.connect_timeout))
         .server_alive_interval(SERVER_ALIVE_INTERVAL)
         .control_persist(match std::num::NonZeroUsize::new(MASTER_IDLE as usize) {

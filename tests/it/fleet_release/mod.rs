@@ -240,6 +240,7 @@ fn wait_serving_or(repo: &Repo, id: &str, within: Duration, explain: impl Fn() -
 mod app_data;
 mod causes;
 mod daemon;
+mod elastic;
 mod guard;
 mod releases;
 mod warm;
