@@ -37,6 +37,21 @@ fn now() -> DateTime<Utc> {
     "2026-12-01T04:00:00Z".parse().expect("time")
 }
 
+/// A ready member `web-9` of cluster `c`.
+fn ready_member() -> Member {
+    Member {
+        name: "web-9".into(),
+        cluster: "c".into(),
+        address: "192.0.2.50".into(),
+        port: 22,
+        host_key: KEY.into(),
+        state: MemberState::Ready,
+        cause: None,
+        joined_at: now(),
+        since: now(),
+    }
+}
+
 #[test]
 fn a_join_is_refused_where_the_cluster_takes_none_is_full_or_the_name_is_taken() {
     let dir = tempfile::tempdir().expect("dir");
@@ -124,17 +139,7 @@ fn members_and_their_host_keys_are_kept_across_a_restart() {
 #[test]
 fn a_member_copies_the_roles_of_its_like_server_but_not_its_scheduler_or_deploy_commands() {
     let elastic = definitions("elastic: { max_servers: 3, template: { like: web-1 } }\n");
-    let member = Member {
-        name: "web-9".into(),
-        cluster: "c".into(),
-        address: "192.0.2.50".into(),
-        port: 22,
-        host_key: KEY.into(),
-        state: MemberState::Ready,
-        cause: None,
-        joined_at: now(),
-        since: now(),
-    };
+    let member = ready_member();
     let extended = extend(&elastic, std::slice::from_ref(&member), |n| {
         PathBuf::from(format!("/kh/{n}"))
     });
@@ -187,17 +192,7 @@ fn a_member_copies_the_roles_of_its_like_server_but_not_its_scheduler_or_deploy_
 
 #[test]
 fn a_ready_member_failing_past_the_grace_period_is_lost() {
-    let member = Member {
-        name: "web-9".into(),
-        cluster: "c".into(),
-        address: "192.0.2.50".into(),
-        port: 22,
-        host_key: KEY.into(),
-        state: MemberState::Ready,
-        cause: None,
-        joined_at: now(),
-        since: now(),
-    };
+    let member = ready_member();
     let grace = chrono::Duration::minutes(10);
     let mut host = crate::board::HostStatus {
         failures: 3,
