@@ -44,39 +44,41 @@ impl Joiner {
     /// Starts the join of `member` (recorded `joining`).
     pub fn start(self: &Arc<Self>, member: Member) {
         let joiner = Arc::clone(self);
-        self.tasks.spawn(async move {
-            let span =
-                tracing::info_span!("join", server = %member.name, cluster = %member.cluster);
-            let _entered = span.enter();
+        let span = tracing::info_span!("join", server = %member.name, cluster = %member.cluster);
+        let job = async move {
             let started = std::time::Instant::now();
             let result = joiner.steps(&member).await;
             let took_ms = started.elapsed().as_millis();
             match result {
-                Ok(()) => {
-                    tracing::info!(took_ms, "an elastic member is ready");
-                    joiner
-                        .members
-                        .set(&member.name, MemberState::Ready, None, Utc::now());
-                }
+                Ok(()) => tracing::info!(took_ms, "an elastic member is ready"),
                 Err(cause) => {
                     tracing::warn!(took_ms, %cause, "an elastic member's join failed");
-                    joiner
-                        .members
-                        .set(&member.name, MemberState::Failed, Some(cause), Utc::now());
+                    // One that left meanwhile stays `leaving`, and a newer
+                    // join of the name is its own.
+                    joiner.members.advance(
+                        &member.name,
+                        member.joined_at,
+                        MemberState::Failed,
+                        Some(cause),
+                        Utc::now(),
+                    );
                 }
             }
-        });
+        };
+        self.tasks.spawn(tracing::Instrument::instrument(job, span));
     }
 
     /// Moves the member on, unless it left meanwhile.
     fn enter(&self, member: &Member, state: MemberState) -> Result<(), String> {
-        let now = self.members.get(&member.cluster, &member.name);
-        if now.is_none_or(|m| m.state == MemberState::Leaving || m.joined_at != member.joined_at) {
-            return Err("it left while joining".into());
-        }
         tracing::info!(state = state.as_str(), "joining");
-        self.members.set(&member.name, state, None, Utc::now());
-        Ok(())
+        if self
+            .members
+            .advance(&member.name, member.joined_at, state, None, Utc::now())
+        {
+            Ok(())
+        } else {
+            Err("it left while joining".into())
+        }
     }
 
     async fn steps(&self, member: &Member) -> Result<(), String> {

@@ -371,8 +371,34 @@ impl Members {
         cause: Option<String>,
         now: DateTime<Utc>,
     ) -> Option<Member> {
+        self.set_if(name, |_| true, state, cause, now)
+    }
+
+    /// Moves the join of member `name` that started at `joined_at` on to
+    /// `state`, unless the member left or joined again meanwhile (checked
+    /// under the same lock). Whether it moved.
+    pub fn advance(
+        &self,
+        name: &str,
+        joined_at: DateTime<Utc>,
+        state: MemberState,
+        cause: Option<String>,
+        now: DateTime<Utc>,
+    ) -> bool {
+        let ours = |m: &Member| m.joined_at == joined_at && m.state != MemberState::Leaving;
+        self.set_if(name, ours, state, cause, now).is_some()
+    }
+
+    fn set_if(
+        &self,
+        name: &str,
+        only: impl Fn(&Member) -> bool,
+        state: MemberState,
+        cause: Option<String>,
+        now: DateTime<Utc>,
+    ) -> Option<Member> {
         let mut members = self.lock();
-        let member = members.get_mut(name)?;
+        let member = members.get_mut(name).filter(|m| only(m))?;
         let was_ready = member.state == MemberState::Ready;
         if member.state != state {
             member.since = now;

@@ -294,15 +294,26 @@ fn a_server_joins_through_the_listener_with_its_host_key_is_served_releases_and_
     let kept = settled(addr, &token, "fleet-3", &log);
     assert_eq!(kept["state"], "ready", "{kept}");
 
-    // After DELETE the next release skips it.
-    let leaving = call(
-        addr,
-        "DELETE",
-        &format!("{servers}/fleet-3"),
-        Some(&token),
-        "",
-    );
-    assert_eq!(leaving.status, 202, "{}", leaving.body);
+    // From a terminal: `servers` lists it; `leave` (DELETE) makes it
+    // leave, and the next release skips it.
+    let cli = |args: &[&str]| {
+        let out = common::reconciler()
+            .args(args)
+            .args(["--url", &format!("http://{addr}")])
+            .env("RECONCILER_JOIN_TOKEN", &token)
+            .output()
+            .expect("reconciler");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let listed = cli(&["servers", "fleet"]);
+    assert!(listed.contains("\"ready\""), "{listed}");
+    let leaving = cli(&["leave", "fleet", "fleet-3"]);
+    assert!(leaving.contains("\"leaving\""), "{leaving}");
     let left = call(addr, "GET", &format!("{servers}/fleet-3"), Some(&token), "");
     assert!(left.body.contains("\"leaving\""), "{}", left.body);
     wait_host(addr, "fleet-3", false);
@@ -313,7 +324,8 @@ fn a_server_joins_through_the_listener_with_its_host_key_is_served_releases_and_
     assert_eq!(
         page(&repo, "fleet-3"),
         (200, "e2 e2".into()),
-        "a member that left gets no release"
+        "a member that left gets no release\n{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
     );
     drop(daemon);
 }
