@@ -123,6 +123,9 @@ pub fn run(mut config: Config) -> Result<(), DaemonError> {
         let board = Arc::clone(&board);
         members.observe(Box::new(move |all| board.members(all)));
     }
+    // Membership changes and the loop's takes share the definitions in
+    // force through the members, under one lock.
+    members.publish_to(Arc::clone(&board.definitions));
     let holder = format!("watch {}", crate::converge::holder());
     let joins = Arc::new(serve::elastic::Elastic {
         joiner: Arc::new(crate::elastic::join::Joiner {

@@ -187,6 +187,12 @@ pub struct Members {
     pub changed: Notify,
     /// Told every member after each change (the status board).
     observer: std::sync::OnceLock<Observer>,
+    /// Where the definitions in force are shared (the board's, for the
+    /// deploy webhook and joins), and the commit in force's own
+    /// definitions (without members) they are made from: see
+    /// [`Members::put_in_force`].
+    published: std::sync::OnceLock<crate::board::DefinitionsInForce>,
+    base: Mutex<Option<Definitions>>,
 }
 
 impl std::fmt::Debug for Members {
@@ -238,6 +244,8 @@ impl Members {
             members: Mutex::new(members),
             changed: Notify::new(),
             observer: std::sync::OnceLock::new(),
+            published: std::sync::OnceLock::new(),
+            base: Mutex::new(None),
         })
     }
 
@@ -409,8 +417,20 @@ impl Members {
         if let Err(error) = self.save(&members) {
             tracing::error!(%error, server = name, "cannot keep the elastic members");
         }
+        let changed = was_ready != (state == MemberState::Ready);
+        if changed {
+            // Under the members' lock, as `put_in_force`: whichever of
+            // the two comes last publishes the members as they are.
+            let base = self
+                .base
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Some(base) = base.as_ref() {
+                self.publish(base, &members);
+            }
+        }
         drop(members);
-        if was_ready != (state == MemberState::Ready) {
+        if changed {
             self.changed.notify_one();
         }
         Some(member)
@@ -470,12 +490,55 @@ impl Members {
 
     /// `definitions` with every `ready` member added (see [`extend`]).
     pub fn with_ready(&self, definitions: &Definitions) -> Definitions {
-        let ready: Vec<Member> = self
-            .all()
-            .into_iter()
+        self.ready_in(definitions, &self.lock())
+    }
+
+    fn ready_in(
+        &self,
+        definitions: &Definitions,
+        members: &BTreeMap<String, Member>,
+    ) -> Definitions {
+        let ready: Vec<Member> = members
+            .values()
             .filter(|m| m.state == MemberState::Ready)
+            .cloned()
             .collect();
         extend(definitions, &ready, |name| self.known_hosts(name))
+    }
+
+    /// Shares the definitions in force in `to` from now on (the board's):
+    /// [`Members::put_in_force`] and every change of the ready members
+    /// write it.
+    pub fn publish_to(&self, to: crate::board::DefinitionsInForce) {
+        let _ = self.published.set(to);
+    }
+
+    /// Puts the commit whose own definitions are `base` in force: shares
+    /// `base` with the members ready now (read under the same lock as
+    /// their changes, so that a member that left while the commit was
+    /// loaded is not put back), and keeps `base` for the changes to come.
+    /// Returns the definitions shared.
+    pub fn put_in_force(&self, base: Definitions) -> Definitions {
+        let members = self.lock();
+        let mut kept = self
+            .base
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let shared = self.publish(&base, &members);
+        *kept = Some(base);
+        shared
+    }
+
+    /// Writes `base` with the ready ones of `members` where the
+    /// definitions in force are shared; returns them.
+    fn publish(&self, base: &Definitions, members: &BTreeMap<String, Member>) -> Definitions {
+        let definitions = self.ready_in(base, members);
+        if let Some(to) = self.published.get() {
+            *to.write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) =
+                Some(std::sync::Arc::new(definitions.clone()));
+        }
+        definitions
     }
 }
 
@@ -548,23 +611,29 @@ pub fn extend(
 }
 
 /// Definitions files loaded and rendered as [`crate::converge::load`]
-/// does, with `members`' ready ones added before rendering.
+/// does, with `members`' ready ones added before rendering; with the
+/// files' own definitions (without members) when there are members, for
+/// [`Members::put_in_force`].
 ///
 /// # Errors
 /// As `converge::load`.
 pub fn load(
     files: &crate::definitions::DefinitionFiles,
     members: Option<&Members>,
-) -> Result<crate::converge::Loaded, LoadError> {
+) -> Result<(crate::converge::Loaded, Option<Definitions>), LoadError> {
     let Some(members) = members else {
-        return crate::converge::load(files);
+        return crate::converge::load(files).map(|loaded| (loaded, None));
     };
-    let definitions = members.with_ready(&Definitions::parse(files)?);
+    let base = Definitions::parse(files)?;
+    let definitions = members.with_ready(&base);
     let desired = crate::units::Desired::render(&definitions).map_err(LoadError::Invalid)?;
-    Ok(crate::converge::Loaded {
-        definitions,
-        desired,
-    })
+    Ok((
+        crate::converge::Loaded {
+            definitions,
+            desired,
+        },
+        Some(base),
+    ))
 }
 
 /// Marks `lost` every ready member whose reconciles have failed for

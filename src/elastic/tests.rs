@@ -222,3 +222,50 @@ fn a_ready_member_failing_past_the_grace_period_is_lost() {
     };
     assert!(lost(&joining, Some(&host), later, grace).is_none());
 }
+
+/// Whether the definitions shared in `in_force` have server `name`.
+fn in_force_has(in_force: &crate::board::DefinitionsInForce, name: &str) -> bool {
+    in_force
+        .read()
+        .expect("lock")
+        .as_deref()
+        .is_some_and(|d| d.servers().any(|(_, s)| s.name.as_str() == name))
+}
+
+#[test]
+fn a_member_that_leaves_while_a_commit_loads_is_not_put_back_in_force_by_its_take() {
+    let dir = tempfile::tempdir().expect("dir");
+    let members = Members::open(dir.path()).expect("open");
+    let in_force = crate::board::DefinitionsInForce::default();
+    members.publish_to(std::sync::Arc::clone(&in_force));
+    let files = files("elastic: { max_servers: 3 }\n");
+    let elastic = Definitions::parse(&files).expect("valid");
+    members
+        .admit(&elastic, "c", &request("web-9"), now())
+        .expect("admitted");
+    members.put_in_force(elastic.clone());
+    assert!(!in_force_has(&in_force, "web-9"), "joining is not in force");
+    members.set("web-9", MemberState::Ready, None, now());
+    assert!(
+        in_force_has(&in_force, "web-9"),
+        "ready is in force at once"
+    );
+
+    // The loop loads the commit while web-9 is ready (a restart's resume)…
+    let (loaded, base) = load(&files, Some(&members)).expect("loads");
+    assert!(
+        loaded
+            .definitions
+            .servers()
+            .any(|(_, s)| s.name.as_str() == "web-9")
+    );
+    // …web-9 leaves before the loop takes what it loaded…
+    members.leave("c", "web-9", now()).expect("leaves");
+    assert!(
+        !in_force_has(&in_force, "web-9"),
+        "a leave is in force at once"
+    );
+    // …and the take does not put it back.
+    members.put_in_force(base.expect("the files' own definitions"));
+    assert!(!in_force_has(&in_force, "web-9"), "the take resurrected it");
+}

@@ -252,11 +252,13 @@ impl Watch {
         }
     }
 
-    /// The definitions of `files`, with the ready elastic members.
+    /// The definitions of `files`, with the ready elastic members (and,
+    /// with members, the files' own definitions, which `take` hands them).
     fn load(
         &self,
         files: &crate::definitions::DefinitionFiles,
-    ) -> Result<Loaded, crate::definitions::LoadError> {
+    ) -> Result<(Loaded, Option<crate::definitions::Definitions>), crate::definitions::LoadError>
+    {
         crate::elastic::load(files, self.options.members.as_deref())
     }
 
@@ -375,12 +377,17 @@ impl Watch {
     }
 
     /// Puts `loaded` in force: every host and app becomes due now, and
-    /// what left the definitions leaves the status and the metrics.
+    /// what left the definitions leaves the status and the metrics. With
+    /// elastic members, the definitions shared with the deploy webhook and
+    /// joins are the members' (`Members::put_in_force`, from the files'
+    /// own definitions and the members as they are now), never `loaded`'s
+    /// copy: a member that left since the load is not put back (a change
+    /// of the members also takes the commit again here).
     #[allow(clippy::too_many_arguments)]
     fn take(
         &self,
         commit: &str,
-        loaded: Loaded,
+        (loaded, base): (Loaded, Option<crate::definitions::Definitions>),
         in_force: &mut Option<InForce>,
         hosts: &mut BTreeMap<ServerName, Host>,
         apps: &mut BTreeMap<String, AppEntry>,
@@ -393,12 +400,19 @@ impl Watch {
         } else {
             BTreeMap::new()
         };
-        *self
-            .board
-            .definitions
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) =
-            Some(Arc::new(loaded.definitions.clone()));
+        match (self.options.members.as_deref(), base) {
+            (Some(members), Some(base)) => {
+                members.put_in_force(base);
+            }
+            _ => {
+                *self
+                    .board
+                    .definitions
+                    .write()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) =
+                    Some(Arc::new(loaded.definitions.clone()));
+            }
+        }
         let now = (self.clock)();
         let targets = converge::select(&loaded.definitions, &loaded.desired, &Selection::default())
             .unwrap_or_default();
