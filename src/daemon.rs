@@ -50,6 +50,9 @@ pub struct Config {
     /// Servers worked on at once.
     pub parallel: usize,
     pub connect: ConnectOptions,
+    /// How long a ready elastic member may stay unreachable before it is
+    /// marked `lost`.
+    pub elastic_grace: Duration,
 }
 
 /// Why the daemon could not start or stopped.
@@ -77,6 +80,8 @@ pub enum DaemonError {
     },
     #[error("cannot start the runtime")]
     Runtime(#[source] std::io::Error),
+    #[error("cannot open the elastic members")]
+    Members(#[source] crate::elastic::StoreError),
 }
 
 /// Runs the daemon until SIGTERM or SIGINT, then until the work in flight
@@ -127,6 +132,31 @@ pub fn run(mut config: Config) -> Result<(), DaemonError> {
             .recorded_in(config.state_dir.join("deploys")),
         )
     });
+    let members = Arc::new(
+        crate::elastic::Members::open(&config.state_dir.join("elastic"))
+            .map_err(DaemonError::Members)?,
+    );
+    {
+        let board = Arc::clone(&board);
+        members.observe(Box::new(move |all| board.members(all)));
+    }
+    // Membership changes and the loop's takes share the definitions in
+    // force through the members, under one lock.
+    members.publish_to(Arc::clone(&board.definitions));
+    let holder = format!("watch {}", crate::converge::holder());
+    let joins = Arc::new(serve::elastic::Elastic {
+        joiner: Arc::new(crate::elastic::join::Joiner {
+            members: Arc::clone(&members),
+            definitions: Arc::clone(&board.definitions),
+            connector: Arc::clone(&connector),
+            cache: config.state_dir.join("apps"),
+            holder: holder.clone(),
+            stop: stop.clone(),
+            tasks: tasks.clone(),
+        }),
+        tokens: config.state_dir.join(JOIN_TOKENS),
+        guard: Arc::clone(&guard),
+    });
     let fetch_now = Arc::new(Notify::new());
     let watch = Watch {
         source: Box::new(GitSource::new(
@@ -141,10 +171,11 @@ pub fn run(mut config: Config) -> Result<(), DaemonError> {
             traffic_interval: config.traffic_interval,
             drift: config.drift,
             parallel: config.parallel,
-            holder: format!("watch {}", crate::converge::holder()),
+            holder,
             backoff: Backoff::default(),
             resume,
             apps_cache: Some(config.state_dir.join("apps")),
+            members: Some(Arc::clone(&members)),
         },
         board: Arc::clone(&board),
         clock: Arc::new(chrono::Utc::now),
@@ -158,6 +189,7 @@ pub fn run(mut config: Config) -> Result<(), DaemonError> {
         .enable_all()
         .build()
         .map_err(DaemonError::Runtime)?;
+    let board_for_sweep = Arc::clone(&board);
     runtime.block_on(async move {
         let stop_releases = stop;
         let (stop, stopped) = tokio::sync::watch::channel(false);
@@ -175,7 +207,7 @@ pub fn run(mut config: Config) -> Result<(), DaemonError> {
                     "serving status, metrics and the git hook"
                 );
                 let mut router = serve::router(AppState {
-                    board,
+                    board: Arc::clone(&board),
                     fetch_now,
                     hook_secret: config.hook_secret.map(Arc::new),
                     guard,
@@ -183,6 +215,7 @@ pub fn run(mut config: Config) -> Result<(), DaemonError> {
                 if let Some(deployer) = deployer {
                     router = router.merge(serve::deploy_router(deployer));
                 }
+                router = router.merge(serve::elastic::router(joins));
                 Some(tokio::spawn(serve::serve(
                     listener,
                     router,
@@ -205,10 +238,16 @@ pub fn run(mut config: Config) -> Result<(), DaemonError> {
             let _ = stop.send(true);
             Ok::<(), std::io::Error>(())
         });
+        let sweeper = tokio::spawn(crate::elastic::sweep_lost(
+            members,
+            board_for_sweep,
+            config.elastic_grace,
+        ));
         let repo = crate::redact::url(&config.repo);
         tracing::info!(%repo, branch = %config.branch, "watching");
         watch.run(until_stopped(stopped)).await;
         signals.abort();
+        sweeper.abort();
         if let Some(server) = server {
             let _ = server.await;
         }
@@ -267,6 +306,10 @@ fn own_state_dir(dir: &Path) -> Result<nix::fcntl::Flock<std::fs::File>, DaemonE
     }
     Ok(file)
 }
+
+/// The join tokens file in the state directory (`reconciler join-token`):
+/// `<cluster> <sha256 hex of the token>` lines.
+pub const JOIN_TOKENS: &str = "join-tokens";
 
 fn create_private_dir(dir: &Path) -> Result<(), DaemonError> {
     use std::os::unix::fs::PermissionsExt as _;

@@ -9,6 +9,7 @@ pub mod cli;
 pub mod converge;
 pub mod daemon;
 pub mod definitions;
+pub mod elastic;
 pub mod env;
 pub mod facts;
 pub mod fsutil;

@@ -124,6 +124,15 @@ pub(super) struct Metrics {
     pub(super) last_fetch: Gauge,
     pub(super) app_converged: Family<AppLabel, Gauge>,
     pub(super) http_requests: Family<RequestLabel, Counter>,
+    pub(super) elastic: Family<MemberLabel, Gauge>,
+}
+
+/// An elastic member and its state.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(super) struct MemberLabel {
+    pub(super) cluster: String,
+    pub(super) server: String,
+    pub(super) state: String,
 }
 
 impl Metrics {
@@ -222,7 +231,15 @@ impl Metrics {
              (5xx, 4xx, other), from its access log",
             http_requests.clone(),
         );
+        let elastic = Family::<MemberLabel, Gauge>::default();
+        registry.register(
+            "elastic_member",
+            "1 for each elastic member (a server that joined through the listener), labelled with \
+             its cluster and state",
+            elastic.clone(),
+        );
         Self {
+            elastic,
             http_requests,
             problems,
             fetch_failures,

@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use crate::definitions::Definitions;
 
+mod elastic;
 mod journal;
 mod metrics;
 mod status;

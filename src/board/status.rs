@@ -37,6 +37,10 @@ pub struct Status {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_fetch_at: Option<DateTime<Utc>>,
     pub hosts: BTreeMap<String, HostStatus>,
+    /// Elastic members by name (servers that joined through the listener),
+    /// in every state; a `ready` one is also in `hosts`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub elastic: BTreeMap<String, crate::elastic::Member>,
     /// Each app's live releases against the release it should run.
     #[serde(default)]
     pub apps: BTreeMap<String, AppStatus>,

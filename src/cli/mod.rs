@@ -9,6 +9,7 @@ mod completions;
 mod env;
 mod logs;
 mod man;
+mod members;
 pub mod output;
 mod plan;
 mod provision;
@@ -158,6 +159,17 @@ enum Command {
     /// Make a deploy token for an app: its hash is added to the tokens
     /// file, and the token itself printed once.
     DeployToken(serve::TokenArgs),
+    /// Make a join token for a cluster's elastic members: its hash is added
+    /// to the daemon's `<state-dir>/join-tokens`, and the token itself
+    /// printed once.
+    JoinToken(serve::JoinTokenArgs),
+    /// List a cluster's elastic members and their states, from the daemon.
+    Servers(members::ServersArgs),
+    /// Add an elastic member to a cluster through the daemon (as `POST
+    /// /v1/clusters/<cluster>/servers`); `servers` follows its state.
+    Join(members::JoinArgs),
+    /// Make an elastic member leave: no release or reload goes to it any more.
+    Leave(members::LeaveArgs),
     // Their help is their Args' doc comment.
     Completions(completions::Args),
     Man(man::Args),
@@ -228,6 +240,10 @@ pub fn main() -> ExitCode {
         Command::Releases(args) => release::run_releases(args),
         Command::Serve(args) => serve::run(args),
         Command::DeployToken(args) => serve::run_token(args),
+        Command::JoinToken(args) => serve::run_join_token(args),
+        Command::Servers(args) => members::run_servers(args),
+        Command::Join(args) => members::run_join(args),
+        Command::Leave(args) => members::run_leave(args),
         Command::Env(args) => env::run(args),
         Command::Logs(args) => logs::run(args),
         Command::Top(args) => top::run(args),

@@ -43,6 +43,16 @@ pub struct TokenArgs {
     deploy_tokens: PathBuf,
 }
 
+#[derive(Debug, clap::Args)]
+pub struct JoinTokenArgs {
+    /// The cluster the token may add elastic members to.
+    cluster: String,
+    /// The daemon's state directory (its join tokens are in `join-tokens`
+    /// there, read on each request: no restart needed).
+    #[arg(long, value_name = "DIR", default_value = "/var/lib/reconciler-watch")]
+    state_dir: PathBuf,
+}
+
 /// Reads the tokens file for `serve` or `watch`.
 pub(super) fn tokens(path: &std::path::Path) -> Result<deploy::Tokens, Failure> {
     deploy::Tokens::read(path).map_err(|e| Failure::usage(e.to_string(), None))
@@ -87,25 +97,41 @@ pub fn run(args: ServeArgs) -> Result<ExitCode, Failure> {
 const TOKEN_BYTES: usize = 32;
 
 pub fn run_token(args: TokenArgs) -> Result<ExitCode, Failure> {
+    add_token("deploy", "an app", &args.app, &args.deploy_tokens)
+}
+
+pub fn run_join_token(args: JoinTokenArgs) -> Result<ExitCode, Failure> {
+    let file = args.state_dir.join(crate::daemon::JOIN_TOKENS);
+    add_token("join", "a cluster", &args.cluster, &file)
+}
+
+/// Makes a `kind` token (deploy, join) for `owner` (an app, a cluster),
+/// appends its hash to `file` (made 0600 if missing) and prints it once.
+fn add_token(
+    kind: &str,
+    owns: &str,
+    owner: &str,
+    file: &std::path::Path,
+) -> Result<ExitCode, Failure> {
     use std::os::unix::fs::OpenOptionsExt as _;
-    if !crate::definitions::names::is_valid(&args.app) {
+    if !crate::definitions::names::is_valid(owner) {
         return Err(Failure::usage(
-            format!("`{}` is not an app name", args.app),
+            format!("`{owner}` is not {owns} name"),
             None,
         ));
     }
-    let token = crate::secret::token(TOKEN_BYTES).context("cannot make a deploy token")?;
-    let mut file = std::fs::OpenOptions::new()
+    let token =
+        crate::secret::token(TOKEN_BYTES).with_context(|| format!("cannot make a {kind} token"))?;
+    let mut out = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .mode(0o600)
-        .open(&args.deploy_tokens)
-        .with_context(|| format!("cannot open {}", args.deploy_tokens.display()))?;
-    writeln!(file, "{}", deploy::Tokens::line(&args.app, &token))?;
+        .open(file)
+        .with_context(|| format!("cannot open {}", file.display()))?;
+    writeln!(out, "{}", deploy::Tokens::line(owner, &token))?;
     note!(
-        "added a deploy token for {} to {}; it is shown once, here:",
-        args.app,
-        args.deploy_tokens.display()
+        "added a {kind} token for {owner} to {}; it is shown once, here:",
+        file.display()
     );
     say!("{token}")?;
     Ok(ExitCode::SUCCESS)

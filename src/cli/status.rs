@@ -189,9 +189,29 @@ fn render(status: &Status) -> String {
             ));
         }
     }
+    if !status.elastic.is_empty() {
+        out.push_str("elastic members:\n");
+        for member in status.elastic.values() {
+            out.push_str(&format!(
+                "  {} ({}) {}:{}: {} since {}\n",
+                member.name,
+                member.cluster,
+                member.address,
+                member.port,
+                member.state.as_str(),
+                at(&member.since)
+            ));
+            if let Some(cause) = &member.cause {
+                out.push_str(&format!("    {}\n", crate::text::visible(cause)));
+            }
+        }
+    }
     out.push_str("hosts:\n");
     for (server, host) in &status.hosts {
         let mut line = format!("  {server} ({})", host.cluster);
+        if status.elastic.contains_key(server) {
+            line = format!("  {server} ({}, elastic)", host.cluster);
+        }
         if let Some(result) = &host.last_result {
             line.push_str(&format!(": {result}"));
         }

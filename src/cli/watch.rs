@@ -65,6 +65,10 @@ pub struct Args {
     /// URLs are secrets); without it nothing is notified.
     #[arg(long, value_name = "FILE", env = "RECONCILER_NOTIFY_URLS")]
     notify_urls: Option<PathBuf>,
+    /// How long a ready elastic member may fail before it is marked `lost`
+    /// (and no longer worked on).
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = duration, env = "RECONCILER_ELASTIC_GRACE")]
+    elastic_grace: Duration,
     /// How many servers to work on at once.
     #[arg(long, value_name = "N", default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..=256))]
     parallel: u16,
@@ -135,6 +139,7 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
         notify_urls,
         parallel: usize::from(args.parallel),
         connect,
+        elastic_grace: args.elastic_grace,
     })?;
     Ok(ExitCode::SUCCESS)
 }

@@ -27,6 +27,7 @@ pub use files::DefinitionFiles;
 pub use model::*;
 pub use names::{AppName, ClusterName, ServerName, WorkerName};
 pub use positions::Position;
+pub(crate) use validate::is_address;
 pub use values::PhpVersion;
 
 use positions::SourceMap;

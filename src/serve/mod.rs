@@ -25,6 +25,7 @@ use crate::board::Board;
 
 pub mod dashboard;
 pub mod deploy;
+pub mod elastic;
 pub mod guard;
 pub mod listener;
 pub mod tokens;

@@ -5,7 +5,13 @@
 
 use std::path::{Path, PathBuf};
 
+use std::net::IpAddr;
+
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
+
+use super::guard::{AuthGuard, HeldBack};
 
 /// Deploy tokens by app, as hashes.
 #[derive(Debug, Clone, Default)]
@@ -74,6 +80,50 @@ impl Tokens {
             }
         }
         found
+    }
+}
+
+/// Why a request's bearer token was not accepted.
+#[derive(Debug)]
+pub enum Unauthenticated {
+    /// Too many failures from its address: 429.
+    HeldBack(HeldBack),
+    /// A missing or unknown token: 401.
+    Unknown,
+}
+
+impl IntoResponse for Unauthenticated {
+    fn into_response(self) -> Response {
+        match self {
+            Self::HeldBack(held) => held.into_response(),
+            Self::Unknown => {
+                super::error(StatusCode::UNAUTHORIZED, "missing or unknown bearer token")
+            }
+        }
+    }
+}
+
+/// The owner (app or cluster) of the `Authorization: Bearer` token in
+/// `headers`, unless `peer` is held back by `guard` or the token is
+/// missing or unknown (a failure held against `peer`, counted for `route`).
+pub fn authenticate(
+    guard: &AuthGuard,
+    tokens: &Tokens,
+    peer: IpAddr,
+    route: &'static str,
+    headers: &HeaderMap,
+) -> Result<String, Unauthenticated> {
+    guard.admit(peer).map_err(Unauthenticated::HeldBack)?;
+    let owner = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(|token| tokens.app_of(token.trim()));
+    if let Some(owner) = owner {
+        Ok(owner.to_owned())
+    } else {
+        guard.failed(peer, route, "missing or unknown token");
+        Err(Unauthenticated::Unknown)
     }
 }
 

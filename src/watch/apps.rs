@@ -114,9 +114,27 @@ pub(super) struct AppJob {
     pub gave_up: Option<Sha>,
     pub holder: String,
     pub stop: Stop,
+    /// The definitions in force now (the board's): a repair whose app's
+    /// servers changed since the job started (an elastic member left or
+    /// joined) is not made; the app is checked again.
+    pub in_force: crate::board::DefinitionsInForce,
 }
 
 impl AppJob {
+    /// Whether the app still runs on the servers the job was made for.
+    fn servers_unchanged(&self) -> bool {
+        let names = |t: &AppTarget| -> Vec<ServerName> {
+            t.servers.iter().map(|(s, _)| s.name.clone()).collect()
+        };
+        let now = self
+            .in_force
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        now.and_then(|d| AppTarget::find(&d, self.target.app.name.as_str()).ok())
+            .is_some_and(|t| names(&t) == names(&self.target))
+    }
+
     /// Checks the app and repairs it where the job says to.
     pub async fn run(self) -> AppOutcome {
         let check = match release::check(&self.target, &self.cache, self.connector.as_ref()).await {
@@ -161,6 +179,12 @@ impl AppJob {
                 }
                 if !self.repair && interrupted.is_empty() {
                     return AppOutcome::Left(check);
+                }
+                if !self.servers_unchanged() {
+                    return AppOutcome::Busy(
+                        check,
+                        "its servers changed since the check began".into(),
+                    );
                 }
                 let origin = Origin {
                     who: self.holder.clone(),
@@ -343,6 +367,7 @@ impl Watch {
                 gave_up: entry.gave_up.clone(),
                 holder: self.options.holder.clone(),
                 stop: self.stop.clone(),
+                in_force: Arc::clone(&self.board.definitions),
             };
             let (app, commit) = (name.clone(), in_force.commit.clone());
             tasks.spawn(async move {

@@ -209,7 +209,8 @@ impl Watch {
 }
 
 /// A result word and a message, for the status and the metrics.
-fn describe(outcome: &Outcome) -> (&'static str, String) {
+/// A reconcile's result word (`applied`, `failed`, ...) and its message.
+pub(crate) fn describe(outcome: &Outcome) -> (&'static str, String) {
     if let Some(error) = &outcome.plan.error {
         // The same cause and remedy the commands print.
         let message = match &error.hint {

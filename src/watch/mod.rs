@@ -28,6 +28,7 @@
 mod apps;
 mod backoff;
 mod hosts;
+pub(crate) use hosts::describe;
 pub mod source;
 mod traffic;
 
@@ -86,6 +87,9 @@ pub struct WatchOptions {
     /// Where app repositories are mirrored for the releases the daemon
     /// keeps live (`apps`); without it apps are not checked.
     pub apps_cache: Option<std::path::PathBuf>,
+    /// Elastic members: the ready ones are added to every commit taken,
+    /// which is taken again when they change.
+    pub members: Option<Arc<crate::elastic::Members>>,
 }
 
 /// Why a host or an app is due.
@@ -180,7 +184,7 @@ impl Watch {
 
         if let Some(commit) = self.options.resume.clone() {
             match self.source.files_of(&commit).await {
-                Ok(files) => match converge::load(&files) {
+                Ok(files) => match self.load(&files) {
                     Ok(loaded) => {
                         tracing::info!(%commit, "resuming with the last good commit");
                         // The same commit at the head is not new: a
@@ -231,6 +235,9 @@ impl Watch {
                     self.poll(&mut head, &mut in_force, &mut hosts, &mut apps, &mut rolls).await;
                     next_poll = Instant::now() + self.options.interval;
                 }
+                () = members_changed(self.options.members.as_deref()) => {
+                    self.retake(&mut in_force, &mut hosts, &mut apps, &mut rolls).await;
+                }
                 () = tokio::time::sleep_until(next_poll) => {
                     self.poll(&mut head, &mut in_force, &mut hosts, &mut apps, &mut rolls).await;
                     next_poll = Instant::now() + self.options.interval;
@@ -264,6 +271,48 @@ impl Watch {
         while let Some(joined) = app_tasks.join_next().await {
             if let Ok(finished) = joined {
                 self.app_finished(finished, in_force.as_ref(), &mut apps);
+            }
+        }
+    }
+
+    /// The definitions of `files`, with the ready elastic members (and,
+    /// with members, the files' own definitions, which `take` hands them).
+    fn load(
+        &self,
+        files: &crate::definitions::DefinitionFiles,
+    ) -> Result<(Loaded, Option<crate::definitions::Definitions>), crate::definitions::LoadError>
+    {
+        crate::elastic::load(files, self.options.members.as_deref())
+    }
+
+    /// Takes the commit in force again, with the elastic members as they
+    /// are now: a member that became ready is reconciled and released to
+    /// like a static server from now on; one that left, failed or was lost
+    /// no longer is. The others are checked (as a drift check).
+    async fn retake(
+        &mut self,
+        in_force: &mut Option<InForce>,
+        hosts: &mut BTreeMap<ServerName, Host>,
+        apps: &mut BTreeMap<String, AppEntry>,
+        rolls: &mut HashMap<ClusterName, Arc<Roll>>,
+    ) {
+        let Some(commit) = in_force.as_ref().map(|f| f.commit.clone()) else {
+            return;
+        };
+        let loaded = match self.source.files_of(&commit).await {
+            Ok(files) => self.load(&files),
+            Err(error) => {
+                tracing::warn!(%commit, %error, "cannot read the commit in force again for the elastic members");
+                return;
+            }
+        };
+        match loaded {
+            Ok(loaded) => {
+                tracing::info!("the elastic members changed: taking the commit in force again");
+                self.take(&commit, loaded, in_force, hosts, apps, rolls, Why::Check);
+            }
+            Err(error) => {
+                tracing::warn!(%commit, error = %crate::error_chain(&error), "the commit in force does not load with the elastic members");
             }
         }
     }
@@ -317,7 +366,7 @@ impl Watch {
             // The commit in force came back (a branch reset to it): not new.
             return;
         }
-        match converge::load(&files) {
+        match self.load(&files) {
             Ok(loaded) => {
                 tracing::info!("a new commit validates: applying it");
                 self.take(&commit, loaded, in_force, hosts, apps, rolls, Why::Commit);
@@ -363,12 +412,17 @@ impl Watch {
     }
 
     /// Puts `loaded` in force: every host and app becomes due now, and
-    /// what left the definitions leaves the status and the metrics.
+    /// what left the definitions leaves the status and the metrics. With
+    /// elastic members, the definitions shared with the deploy webhook and
+    /// joins are the members' (`Members::put_in_force`, from the files'
+    /// own definitions and the members as they are now), never `loaded`'s
+    /// copy: a member that left since the load is not put back (a change
+    /// of the members also takes the commit again here).
     #[allow(clippy::too_many_arguments)]
     fn take(
         &self,
         commit: &str,
-        loaded: Loaded,
+        (loaded, base): (Loaded, Option<crate::definitions::Definitions>),
         in_force: &mut Option<InForce>,
         hosts: &mut BTreeMap<ServerName, Host>,
         apps: &mut BTreeMap<String, AppEntry>,
@@ -381,12 +435,19 @@ impl Watch {
         } else {
             BTreeMap::new()
         };
-        *self
-            .board
-            .definitions
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) =
-            Some(Arc::new(loaded.definitions.clone()));
+        match (self.options.members.as_deref(), base) {
+            (Some(members), Some(base)) => {
+                members.put_in_force(base);
+            }
+            _ => {
+                *self
+                    .board
+                    .definitions
+                    .write()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) =
+                    Some(Arc::new(loaded.definitions.clone()));
+            }
+        }
         let now = (self.clock)();
         let targets = converge::select(&loaded.definitions, &loaded.desired, &Selection::default())
             .unwrap_or_default();
@@ -456,6 +517,14 @@ impl Watch {
         *in_force = Some(InForce {
             commit: commit.to_owned(),
         });
+    }
+}
+
+/// Completes when the elastic members changed; never without members.
+async fn members_changed(members: Option<&crate::elastic::Members>) {
+    match members {
+        Some(members) => members.changed.notified().await,
+        None => std::future::pending().await,
     }
 }
 

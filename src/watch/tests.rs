@@ -140,6 +140,7 @@ fn options() -> WatchOptions {
         backoff: Backoff::default(),
         resume: None,
         apps_cache: None,
+        members: None,
     }
 }
 

@@ -35,6 +35,7 @@ fn log_line(sha: &str, minutes_ago: i64, result: LogResult, who: &str) -> LogEnt
         who: who.into(),
         previous: None,
         reason: None,
+        warmed: None,
     }
 }
 

@@ -66,6 +66,61 @@ pub struct Cluster {
     pub notify: Vec<NotifyTarget>,
     /// The cluster's servers.
     pub servers: Vec<Server>,
+    /// Servers that join and leave at run time (an autoscaler's), through
+    /// the daemon's `POST /v1/clusters/<cluster>/servers` with a join
+    /// token; without it the cluster takes no joins.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub elastic: Option<Elastic>,
+}
+
+/// A cluster's elastic members: how many may join and what each is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Elastic {
+    /// The most members joined at once (1 to 256); a join past it is refused.
+    pub max_servers: u32,
+    /// What every member is; its name, address and port come with its join.
+    #[serde(default)]
+    pub template: ElasticTemplate,
+}
+
+/// What an elastic member is, apart from its name, address and port.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ElasticTemplate {
+    /// SSH user; it needs root rights (root, or sudo without a password).
+    #[serde(default = "Server::default_user")]
+    pub user: String,
+    /// The SSH port a join uses when it names none.
+    #[serde(default = "Server::default_port")]
+    pub port: u16,
+    /// Whether members run nginx and PHP-FPM and take web roles.
+    #[serde(default = "ElasticTemplate::default_web_server")]
+    pub web_server: bool,
+    /// A static server of the cluster whose roles every member copies: for
+    /// each app, its web pool and its workers (never the scheduler, which
+    /// runs on one server, nor its `deploy_commands`). Without it, members
+    /// of a web cluster take a web role with the default pool sizes in
+    /// every app of the cluster that has domains.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub like: Option<ServerName>,
+}
+
+impl ElasticTemplate {
+    fn default_web_server() -> bool {
+        true
+    }
+}
+
+impl Default for ElasticTemplate {
+    fn default() -> Self {
+        Self {
+            user: Server::default_user(),
+            port: Server::default_port(),
+            web_server: Self::default_web_server(),
+            like: None,
+        }
+    }
 }
 
 /// A webhook the daemon notifies (`notify:`).
@@ -323,6 +378,12 @@ pub struct Server {
     /// Whether the server runs nginx and PHP-FPM and can take web roles.
     #[serde(default)]
     pub web_server: bool,
+    /// For an elastic member only (never read from a file): the known_hosts
+    /// file holding the host key its join carried, checked strictly instead
+    /// of `--known-hosts`.
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub known_hosts: Option<std::path::PathBuf>,
 }
 
 impl Server {

@@ -1,7 +1,7 @@
 //! Rules for cluster files.
 
 use super::{At, REQUEST_LIMITS};
-use crate::definitions::model::{Cluster, ReloadWindow, SessionHandler};
+use crate::definitions::model::{Cluster, Elastic, ReloadWindow, SessionHandler};
 use crate::definitions::values::IniValue;
 
 /// php.ini directives reconciler sets itself for php-fpm, which a cluster
@@ -120,6 +120,57 @@ pub(super) fn check_cluster(at: &mut At, cluster: &Cluster) {
             );
         }
     }
+    if let Some(elastic) = &cluster.elastic {
+        check_elastic(at, cluster, elastic);
+    }
+}
+
+/// The most elastic members one cluster may declare.
+pub const MAX_ELASTIC_SERVERS: u32 = 256;
+
+fn check_elastic(at: &mut At, cluster: &Cluster, elastic: &Elastic) {
+    at.range(
+        "elastic.max_servers",
+        "max_servers",
+        elastic.max_servers,
+        1,
+        MAX_ELASTIC_SERVERS,
+    );
+    let template = &elastic.template;
+    if !is_unix_user(&template.user) {
+        at.error(
+            "elastic.template.user",
+            format!("`{}` is not a Unix user name", template.user),
+        );
+    }
+    if template.port == 0 {
+        at.error("elastic.template.port", "port 0 cannot be connected to");
+    }
+    if let Some(like) = &template.like {
+        match cluster.servers.iter().find(|s| &s.name == like) {
+            None => {
+                let names: Vec<&str> = cluster.servers.iter().map(|s| s.name.as_str()).collect();
+                at.error(
+                    "elastic.template.like",
+                    format!("`{like}` is not a server of cluster `{}`", cluster.name),
+                )
+                .hint = crate::definitions::closest(like.as_str(), names)
+                    .map(|c| format!("did you mean `{c}`?"));
+            }
+            Some(server) if server.web_server && !template.web_server => {
+                at.error(
+                    "elastic.template.like",
+                    format!(
+                        "`{like}` is a web server and members are not (`web_server: false`): \
+                         they cannot copy its web roles"
+                    ),
+                )
+                .hint =
+                    Some("set `web_server: true` in the template, or name another server".into());
+            }
+            Some(_) => {}
+        }
+    }
 }
 
 fn check_sessions(at: &mut At, cluster: &Cluster) {
@@ -179,7 +230,9 @@ fn check_window(at: &mut At, path: &str, window: &ReloadWindow) {
     }
 }
 
-fn is_address(address: &str) -> bool {
+/// Whether `address` is a host name, an IP address or `local` (and never
+/// something ssh would take for an option).
+pub(crate) fn is_address(address: &str) -> bool {
     address == "local"
         || (!address.is_empty()
             && !address.starts_with('-')

@@ -18,6 +18,7 @@ use super::{Diagnostic, Document};
 
 use app::{check_app, check_app_in_cluster};
 use cluster::check_cluster;
+pub(crate) use cluster::is_address;
 
 const NAME_HINT: &str = "names become Unix users, file names and supervisor groups: \
                          use lowercase letters, digits and `-`, starting with a letter";

@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex};
 
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, Path as UrlPath, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Json, Response};
 use serde::Deserialize;
 
@@ -33,7 +33,7 @@ use crate::app::{AppTarget, Event, Origin, Progress, Step, Trigger};
 use crate::release;
 use crate::transport::Connector;
 
-use super::guard::HeldBack;
+use super::tokens::Unauthenticated;
 use super::{AuthGuard, error};
 
 mod jobs;
@@ -130,37 +130,8 @@ impl Deployer {
         peer: IpAddr,
         route: &'static str,
         headers: &HeaderMap,
-    ) -> Result<String, Refusal> {
-        self.guard.admit(peer).map_err(Refusal::HeldBack)?;
-        let app = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .and_then(|token| self.tokens.app_of(token.trim()));
-        if let Some(app) = app {
-            Ok(app.to_owned())
-        } else {
-            self.guard.failed(peer, route, "missing or unknown token");
-            Err(Refusal::Unknown)
-        }
-    }
-}
-
-/// Why a request was not authenticated.
-#[derive(Debug)]
-enum Refusal {
-    /// Too many failures from its address: 429.
-    HeldBack(HeldBack),
-    /// A missing or unknown token: 401.
-    Unknown,
-}
-
-impl IntoResponse for Refusal {
-    fn into_response(self) -> Response {
-        match self {
-            Refusal::HeldBack(held) => held.into_response(),
-            Refusal::Unknown => error(StatusCode::UNAUTHORIZED, "missing or unknown bearer token"),
-        }
+    ) -> Result<String, Unauthenticated> {
+        super::tokens::authenticate(&self.guard, &self.tokens, peer, route, headers)
     }
 }
 

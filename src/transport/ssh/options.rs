@@ -15,11 +15,15 @@ pub(super) fn session_builder(server: &Server, options: &ConnectOptions) -> Sess
     builder
         .user(server.user.clone())
         .port(server.port)
-        .known_hosts_check(if options.accept_new_host_keys {
-            KnownHosts::Add
-        } else {
-            KnownHosts::Strict
-        })
+        // An elastic member's key came with its join: checked strictly,
+        // never learnt.
+        .known_hosts_check(
+            if options.accept_new_host_keys && server.known_hosts.is_none() {
+                KnownHosts::Add
+            } else {
+                KnownHosts::Strict
+            },
+        )
         .connect_timeout(whole_seconds(options.connect_timeout))
         .server_alive_interval(SERVER_ALIVE_INTERVAL)
         .control_persist(match std::num::NonZeroUsize::new(MASTER_IDLE as usize) {
@@ -27,7 +31,7 @@ pub(super) fn session_builder(server: &Server, options: &ConnectOptions) -> Sess
             None => ControlPersist::ClosedAfterInitialConnection,
         })
         .control_directory(control_directory());
-    if let Some(known_hosts) = &options.known_hosts {
+    if let Some(known_hosts) = server.known_hosts.as_ref().or(options.known_hosts.as_ref()) {
         builder.user_known_hosts_file(known_hosts);
     }
     if let Some(identity) = &options.identity {

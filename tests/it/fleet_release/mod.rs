@@ -241,6 +241,7 @@ mod ab;
 mod app_data;
 mod causes;
 mod daemon;
+mod elastic;
 mod guard;
 mod releases;
 mod warm;

@@ -168,7 +168,7 @@ fn a_pinned_revision_is_released_by_apply_and_by_watch() {
 }
 
 /// A deploy token for `app`, added to `tokens`.
-fn deploy_token(tokens: &Path, app: &str) -> String {
+pub(super) fn deploy_token(tokens: &Path, app: &str) -> String {
     let out = common::reconciler()
         .args(["deploy-token", app, "--deploy-tokens"])
         .arg(tokens)
@@ -179,7 +179,11 @@ fn deploy_token(tokens: &Path, app: &str) -> String {
 }
 
 /// `POST /v1/deploy` of `revision` of rel with `token`.
-fn post_deploy(addr: std::net::SocketAddr, token: &str, revision: &str) -> common::HttpResponse {
+pub(super) fn post_deploy(
+    addr: std::net::SocketAddr,
+    token: &str,
+    revision: &str,
+) -> common::HttpResponse {
     let bearer = format!("Bearer {token}");
     let body = format!(r#"{{"app": "rel", "revision": "{revision}"}}"#);
     common::http(
@@ -211,7 +215,7 @@ fn deploy_state(addr: std::net::SocketAddr, token: &str, id: &str) -> (u16, serd
 }
 
 /// Polls the deploy `id` until it is no longer running.
-fn finished(addr: std::net::SocketAddr, token: &str, id: &str) -> serde_json::Value {
+pub(super) fn finished(addr: std::net::SocketAddr, token: &str, id: &str) -> serde_json::Value {
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
         let (status, job) = deploy_state(addr, token, id);

@@ -33,6 +33,7 @@ fn server(fleet_server: &FleetServer) -> Server {
         port: fleet_server.ssh_port,
         user: fleet_server.user.clone(),
         web_server: true,
+        known_hosts: None,
     }
 }
 
@@ -256,6 +257,7 @@ fn loopback(name: &str, port: u16) -> Server {
         port,
         user: "root".into(),
         web_server: false,
+        known_hosts: None,
     }
 }
 

@@ -104,6 +104,7 @@ async fn local_transport_runs_scripts() {
         port: 22,
         user: "root".into(),
         web_server: false,
+        known_hosts: None,
     };
     // As root, as CI runs; a user without root or passwordless sudo sees
     // the transport's own error here.
@@ -220,6 +221,7 @@ async fn uploads_and_holds_on_this_machine() {
         port: 22,
         user: "root".into(),
         web_server: false,
+        known_hosts: None,
     };
     // As root, as CI runs; a user without root or passwordless sudo sees
     // the transport's own error here.

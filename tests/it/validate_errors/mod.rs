@@ -373,3 +373,18 @@ error: 1 problem in the definitions
 }
 
 mod refused;
+
+#[test]
+fn bad_elastic() {
+    assert_invalid(
+        "bad_elastic",
+        "\
+$D/clusters/production.yaml:7:16: `max_servers` must be at least 1
+$D/clusters/production.yaml:8:21: `Root` is not a Unix user name
+$D/clusters/production.yaml:8:35: port 0 cannot be connected to
+$D/clusters/production.yaml:8:44: `web-2` is not a server of cluster `production`
+  hint: did you mean `web-1`?
+error: 4 problems in the definitions
+",
+    );
+}
