@@ -16,6 +16,7 @@ mod journal;
 mod metrics;
 mod status;
 
+pub use elastic::{Member, MemberState};
 pub use journal::{CommitSeen, Event, Journal, OPCACHE_READS, OpcacheRead, ReleaseRecord};
 use metrics::{AppLabel, HostLabel, KindLabel, Metrics, RESULTS, ResultLabel};
 pub use metrics::{AuthFailureCounter, NotifyFailureCounter};

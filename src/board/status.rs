@@ -40,7 +40,7 @@ pub struct Status {
     /// Elastic members by name (servers that joined through the listener),
     /// in every state; a `ready` one is also in `hosts`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub elastic: BTreeMap<String, crate::elastic::Member>,
+    pub elastic: BTreeMap<String, super::Member>,
     /// Each app's live releases against the release it should run.
     #[serde(default)]
     pub apps: BTreeMap<String, AppStatus>,

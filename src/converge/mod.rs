@@ -256,6 +256,71 @@ impl Outcome {
     pub fn succeeded(&self) -> bool {
         self.plan.error.is_none() && self.report.as_ref().is_none_or(HostReport::succeeded)
     }
+
+    /// The reconcile's result word (`applied`, `unchanged`, `drift`,
+    /// `failed`, `invalid`, `locked`, `stale`) and its message, as the
+    /// daemon's status, its metrics and an elastic join's cause show them.
+    pub fn describe(&self) -> (&'static str, String) {
+        let outcome = self;
+        if let Some(error) = &outcome.plan.error {
+            // The same cause and remedy the commands print.
+            let message = match &error.hint {
+                Some(hint) => format!("{}; hint: {hint}", error.message),
+                None => error.message.clone(),
+            };
+            return ("failed", message);
+        }
+        if outcome.drift > 0 {
+            return (
+                "drift",
+                format!(
+                    "{} changes found and left alone (--drift warn)",
+                    outcome.drift
+                ),
+            );
+        }
+        match outcome.report.as_ref().map(|r| &r.outcome) {
+            None | Some(ApplyOutcome::Unchanged) => ("unchanged", String::new()),
+            Some(ApplyOutcome::Applied { changes, .. }) if outcome.succeeded() => {
+                ("applied", crate::definitions::plural(*changes, "change"))
+            }
+            Some(ApplyOutcome::Applied {
+                reload_failures,
+                unanswered,
+                ..
+            }) => (
+                "failed",
+                reload_failures
+                    .iter()
+                    .chain(unanswered)
+                    .map(|f| format!("{}: {}", f.step, f.output.trim()))
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            ),
+            Some(ApplyOutcome::Invalid { failures }) => (
+                "invalid",
+                failures
+                    .iter()
+                    .map(|f| {
+                        format!(
+                            "{} refused the new configuration: {}",
+                            f.step,
+                            f.output.trim()
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            ),
+            Some(ApplyOutcome::Failed { message, .. }) => ("failed", message.clone()),
+            Some(ApplyOutcome::Locked { holder }) => {
+                ("locked", format!("another apply holds the host: {holder}"))
+            }
+            Some(ApplyOutcome::Stale { .. }) => (
+                "stale",
+                "the server changed since the plan; planning again".into(),
+            ),
+        }
+    }
 }
 
 /// How soon to retry a host whose lock another apply holds.

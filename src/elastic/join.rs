@@ -150,7 +150,7 @@ impl Joiner {
         )
         .await;
         if !outcome.succeeded() {
-            let (_, cause) = crate::watch::describe(&outcome);
+            let (_, cause) = outcome.describe();
             return Err(format!("applying the commit in force failed: {cause}"));
         }
 

@@ -27,83 +27,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use tokio::sync::Notify;
 
 use crate::definitions::{
     AppServer, ClusterName, Definitions, LoadError, ServerName, WebPool, names,
 };
 
-/// Where a member is in its life: `joining` → `provisioning` →
-/// `configuring` → `releasing` → `ready`, or `failed` (with the cause);
-/// `leaving` after a `DELETE`; `lost` when it stayed unreachable past the
-/// grace period.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum MemberState {
-    Joining,
-    Provisioning,
-    Configuring,
-    Releasing,
-    Ready,
-    Failed,
-    Leaving,
-    Lost,
-}
-
-impl MemberState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Joining => "joining",
-            Self::Provisioning => "provisioning",
-            Self::Configuring => "configuring",
-            Self::Releasing => "releasing",
-            Self::Ready => "ready",
-            Self::Failed => "failed",
-            Self::Leaving => "leaving",
-            Self::Lost => "lost",
-        }
-    }
-
-    /// Whether the member holds a place under `max_servers` (a failed,
-    /// leaving or lost one does not: it is not served, and a new join may
-    /// replace it).
-    pub fn counts(self) -> bool {
-        !matches!(self, Self::Failed | Self::Leaving | Self::Lost)
-    }
-
-    /// All states, for metrics.
-    pub const ALL: [MemberState; 8] = [
-        Self::Joining,
-        Self::Provisioning,
-        Self::Configuring,
-        Self::Releasing,
-        Self::Ready,
-        Self::Failed,
-        Self::Leaving,
-        Self::Lost,
-    ];
-}
-
-/// One elastic member, as kept in `members.json` and shown by
-/// `GET /v1/clusters/<cluster>/servers/<name>`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
-pub struct Member {
-    pub name: String,
-    pub cluster: String,
-    /// Host name or IP address it is reached at over SSH.
-    pub address: String,
-    pub port: u16,
-    /// Its SSH host public key, `<algorithm> <base64>`, from the join.
-    pub host_key: String,
-    pub state: MemberState,
-    /// Why it failed or was lost.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cause: Option<String>,
-    pub joined_at: DateTime<Utc>,
-    /// When it entered its state.
-    pub since: DateTime<Utc>,
-}
+pub use crate::board::{Member, MemberState};
 
 /// A join as `POST /v1/clusters/<cluster>/servers` takes it.
 #[derive(Debug, Clone, Deserialize)]

@@ -11,7 +11,7 @@ use tokio::time::Instant;
 use super::{Drift, Finished, Host, InForce, Watch, Why, short};
 use crate::apply::Outcome as ApplyOutcome;
 use crate::board as status;
-use crate::converge::{self, Act, Outcome, ReconcileOptions, Roll};
+use crate::converge::{self, Act, ReconcileOptions, Roll};
 use crate::definitions::{ClusterName, ServerName};
 
 impl Watch {
@@ -88,7 +88,7 @@ impl Watch {
         host.running = false;
         let outcome = &done.outcome;
         let succeeded = outcome.succeeded();
-        let (result, message) = describe(outcome);
+        let (result, message) = outcome.describe();
         let span =
             tracing::info_span!("host", server = %done.server, commit = %short(&done.commit));
         let _entered = span.enter();
@@ -205,69 +205,6 @@ impl Watch {
                 _ => outcome.plan.locked_by.clone(),
             };
         });
-    }
-}
-
-/// A result word and a message, for the status and the metrics.
-/// A reconcile's result word (`applied`, `failed`, ...) and its message.
-pub(crate) fn describe(outcome: &Outcome) -> (&'static str, String) {
-    if let Some(error) = &outcome.plan.error {
-        // The same cause and remedy the commands print.
-        let message = match &error.hint {
-            Some(hint) => format!("{}; hint: {hint}", error.message),
-            None => error.message.clone(),
-        };
-        return ("failed", message);
-    }
-    if outcome.drift > 0 {
-        return (
-            "drift",
-            format!(
-                "{} changes found and left alone (--drift warn)",
-                outcome.drift
-            ),
-        );
-    }
-    match outcome.report.as_ref().map(|r| &r.outcome) {
-        None | Some(ApplyOutcome::Unchanged) => ("unchanged", String::new()),
-        Some(ApplyOutcome::Applied { changes, .. }) if outcome.succeeded() => {
-            ("applied", crate::definitions::plural(*changes, "change"))
-        }
-        Some(ApplyOutcome::Applied {
-            reload_failures,
-            unanswered,
-            ..
-        }) => (
-            "failed",
-            reload_failures
-                .iter()
-                .chain(unanswered)
-                .map(|f| format!("{}: {}", f.step, f.output.trim()))
-                .collect::<Vec<_>>()
-                .join("; "),
-        ),
-        Some(ApplyOutcome::Invalid { failures }) => (
-            "invalid",
-            failures
-                .iter()
-                .map(|f| {
-                    format!(
-                        "{} refused the new configuration: {}",
-                        f.step,
-                        f.output.trim()
-                    )
-                })
-                .collect::<Vec<_>>()
-                .join("; "),
-        ),
-        Some(ApplyOutcome::Failed { message, .. }) => ("failed", message.clone()),
-        Some(ApplyOutcome::Locked { holder }) => {
-            ("locked", format!("another apply holds the host: {holder}"))
-        }
-        Some(ApplyOutcome::Stale { .. }) => (
-            "stale",
-            "the server changed since the plan; planning again".into(),
-        ),
     }
 }
 

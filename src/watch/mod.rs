@@ -28,7 +28,6 @@
 mod apps;
 mod backoff;
 mod hosts;
-pub(crate) use hosts::describe;
 pub mod source;
 mod traffic;
 
