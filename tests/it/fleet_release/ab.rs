@@ -149,28 +149,8 @@ fn ab_ten_releases_under_load_rewrite_only_changed_files_and_roll_back_to_the_ot
         client.join().expect("client");
     }
     let seen = seen.lock().unwrap();
-    let failed = seen.iter().filter(|(_, status, _)| *status != 200).count();
-    let mixed = seen
-        .iter()
-        .filter(|(_, _, body)| {
-            let mut ids = body.split(' ');
-            ids.next() != ids.next()
-        })
-        .count();
-    // A request that starts 100 ms after a release returned is served by
-    // it (or a later one): OPcache gave no old script for a rewritten file.
-    let mut stale = 0;
-    for (k, (at, _)) in switched.iter().enumerate() {
-        let later: Vec<&str> = switched[k..].iter().map(|(_, id)| id.as_str()).collect();
-        let until = switched.get(k + 1).map(|(t, _)| *t);
-        stale += seen
-            .iter()
-            .filter(|(t, _, _)| {
-                *t > *at + Duration::from_millis(100) && until.is_none_or(|u| *t < u)
-            })
-            .filter(|(_, _, body)| !later.contains(&body.split(' ').next().unwrap_or("")))
-            .count();
-    }
+    // Stale: OPcache gave no old script for a rewritten file.
+    let (failed, mixed, stale) = super::tally(&seen, &switched);
     eprintln!(
         "load during 10 ab releases: {} requests, {failed} failed, {mixed} mixed, {stale} stale",
         seen.len()

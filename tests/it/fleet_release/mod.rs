@@ -246,3 +246,36 @@ mod guard;
 mod releases;
 mod warm;
 mod webhook;
+
+/// What a load saw during releases, as `(failed, mixed, stale)`: `seen`
+/// holds each request's start, status and body (`"<id> <id>"`, one id from
+/// each of two files), `switched` each release's return time and id.
+/// Failed: not 200. Mixed: the two ids differ. Stale: a request that
+/// started 100 ms after a release returned (and before the next one) is
+/// served by an earlier release: it should be served by it or a later one.
+pub(super) fn tally(
+    seen: &[(Instant, u16, String)],
+    switched: &[(Instant, String)],
+) -> (usize, usize, usize) {
+    let failed = seen.iter().filter(|(_, status, _)| *status != 200).count();
+    let mixed = seen
+        .iter()
+        .filter(|(_, _, body)| {
+            let mut ids = body.split(' ');
+            ids.next() != ids.next()
+        })
+        .count();
+    let mut stale = 0;
+    for (k, (at, _)) in switched.iter().enumerate() {
+        let later: Vec<&str> = switched[k..].iter().map(|(_, id)| id.as_str()).collect();
+        let until = switched.get(k + 1).map(|(t, _)| *t);
+        stale += seen
+            .iter()
+            .filter(|(t, _, _)| {
+                *t > *at + Duration::from_millis(100) && until.is_none_or(|u| *t < u)
+            })
+            .filter(|(_, _, body)| !later.contains(&body.split(' ').next().unwrap_or("")))
+            .count();
+    }
+    (failed, mixed, stale)
+}

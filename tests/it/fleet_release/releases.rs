@@ -69,29 +69,7 @@ fn ten_releases_under_load_fail_no_request_and_mix_no_release() {
         client.join().expect("client");
     }
     let seen = seen.lock().unwrap();
-    let failed = seen.iter().filter(|(_, status, _)| *status != 200).count();
-    let mixed = seen
-        .iter()
-        .filter(|(_, _, body)| {
-            let mut ids = body.split(' ');
-            ids.next() != ids.next()
-        })
-        .count();
-    // A request that starts 100 ms after a release returned is served by
-    // it (or a later one).
-    let mut stale = 0;
-    for (k, (at, id)) in switched.iter().enumerate() {
-        let later: Vec<&str> = switched[k..].iter().map(|(_, id)| id.as_str()).collect();
-        let until = switched.get(k + 1).map(|(t, _)| *t);
-        stale += seen
-            .iter()
-            .filter(|(t, _, _)| {
-                *t > *at + Duration::from_millis(100) && until.is_none_or(|u| *t < u)
-            })
-            .filter(|(_, _, body)| !later.contains(&body.split(' ').next().unwrap_or("")))
-            .count();
-        let _ = id;
-    }
+    let (failed, mixed, stale) = super::tally(&seen, &switched);
     eprintln!(
         "load during 10 releases: {} requests, {failed} failed, {mixed} mixed, {stale} stale",
         seen.len()
