@@ -238,6 +238,14 @@ impl Run<'_> {
             let (next, traffic) = self.traffic(Some(&marks), Duration::ZERO).await;
             marks = next;
             since.add(&traffic);
+            tracing::debug!(
+                requests = since.requests,
+                errors = since.errors,
+                before_requests = before.requests,
+                before_errors = before.errors,
+                ?marks,
+                "the guard read the traffic since the switch"
+            );
             if let Some(reason) = judge(guard, before, since) {
                 let server = marks
                     .first()
@@ -255,6 +263,13 @@ impl Run<'_> {
                 break;
             }
         }
+        tracing::info!(
+            requests = since.requests,
+            errors = since.errors,
+            before_requests = before.requests,
+            before_errors = before.errors,
+            "the guard passed: no rise in 5xx over its window"
+        );
         for (server, _) in &marks {
             progress.step(server, Step::Guard, &Event::Done(started.elapsed()));
         }

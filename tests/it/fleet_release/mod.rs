@@ -108,8 +108,21 @@ fn git(dir: &Path, args: &[&str]) -> String {
 
 /// Definitions with the app `rel` on both web servers, a worker on the
 /// first, released from `app`.
+///
+/// Every test of this module releases an app named `rel` on the same
+/// fleet, so what one test leaves on the servers must not reach the next:
+/// its traffic (the access log, which a guard with `compare` reads as the
+/// app's usual 5xx share before the switch) and a release it left in
+/// flight (which a daemon would resume) are cleared first.
 fn definitions(app: &AppRepo, keep: u32) -> Repo {
     let repo = Repo::new(&SERVERS);
+    for server in SERVERS {
+        repo.ssh(
+            server,
+            "if [ -e /var/log/reconciler/rel/access.log ]; then : > /var/log/reconciler/rel/access.log; fi; \
+             rm -f /var/lib/reconciler/apps/rel/in-flight",
+        );
+    }
     repo.write(
         "apps/rel.yaml",
         &format!(
