@@ -134,7 +134,7 @@ impl Mirror {
             url: crate::redact::url(url),
             source: e,
         };
-        cli::clone_bare(url, path)
+        cli::clone_bare(url, path, cli::FETCH_TIMEOUT)
             .map_err(|e| clone_error(Box::new(crate::redact::ScrubbedError::new(&*e, url))))?;
         let repo = gix::open(path).map_err(|e| GitError::Open {
             path: path.to_owned(),
@@ -159,7 +159,7 @@ impl Mirror {
     /// is ever taken from a ref the remote no longer has.
     pub fn fetch(&mut self) -> Result<(), GitError> {
         let url = self.url.as_str();
-        cli::fetch(url, &self.path).map_err(|e| GitError::Fetch {
+        cli::fetch(url, &self.path, cli::FETCH_TIMEOUT).map_err(|e| GitError::Fetch {
             url: crate::redact::url(url),
             source: Box::new(crate::redact::ScrubbedError::new(&*e, url)),
         })?;

@@ -14,8 +14,10 @@
 //! helper that reads them from the environment of the git process.
 
 use std::io::Read;
+use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -34,6 +36,17 @@ const REFSPECS: [&str; 2] = [
 /// Bytes of git's error output kept for an error message.
 const STDERR_LIMIT: usize = 8 * 1024;
 
+/// How long one clone or fetch may take in all before it is stopped (its
+/// whole process group killed) and fails: a remote that stops answering
+/// must not hold the daemon's loop, or a release, for ever.
+pub(super) const FETCH_TIMEOUT: Duration = Duration::from_secs(10 * 60);
+
+/// An http(s) transfer slower than `STALL_BYTES` bytes a second for this
+/// long fails (git's `http.lowSpeedLimit` and `http.lowSpeedTime`), well
+/// before `FETCH_TIMEOUT`.
+const STALL_SECONDS: &str = "60";
+const STALL_BYTES: &str = "1000";
+
 /// Blobs over this many bytes are streamed by `index-pack`, not inflated
 /// whole in memory (`core.bigFileThreshold`).
 const BIG_FILE_THRESHOLD: &str = "1m";
@@ -41,8 +54,8 @@ const BIG_FILE_THRESHOLD: &str = "1m";
 /// Makes a bare mirror of `url` at `path` (which must not exist): `git
 /// init` and a first fetch in a new directory beside it, renamed to `path`
 /// once complete, so that a failed clone leaves nothing that looks like a
-/// mirror.
-pub(super) fn clone_bare(url: &str, path: &Path) -> Result<(), BoxError> {
+/// mirror. The clone fails after `timeout` (see `FETCH_TIMEOUT`).
+pub(super) fn clone_bare(url: &str, path: &Path, timeout: Duration) -> Result<(), BoxError> {
     let parent = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(parent)?;
     let staging = tempfile::Builder::new()
@@ -50,16 +63,18 @@ pub(super) fn clone_bare(url: &str, path: &Path) -> Result<(), BoxError> {
         .tempdir_in(parent)?;
     let mut init = Command::new("git");
     init.args(["init", "--bare", "--quiet"]).arg(staging.path());
-    run(init)?;
-    fetch(url, staging.path())?;
+    run(init, timeout)?;
+    fetch(url, staging.path(), timeout)?;
     std::fs::rename(staging.path(), path)?;
     Ok(())
 }
 
 /// Fetches `url` into the bare mirror at `mirror`: the branches into
 /// `refs/remotes/origin/*`, the tags into `refs/tags/*`, each pruned of
-/// what the remote no longer has.
-pub(super) fn fetch(url: &str, mirror: &Path) -> Result<(), BoxError> {
+/// what the remote no longer has. A transfer that stalls (see
+/// `STALL_SECONDS`) or takes over `timeout` fails, its git processes
+/// killed.
+pub(super) fn fetch(url: &str, mirror: &Path, timeout: Duration) -> Result<(), BoxError> {
     let source = Source::of(url)?;
     let mut config: Vec<(String, String)> = vec![
         (format!("remote.{REMOTE}.url"), source.url.clone()),
@@ -74,6 +89,8 @@ pub(super) fn fetch(url: &str, mirror: &Path) -> Result<(), BoxError> {
         ("protocol.allow".into(), "never".into()),
         // Only the helper below answers for credentials.
         ("credential.helper".into(), String::new()),
+        ("http.lowSpeedLimit".into(), STALL_BYTES.into()),
+        ("http.lowSpeedTime".into(), STALL_SECONDS.into()),
     ];
     for protocol in ["file", "git", "ssh", "http", "https"] {
         config.push((format!("protocol.{protocol}.allow"), "always".into()));
@@ -111,7 +128,7 @@ pub(super) fn fetch(url: &str, mirror: &Path) -> Result<(), BoxError> {
             REMOTE,
         ])
         .args(REFSPECS);
-    run(command)
+    run(command, timeout)
 }
 
 /// A repository URL split for git: the URL without credentials, and for an
@@ -156,14 +173,17 @@ impl Source {
     }
 }
 
-/// Runs `command` (git) without a terminal; its error output, when it
-/// fails, is the error (its first `STDERR_LIMIT` bytes; the caller
-/// scrubs it).
-fn run(mut command: Command) -> Result<(), BoxError> {
+/// Runs `command` (git) without a terminal, in a process group of its
+/// own; its error output, when it fails, is the error (its first
+/// `STDERR_LIMIT` bytes; the caller scrubs it). Past `timeout` the whole
+/// group (git and the transport helpers it started) is killed and the run
+/// fails saying so.
+fn run(mut command: Command, timeout: Duration) -> Result<(), BoxError> {
     command
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
+        .process_group(0)
         // Where the repository is comes from the arguments only.
         .env_remove("GIT_DIR")
         .env_remove("GIT_WORK_TREE")
@@ -175,19 +195,43 @@ fn run(mut command: Command) -> Result<(), BoxError> {
     let mut child = command
         .spawn()
         .map_err(|e| format!("cannot run git: {e}"))?;
-    let mut stderr = Vec::new();
-    if let Some(mut pipe) = child.stderr.take() {
-        let mut chunk = [0u8; 4096];
-        loop {
-            let n = pipe.read(&mut chunk)?;
-            if n == 0 {
-                break;
+    // Read on a thread of its own: a hung git keeps the pipe open.
+    let reader = child.stderr.take().map(|mut pipe| {
+        std::thread::spawn(move || {
+            let mut kept = Vec::new();
+            let mut chunk = [0u8; 4096];
+            while let Ok(n) = pipe.read(&mut chunk) {
+                if n == 0 {
+                    break;
+                }
+                let room = STDERR_LIMIT.saturating_sub(kept.len());
+                kept.extend_from_slice(&chunk[..n.min(room)]);
             }
-            let room = STDERR_LIMIT.saturating_sub(stderr.len());
-            stderr.extend_from_slice(&chunk[..n.min(room)]);
+            kept
+        })
+    });
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
         }
-    }
-    let status = child.wait()?;
+        if Instant::now() >= deadline {
+            // Not reaped yet, so the group's id is still this child's.
+            if let Some(group) = rustix::process::Pid::from_raw(child.id().cast_signed()) {
+                let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
+            }
+            child.wait()?;
+            return Err(format!(
+                "git did not finish in {} s and was stopped",
+                timeout.as_secs()
+            )
+            .into());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let stderr = reader
+        .map(|r| r.join().unwrap_or_default())
+        .unwrap_or_default();
     if status.success() {
         return Ok(());
     }

@@ -435,3 +435,46 @@ fn lock_files_a_killed_fetch_left_are_cleared_and_the_mirror_fetches_again() {
     mirror.fetch().expect("a fetch after the locks went");
     assert_eq!(mirror.branch_head("main").expect("head"), Some(second));
 }
+
+/// A remote that takes the connection and never answers: the clone fails
+/// at its timeout, saying so, with git's processes stopped (the remote
+/// sees its connection closed) and no mirror or staging directory left.
+#[test]
+fn a_remote_that_never_answers_fails_the_clone_at_its_timeout() {
+    use std::io::Read;
+    use std::time::{Duration, Instant};
+
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}/app.git", listener.local_addr().expect("addr"));
+    let remote = std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().expect("accept");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .expect("read timeout");
+        // The request is read and never answered; the read ends (0) once
+        // no process holds git's end of the connection.
+        let mut buf = [0u8; 4096];
+        loop {
+            match stream.read(&mut buf) {
+                Ok(0) => return true,
+                Ok(_) => {}
+                Err(_) => return false,
+            }
+        }
+    });
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("mirror");
+    let started = Instant::now();
+    let error = cli::clone_bare(&url, &path, Duration::from_secs(2)).expect_err("a silent remote");
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(10), "{took:?}");
+    assert!(
+        error.to_string().contains("did not finish in 2 s"),
+        "{error}"
+    );
+    assert!(
+        remote.join().expect("remote"),
+        "git's connection stayed open: its processes were not stopped"
+    );
+    assert_eq!(std::fs::read_dir(dir.path()).expect("dir").count(), 0);
+}
