@@ -217,7 +217,10 @@ fn run(mut command: Command, timeout: Duration) -> Result<(), BoxError> {
         }
         if Instant::now() >= deadline {
             // Not reaped yet, so the group's id is still this child's.
-            if let Some(group) = rustix::process::Pid::from_raw(child.id().cast_signed()) {
+            if let Some(group) = i32::try_from(child.id())
+                .ok()
+                .and_then(rustix::process::Pid::from_raw)
+            {
                 let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
             }
             child.wait()?;
