@@ -120,6 +120,10 @@ impl Mirror {
     /// not one yet. `url` is a path or an ssh or https URL.
     pub fn open_or_clone(url: &str, path: &Path) -> Result<Self, GitError> {
         if path.join("HEAD").exists() {
+            cli::forget_origin(path).map_err(|e| GitError::Open {
+                path: path.to_owned(),
+                source: Box::new(crate::redact::ScrubbedError::new(&*e, url)),
+            })?;
             let repo = gix::open(path).map_err(|e| GitError::Open {
                 path: path.to_owned(),
                 source: boxed(url, e),

@@ -131,6 +131,30 @@ pub(super) fn fetch(url: &str, mirror: &Path, timeout: Duration) -> Result<(), B
     run(command, timeout)
 }
 
+/// Removes the `origin` remote an older clone (gix, before the git CLI
+/// took over transfers) wrote into the mirror's config at `mirror`, with
+/// the URL it was cloned from, credentials and all; nothing reads it, and
+/// a URL's password must live nowhere but in the definitions. A mirror
+/// without it is left untouched (no git process).
+pub(super) fn forget_origin(mirror: &Path) -> Result<(), BoxError> {
+    let config = std::fs::read(mirror.join("config"))?;
+    if !config
+        .windows(ORIGIN_SECTION.len())
+        .any(|w| w == ORIGIN_SECTION)
+    {
+        return Ok(());
+    }
+    let mut command = Command::new("git");
+    command
+        .arg("--git-dir")
+        .arg(mirror)
+        .args(["config", "--remove-section", "remote.origin"]);
+    run(command, Duration::from_secs(30))
+}
+
+/// How git writes the section `forget_origin` removes.
+const ORIGIN_SECTION: &[u8] = b"[remote \"origin\"]";
+
 /// A repository URL split for git: the URL without credentials, and for an
 /// http(s) URL with a user (and password), the `scheme://host[:port]` they
 /// are for, the user and the password, percent-decoded.

@@ -478,3 +478,30 @@ fn a_remote_that_never_answers_fails_the_clone_at_its_timeout() {
     );
     assert_eq!(std::fs::read_dir(dir.path()).expect("dir").count(), 0);
 }
+
+/// A mirror an older clone made keeps the URL it was cloned from, a
+/// password with it, as its `origin`: opened, the section is gone, the
+/// rest of the config and the mirror work on.
+#[test]
+fn an_older_mirrors_credentialed_origin_is_forgotten_on_open() {
+    let source = Source::new();
+    let first = source.commit(&[("clusters/c.yaml", CLUSTER)]);
+    let cache = tempfile::tempdir().expect("tempdir");
+    let path = cache.path().join("defs.git");
+    drop(Mirror::open_or_clone(&source.url(), &path).expect("clone"));
+    let config = path.join("config");
+    let mut text = std::fs::read_to_string(&config).expect("config");
+    text.push_str(
+        "[remote \"origin\"]\n\turl = https://deploy:hunter22@git.example.com/defs.git\n\
+         \tfetch = +refs/heads/*:refs/remotes/origin/*\n",
+    );
+    std::fs::write(&config, text).expect("write");
+
+    let mut mirror = Mirror::open_or_clone(&source.url(), &path).expect("open");
+    let text = std::fs::read_to_string(&config).expect("config");
+    assert!(!text.contains("hunter22"), "{text}");
+    assert!(!text.contains("[remote \"origin\"]"), "{text}");
+    assert!(text.contains("bare = true"), "{text}");
+    mirror.fetch().expect("fetch");
+    assert_eq!(mirror.resolve("main").expect("main"), first);
+}
