@@ -242,6 +242,7 @@ mod app_data;
 mod causes;
 mod daemon;
 mod elastic;
+mod elastic_keyless;
 mod guard;
 mod releases;
 mod warm;
