@@ -21,6 +21,11 @@
 //! line of an algorithm name and base64.
 
 pub mod join;
+mod lost;
+
+pub use lost::sweep_lost;
+#[cfg(test)]
+use lost::{Unreachable, lost};
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -630,58 +635,6 @@ pub fn load(
         },
         Some(base),
     ))
-}
-
-/// Marks `lost` every ready member whose reconciles have failed for
-/// longer than `grace` (since its last success, or since it became
-/// ready): the loop stops working on it rather than retrying forever.
-/// Runs until dropped, looking every quarter of `grace` (1 to 30 s).
-pub async fn sweep_lost(
-    members: std::sync::Arc<Members>,
-    board: std::sync::Arc<crate::board::Board>,
-    grace: std::time::Duration,
-) {
-    let period = (grace / 4).clamp(
-        std::time::Duration::from_secs(1),
-        std::time::Duration::from_secs(30),
-    );
-    let grace = chrono::Duration::from_std(grace).unwrap_or(chrono::Duration::MAX);
-    let mut every = tokio::time::interval(period);
-    loop {
-        every.tick().await;
-        let now = Utc::now();
-        let status = board.snapshot();
-        for member in members.all() {
-            if let Some(cause) = lost(&member, status.hosts.get(&member.name), now, grace) {
-                tracing::warn!(server = %member.name, %cause, "an elastic member is lost");
-                members.set(&member.name, MemberState::Lost, Some(cause), now);
-            }
-        }
-    }
-}
-
-/// Why a ready `member` whose host is `host` on the board counts as lost
-/// at `now`, if it does.
-fn lost(
-    member: &Member,
-    host: Option<&crate::board::HostStatus>,
-    now: DateTime<Utc>,
-    grace: chrono::Duration,
-) -> Option<String> {
-    let host = host?;
-    if member.state != MemberState::Ready || host.failures == 0 {
-        return None;
-    }
-    let good = host
-        .last_success_at
-        .map_or(member.since, |at| at.max(member.since));
-    (now - good > grace).then(|| {
-        format!(
-            "failing since {}: {}",
-            good.format("%Y-%m-%d %H:%M:%S UTC"),
-            host.last_message.as_deref().unwrap_or("no message")
-        )
-    })
 }
 
 #[cfg(test)]

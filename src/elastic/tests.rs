@@ -347,3 +347,44 @@ fn a_recorded_host_key_is_read_from_a_hashed_or_plain_line_with_its_fingerprint(
         Some("SHA256:RDRFGDKXGf5ikWaV3+19/MonWqQG+kxsrfY6BxTPKDQ")
     );
 }
+
+#[test]
+fn a_ready_member_unreachable_past_the_grace_period_is_lost() {
+    let member = ready_member();
+    let grace = chrono::Duration::seconds(5);
+    let unreachable = Unreachable {
+        since: now() + chrono::Duration::seconds(10),
+        cause: "connection refused".into(),
+    };
+    assert!(
+        unreachable
+            .past(&member, now() + chrono::Duration::seconds(14), grace)
+            .is_none()
+    );
+    let cause = unreachable
+        .past(&member, now() + chrono::Duration::seconds(16), grace)
+        .expect("lost");
+    assert!(
+        cause.starts_with("unreachable since 2026-12-01 04:00:10 UTC: connection refused"),
+        "{cause}"
+    );
+    // Counted from when it became ready, not from an earlier failure.
+    let rejoined = Member {
+        since: now() + chrono::Duration::seconds(12),
+        ..member.clone()
+    };
+    assert!(
+        unreachable
+            .past(&rejoined, now() + chrono::Duration::seconds(16), grace)
+            .is_none()
+    );
+    let leaving = Member {
+        state: MemberState::Leaving,
+        ..member
+    };
+    assert!(
+        unreachable
+            .past(&leaving, now() + chrono::Duration::minutes(9), grace)
+            .is_none()
+    );
+}

@@ -243,6 +243,7 @@ mod causes;
 mod daemon;
 mod elastic;
 mod elastic_keyless;
+mod elastic_lost;
 mod guard;
 mod releases;
 mod warm;
