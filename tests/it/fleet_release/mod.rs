@@ -242,6 +242,7 @@ mod app_data;
 mod causes;
 mod daemon;
 mod elastic;
+mod elastic_cli;
 mod elastic_keyless;
 mod elastic_lost;
 mod guard;
