@@ -157,6 +157,7 @@ pub fn run(mut config: Config) -> Result<(), DaemonError> {
         tokens: config.state_dir.join(JOIN_TOKENS),
         guard: Arc::clone(&guard),
     });
+    let sweep_connector = Arc::clone(&connector);
     let fetch_now = Arc::new(Notify::new());
     let watch = Watch {
         source: Box::new(GitSource::new(
@@ -241,6 +242,7 @@ pub fn run(mut config: Config) -> Result<(), DaemonError> {
         let sweeper = tokio::spawn(crate::elastic::sweep_lost(
             members,
             board_for_sweep,
+            sweep_connector,
             config.elastic_grace,
         ));
         let repo = crate::redact::url(&config.repo);

@@ -69,8 +69,11 @@ pub struct Member {
     /// Host name or IP address it is reached at over SSH.
     pub address: String,
     pub port: u16,
-    /// Its SSH host public key, `<algorithm> <base64>`, from the join.
-    pub host_key: String,
+    /// Its SSH host public key, `<algorithm> <base64>`: the join's, or
+    /// the one its first connection recorded (its cluster accepting new
+    /// host keys); none before that connection.
+    #[serde(default)]
+    pub host_key: Option<String>,
     pub state: MemberState,
     /// Why it failed or was lost.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -57,9 +57,10 @@ pub struct JoinArgs {
     #[arg(long)]
     port: Option<u16>,
     /// Its SSH host public key file, such as a copy of its
-    /// `/etc/ssh/ssh_host_ed25519_key.pub`.
+    /// `/etc/ssh/ssh_host_ed25519_key.pub`. Only a cluster whose `elastic`
+    /// sets `accept_new_host_keys` takes a join without it.
     #[arg(long, value_name = "FILE")]
-    host_key_file: PathBuf,
+    host_key_file: Option<PathBuf>,
     #[command(flatten)]
     daemon: Daemon,
 }
@@ -80,13 +81,18 @@ pub fn run_servers(args: ServersArgs) -> Result<ExitCode, Failure> {
 }
 
 pub fn run_join(args: JoinArgs) -> Result<ExitCode, Failure> {
-    let key = std::fs::read_to_string(&args.host_key_file)
-        .with_context(|| format!("cannot read `{}`", args.host_key_file.display()))?;
+    let key = match &args.host_key_file {
+        Some(file) => Some(
+            std::fs::read_to_string(file)
+                .with_context(|| format!("cannot read `{}`", file.display()))?,
+        ),
+        None => None,
+    };
     let body = serde_json::json!({
         "name": args.name,
         "address": args.address,
         "port": args.port,
-        "host_key": key.trim(),
+        "host_key": key.as_deref().map(str::trim),
     });
     let path = format!("/v1/clusters/{}/servers", segment(&args.cluster)?);
     call(&args.daemon, "POST", &path, &body.to_string())

@@ -175,12 +175,18 @@ enum Command {
     Man(man::Args),
 }
 
-/// Where the definitions are: `-d DIR`, the current directory by default.
+/// Where the definitions are: `-d DIR`, the current directory by default;
+/// and the elastic members of a daemon, if they count.
 #[derive(Debug, clap::Args)]
 struct DefinitionsDir {
     /// The definitions directory (with clusters/ and apps/).
     #[arg(short = 'd', long = "dir", value_name = "DIR", default_value = ".")]
     dir: PathBuf,
+    /// A watch daemon's state directory (its `--state-dir`): its ready
+    /// elastic members count as servers of their clusters, reached with
+    /// the host keys it keeps for them. Without it they are left out.
+    #[arg(long, value_name = "STATE_DIR", env = "RECONCILER_ELASTIC_MEMBERS")]
+    elastic_members: Option<PathBuf>,
 }
 
 /// Why a command did not succeed.

@@ -3,7 +3,7 @@
 use super::output::{note, say};
 use std::process::ExitCode;
 
-use crate::converge::{self, Loaded};
+use crate::converge::Loaded;
 use crate::definitions::{DefinitionFiles, LoadError, plural};
 
 use super::{DefinitionsDir, Failure};
@@ -34,7 +34,27 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
 /// same way.
 pub(super) fn load(dir: &DefinitionsDir) -> Result<Loaded, Failure> {
     let started = std::time::Instant::now();
-    let loaded = DefinitionFiles::read_dir(&dir.dir).and_then(|files| converge::load(&files));
+    let members = match &dir.elastic_members {
+        Some(state) => Some(members(state)?),
+        None => None,
+    };
+    let loaded = DefinitionFiles::read_dir(&dir.dir)
+        .and_then(|files| crate::elastic::load(&files, members.as_ref()))
+        .map(|(loaded, _)| loaded);
+    if let (Ok(loaded), None) = (&loaded, &members) {
+        for cluster in loaded
+            .definitions
+            .clusters
+            .iter()
+            .filter(|c| c.elastic.is_some())
+        {
+            note!(
+                "note: cluster `{}` takes elastic members, and they are left out; \
+                 pass --elastic-members STATE_DIR (the daemon's --state-dir) to cover them",
+                cluster.name
+            );
+        }
+    }
     if let Ok(loaded) = &loaded {
         tracing::info!(
             dir = %dir.dir.display(),
@@ -55,4 +75,20 @@ pub(super) fn load(dir: &DefinitionsDir) -> Result<Loaded, Failure> {
         }
         Err(other) => Err(other.into()),
     }
+}
+
+/// The elastic members a daemon keeps in its state directory `state`
+/// (read only: nothing is made there).
+fn members(state: &std::path::Path) -> Result<crate::elastic::Members, Failure> {
+    let dir = state.join("elastic");
+    if !dir.join("members.json").is_file() {
+        return Err(Failure::usage(
+            format!(
+                "`{}` holds no elastic members (no `elastic/members.json`)",
+                state.display()
+            ),
+            Some("pass the watch daemon's --state-dir, readable by this user"),
+        ));
+    }
+    Ok(crate::elastic::Members::open(&dir)?)
 }

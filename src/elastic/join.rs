@@ -17,7 +17,7 @@ use chrono::Utc;
 use super::{Member, MemberState, Members, extend};
 use crate::app::{AppTarget, Origin, Trigger};
 use crate::converge::{self, Act, ReconcileOptions, Selection};
-use crate::definitions::{Definitions, ServerName};
+use crate::definitions::{Definitions, Server, ServerName};
 use crate::release::{self, Stop};
 use crate::transport::Connector;
 
@@ -110,6 +110,9 @@ impl Joiner {
             .ok_or("the member has no desired state")?;
 
         self.enter(member, MemberState::Provisioning)?;
+        if member.host_key.is_none() {
+            self.first_contact(&host.server, member).await?;
+        }
         let packages = host.units.packages.iter().cloned().collect();
         let provisioned = crate::provision::provision(
             vec![(host.server.clone(), packages)],
@@ -165,6 +168,38 @@ impl Joiner {
                 .map_err(|cause| format!("releasing {}: {cause}", app.name))?;
         }
         self.enter(member, MemberState::Ready)
+    }
+
+    /// Connects to a member whose join carried no host key (its cluster
+    /// accepts new ones): ssh records the key the server offers in the
+    /// member's own known_hosts file, and that key is the member's from
+    /// then on, checked strictly. Logged as a warning with the key's
+    /// fingerprint, for an operator to compare with the server's own.
+    async fn first_contact(&self, server: &Server, member: &Member) -> Result<(), String> {
+        self.connector
+            .connect(server)
+            .await
+            .map_err(|e| format!("the first connection failed: {}", crate::error_chain(&e)))?;
+        let file = self.members.known_hosts(&member.name);
+        let key = std::fs::read_to_string(&file)
+            .ok()
+            .as_deref()
+            .and_then(super::recorded_key)
+            .ok_or(
+                "the first connection recorded no host key in the member's known_hosts file \
+                 (does a global known_hosts file hold it?)",
+            )?;
+        let fingerprint = super::fingerprint(&key).unwrap_or_default();
+        tracing::warn!(
+            %fingerprint,
+            host_key = %key,
+            "an elastic member's host key was accepted unchecked on first contact (`accept_new_host_keys`)"
+        );
+        if self.members.learn(&member.name, member.joined_at, &key) {
+            Ok(())
+        } else {
+            Err("it left while joining".into())
+        }
     }
 
     /// Makes the release live on the app's other servers live on the

@@ -21,6 +21,11 @@
 //! line of an algorithm name and base64.
 
 pub mod join;
+mod lost;
+
+pub use lost::sweep_lost;
+#[cfg(test)]
+use lost::{Unreachable, lost};
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -31,7 +36,7 @@ use serde::Deserialize;
 use tokio::sync::Notify;
 
 use crate::definitions::{
-    AppServer, ClusterName, Definitions, LoadError, ServerName, WebPool, names,
+    AppServer, ClusterName, Definitions, LoadError, MemberKnownHosts, ServerName, WebPool, names,
 };
 
 pub use crate::board::{Member, MemberState};
@@ -47,7 +52,9 @@ pub struct JoinRequest {
     pub port: Option<u16>,
     /// The server's SSH host public key, `<algorithm> <base64> [comment]`
     /// (the comment is dropped), as in its `/etc/ssh/ssh_host_*_key.pub`.
-    pub host_key: String,
+    /// Only a cluster that accepts new host keys takes a join without it.
+    #[serde(default)]
+    pub host_key: Option<String>,
 }
 
 /// Why a join or a leave is refused; each maps to one HTTP status.
@@ -98,6 +105,34 @@ pub fn host_key(line: &str) -> Result<String, String> {
         return Err("the host key is not base64 on one line".into());
     }
     Ok(format!("{algorithm} {key}"))
+}
+
+/// The SHA256 fingerprint of a host key `<algorithm> <base64>`, as
+/// `ssh-keygen -l` shows it (`SHA256:` and unpadded base64), or `None`
+/// when the key is not base64.
+pub fn fingerprint(key: &str) -> Option<String> {
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    let blob = base64::engine::general_purpose::STANDARD
+        .decode(key.split_ascii_whitespace().nth(1)?)
+        .ok()?;
+    let digest = sha2::Sha256::digest(&blob);
+    Some(format!(
+        "SHA256:{}",
+        base64::engine::general_purpose::STANDARD_NO_PAD.encode(digest)
+    ))
+}
+
+/// The host key a known_hosts file's first line holds, `<algorithm>
+/// <base64>` (its host names, hashed or not, dropped), or `None` when it
+/// holds none or the line is not a host key.
+pub fn recorded_key(known_hosts: &str) -> Option<String> {
+    let line = known_hosts
+        .lines()
+        .find(|l| !l.trim().is_empty() && !l.starts_with('#'))?;
+    let mut words = line.split_ascii_whitespace().skip(1);
+    let (algorithm, key) = (words.next()?, words.next()?);
+    host_key(&format!("{algorithm} {key}")).ok()
 }
 
 /// The known_hosts line that pins `key` for `address:port`.
@@ -246,7 +281,18 @@ impl Members {
         if port == 0 {
             return Err(Refusal::Invalid("port 0 cannot be connected to".into()));
         }
-        let key = host_key(&request.host_key).map_err(Refusal::Invalid)?;
+        let key = match &request.host_key {
+            Some(line) => Some(host_key(line).map_err(Refusal::Invalid)?),
+            None if elastic.accept_new_host_keys => None,
+            None => {
+                return Err(Refusal::Invalid(format!(
+                    "the join carries no `host_key`, and cluster `{cluster}` does not accept \
+                     new host keys\nhint: send the server's host public key (its \
+                     `/etc/ssh/ssh_host_ed25519_key.pub`), or set \
+                     `elastic.accept_new_host_keys: true` in the cluster"
+                )));
+            }
+        };
         if definitions
             .servers()
             .any(|(_, s)| s.name.as_str() == request.name && s.known_hosts.is_none())
@@ -286,7 +332,10 @@ impl Members {
                 "cluster `{cluster}` has {joined} members: its `max_servers`"
             )));
         }
-        let line = known_hosts_line(&member.address, member.port, &member.host_key);
+        // Without a key, an empty file: the first connection records one.
+        let line = member.host_key.as_deref().map_or(String::new(), |key| {
+            known_hosts_line(&member.address, member.port, key)
+        });
         crate::fsutil::write_atomically(&self.known_hosts(&member.name), line.as_bytes())
             .map_err(|e| Refusal::Unavailable(format!("cannot keep the host key: {e}")))?;
         let before = members.insert(member.name.clone(), member.clone());
@@ -365,6 +414,24 @@ impl Members {
             self.changed.notify_one();
         }
         Some(member)
+    }
+
+    /// Records `key` as the host key of the join of member `name` that
+    /// started at `joined_at` (the one its first connection recorded),
+    /// unless the member left or joined again meanwhile. Whether it did.
+    pub fn learn(&self, name: &str, joined_at: DateTime<Utc>, key: &str) -> bool {
+        let mut members = self.lock();
+        let Some(member) = members
+            .get_mut(name)
+            .filter(|m| m.joined_at == joined_at && m.state != MemberState::Leaving)
+        else {
+            return false;
+        };
+        member.host_key = Some(key.to_owned());
+        if let Err(error) = self.save(&members) {
+            tracing::error!(%error, server = name, "cannot keep the elastic members");
+        }
+        true
     }
 
     /// Marks member `name` of `cluster` `leaving`: no release or reload
@@ -510,7 +577,10 @@ pub fn extend(
             port: member.port,
             user: template.user.clone(),
             web_server: template.web_server,
-            known_hosts: Some(known_hosts(&member.name)),
+            known_hosts: Some(MemberKnownHosts {
+                file: known_hosts(&member.name),
+                accept_new: member.host_key.is_none() && elastic.accept_new_host_keys,
+            }),
         });
         let cluster_name = ClusterName::new(member.cluster.as_str());
         for app in out.apps.iter_mut().filter(|a| a.cluster == cluster_name) {
@@ -565,58 +635,6 @@ pub fn load(
         },
         Some(base),
     ))
-}
-
-/// Marks `lost` every ready member whose reconciles have failed for
-/// longer than `grace` (since its last success, or since it became
-/// ready): the loop stops working on it rather than retrying forever.
-/// Runs until dropped, looking every quarter of `grace` (1 to 30 s).
-pub async fn sweep_lost(
-    members: std::sync::Arc<Members>,
-    board: std::sync::Arc<crate::board::Board>,
-    grace: std::time::Duration,
-) {
-    let period = (grace / 4).clamp(
-        std::time::Duration::from_secs(1),
-        std::time::Duration::from_secs(30),
-    );
-    let grace = chrono::Duration::from_std(grace).unwrap_or(chrono::Duration::MAX);
-    let mut every = tokio::time::interval(period);
-    loop {
-        every.tick().await;
-        let now = Utc::now();
-        let status = board.snapshot();
-        for member in members.all() {
-            if let Some(cause) = lost(&member, status.hosts.get(&member.name), now, grace) {
-                tracing::warn!(server = %member.name, %cause, "an elastic member is lost");
-                members.set(&member.name, MemberState::Lost, Some(cause), now);
-            }
-        }
-    }
-}
-
-/// Why a ready `member` whose host is `host` on the board counts as lost
-/// at `now`, if it does.
-fn lost(
-    member: &Member,
-    host: Option<&crate::board::HostStatus>,
-    now: DateTime<Utc>,
-    grace: chrono::Duration,
-) -> Option<String> {
-    let host = host?;
-    if member.state != MemberState::Ready || host.failures == 0 {
-        return None;
-    }
-    let good = host
-        .last_success_at
-        .map_or(member.since, |at| at.max(member.since));
-    (now - good > grace).then(|| {
-        format!(
-            "failing since {}: {}",
-            good.format("%Y-%m-%d %H:%M:%S UTC"),
-            host.last_message.as_deref().unwrap_or("no message")
-        )
-    })
 }
 
 #[cfg(test)]

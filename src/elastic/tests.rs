@@ -29,7 +29,7 @@ fn request(name: &str) -> JoinRequest {
         name: name.into(),
         address: "192.0.2.50".into(),
         port: None,
-        host_key: format!("{KEY} root@image"),
+        host_key: Some(format!("{KEY} root@image")),
     }
 }
 
@@ -44,7 +44,7 @@ fn ready_member() -> Member {
         cluster: "c".into(),
         address: "192.0.2.50".into(),
         port: 22,
-        host_key: KEY.into(),
+        host_key: Some(KEY.into()),
         state: MemberState::Ready,
         cause: None,
         joined_at: now(),
@@ -72,11 +72,11 @@ fn a_join_is_refused_where_the_cluster_takes_none_is_full_or_the_name_is_taken()
     ));
     for bad in [
         JoinRequest {
-            host_key: "ssh-dss AAAAB3NzaC1kc3MAAACBAP".into(),
+            host_key: Some("ssh-dss AAAAB3NzaC1kc3MAAACBAP".into()),
             ..request("web-9")
         },
         JoinRequest {
-            host_key: format!("{KEY}\n[127.0.0.1]:22 ssh-ed25519 AAAA"),
+            host_key: Some(format!("{KEY}\n[127.0.0.1]:22 ssh-ed25519 AAAA")),
             ..request("web-9")
         },
         JoinRequest {
@@ -101,7 +101,11 @@ fn a_join_is_refused_where_the_cluster_takes_none_is_full_or_the_name_is_taken()
         .admit(&elastic, "c", &request("web-9"), now())
         .expect("admitted");
     assert_eq!(member.state, MemberState::Joining);
-    assert_eq!(member.host_key, KEY, "the comment is dropped");
+    assert_eq!(
+        member.host_key.as_deref(),
+        Some(KEY),
+        "the comment is dropped"
+    );
     assert!(matches!(
         members.admit(&elastic, "c", &request("web-10"), now()),
         Err(Refusal::Conflict(_))
@@ -148,7 +152,13 @@ fn a_member_copies_the_roles_of_its_like_server_but_not_its_scheduler_or_deploy_
         .find(|(_, s)| s.name.as_str() == "web-9")
         .expect("a server of c");
     assert!(server.web_server);
-    assert_eq!(server.known_hosts, Some(PathBuf::from("/kh/web-9")));
+    assert_eq!(
+        server.known_hosts,
+        Some(MemberKnownHosts {
+            file: PathBuf::from("/kh/web-9"),
+            accept_new: false
+        })
+    );
     let role = extended.apps[0]
         .servers
         .iter()
@@ -268,4 +278,113 @@ fn a_member_that_leaves_while_a_commit_loads_is_not_put_back_in_force_by_its_tak
     // …and the take does not put it back.
     members.put_in_force(base.expect("the files' own definitions"));
     assert!(!in_force_has(&in_force, "web-9"), "the take resurrected it");
+}
+
+#[test]
+fn a_join_without_a_host_key_is_refused_unless_the_cluster_accepts_new_host_keys() {
+    let dir = tempfile::tempdir().expect("dir");
+    let members = Members::open(dir.path()).expect("open");
+    let keyless = JoinRequest {
+        host_key: None,
+        ..request("web-9")
+    };
+    let strict = definitions("elastic: { max_servers: 2 }\n");
+    let refused = members.admit(&strict, "c", &keyless, now());
+    assert!(
+        matches!(&refused, Err(Refusal::Invalid(m)) if m.contains("accept_new_host_keys")),
+        "{refused:?}"
+    );
+    assert!(members.all().is_empty(), "nothing refused is recorded");
+
+    let trusting = definitions("elastic: { max_servers: 2, accept_new_host_keys: true }\n");
+    let member = members
+        .admit(&trusting, "c", &keyless, now())
+        .expect("admitted");
+    assert_eq!(member.host_key, None);
+    let file = members.known_hosts("web-9");
+    assert_eq!(std::fs::read_to_string(&file).expect("made"), "");
+    // Until its first connection recorded a key, a connection may record
+    // one; from then on the key is checked strictly.
+    let first = |m: &Member| {
+        extend(&trusting, std::slice::from_ref(m), |n| {
+            members.known_hosts(n)
+        })
+        .servers()
+        .find(|(_, s)| s.name.as_str() == "web-9")
+        .and_then(|(_, s)| s.known_hosts.clone())
+        .expect("a member's own known_hosts")
+    };
+    assert!(first(&member).accept_new);
+    assert!(members.learn("web-9", member.joined_at, KEY));
+    let learnt = members.get("c", "web-9").expect("kept");
+    assert_eq!(learnt.host_key.as_deref(), Some(KEY));
+    assert!(!first(&learnt).accept_new);
+    // A member whose join carried its key never records another, even in
+    // a cluster that accepts new keys.
+    let keyed = members
+        .admit(&trusting, "c", &request("web-10"), now())
+        .expect("admitted");
+    assert!(
+        !first(&Member {
+            name: "web-9".into(),
+            ..keyed
+        })
+        .accept_new
+    );
+}
+
+#[test]
+fn a_recorded_host_key_is_read_from_a_hashed_or_plain_line_with_its_fingerprint() {
+    let hashed = format!("|1|c2FsdA==|aGFzaA== {KEY}\n");
+    assert_eq!(recorded_key(&hashed).as_deref(), Some(KEY));
+    let plain = format!("[192.0.2.50]:2222 {KEY}\n");
+    assert_eq!(recorded_key(&plain).as_deref(), Some(KEY));
+    assert_eq!(recorded_key(""), None);
+    assert_eq!(recorded_key("host ssh-dss AAAAB3NzaC1kc3MAAACBAP\n"), None);
+    // As `ssh-keygen -lf` shows it for this key.
+    assert_eq!(
+        fingerprint(KEY).as_deref(),
+        Some("SHA256:RDRFGDKXGf5ikWaV3+19/MonWqQG+kxsrfY6BxTPKDQ")
+    );
+}
+
+#[test]
+fn a_ready_member_unreachable_past_the_grace_period_is_lost() {
+    let member = ready_member();
+    let grace = chrono::Duration::seconds(5);
+    let unreachable = Unreachable {
+        since: now() + chrono::Duration::seconds(10),
+        cause: "connection refused".into(),
+    };
+    assert!(
+        unreachable
+            .past(&member, now() + chrono::Duration::seconds(14), grace)
+            .is_none()
+    );
+    let cause = unreachable
+        .past(&member, now() + chrono::Duration::seconds(16), grace)
+        .expect("lost");
+    assert!(
+        cause.starts_with("unreachable since 2026-12-01 04:00:10 UTC: connection refused"),
+        "{cause}"
+    );
+    // Counted from when it became ready, not from an earlier failure.
+    let rejoined = Member {
+        since: now() + chrono::Duration::seconds(12),
+        ..member.clone()
+    };
+    assert!(
+        unreachable
+            .past(&rejoined, now() + chrono::Duration::seconds(16), grace)
+            .is_none()
+    );
+    let leaving = Member {
+        state: MemberState::Leaving,
+        ..member
+    };
+    assert!(
+        unreachable
+            .past(&leaving, now() + chrono::Duration::minutes(9), grace)
+            .is_none()
+    );
 }

@@ -82,6 +82,13 @@ pub struct Elastic {
     /// What every member is; its name, address and port come with its join.
     #[serde(default)]
     pub template: ElasticTemplate,
+    /// Whether a join may come without the server's SSH host key, the key
+    /// then being trusted on the first connection to it and recorded (a
+    /// warning with its fingerprint is logged), and checked strictly from
+    /// then on. Without it, a join must carry the key. Only for networks
+    /// where nothing can come between the daemon and a new server.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub accept_new_host_keys: bool,
 }
 
 /// What an elastic member is, apart from its name, address and port.
@@ -378,12 +385,23 @@ pub struct Server {
     /// Whether the server runs nginx and PHP-FPM and can take web roles.
     #[serde(default)]
     pub web_server: bool,
-    /// For an elastic member only (never read from a file): the known_hosts
-    /// file holding the host key its join carried, checked strictly instead
-    /// of `--known-hosts`.
+    /// For an elastic member only (never read from a file): its own
+    /// known_hosts file, used instead of `--known-hosts`.
     #[serde(skip)]
     #[schemars(skip)]
-    pub known_hosts: Option<std::path::PathBuf>,
+    pub known_hosts: Option<MemberKnownHosts>,
+}
+
+/// An elastic member's own known_hosts file, and how it is checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberKnownHosts {
+    /// The file: the host key its join carried, or the one its first
+    /// connection recorded.
+    pub file: std::path::PathBuf,
+    /// Whether a connection may record a key the file does not hold yet
+    /// (its join carried none, and its cluster's `elastic` accepts new host
+    /// keys); a key that differs from one recorded is refused all the same.
+    pub accept_new: bool,
 }
 
 impl Server {

@@ -15,15 +15,14 @@ pub(super) fn session_builder(server: &Server, options: &ConnectOptions) -> Sess
     builder
         .user(server.user.clone())
         .port(server.port)
-        // An elastic member's key came with its join: checked strictly,
-        // never learnt.
-        .known_hosts_check(
-            if options.accept_new_host_keys && server.known_hosts.is_none() {
-                KnownHosts::Add
-            } else {
-                KnownHosts::Strict
-            },
-        )
+        // An elastic member's key is its own file's: checked strictly,
+        // unless its cluster accepts a new key and it has none yet.
+        .known_hosts_check(match &server.known_hosts {
+            Some(member) if member.accept_new => KnownHosts::Add,
+            Some(_) => KnownHosts::Strict,
+            None if options.accept_new_host_keys => KnownHosts::Add,
+            None => KnownHosts::Strict,
+        })
         .connect_timeout(whole_seconds(options.connect_timeout))
         .server_alive_interval(SERVER_ALIVE_INTERVAL)
         .control_persist(match std::num::NonZeroUsize::new(MASTER_IDLE as usize) {
@@ -31,7 +30,8 @@ pub(super) fn session_builder(server: &Server, options: &ConnectOptions) -> Sess
             None => ControlPersist::ClosedAfterInitialConnection,
         })
         .control_directory(control_directory());
-    if let Some(known_hosts) = server.known_hosts.as_ref().or(options.known_hosts.as_ref()) {
+    let member = server.known_hosts.as_ref().map(|m| &m.file);
+    if let Some(known_hosts) = member.or(options.known_hosts.as_ref()) {
         builder.user_known_hosts_file(known_hosts);
     }
     if let Some(identity) = &options.identity {

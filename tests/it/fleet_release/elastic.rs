@@ -6,7 +6,7 @@ use super::*;
 
 /// The host key of `server` as the fleet's known_hosts holds it
 /// (`ssh-ed25519 AAAA...`).
-fn host_key(repo: &Repo, server: &str) -> String {
+pub(super) fn host_key(repo: &Repo, server: &str) -> String {
     let port = repo.fleet.server(server).ssh_port;
     let known = std::fs::read_to_string(&repo.fleet.known_hosts).expect("known_hosts");
     let prefix = format!("[127.0.0.1]:{port} ");
@@ -19,13 +19,14 @@ fn host_key(repo: &Repo, server: &str) -> String {
 }
 
 /// A daemon on `defs` with its state in `state`, listening on `addr`, its
-/// log in `state/../watch.log`.
-fn watch(
+/// log in `state/../watch.log`, with `extra` options.
+pub(super) fn watch(
     repo: &Repo,
     defs: &Path,
     state: &Path,
     addr: std::net::SocketAddr,
     tokens: &Path,
+    extra: &[&str],
 ) -> Killed {
     let log = std::fs::File::create(state.with_extension("log")).expect("log");
     let child = common::reconciler()
@@ -48,6 +49,7 @@ fn watch(
         .arg(&repo.fleet.known_hosts)
         .arg("--ssh-key")
         .arg(&repo.fleet.key)
+        .args(extra)
         .env("RUST_LOG", "info")
         .stdout(Stdio::null())
         .stderr(log)
@@ -61,7 +63,7 @@ fn watch(
     Killed(child)
 }
 
-fn call(
+pub(super) fn call(
     addr: std::net::SocketAddr,
     method: &str,
     path: &str,
@@ -76,14 +78,65 @@ fn call(
     common::http(addr, method, path, &headers, body.as_bytes()).expect("HTTP")
 }
 
-fn join_body(repo: &Repo, name: &str, server: &str, key: &str) -> String {
+pub(super) fn join_body(repo: &Repo, name: &str, server: &str, key: &str) -> String {
     let s = repo.fleet.server(server);
     serde_json::json!({ "name": name, "address": s.address, "port": s.ssh_port, "host_key": key })
         .to_string()
 }
 
+/// A new join token of `cluster` in the daemon's `state` (made if missing).
+pub(super) fn join_token(state: &Path, cluster: &str) -> String {
+    std::fs::create_dir_all(state).expect("state dir");
+    let out = common::reconciler()
+        .args(["join-token", cluster, "--state-dir"])
+        .arg(state)
+        .output()
+        .expect("join-token");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// Removes whatever an earlier test left of rel on `server` (one in no
+/// definitions), so that only a join can make it serve rel.
+pub(super) fn forget_rel(repo: &Repo, server: &str) {
+    repo.ssh(
+        server,
+        "rm -rf /home/rel/current /home/rel/releases /var/lib/reconciler/apps/rel \
+         /etc/nginx/sites-enabled/rel.conf; nginx -s reload || true",
+    );
+}
+
+/// Commits the cluster `fleet` of `repo` (a git repository) with
+/// `elastic: <elastic>` in place of any it had; the commit.
+pub(super) fn commit_elastic(repo: &Repo, elastic: &str) -> String {
+    let path = repo.dir.path().join("clusters/fleet.yaml");
+    let cluster = std::fs::read_to_string(&path).expect("cluster");
+    let kept: String = cluster
+        .lines()
+        .filter(|l| !l.starts_with("elastic:"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    repo.write(
+        "clusters/fleet.yaml",
+        &format!("{kept}elastic: {elastic}\n"),
+    );
+    commit_all(repo.dir.path(), "elastic");
+    git(repo.dir.path(), &["rev-parse", "HEAD"])
+        .trim()
+        .to_owned()
+}
+
 /// Polls the member until its state is not a joining one; returns it.
-fn settled(addr: std::net::SocketAddr, token: &str, name: &str, log: &Path) -> serde_json::Value {
+pub(super) fn settled(
+    addr: std::net::SocketAddr,
+    token: &str,
+    name: &str,
+    log: &Path,
+) -> serde_json::Value {
     let deadline = Instant::now() + Duration::from_secs(180);
     loop {
         let got = call(
@@ -109,7 +162,7 @@ fn settled(addr: std::net::SocketAddr, token: &str, name: &str, log: &Path) -> s
 }
 
 /// Waits until `server` answers `id id` for rel.
-fn wait_page(repo: &Repo, server: &str, id: &str, log: &Path) {
+pub(super) fn wait_page(repo: &Repo, server: &str, id: &str, log: &Path) {
     let deadline = Instant::now() + Duration::from_secs(90);
     while page(repo, server) != (200, format!("{id} {id}")) {
         assert!(
@@ -123,7 +176,7 @@ fn wait_page(repo: &Repo, server: &str, id: &str, log: &Path) {
 }
 
 /// Releases rel's `main` through the daemon's deploy webhook; the job.
-fn deploy_and_wait(addr: std::net::SocketAddr, token: &str) -> serde_json::Value {
+pub(super) fn deploy_and_wait(addr: std::net::SocketAddr, token: &str) -> serde_json::Value {
     let accepted = super::webhook::post_deploy(addr, token, "main");
     assert_eq!(accepted.status, 202, "{}", accepted.body);
     let job: serde_json::Value = serde_json::from_str(&accepted.body).expect("JSON");
@@ -131,7 +184,7 @@ fn deploy_and_wait(addr: std::net::SocketAddr, token: &str) -> serde_json::Value
 }
 
 /// Waits until a commit is in force (the status names it).
-fn wait_in_force(addr: std::net::SocketAddr) {
+pub(super) fn wait_in_force(addr: std::net::SocketAddr) {
     let deadline = Instant::now() + Duration::from_secs(60);
     while !call(addr, "GET", "/v1/status", None, "")
         .body
@@ -143,7 +196,7 @@ fn wait_in_force(addr: std::net::SocketAddr) {
 }
 
 /// Waits until the loop works on `server` (or no longer does).
-fn wait_host(addr: std::net::SocketAddr, server: &str, present: bool) {
+pub(super) fn wait_host(addr: std::net::SocketAddr, server: &str, present: bool) {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let status: serde_json::Value =
@@ -166,51 +219,26 @@ fn a_server_joins_through_the_listener_with_its_host_key_is_served_releases_and_
     app.commit("e1", &[]);
     let repo = definitions(&app, 5);
     expect(&run(&repo, &app, &["release", "rel"]), 0);
-    // fleet-3 is in no definitions: whatever an earlier test left of rel
-    // there goes, so that only the join can make it serve.
-    repo.ssh(
-        "fleet-3",
-        "rm -rf /home/rel/current /home/rel/releases /var/lib/reconciler/apps/rel \
-         /etc/nginx/sites-enabled/rel.conf; nginx -s reload || true",
-    );
+    forget_rel(&repo, "fleet-3");
     assert_ne!(page(&repo, "fleet-3"), (200, "e1 e1".into()));
 
-    let cluster =
-        std::fs::read_to_string(repo.dir.path().join("clusters/fleet.yaml")).expect("cluster");
-    repo.write(
-        "clusters/fleet.yaml",
-        &format!("{cluster}elastic: {{ max_servers: 1, template: {{ like: fleet-2 }} }}\n"),
-    );
     let defs = repo.dir.path();
     git(defs, &["init", "-q", "-b", "main"]);
-    commit_all(defs, "elastic");
+    commit_elastic(&repo, "{ max_servers: 1, template: { like: fleet-2 } }");
     let home = tempfile::tempdir().expect("tempdir");
     let state = home.path().join("watch");
     let log = state.with_extension("log");
     let tokens = home.path().join("deploy-tokens");
     let deploy = super::webhook::deploy_token(&tokens, "rel");
-    let join_token = |cluster: &str| {
-        let out = common::reconciler()
-            .args(["join-token", cluster, "--state-dir"])
-            .arg(&state)
-            .output()
-            .expect("join-token");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).trim().to_owned()
-    };
     std::fs::create_dir_all(&state).expect("state dir");
-    let (token, other) = (join_token("fleet"), join_token("other"));
+    let (token, other) = (join_token(&state, "fleet"), join_token(&state, "other"));
     assert!(
         !std::fs::read_to_string(state.join("join-tokens"))
             .expect("tokens")
             .contains(&token)
     );
     let addr: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
-    let mut daemon = watch(&repo, defs, &state, addr, &tokens);
+    let mut daemon = watch(&repo, defs, &state, addr, &tokens, &[]);
     wait_in_force(addr);
 
     // Refused joins reach no server.
@@ -294,7 +322,7 @@ fn a_server_joins_through_the_listener_with_its_host_key_is_served_releases_and_
 
     // A restart keeps it.
     drop(daemon);
-    daemon = watch(&repo, defs, &state, addr, &tokens);
+    daemon = watch(&repo, defs, &state, addr, &tokens, &[]);
     let kept = settled(addr, &token, "fleet-3", &log);
     assert_eq!(kept["state"], "ready", "{kept}");
 
