@@ -243,6 +243,7 @@ mod causes;
 mod daemon;
 mod elastic;
 mod guard;
+mod notify;
 mod releases;
 mod warm;
 mod webhook;
