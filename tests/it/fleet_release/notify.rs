@@ -1,6 +1,7 @@
 //! Notifications end to end (`notify:` and `watch --notify-urls`): a
 //! guarded release that real traffic fails is rolled back by the daemon,
-//! and a webhook receiver on loopback is told once, with the reason.
+//! and a webhook receiver on loopback is told once, with the reason; a
+//! restarted daemon does not make that release again.
 
 use super::daemon::{last_log_line, wait_body, wait_serving_in, wait_status, watch_with};
 use super::*;
@@ -116,7 +117,7 @@ fn load(repo: &Repo, stop: &Arc<AtomicBool>) -> Vec<std::thread::JoinHandle<Vec<
 
 #[test]
 #[ignore = "needs the test fleet: tests/fleet/fleet up 4"]
-fn a_release_its_guard_rolls_back_is_told_once_to_the_webhook_with_the_reason() {
+fn a_release_its_guard_rolls_back_is_told_once_with_the_reason_and_held_after_a_restart() {
     let receiver = Receiver::start();
     let app = AppRepo::new();
     let good = app.commit("n1", &[]);
@@ -144,7 +145,7 @@ fn a_release_its_guard_rolls_back_is_told_once_to_the_webhook_with_the_reason() 
     )
     .expect("urls");
     let urls = urls.to_str().expect("a UTF-8 path").to_owned();
-    let _daemon = watch_with(&repo, state.path(), &["--notify-urls", &urls]);
+    let daemon = watch_with(&repo, state.path(), &["--notify-urls", &urls]);
     wait_status(state.path(), Duration::from_secs(60), |code, s| {
         code == 0 && s["apps"]["rel"]["state"] == "converged"
     });
@@ -194,4 +195,51 @@ fn a_release_its_guard_rolls_back_is_told_once_to_the_webhook_with_the_reason() 
     assert_eq!(notice["commit"], bad.as_str(), "{notice}");
     let message = notice["message"].as_str().expect("a message");
     assert!(message.contains(&reason), "{message}\nreason: {reason}");
+
+    // A restarted daemon reads the rollback from the release logs: the
+    // pin still names n2, and n2 is not released again (without traffic
+    // its guard would pass it). It says why, as a failed release.
+    let lines = |server| {
+        repo.ssh(server, "wc -l < /var/lib/reconciler/apps/rel/release.log")
+            .trim()
+            .to_owned()
+    };
+    let before: Vec<String> = SERVERS.iter().map(|s| lines(s)).collect();
+    drop(daemon);
+    let _daemon = watch_with(&repo, state.path(), &["--notify-urls", &urls]);
+    wait_status(state.path(), Duration::from_secs(60), |_, s| {
+        s["apps"]["rel"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("released again only by `reconciler release`"))
+    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !receiver
+        .bodies()
+        .iter()
+        .any(|b| b["event"] == "release-failed")
+    {
+        assert!(Instant::now() < deadline, "{:#?}", receiver.bodies());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_secs(5));
+    assert_serves(&repo, "n1");
+    let after: Vec<String> = SERVERS.iter().map(|s| lines(s)).collect();
+    assert_eq!(after, before, "no release since the rollback");
+    let bodies = receiver.bodies();
+    let told = |event: &str| bodies.iter().filter(|b| b["event"] == event).count();
+    assert_eq!(
+        (told("rolled-back"), told("release-failed")),
+        (1, 1),
+        "{bodies:#?}"
+    );
+    let held = bodies
+        .iter()
+        .find(|b| b["event"] == "release-failed")
+        .expect("told");
+    assert!(
+        held["message"]
+            .as_str()
+            .is_some_and(|m| m.contains(&reason)),
+        "{held}"
+    );
 }
