@@ -243,6 +243,10 @@ fn an_app_or_server_that_left_loses_its_traffic_figures_series_and_history() {
     assert_eq!(board.traffic_history().keys().collect::<Vec<_>>(), ["shop"]);
 }
 
+/// One histogram series as scraped: its buckets (`le`, cumulative count),
+/// its `_sum` and its `_count`.
+type Series = (Vec<(f64, u64)>, Option<f64>, Option<u64>);
+
 /// Checks every histogram family of `text` as OpenMetrics wants it: per
 /// series, a `_sum`, a `_count`, buckets whose `le` rise and whose counts
 /// never fall, and a last `+Inf` bucket equal to `_count`. The families
@@ -254,8 +258,7 @@ fn valid_histograms(text: &str) -> Vec<String> {
         .collect();
     for family in &families {
         // Per label set (without `le`): the buckets, the sum and the count.
-        let mut series: BTreeMap<String, (Vec<(f64, u64)>, Option<f64>, Option<u64>)> =
-            BTreeMap::new();
+        let mut series: BTreeMap<String, Series> = BTreeMap::new();
         for line in text.lines() {
             let Some(rest) = line.strip_prefix(*family) else {
                 continue;
