@@ -1,11 +1,14 @@
 //! The Prometheus metrics of the board: their families, labels and
 //! registration.
 
-use prometheus_client::encoding::EncodeLabelSet;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeMetric, MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::metrics::{MetricType, TypedMetric};
 use prometheus_client::registry::Registry;
 
 use super::PROBLEM_KINDS;
@@ -32,6 +35,67 @@ pub(super) struct RequestLabel {
     pub(super) app: String,
     pub(super) server: String,
     pub(super) class: String,
+}
+
+/// One app on one server.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(super) struct AppServerLabel {
+    pub(super) app: String,
+    pub(super) server: String,
+}
+
+/// The request times of one app on one server, as its access log counts
+/// them (`traffic::Figures`): a histogram built from counts already in
+/// buckets, which `Histogram` (one observation at a time) cannot take.
+/// Its buckets are `traffic::BUCKETS` and `+Inf`; its sum is exact to the
+/// millisecond. Clones count together.
+#[derive(Clone, Debug, Default)]
+pub(super) struct RequestTimes(Arc<Mutex<RequestTimesInner>>);
+
+#[derive(Debug, Default)]
+struct RequestTimesInner {
+    time_ms: u64,
+    buckets: [u64; 12],
+}
+
+impl RequestTimes {
+    /// Adds the request times of `figures`.
+    pub(super) fn add(&self, figures: &crate::traffic::Figures) {
+        let mut inner = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        inner.time_ms += figures.time_ms;
+        for (sum, count) in inner.buckets.iter_mut().zip(figures.buckets) {
+            *sum += count;
+        }
+    }
+}
+
+impl TypedMetric for RequestTimes {
+    const TYPE: MetricType = MetricType::Histogram;
+}
+
+impl EncodeMetric for RequestTimes {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        let (time_ms, counts) = {
+            let inner = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+            (inner.time_ms, inner.buckets)
+        };
+        // Per bucket, not cumulated: the encoder sums them up.
+        let buckets: Vec<(f64, u64)> = crate::traffic::BUCKETS
+            .into_iter()
+            .chain([f64::INFINITY])
+            .zip(counts)
+            .collect();
+        encoder.encode_histogram::<NoLabelSet>(
+            time_ms as f64 / 1000.0,
+            counts.iter().sum(),
+            &buckets,
+            None,
+        )
+    }
+
+    fn metric_type(&self) -> MetricType {
+        Self::TYPE
+    }
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -124,6 +188,7 @@ pub(super) struct Metrics {
     pub(super) last_fetch: Gauge,
     pub(super) app_converged: Family<AppLabel, Gauge>,
     pub(super) http_requests: Family<RequestLabel, Counter>,
+    pub(super) request_times: Family<AppServerLabel, RequestTimes>,
     pub(super) elastic: Family<MemberLabel, Gauge>,
 }
 
@@ -231,6 +296,13 @@ impl Metrics {
              (5xx, 4xx, other), from its access log",
             http_requests.clone(),
         );
+        let request_times = Family::<AppServerLabel, RequestTimes>::default();
+        registry.register(
+            "http_request_duration_seconds",
+            "How long an app's vhost took to answer on a web server (nginx's request time) since \
+             the daemon started, from its access log",
+            request_times.clone(),
+        );
         let elastic = Family::<MemberLabel, Gauge>::default();
         registry.register(
             "elastic_member",
@@ -241,6 +313,7 @@ impl Metrics {
         Self {
             elastic,
             http_requests,
+            request_times,
             problems,
             fetch_failures,
             fetch_failing,

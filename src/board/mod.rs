@@ -268,6 +268,10 @@ impl Board {
             gone
         };
         for (app, server) in gone {
+            metrics.request_times.remove(&metrics::AppServerLabel {
+                app: app.clone(),
+                server: server.clone(),
+            });
             for class in ["5xx", "4xx", "other"] {
                 metrics.http_requests.remove(&metrics::RequestLabel {
                     app: app.clone(),
@@ -325,6 +329,13 @@ impl Board {
         });
         for f in read.figures.iter().filter(|f| !f.first) {
             let figures = &f.figures;
+            self.metrics
+                .request_times
+                .get_or_create(&metrics::AppServerLabel {
+                    app: f.app.to_string(),
+                    server: f.server.to_string(),
+                })
+                .add(figures);
             let other = figures
                 .requests
                 .saturating_sub(figures.errors + figures.client_errors);

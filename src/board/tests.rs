@@ -172,6 +172,7 @@ fn requests_are_counted_by_class_after_each_logs_first_read() {
                 errors: 2,
                 client_errors: 3,
                 buckets: [10, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+                time_ms: 30,
             },
             first,
         }],
@@ -240,4 +241,126 @@ fn an_app_or_server_that_left_loses_its_traffic_figures_series_and_history() {
     assert_eq!(traffic.keys().collect::<Vec<_>>(), ["shop"]);
     assert_eq!(traffic["shop"].keys().collect::<Vec<_>>(), ["web-1"]);
     assert_eq!(board.traffic_history().keys().collect::<Vec<_>>(), ["shop"]);
+}
+
+/// One histogram series as scraped: its buckets (`le`, cumulative count),
+/// its `_sum` and its `_count`.
+type Series = (Vec<(f64, u64)>, Option<f64>, Option<u64>);
+
+/// Checks every histogram family of `text` as OpenMetrics wants it: per
+/// series, a `_sum`, a `_count`, buckets whose `le` rise and whose counts
+/// never fall, and a last `+Inf` bucket equal to `_count`. The families
+/// checked, by name.
+fn valid_histograms(text: &str) -> Vec<String> {
+    let families: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE ")?.strip_suffix(" histogram"))
+        .collect();
+    for family in &families {
+        // Per label set (without `le`): the buckets, the sum and the count.
+        let mut series: BTreeMap<String, Series> = BTreeMap::new();
+        for line in text.lines() {
+            let Some(rest) = line.strip_prefix(*family) else {
+                continue;
+            };
+            let (name_and_labels, value) = rest.rsplit_once(' ').expect("a value");
+            let (suffix, labels) = name_and_labels
+                .split_once('{')
+                .map_or((name_and_labels, ""), |(s, l)| (s, l));
+            let labels = labels.trim_end_matches('}');
+            match suffix {
+                "_bucket" => {
+                    // `le` among the others, wherever it is (no value here
+                    // has a comma).
+                    let (le, others): (Vec<&str>, Vec<&str>) =
+                        labels.split(',').partition(|l| l.starts_with("le=\""));
+                    let labels = others.join(",");
+                    let le = le.first().expect("a bucket has `le`");
+                    let le = le.trim_start_matches("le=\"").trim_end_matches('"');
+                    let le = if le == "+Inf" {
+                        f64::INFINITY
+                    } else {
+                        le.parse().expect("le is a number")
+                    };
+                    let count = value.parse().expect("a bucket count is an integer");
+                    series.entry(labels).or_default().0.push((le, count));
+                }
+                "_sum" => {
+                    let sum: f64 = value.parse().expect("a sum");
+                    assert!(sum >= 0.0, "{line}");
+                    series.entry(labels.to_owned()).or_default().1 = Some(sum);
+                }
+                "_count" => {
+                    series.entry(labels.to_owned()).or_default().2 =
+                        Some(value.parse().expect("a count is an integer"));
+                }
+                _ => {}
+            }
+        }
+        for (labels, (buckets, sum, count)) in &series {
+            assert!(sum.is_some(), "{family}{{{labels}}} has no _sum:\n{text}");
+            let count = count.unwrap_or_else(|| panic!("{family}{{{labels}}} has no _count"));
+            assert!(
+                buckets
+                    .windows(2)
+                    .all(|w| w[0].0 < w[1].0 && w[0].1 <= w[1].1),
+                "{family}{{{labels}}}: buckets not rising: {buckets:?}"
+            );
+            assert_eq!(
+                buckets.last().copied(),
+                Some((f64::INFINITY, count)),
+                "{family}{{{labels}}}: the +Inf bucket is not _count"
+            );
+        }
+    }
+    families.into_iter().map(str::to_owned).collect()
+}
+
+#[test]
+fn request_times_are_a_histogram_of_the_access_logs_buckets_with_their_exact_sum() {
+    use crate::definitions::{AppName, ServerName};
+    use crate::traffic::{AppFigures, Figures, Read};
+    let board = Board::new("repo", "main", None);
+    board.count("web-1", "applied", 0.5, false);
+    let read = |first: bool| Read {
+        figures: vec![AppFigures {
+            server: ServerName::new("web-1"),
+            app: AppName::new("shop"),
+            figures: Figures {
+                requests: 10,
+                errors: 1,
+                client_errors: 0,
+                buckets: [6, 0, 0, 2, 0, 0, 0, 1, 0, 0, 0, 1],
+                time_ms: 12_345,
+            },
+            first,
+        }],
+        failed: Vec::new(),
+    };
+    // A log's first read is history: not counted.
+    board.traffic(&read(true), 15.0, Utc::now());
+    board.traffic(&read(false), 15.0, Utc::now());
+    board.traffic(&read(false), 15.0, Utc::now());
+    let text = board.metrics_text();
+    let name = "reconciler_http_request_duration_seconds";
+    let labels = "app=\"shop\",server=\"web-1\"";
+    for line in [
+        format!("# TYPE {name} histogram"),
+        format!("{name}_sum{{{labels}}} 24.69"),
+        format!("{name}_count{{{labels}}} 20"),
+        format!("{name}_bucket{{le=\"0.005\",{labels}}} 12"),
+        format!("{name}_bucket{{le=\"0.05\",{labels}}} 16"),
+        format!("{name}_bucket{{le=\"1.0\",{labels}}} 18"),
+        format!("{name}_bucket{{le=\"10.0\",{labels}}} 18"),
+        format!("{name}_bucket{{le=\"+Inf\",{labels}}} 20"),
+    ] {
+        assert!(text.lines().any(|l| l == line), "no `{line}` in\n{text}");
+    }
+    assert_eq!(
+        valid_histograms(&text),
+        ["reconciler_reconcile_duration_seconds", name]
+    );
+
+    board.forget(&[], &["shop".to_owned()]);
+    assert!(!board.metrics_text().contains("shop"));
 }

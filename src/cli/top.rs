@@ -142,6 +142,7 @@ mod tests {
             errors: 10,
             client_errors: 2,
             buckets: [30, 0, 0, 0, 8, 0, 0, 0, 0, 0, 0, 2],
+            time_ms: 25_000,
         };
         let text = view(
             &[AppFigures {

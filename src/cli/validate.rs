@@ -3,8 +3,8 @@
 use super::output::{note, say};
 use std::process::ExitCode;
 
-use crate::converge::Loaded;
-use crate::definitions::{DefinitionFiles, LoadError, plural};
+use crate::converge::{self, Loaded};
+use crate::definitions::{DefinitionFiles, Definitions, LoadError, NotifyNames, plural};
 
 use super::{DefinitionsDir, Failure};
 
@@ -12,10 +12,24 @@ use super::{DefinitionsDir, Failure};
 pub struct Args {
     #[command(flatten)]
     definitions: DefinitionsDir,
+    /// Also check that every `notify:` target is named in this notify URLs
+    /// file (the daemon's `--notify-urls FILE`, one `NAME URL` a line).
+    #[arg(long, value_name = "FILE")]
+    notify_urls: Option<std::path::PathBuf>,
 }
 
 pub fn run(args: Args) -> Result<ExitCode, Failure> {
-    let loaded = load(&args.definitions)?;
+    let notify = match &args.notify_urls {
+        Some(path) => Some(NotifyNames {
+            file: path.clone(),
+            names: crate::notify::Urls::read(path)?
+                .names()
+                .map(str::to_owned)
+                .collect(),
+        }),
+        None => None,
+    };
+    let loaded = load_checking(&args.definitions, notify.as_ref())?;
     let mut summary = format!(
         "ok: {}, {}",
         plural(loaded.definitions.clusters.len(), "cluster"),
@@ -33,14 +47,27 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
 /// problem when they are invalid, so that each command reports them the
 /// same way.
 pub(super) fn load(dir: &DefinitionsDir) -> Result<Loaded, Failure> {
+    load_checking(dir, None)
+}
+
+/// `load`, and, with `notify`, every `notify:` target must be one of its
+/// names.
+fn load_checking(dir: &DefinitionsDir, notify: Option<&NotifyNames>) -> Result<Loaded, Failure> {
     let started = std::time::Instant::now();
     let members = match &dir.elastic_members {
         Some(state) => Some(members(state)?),
         None => None,
     };
-    let loaded = DefinitionFiles::read_dir(&dir.dir)
-        .and_then(|files| crate::elastic::load(&files, members.as_ref()))
-        .map(|(loaded, _)| loaded);
+    let loaded = DefinitionFiles::read_dir(&dir.dir).and_then(|files| match &members {
+        None => converge::load_checking(&files, notify),
+        Some(members) => {
+            // The targets are checked on the definitions as written.
+            if notify.is_some() {
+                Definitions::parse_checking(&files, notify)?;
+            }
+            crate::elastic::load(&files, Some(members)).map(|(loaded, _)| loaded)
+        }
+    });
     if let (Ok(loaded), None) = (&loaded, &members) {
         for cluster in loaded
             .definitions

@@ -48,7 +48,16 @@ pub struct Loaded {
 /// units: a template that fails for any app is an error here, before any
 /// server is contacted.
 pub fn load(files: &DefinitionFiles) -> Result<Loaded, LoadError> {
-    let definitions = Definitions::parse(files)?;
+    load_checking(files, None)
+}
+
+/// `load`, and, with `notify`, every `notify:` target must be one of its
+/// names (`validate --notify-urls`).
+pub fn load_checking(
+    files: &DefinitionFiles,
+    notify: Option<&crate::definitions::NotifyNames>,
+) -> Result<Loaded, LoadError> {
+    let definitions = Definitions::parse_checking(files, notify)?;
     let desired = Desired::render(&definitions).map_err(LoadError::Invalid)?;
     Ok(Loaded {
         definitions,

@@ -18,7 +18,7 @@ mod positions;
 mod validate;
 pub mod values;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -48,6 +48,17 @@ pub struct Definitions {
     /// The file that defines each app, relative to the repository's root
     /// (`apps/shop.yaml`), for messages that send a person to it.
     pub app_files: BTreeMap<AppName, PathBuf>,
+}
+
+/// The target names a notify URLs file gives (`watch --notify-urls`), and
+/// the file, for messages: when the definitions are checked against them
+/// (`validate --notify-urls`), every `notify:` target's `to:` must be one.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NotifyNames {
+    /// The file, as the messages show it.
+    pub file: PathBuf,
+    /// The names it gives a URL.
+    pub names: BTreeSet<String>,
 }
 
 /// A file under `templates/` that replaces an embedded template.
@@ -97,6 +108,19 @@ impl Definitions {
 
     /// Parses and validates definitions files; touches nothing else.
     pub fn parse(files: &DefinitionFiles) -> Result<Self, LoadError> {
+        Self::parse_checking(files, None)
+    }
+
+    /// Parses and validates definitions files, and, with `notify`, that
+    /// every `notify:` target is named there; touches nothing else.
+    ///
+    /// # Errors
+    /// `LoadError::Empty` without clusters and apps; `LoadError::Invalid`
+    /// with every problem found, at its file, line and column.
+    pub fn parse_checking(
+        files: &DefinitionFiles,
+        notify: Option<&NotifyNames>,
+    ) -> Result<Self, LoadError> {
         if files.is_empty() {
             return Err(LoadError::Empty(files.origin.clone()));
         }
@@ -108,7 +132,12 @@ impl Definitions {
                 .problems()
                 .iter()
                 .any(|p| p.file.starts_with(files.display_path("clusters")));
-        problems.extend(validate::check(&clusters, &apps, unreadable_cluster));
+        problems.extend(validate::check(
+            &clusters,
+            &apps,
+            unreadable_cluster,
+            notify,
+        ));
 
         let mut templates = BTreeMap::new();
         for (path, bytes) in files.in_dir("templates") {

@@ -152,6 +152,11 @@ impl std::fmt::Debug for Urls {
 }
 
 impl Urls {
+    /// The target names it gives a URL.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.0.keys().map(String::as_str)
+    }
+
     /// Reads `NAME URL` lines (blank lines and `#` comments skipped); a
     /// URL is `http://` or `https://`.
     ///

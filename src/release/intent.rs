@@ -131,6 +131,23 @@ pub fn logged(states: &[&ServerReleases]) -> Option<Sha> {
         .map(|(_, sha)| sha.clone())
 }
 
+/// The reason `sha`'s guard gave when it rolled `sha` back, when that is
+/// the newest line any server's log (`states`) has of `sha`. The daemon
+/// does not make such a release again, across its restarts and other
+/// commits of the definitions: a person does (`reconciler release`, which
+/// logs it anew), or the pin names another commit. A rollback after a
+/// failed health check logs no reason, and is not held so.
+pub fn guard_refused(states: &[&ServerReleases], sha: &Sha) -> Option<String> {
+    states
+        .iter()
+        .flat_map(|s| &s.log)
+        .filter(|e| &e.sha == sha)
+        .filter_map(|e| Some((DateTime::parse_from_rfc3339(&e.time).ok()?, e)))
+        .max_by_key(|(at, _)| *at)
+        .filter(|(_, e)| e.result == super::LogResult::RolledBack)
+        .and_then(|(_, e)| e.reason.clone())
+}
+
 /// How `servers` (each with what it has, or why it could not say) stand
 /// against `intended`.
 pub fn verdict(
@@ -233,6 +250,47 @@ mod tests {
         // 10:30+01:00 is 09:30Z: older than `a`'s line, whatever its text.
         assert_eq!(logged(&[&a, &rollback]), Some(sha('a')));
         assert_eq!(logged(&[]), None);
+    }
+
+    #[test]
+    fn a_release_its_guard_rolled_back_is_held_until_its_log_says_otherwise() {
+        let guarded = |c, time| LogEntry {
+            reason: Some("5xx 14.2% over 180 requests".into()),
+            ..entry(c, LogResult::RolledBack, time)
+        };
+        let web1 = server(
+            Some('a'),
+            vec![
+                entry('a', LogResult::Live, "2026-11-30T10:00:00.000Z"),
+                guarded('b', "2026-11-30T11:00:00.000Z"),
+            ],
+        );
+        // A server that missed the rollback's line (down) holds nothing.
+        let web2 = server(
+            Some('a'),
+            vec![entry('a', LogResult::Live, "2026-11-30T10:00:00.000Z")],
+        );
+        assert_eq!(
+            guard_refused(&[&web2, &web1], &sha('b')).as_deref(),
+            Some("5xx 14.2% over 180 requests")
+        );
+        assert_eq!(guard_refused(&[&web1], &sha('a')), None);
+        // A person released it since: newer than the rollback, on any server.
+        let released = server(
+            Some('b'),
+            vec![entry('b', LogResult::Live, "2026-11-30T12:00:00.000Z")],
+        );
+        assert_eq!(guard_refused(&[&web1, &released], &sha('b')), None);
+        // A failed health check logs no reason: not held.
+        let unhealthy = server(
+            Some('a'),
+            vec![entry(
+                'c',
+                LogResult::RolledBack,
+                "2026-11-30T11:00:00.000Z",
+            )],
+        );
+        assert_eq!(guard_refused(&[&unhealthy], &sha('c')), None);
     }
 
     #[test]

@@ -51,7 +51,7 @@ use run::Run;
 
 pub use ensure::{Check, Pinned, check, fetch_and_archive, release_pins, repair};
 pub use guard::{GUARD_INTERVAL, judge};
-pub use intent::{Intended, Verdict};
+pub use intent::{Intended, Verdict, guard_refused};
 pub use plan::{ReleasePlan, keep, plan, rollback_target};
 pub use sha::Sha;
 pub use source::{Archive, Limits, SourceError, mirror_path};

@@ -158,9 +158,11 @@ http_status() {
 # written by nginx in root's per-app log directory) from byte FROM (`tail`:
 # the log's last 64 MiB; a log shorter than FROM was rotated: from its
 # start), at most 64 MiB, counting only the lines of the last WINDOW
-# seconds (0: all). Prints `END REQUESTS 5XX 4XX` and twelve counts of
+# seconds (0: all). Prints `END REQUESTS 5XX 4XX`, twelve counts of
 # request times up to 0.005 0.01 0.025 0.05 0.1 0.25 0.5 1 2.5 5 10 s and
-# above: END is the byte to read from next.
+# above, and the sum of the request times in milliseconds (nginx writes
+# them to the millisecond, so the sum is exact): END is the byte to read
+# from next.
 traffic_count() {
   local log=$1 from=$2 window=$3 size since=0
   size=$(stat -c %s -- "$log" 2>/dev/null) || size=0
@@ -178,10 +180,11 @@ traffic_count() {
         if ($2 >= 500) e++; else if ($2 >= 400) c++
         for (i = 1; i <= 11 && $3 + 0 > le[i] + 0; i++) {}
         b[i]++
+        ms += int($3 * 1000 + 0.5)
       }
       END {
         printf "%d %d %d %d", from + bytes, n, e, c
         for (i = 1; i <= 12; i++) printf " %d", b[i]
-        print ""
+        printf " %.0f\n", ms
       }'
 }

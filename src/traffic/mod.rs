@@ -2,7 +2,7 @@
 //! vhost writes in root's per-app log directory
 //! (`/var/log/reconciler/<app>/access.log`: each request's time, status
 //! and durations, nothing a client or the app chooses): requests, 5xx,
-//! 4xx and a histogram of request times. One round trip per server reads
+//! 4xx, a histogram of request times and their sum. One round trip per server reads
 //! every app there, each from where the last read ended, so a read costs
 //! what is new, not what the log holds (`reconciler top`).
 
@@ -35,17 +35,21 @@ pub struct Figures {
     /// Request times (nginx's `$request_time`) per bucket of `BUCKETS`,
     /// the twelfth slower than 10 s.
     pub buckets: [u64; 12],
+    /// The sum of the request times, in milliseconds (nginx writes each to
+    /// the millisecond, so the sum is exact).
+    pub time_ms: u64,
 }
 
 impl Figures {
-    /// Reads `END REQUESTS 5XX 4XX BUCKET×12` (from `traffic_count`):
-    /// the byte to read from next, and the figures.
+    /// Reads `END REQUESTS 5XX 4XX BUCKET×12 TIME_MS` (from
+    /// `traffic_count`): the byte to read from next, and the figures.
     pub fn parse(fields: &[String]) -> Option<(u64, Figures)> {
         let numbers: Vec<u64> = fields
             .iter()
             .map(|f| f.parse().ok())
             .collect::<Option<_>>()?;
-        let [end, requests, errors, client_errors, buckets @ ..] = numbers.as_slice() else {
+        let [end, requests, errors, client_errors, buckets @ .., time_ms] = numbers.as_slice()
+        else {
             return None;
         };
         Some((
@@ -55,6 +59,7 @@ impl Figures {
                 errors: *errors,
                 client_errors: *client_errors,
                 buckets: buckets.try_into().ok()?,
+                time_ms: *time_ms,
             },
         ))
     }
@@ -67,6 +72,7 @@ impl Figures {
         for (sum, count) in self.buckets.iter_mut().zip(other.buckets) {
             *sum += count;
         }
+        self.time_ms += other.time_ms;
     }
 
     /// The share of 5xx, 0 to 1 (0 without requests).
@@ -247,10 +253,11 @@ mod tests {
 
     #[test]
     fn a_read_line_gives_its_end_and_figures() {
-        let (end, f) =
-            Figures::parse(&fields("4096 40 10 5 20 10 0 0 5 0 0 0 0 0 0 5")).expect("parsed");
+        let (end, f) = Figures::parse(&fields("4096 40 10 5 20 10 0 0 5 0 0 0 0 0 0 5 60250"))
+            .expect("parsed");
         assert_eq!(end, 4096);
         assert_eq!((f.requests, f.errors, f.client_errors), (40, 10, 5));
+        assert_eq!(f.time_ms, 60_250);
         assert_eq!(f.error_ratio(), 0.25);
         assert_eq!(f.percentile(0.5), Some(0.005));
         assert_eq!(f.percentile(0.8), Some(0.1));
@@ -258,7 +265,54 @@ mod tests {
         let mut sum = Figures::default();
         sum.add(&f);
         sum.add(&f);
-        assert_eq!((sum.requests, sum.errors, sum.buckets[0]), (80, 20, 40));
+        assert_eq!(
+            (sum.requests, sum.errors, sum.buckets[0], sum.time_ms),
+            (80, 20, 40, 120_500)
+        );
+    }
+
+    /// `traffic_count` of `log` from byte `from`, run by the local bash:
+    /// the byte to read from next, and the figures.
+    fn count(log: &std::path::Path, from: &str) -> (u64, Figures) {
+        let body = "count() { record counted $(traffic_count \"$1\" \"$2\" 0); }";
+        let path = log.to_str().expect("a UTF-8 path");
+        let script = Script::new().build(body, &["count", path, from]);
+        let out = std::process::Command::new("bash")
+            .arg("-c")
+            .arg(script)
+            .output()
+            .expect("bash");
+        let records = crate::remote::protocol::parse(&out.stdout).expect("records");
+        let record = crate::remote::first(&records, "counted").expect("a count");
+        Figures::parse(&record.texts_from(0)).expect("figures")
+    }
+
+    #[test]
+    fn the_count_of_a_log_sums_its_request_times_to_the_millisecond() {
+        let dir = tempfile::tempdir().expect("dir");
+        let log = dir.path().join("access.log");
+        std::fs::write(
+            &log,
+            "1795300000.001 200 0.004 0.004\n\
+             1795300000.002 500 0.120 0.119\n\
+             1795300000.003 404 0.001 -\n\
+             a line nginx never wrote\n\
+             1795300000.004 200 12.500 12.499\n",
+        )
+        .expect("write");
+        let (end, f) = count(&log, "0");
+        assert_eq!(end, std::fs::metadata(&log).expect("size").len());
+        assert_eq!((f.requests, f.errors, f.client_errors), (4, 1, 1));
+        assert_eq!(f.buckets, [2, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 1]);
+        assert_eq!(f.time_ms, 4 + 120 + 1 + 12_500);
+
+        let mut more = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&log)
+            .expect("open");
+        std::io::Write::write_all(&mut more, b"1795300001.000 200 0.031 0.03\n").expect("append");
+        let (_, next) = count(&log, &end.to_string());
+        assert_eq!((next.requests, next.buckets[3], next.time_ms), (1, 1, 31));
     }
 
     #[test]

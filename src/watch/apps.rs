@@ -164,6 +164,7 @@ impl AppJob {
             },
             Verdict::Diverged { interrupted, .. } | Verdict::Unknown { interrupted } => {
                 // What the repair makes live, or judges.
+                let resuming = resumed.is_some();
                 let releasing =
                     resumed.or_else(|| check.intended.as_ref().map(Intended::sha).cloned());
                 if self.gave_up.is_some() && self.gave_up == releasing {
@@ -176,6 +177,31 @@ impl AppJob {
                         message,
                         gave_up: self.gave_up,
                     };
+                }
+                // A release its guard rolled back, by the release logs:
+                // held until a person releases it or the pin moves, also
+                // across restarts and other commits of the definitions
+                // (which forget `gave_up`). Told as a failed release, not
+                // a new rollback.
+                if let Some(sha) = releasing.as_ref().filter(|_| !resuming) {
+                    let states: Vec<&release::ServerReleases> = check
+                        .servers
+                        .iter()
+                        .filter_map(|(_, state)| state.as_ref().ok())
+                        .collect();
+                    if let Some(reason) = release::guard_refused(&states, sha) {
+                        let message = format!(
+                            "{}; its guard rolled {} back ({reason}): it is released again only by \
+                             `reconciler release` or when the pin names another commit",
+                            check.verdict.describe(check.intended.as_ref()),
+                            sha.short()
+                        );
+                        return AppOutcome::Failed {
+                            check: Some(check),
+                            message,
+                            gave_up: None,
+                        };
+                    }
                 }
                 if !self.repair && interrupted.is_empty() {
                     return AppOutcome::Left(check);

@@ -149,6 +149,7 @@ fn board() -> Arc<Board> {
                 errors,
                 client_errors: 0,
                 buckets: [requests, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+                time_ms: requests * 3,
             },
             first,
         }],

@@ -11,10 +11,10 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use super::diagnostic::closest;
-use super::model::{App, Cluster};
+use super::model::{App, Cluster, NotifyTarget};
 use super::names::{self, NAME_PATTERN};
 use super::values::{Parsed, Syntax};
-use super::{Diagnostic, Document};
+use super::{Diagnostic, Document, NotifyNames};
 
 use app::{check_app, check_app_in_cluster};
 use cluster::check_cluster;
@@ -39,11 +39,13 @@ const REQUEST_LIMITS: [(&str, u32); 3] = [
 
 /// Checks everything serde cannot. `unreadable_cluster` says that some
 /// cluster file did not load, so an app naming an unknown cluster is not
-/// reported again (its cluster is most likely the broken file).
+/// reported again (its cluster is most likely the broken file). With
+/// `notify`, every `notify:` target must be one of its names.
 pub(super) fn check(
     clusters: &[Document<Cluster>],
     apps: &[Document<App>],
     unreadable_cluster: bool,
+    notify: Option<&NotifyNames>,
 ) -> Vec<Diagnostic> {
     let mut report = Report::default();
     let mut cluster_names = FirstSeen::default();
@@ -51,6 +53,7 @@ pub(super) fn check(
     for doc in clusters {
         let mut at = report.at(doc);
         check_cluster(&mut at, &doc.value);
+        at.notify_targets(&doc.value.notify, notify);
         at.unique(
             &mut cluster_names,
             "name",
@@ -75,6 +78,9 @@ pub(super) fn check(
         let mut at = report.at(doc);
         let app = &doc.value;
         check_app(&mut at, app);
+        if let Some(targets) = &app.notify {
+            at.notify_targets(targets, notify);
+        }
         at.unique(&mut app_names, "name", app.name.as_str(), "app");
         for (i, domain) in app.domains.iter().enumerate() {
             let path = format!("domains[{i}]");
@@ -211,6 +217,61 @@ impl At<'_> {
             self.push(Diagnostic::new(self.file, position, message));
         } else {
             seen.0.insert(value.to_owned(), here);
+        }
+    }
+}
+
+impl At<'_> {
+    /// A `notify:` list: each `to:` a name the notify URLs file can give
+    /// (one `NAME URL` a line: no blanks, no leading `#`), once; and, with
+    /// `known`, one it does give.
+    fn notify_targets(&mut self, targets: &[NotifyTarget], known: Option<&NotifyNames>) {
+        let mut seen: BTreeMap<&str, super::Position> = BTreeMap::new();
+        for (i, target) in targets.iter().enumerate() {
+            let path = format!("notify[{i}].to");
+            let to = target.to.as_str();
+            if to.is_empty()
+                || to.starts_with('#')
+                || to.chars().any(|c| c.is_whitespace() || c.is_control())
+            {
+                self.error(
+                    &path,
+                    format!(
+                        "`{}` cannot name a notify target: the notify URLs file gives one `NAME URL` a line",
+                        to.escape_debug()
+                    ),
+                )
+                .hint = Some("a name without blanks that does not start with `#`, such as `ops`".into());
+                continue;
+            }
+            if let Some(first) = seen.get(to) {
+                let message = format!(
+                    "notify target `{to}` is listed twice; first at line {}, column {}",
+                    first.line, first.column
+                );
+                self.error(&path, message).hint =
+                    Some("one entry per target, with every event it wants in its `events`".into());
+                continue;
+            }
+            seen.insert(to, self.map.value(&path));
+            let Some(known) = known else {
+                continue;
+            };
+            if !known.names.contains(to) {
+                let names = known.names.iter().map(String::as_str);
+                let hint = match closest(to, names.clone()) {
+                    Some(best) => format!("did you mean `{best}`?"),
+                    None => format!("it names {}; add a line `{to} URL` to it", list(names)),
+                };
+                self.error(
+                    &path,
+                    format!(
+                        "notify target `{to}` is not in the notify URLs file `{}`",
+                        known.file.display()
+                    ),
+                )
+                .hint = Some(hint);
+            }
         }
     }
 }

@@ -16,6 +16,14 @@ pub(super) fn watch(repo: &Repo, state: &Path, drift: &str, mode: &str) -> Kille
     )
 }
 
+/// `watch` checking every server every 10 minutes under `correct`, with
+/// more `args`.
+pub(super) fn watch_with(repo: &Repo, state: &Path, args: &[&str]) -> Killed {
+    let mut all = vec!["--drift-interval", "10m", "--drift", "correct"];
+    all.extend_from_slice(args);
+    watch_at(repo, repo.dir.path(), state, &all)
+}
+
 /// `reconciler watch` following the definitions repository `at`, with
 /// the fleet's SSH settings and `args`; its stderr in `state`/watch.log.
 fn watch_at(repo: &Repo, at: &Path, state: &Path, args: &[&str]) -> Killed {

@@ -259,6 +259,7 @@ mod elastic_cli;
 mod elastic_keyless;
 mod elastic_lost;
 mod guard;
+mod notify;
 mod releases;
 mod warm;
 mod webhook;

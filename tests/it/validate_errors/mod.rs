@@ -6,13 +6,20 @@ use std::path::Path;
 /// Runs `reconciler validate` on a fixture and returns (exit code, stdout, stderr),
 /// with the fixture's directory written as `$D` in stderr.
 fn validate(case: &str) -> (Option<i32>, String, String) {
+    validate_with(case, &[])
+}
+
+/// `validate` with more arguments, in which `$D` is the fixture's directory.
+fn validate_with(case: &str, more: &[&str]) -> (Option<i32>, String, String) {
     let dir = format!("tests/fixtures/invalid/{case}");
     assert!(
         Path::new(env!("CARGO_MANIFEST_DIR")).join(&dir).is_dir(),
         "no fixture {dir}"
     );
+    let more: Vec<String> = more.iter().map(|a| a.replace("$D", &dir)).collect();
     let output = crate::common::reconciler()
         .args(["validate", "-d", &dir])
+        .args(&more)
         .output()
         .expect("run reconciler");
     let stderr = String::from_utf8_lossy(&output.stderr).replace(&dir, "$D");
@@ -148,6 +155,48 @@ $D/apps/shop.yaml:2:10: cluster `prod` is not defined
 error: 1 problem in the definitions
 ",
     );
+}
+
+/// A `notify:` target's `to:` that no line of the notify URLs file could
+/// name, or a target listed twice (it would be told everything twice).
+#[test]
+fn notify_target_name() {
+    assert_invalid(
+        "notify_target_name",
+        "\
+$D/apps/shop.yaml:7:9: `#chat` cannot name a notify target: the notify URLs file gives one `NAME URL` a line
+  hint: a name without blanks that does not start with `#`, such as `ops`
+$D/clusters/production.yaml:5:11: `ops team` cannot name a notify target: the notify URLs file gives one `NAME URL` a line
+  hint: a name without blanks that does not start with `#`, such as `ops`
+$D/clusters/production.yaml:6:11: notify target `ops` is listed twice; first at line 4, column 11
+  hint: one entry per target, with every event it wants in its `events`
+error: 3 problems in the definitions
+",
+    );
+}
+
+/// With `--notify-urls`, a target the file does not name (its
+/// notifications would only be counted as failed) is refused; without
+/// it, the URLs are the daemon's to know, and the definitions are valid.
+#[test]
+fn notify_unknown_target() {
+    let (code, stdout, stderr) = validate_with(
+        "notify_unknown_target",
+        &["--notify-urls", "$D/notify-urls"],
+    );
+    assert_eq!(
+        stderr,
+        "\
+$D/apps/shop.yaml:7:11: notify target `pager` is not in the notify URLs file `$D/notify-urls`
+  hint: it names `chat`, `ops`; add a line `pager URL` to it
+$D/clusters/production.yaml:5:11: notify target `chta` is not in the notify URLs file `$D/notify-urls`
+  hint: did you mean `chat`?
+error: 2 problems in the definitions
+"
+    );
+    assert_eq!((code, stdout.as_str()), (Some(1), ""));
+    let (code, stdout, _) = validate("notify_unknown_target");
+    assert_eq!((code, stdout.as_str()), (Some(0), "ok: 1 cluster, 1 app\n"));
 }
 
 #[test]
