@@ -180,7 +180,6 @@ pub fn run(mut config: Config) -> Result<(), DaemonError> {
         board: Arc::clone(&board),
         clock: Arc::new(chrono::Utc::now),
         fetch_now: Arc::clone(&fetch_now),
-        tasks: tasks.clone(),
         stop: stop.clone(),
         notifier,
     };

@@ -48,7 +48,7 @@ use crate::release;
 use crate::transport::Connector;
 
 use crate::board as status;
-pub use crate::board::{Board, Status};
+pub use crate::board::Board;
 pub use backoff::Backoff;
 pub use source::{GitSource, Head, PollError, Source};
 
@@ -137,9 +137,6 @@ pub struct Watch {
     pub clock: Clock,
     /// Notified to fetch at once (the git hook).
     pub fetch_now: Arc<Notify>,
-    /// The daemon's background jobs (the webhook's deploys): one owner,
-    /// which the daemon drains on shutdown.
-    pub tasks: tokio_util::task::TaskTracker,
     /// Cancelled when the daemon is asked to stop: a release the loop
     /// started stops if it has not switched yet, else finishes.
     pub stop: release::Stop,
