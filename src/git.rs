@@ -28,21 +28,33 @@ pub type CommitId = String;
 /// scrubbed of their credentials.
 #[derive(Debug, thiserror::Error)]
 pub enum GitError {
+    /// The first fetch into a new mirror failed (the remote unreachable,
+    /// refusing us, not a repository), or its directory could not be
+    /// made.
     #[error("cannot clone `{url}`")]
     Clone {
+        /// The remote, with any password replaced (`crate::redact::url`).
         url: String,
+        /// git's complaint, scrubbed of the URL's credentials.
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// `git fetch` into the existing mirror failed.
     #[error("cannot fetch from `{url}`")]
     Fetch {
+        /// The remote, with any password replaced (`crate::redact::url`).
         url: String,
+        /// git's complaint, scrubbed of the URL's credentials.
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// The mirror's directory has a `HEAD` (or was just cloned) but gix
+    /// cannot open it as a repository.
     #[error("cannot open the mirror in `{}`", .path.display())]
     Open {
+        /// The mirror's directory on this machine.
         path: PathBuf,
+        /// gix's error, scrubbed of the URL's credentials.
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
@@ -51,16 +63,23 @@ pub enum GitError {
     /// reaches it any more).
     #[error("{}", revision::unknown_revision(.rev, .url, *.unreachable))]
     UnknownRevision {
+        /// The revision as the user gave it (`--rev`, a pin).
         rev: String,
+        /// The remote, with any password replaced (`crate::redact::url`).
         url: String,
         /// The commit exists here but no branch or tag reaches it.
         unreachable: bool,
         /// What the remote has: some of its branches and tags.
         known: String,
     },
+    /// An object the mirror should hold cannot be read: a commit, its
+    /// tree, a blob in it, or the ref naming it.
     #[error("cannot read commit {commit}")]
     Read {
+        /// The commit id (40 hex characters), or the ref
+        /// (`refs/remotes/origin/<branch>`) being resolved.
         commit: String,
+        /// gix's error, scrubbed of the URL's credentials.
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
@@ -80,6 +99,8 @@ fn boxed(
 pub struct TreeEntry {
     /// Its path in the repository, `/`-separated.
     pub path: String,
+    /// A file, a link or a submodule; directories are not entries, their
+    /// contents are.
     pub kind: EntryKindOf,
     /// Bytes, for a file or a link (its target's length).
     pub size: u64,
@@ -93,7 +114,9 @@ pub struct TreeEntry {
 /// What a tree entry is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EntryKindOf {
+    /// A blob, executable or not.
     File,
+    /// A symbolic link; its target is the blob's content.
     Link,
     /// A gitlink: a submodule's commit, whose files the tree does not hold.
     Submodule,
