@@ -24,17 +24,21 @@ use crate::watch::{Backoff, Drift, GitSource, Watch, WatchOptions};
 /// What the daemon runs with, from the command line.
 #[derive(Debug)]
 pub struct Config {
-    /// The definitions repository (a path, an ssh or https URL) and the
-    /// branch it follows.
+    /// The definitions repository: a path, an ssh or https URL (which may
+    /// carry credentials; the status shows it redacted).
     pub repo: String,
+    /// The branch of `repo` it follows.
     pub branch: String,
-    /// How often the branch is fetched, and each server checked against
-    /// the commit in force.
+    /// How often the branch is fetched; the status is written at least
+    /// this often.
     pub interval: Duration,
+    /// How often each server is checked against the commit in force.
     pub drift_interval: Duration,
     /// How often to read the web servers' access logs for the request
     /// metrics; `None`: never.
     pub traffic_interval: Option<Duration>,
+    /// What a drift check does with the changes it finds: correct them,
+    /// or only report them.
     pub drift: Drift,
     /// Its clone of the definitions, its status, the app mirrors and the
     /// deploy webhook's records (`deploys/`); made private (0700).
@@ -49,6 +53,8 @@ pub struct Config {
     pub notify_urls: Option<crate::notify::Urls>,
     /// Servers worked on at once.
     pub parallel: usize,
+    /// How SSH connections are made (keys, known hosts, timeouts); the
+    /// daemon keeps them warm whatever this says.
     pub connect: ConnectOptions,
     /// How long a ready elastic member may stay unreachable before it is
     /// marked `lost`.
@@ -58,28 +64,44 @@ pub struct Config {
 /// Why the daemon could not start or stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
+    /// The state directory could not be made, or made private (0700).
     #[error("cannot create the state directory `{}`", .path.display())]
     StateDir {
+        /// The state directory (`Config::state_dir`).
         path: PathBuf,
+        /// Why `create_dir_all` or `chmod` failed.
         #[source]
         source: std::io::Error,
     },
+    /// Another daemon holds the state directory's lock (`watch.lock`).
     #[error("another `reconciler watch` uses the state directory `{}`", .path.display())]
-    Busy { path: PathBuf },
+    Busy {
+        /// The state directory (`Config::state_dir`).
+        path: PathBuf,
+    },
+    /// The state directory's lock file could not be opened or locked.
     #[error("cannot lock the state directory `{}`", .path.display())]
     Lock {
+        /// The lock file, `<state dir>/watch.lock`.
         path: PathBuf,
+        /// Why opening or `flock` failed.
         #[source]
         source: std::io::Error,
     },
+    /// The listener could not bind its address.
     #[error("cannot listen on {addr}")]
     Listen {
+        /// The address it was given (`Config::listen`).
         addr: SocketAddr,
+        /// Why binding failed (in use, not permitted).
         #[source]
         source: std::io::Error,
     },
+    /// The tokio runtime could not be built.
     #[error("cannot start the runtime")]
     Runtime(#[source] std::io::Error),
+    /// The elastic members' store (`<state dir>/elastic`) could not be
+    /// opened or read.
     #[error("cannot open the elastic members")]
     Members(#[source] crate::elastic::StoreError),
 }
@@ -181,7 +203,6 @@ pub fn run(mut config: Config) -> Result<(), DaemonError> {
         board: Arc::clone(&board),
         clock: Arc::new(chrono::Utc::now),
         fetch_now: Arc::clone(&fetch_now),
-        tasks: tasks.clone(),
         stop: stop.clone(),
         notifier,
     };

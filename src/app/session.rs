@@ -20,22 +20,30 @@ const LOCK_LIMIT: Duration = Duration::from_secs(30);
 
 /// A server of the app, connected.
 pub struct Host {
+    /// The server, as the cluster's definitions describe it.
     pub server: Server,
+    /// The app's roles on it (web, workers, cron), as the app's
+    /// definitions give them.
     pub role: AppServer,
+    /// The open connection to it.
     pub transport: Arc<dyn Transport>,
 }
 
 /// A server whose app lock a session holds, with the records of what it
 /// had when the lock was taken (`app_state` in app.sh).
 pub struct Locked {
+    /// The server, connected.
     pub host: Host,
     guard: Box<dyn Held>,
+    /// The records `app_state` (app.sh) sent when the lock was taken: the
+    /// live release, the complete ones, the release log's last lines.
     pub state: Vec<Record>,
 }
 
 /// Work on one app's servers under one lock token: the scripts of `body`
 /// (the caller's shell functions) with the app's header.
 pub struct Session<'a> {
+    /// The app whose servers and lock these are.
     pub app: &'a App,
     body: &'a str,
     token: String,
@@ -334,9 +342,15 @@ pub async fn connect_all(
 /// What a script run without the app lock gets: its body, header values
 /// of its own, and the call.
 pub struct Lockless<'a> {
+    /// Shell functions to define after app.sh, one of which `call` runs.
     pub body: &'a str,
+    /// Header variables besides the app's own (`APP`, `RELEASES`, ...):
+    /// name and value, quoted when the script is built.
     pub vars: &'a [(&'static str, String)],
+    /// The command that runs the work, as words: a function of `body` and
+    /// its arguments, each quoted.
     pub call: &'a [&'a str],
+    /// How long the script may run on each server before it is stopped.
     pub limit: Duration,
 }
 

@@ -12,7 +12,10 @@ use crate::plan::{HostPlan, Plan};
 /// The result of applying one host's plan.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
 pub struct HostReport {
+    /// The server, by its name in the definitions.
     pub server: ServerName,
+    /// What applying did there (flattened: its `result` tag and fields are
+    /// this object's).
     #[serde(flatten)]
     pub outcome: Outcome,
 }
@@ -20,12 +23,16 @@ pub struct HostReport {
 /// What a step printed: a check that refused, a reload that failed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
 pub struct StepOutput {
-    /// `nginx`, `php8.2-fpm`, `supervisor`, `supervisor:shop`.
+    /// `nginx`, `php8.2-fpm`, `supervisor`, `supervisor:shop`; for a web
+    /// app that did not answer, its domain.
     pub step: String,
+    /// What the validator or reload printed, as the server sent it; for a
+    /// web app that did not answer, what it answered and for how long.
     pub output: String,
 }
 
 impl StepOutput {
+    /// The output `output` of step `step`.
     pub fn new(step: impl Into<String>, output: impl Into<String>) -> Self {
         Self {
             step: step.into(),
@@ -39,16 +46,20 @@ impl StepOutput {
 pub struct ApplyResult {
     /// The version of this format.
     pub format_version: u32,
+    /// The plan that was applied, as `plan --format json` shows it.
     pub plan: Plan,
     /// One result per host that was planned, in the plan's order.
     pub results: Vec<HostReport>,
 }
 
 impl HostReport {
+    /// The report that applying on `server` came to `outcome`.
     pub fn new(server: ServerName, outcome: Outcome) -> Self {
         Self { server, outcome }
     }
 
+    /// Whether the host ended as its plan says: nothing to do, or every
+    /// change applied, every reload done and every web app answering.
     pub fn succeeded(&self) -> bool {
         match &self.outcome {
             Outcome::Unchanged => true,
@@ -73,6 +84,7 @@ pub enum Outcome {
     Unchanged,
     /// Every change landed and every service validated.
     Applied {
+        /// How many of the plan's changes landed: all of them.
         changes: usize,
         /// Services reloaded now, by label.
         reloaded: Vec<String>,
@@ -100,11 +112,24 @@ pub enum Outcome {
     /// Something else went wrong: staged files were restored; or every
     /// change landed but a service or worker process the plan started does
     /// not run (the message names them, the output says why).
-    Failed { message: String, output: String },
+    Failed {
+        /// What failed, one line: `cannot <step>`, or which services and
+        /// processes do not run.
+        message: String,
+        /// What the failing step printed, as the server sent it.
+        output: String,
+    },
     /// Another apply holds the host lock; nothing was done.
-    Locked { holder: String },
-    /// The server changed since the plan (these paths); nothing was done.
-    Stale { paths: Vec<String> },
+    Locked {
+        /// Who holds it, as its lock record says: `user@machine (pid N)`.
+        holder: String,
+    },
+    /// The server changed since the plan; nothing was done.
+    Stale {
+        /// The paths whose content, owner, group or mode is no longer what
+        /// the plan saw.
+        paths: Vec<String>,
+    },
 }
 
 pub(super) fn read(stdout: &[u8], plan: &HostPlan) -> Outcome {

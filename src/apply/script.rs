@@ -40,6 +40,8 @@ pub struct ScriptOptions {
     pub holder: String,
     /// The definitions commit, when known, for the apply log.
     pub revision: Option<String>,
+    /// How long to wait for another apply's host lock before reporting
+    /// the host locked; whole seconds count, zero: do not wait.
     pub lock_wait: Duration,
     /// Seconds a php-fpm reload may take.
     pub fpm_reload_limit: u64,
@@ -68,20 +70,24 @@ pub struct ApplyLogEntry {
     /// When the apply's worker started and finished, by the server's clock
     /// (RFC 3339, UTC).
     pub started: String,
+    /// When it finished, in the same form.
     pub time: String,
     /// `applied`, `invalid` (a validator refused; everything was put back)
     /// or `failed`.
     pub result: String,
+    /// Who applied what (flattened: its fields are this line's).
     #[serde(flatten)]
     pub planned: Planned,
-    /// Reloads done, and left for a window, by label (`php8.2-fpm`).
+    /// Reloads done, by label (`php8.2-fpm`).
     pub reloaded: Vec<String>,
+    /// Reloads left for a window (or `--now`), by label.
     pub deferred: Vec<String>,
     /// Services and worker processes started (`php8.2-fpm`, `program
-    /// shop-default:shop-default_00`), and those that did not run after their
-    /// start.
+    /// shop-default:shop-default_00`).
     #[serde(default)]
     pub started_services: Vec<String>,
+    /// Those of them that did not run after their start, named the same
+    /// way.
     #[serde(default)]
     pub not_started: Vec<String>,
 }
@@ -93,8 +99,9 @@ pub struct Planned {
     pub holder: String,
     /// The definitions commit, when known.
     pub revision: Option<String>,
-    /// Files written and removed.
+    /// Files written, by absolute path.
     pub files: Vec<String>,
+    /// Files removed, by absolute path.
     pub removed: Vec<String>,
 }
 

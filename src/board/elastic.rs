@@ -16,17 +16,28 @@ use super::metrics::MemberLabel;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum MemberState {
+    /// Its join was accepted and recorded; nothing was done on it yet.
     Joining,
+    /// The packages its units need are being installed.
     Provisioning,
+    /// The commit in force is being applied to it.
     Configuring,
+    /// Its apps' live releases are being put on it.
     Releasing,
+    /// Configured and released: it is in the cluster's hosts and served.
     Ready,
+    /// A step of the join failed (`cause` says which and why); it is not
+    /// served.
     Failed,
+    /// It asked to leave (`DELETE`) and is no longer served.
     Leaving,
+    /// It stayed unreachable past the grace period; it is no longer served.
     Lost,
 }
 
 impl MemberState {
+    /// The state's word, as in JSON and the metrics' `state` label:
+    /// `joining`, `ready`, ...
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Joining => "joining",
@@ -64,20 +75,26 @@ impl MemberState {
 /// `GET /v1/clusters/<cluster>/servers/<name>`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Member {
+    /// The server's name, as it asked to join; unique among the
+    /// definitions' servers and the members.
     pub name: String,
+    /// The cluster it joined, by its name in the definitions.
     pub cluster: String,
     /// Host name or IP address it is reached at over SSH.
     pub address: String,
+    /// The TCP port its SSH server listens on.
     pub port: u16,
     /// Its SSH host public key, `<algorithm> <base64>`: the join's, or
     /// the one its first connection recorded (its cluster accepting new
     /// host keys); none before that connection.
     #[serde(default)]
     pub host_key: Option<String>,
+    /// Where it is in its life.
     pub state: MemberState,
     /// Why it failed or was lost.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cause: Option<String>,
+    /// When its join was accepted (the daemon's clock).
     pub joined_at: DateTime<Utc>,
     /// When it entered its state.
     pub since: DateTime<Utc>,

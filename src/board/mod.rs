@@ -356,6 +356,8 @@ impl Board {
         }
     }
 
+    /// Counts one commit of the definitions that did not validate
+    /// (`reconciler_rejected_commits_total`).
     pub fn count_rejected(&self) {
         self.metrics.rejected.inc();
     }

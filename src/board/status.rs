@@ -13,6 +13,7 @@ pub struct Status {
     /// The definitions repository and branch it follows; credentials in
     /// a URL are shown as `***`.
     pub repo: String,
+    /// The branch of `repo` it follows (`--branch`).
     pub branch: String,
     /// The branch head last fetched.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -36,6 +37,8 @@ pub struct Status {
     /// When the branch was last fetched without error.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_fetch_at: Option<DateTime<Utc>>,
+    /// Every server of the commit in force, by its name in the
+    /// definitions (and ready elastic members).
     pub hosts: BTreeMap<String, HostStatus>,
     /// Elastic members by name (servers that joined through the listener),
     /// in every state; a `ready` one is also in `hosts`.
@@ -57,24 +60,30 @@ pub struct Status {
     /// from which a reader judges whether the document is stale.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub daemon: Option<DaemonInfo>,
+    /// When the daemon last changed this document (any change, each
+    /// fetch among them); with `daemon`, what tells a stale document.
     pub updated: Option<DateTime<Utc>>,
 }
 
 /// One app's requests on one web server between two traffic reads.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct TrafficStatus {
-    /// When the read ended, and the seconds it covers.
+    /// When the read ended.
     pub at: DateTime<Utc>,
+    /// The seconds between the previous read and this one.
     pub seconds: f64,
+    /// Requests answered in those seconds, every status.
     pub requests: u64,
-    /// Answered 5xx, and 4xx.
+    /// Requests answered 5xx.
     pub errors: u64,
+    /// Requests answered 4xx.
     pub client_errors: u64,
     /// Median and 99th-percentile request time, in seconds (the upper
     /// bound of a histogram bucket; none without requests, past 10 s
     /// none either).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub p50: Option<f64>,
+    /// The 99th-percentile request time, in seconds, read like `p50`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub p99: Option<f64>,
 }
@@ -82,9 +91,12 @@ pub struct TrafficStatus {
 /// Who writes the status, and how often it is written at least.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct DaemonInfo {
+    /// The daemon's process id on the machine that runs it.
     pub pid: u32,
     /// The fetch interval: the document is written at least this often.
     pub interval_seconds: u64,
+    /// How often every server is checked against the commit in force
+    /// (`--drift-interval`), in seconds.
     pub drift_interval_seconds: u64,
 }
 
@@ -105,10 +117,13 @@ pub struct AppStatus {
     /// What the state means here, for a person.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub message: String,
+    /// When the app was last checked (or released), whatever came of it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_at: Option<DateTime<Utc>>,
-    /// Failures in a row, and when the next try is.
+    /// Failed checks or repairs in a row; 0 after one that did not fail.
     pub failures: u32,
+    /// When the next try after a failure is (the backoff's), if one is
+    /// scheduled.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_at: Option<DateTime<Utc>>,
 }
@@ -294,15 +309,22 @@ impl Status {
     }
 }
 
+/// A commit of the definitions the daemon put in force.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct CommitRecord {
+    /// Its id, 40 hex characters.
     pub commit: String,
+    /// When the daemon put it in force (its clock, not the commit's date).
     pub at: DateTime<Utc>,
 }
 
+/// A commit of the definitions that did not validate; nothing of it was
+/// applied.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct Rejected {
+    /// Its id, 40 hex characters.
     pub commit: String,
+    /// When the daemon rejected it (its clock, not the commit's date).
     pub at: DateTime<Utc>,
     /// Every problem, as `file:line:col: message`.
     pub errors: Vec<String>,
@@ -311,6 +333,7 @@ pub struct Rejected {
 /// One server, as the daemon last saw it.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 pub struct HostStatus {
+    /// The cluster the server belongs to, by its name in the definitions.
     pub cluster: String,
     /// The last commit applied here in full.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -321,8 +344,10 @@ pub struct HostStatus {
     /// What the last result says, for a person.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_message: Option<String>,
+    /// When the daemon last reconciled this server, whatever came of it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_at: Option<DateTime<Utc>>,
+    /// When a reconcile of this server last succeeded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_success_at: Option<DateTime<Utc>>,
     /// When the figures below (drift, pending reloads, OPcache) were read
@@ -337,8 +362,10 @@ pub struct HostStatus {
     /// OPcache figures by PHP version, as the plan reports them.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub opcache: BTreeMap<String, serde_json::Value>,
-    /// Failures in a row, and when the next try is.
+    /// Failed reconciles in a row; 0 after one that succeeded.
     pub failures: u32,
+    /// When the next try after a failure is (the backoff's), if one is
+    /// scheduled.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_at: Option<DateTime<Utc>>,
     /// Who held the host lock when the daemon found it held.
@@ -350,8 +377,11 @@ pub struct HostStatus {
     pub converging: bool,
 }
 
+/// A service reload on a server that waits for a reload window (or
+/// `--now`).
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct PendingReload {
+    /// The service, as operators name it: `php8.2-fpm`.
     pub label: String,
     /// When the next window opens, if one will.
     #[serde(default, skip_serializing_if = "Option::is_none")]

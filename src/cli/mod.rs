@@ -196,7 +196,9 @@ pub enum Failure {
     Reported(ExitCode),
     /// The command line is wrong: exit 2.
     Usage {
+        /// What is wrong with it, printed after `error: `.
         message: String,
+        /// What to write instead, printed on a `hint:` line.
         hint: Option<String>,
     },
     /// Anything else: exit 1.
@@ -218,6 +220,9 @@ impl<E: Into<anyhow::Error>> From<E> for Failure {
     }
 }
 
+/// The binary's whole life: parses the command line, runs the command,
+/// reports an error on stderr and returns the exit code (0, 1 on an error,
+/// 2 on a wrong command line, or what the command chose).
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let color = match cli.color {

@@ -22,12 +22,16 @@ pub fn parse(text: &str) -> BTreeMap<String, String> {
 /// A key's change from one file to another.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeyChange {
+    /// The key is only in the new file.
     Added,
+    /// The key is in both, with different values.
     Changed,
+    /// The key is only in the old file.
     Removed,
 }
 
 impl KeyChange {
+    /// The mark a diff line starts with: `+`, `~` or `-`.
     pub fn sign(self) -> char {
         match self {
             KeyChange::Added => '+',

@@ -23,10 +23,20 @@ pub const GATHER_LIMIT: Duration = Duration::from_secs(60);
 /// Why facts could not be gathered from a host.
 #[derive(Debug, thiserror::Error)]
 pub enum GatherError {
+    /// The script could not be run or its output not read: no connection,
+    /// authentication refused, the time limit (`GATHER_LIMIT`) passed.
     #[error(transparent)]
     Transport(#[from] TransportError),
+    /// The script ran and exited non-zero.
     #[error("the fact-gathering script failed (exit {status:?}): {stderr}")]
-    Script { status: Option<i32>, stderr: String },
+    Script {
+        /// Its exit status; `None` when a signal killed it.
+        status: Option<i32>,
+        /// What it wrote to stderr, trimmed.
+        stderr: String,
+    },
+    /// The script succeeded but its stdout is not a facts stream this
+    /// build reads.
     #[error("cannot read the facts the server sent")]
     Parse(#[from] ParseError),
 }

@@ -129,18 +129,36 @@ pub struct PathFacts {
 /// reports it (memory in bytes, times in seconds since the epoch).
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Opcache {
+    /// Whether OPcache is on in this php-fpm (`opcache_enabled`); when off,
+    /// the other figures are 0.
     pub enabled: bool,
+    /// Bytes of shared memory holding cached scripts (`used_memory`).
     pub memory_used: u64,
+    /// Bytes of shared memory still free (`free_memory`).
     pub memory_free: u64,
+    /// Bytes held by scripts that changed or were invalidated and wait for
+    /// a restart of the cache (`wasted_memory`).
     pub memory_wasted: u64,
+    /// Scripts in the cache (`num_cached_scripts`).
     pub cached_scripts: u64,
+    /// Keys in the cache's hash table, scripts and their aliases
+    /// (`num_cached_keys`).
     pub cached_keys: u64,
+    /// The hash table's size (`max_cached_keys`, from
+    /// `opcache.max_accelerated_files`).
     pub max_cached_keys: u64,
+    /// Lookups served from the cache since it started (`hits`).
     pub hits: u64,
+    /// Lookups that had to compile the script (`misses`).
     pub misses: u64,
+    /// Times the cache restarted because its memory was full
+    /// (`oom_restarts`).
     pub oom_restarts: u64,
+    /// Times the cache restarted because its hash table was full
+    /// (`hash_restarts`).
     pub hash_restarts: u64,
-    /// When the cache started (the master's start or last reload).
+    /// When the cache started (the master's start or last reload), in
+    /// seconds since the epoch; 0 when OPcache did not say.
     pub start_time: i64,
     /// Scripts cached per release directory (`/home/<app>/releases/<sha>`),
     /// counted by reconciler's status script: what each release costs the
@@ -212,13 +230,21 @@ pub enum ServiceState {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum ProgramState {
+    /// Stopped by an operator, or never started (`autostart=false`).
     Stopped,
+    /// Started, and not yet up for its `startsecs`.
     Starting,
+    /// Up for at least its `startsecs`.
     Running,
+    /// Exited too soon after starting; supervisord retries it.
     Backoff,
+    /// Being stopped.
     Stopping,
+    /// Exited on its own from `RUNNING` (expected or not).
     Exited,
+    /// Could not be started: it failed `startretries` times.
     Fatal,
+    /// supervisord does not know what state it is in.
     Unknown,
 }
 

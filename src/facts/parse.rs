@@ -19,14 +19,28 @@ use super::{
 /// The version of the facts stream this parser reads (`@facts`).
 const VERSION: &str = "2";
 
+/// Why the output of the fact-gathering script is not facts.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ParseError {
+    /// The first record is not `@facts` with this parser's version: another
+    /// script, or gather.sh from another build.
     #[error("the output does not start with facts of version {VERSION}")]
     NotFacts,
+    /// The stream ends before the `@end` record, or inside a record: the
+    /// script was cut off.
     #[error("the output stops before its end record")]
     Truncated,
+    /// A record of a known kind with the wrong number of fields or a field
+    /// that does not parse (a number, a mode).
     #[error("record {index}: malformed `{kind}` record")]
-    Malformed { index: usize, kind: String },
+    Malformed {
+        /// The record's position in the stream, counting from 0 (the
+        /// `@facts` record).
+        index: usize,
+        /// The record's kind, such as `path` or `user`.
+        kind: String,
+    },
+    /// The bytes are not records of the report protocol at all.
     #[error(transparent)]
     Protocol(#[from] ProtocolError),
 }

@@ -20,11 +20,14 @@ const LOGS_SH: &str = include_str!("logs.sh");
 /// One line of one log on one server.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogLine {
+    /// The server it was read from, by its name in the definitions.
     pub server: ServerName,
     /// The log's file name, such as `laravel.log` or `nginx-error.log`.
     pub source: String,
     /// Its own timestamp, or the last one before it in the same log.
     pub time: Option<NaiveDateTime>,
+    /// The line as the log has it, without its newline (invalid UTF-8
+    /// replaced).
     pub text: String,
 }
 

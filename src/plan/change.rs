@@ -15,8 +15,12 @@ use crate::layout::ConfigFile;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Action {
+    /// Bring into being what does not exist: a user, a directory, a file.
     Create,
+    /// Fix what exists and differs: content, owner, group, mode, a group's
+    /// members.
     Update,
+    /// Delete a file reconciler wrote that no unit wants any more.
     Remove,
     /// Start a service or worker process that should run and does not.
     Start,
@@ -25,7 +29,11 @@ pub enum Action {
 /// Owner, group and mode of a file or directory.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
 pub struct Ownership {
+    /// The owning user's name; on a found path, the uid itself when the
+    /// server's passwd has no name for it.
     pub owner: String,
+    /// The owning group's name; on a found path, the gid itself when the
+    /// server's group file has no name for it.
     pub group: String,
     /// Permission bits in octal, such as "0644".
     #[serde(serialize_with = "octal")]
@@ -34,6 +42,8 @@ pub struct Ownership {
 }
 
 impl Ownership {
+    /// `owner`, `group` and `mode`, the permission bits (`0o644`; only the
+    /// low 12 bits are meaningful).
     pub fn new(owner: &str, group: &str, mode: u32) -> Self {
         Self {
             owner: owner.to_owned(),
@@ -54,12 +64,25 @@ fn octal<S: serde::Serializer>(mode: &u32, s: S) -> Result<S::Ok, S::Error> {
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Change {
     /// Create an app's system user with its group and home.
-    CreateUser { user: String, home: String },
+    CreateUser {
+        /// The user's name, which is the app's name; its group has the
+        /// same name.
+        user: String,
+        /// The absolute path of its home, `/home/<app>`.
+        home: String,
+    },
     /// Add nginx's user to an app's group so it can read the app's public files.
-    JoinGroup { user: String, group: String },
+    JoinGroup {
+        /// The user that joins: nginx's, `www-data`.
+        user: String,
+        /// The group it joins: the app's, named like the app.
+        group: String,
+    },
     /// Create a directory.
     CreateDirectory {
+        /// The directory's absolute path on the server.
         path: String,
+        /// The owner, group and mode it is created with.
         to: Ownership,
         /// The app whose home holds it; apply works on it as that app's user.
         #[serde(skip)]
@@ -67,41 +90,63 @@ pub enum Change {
     },
     /// Fix a directory's owner, group or mode.
     UpdateDirectory {
+        /// The directory's absolute path on the server.
         path: String,
+        /// The owner, group and mode the plan found.
         from: Ownership,
+        /// The owner, group and mode it should have.
         to: Ownership,
+        /// The app whose home holds it; apply works on it as that app's user.
         #[serde(skip)]
         inside_home_of: Option<String>,
     },
     /// Write a file that does not exist.
     CreateFile {
+        /// The file's absolute path on the server, one reconciler manages
+        /// (`layout::ConfigFile`).
         path: String,
+        /// The owner, group and mode it is written with.
         to: Ownership,
         /// Unified diff from nothing.
         diff: String,
+        /// The whole text to write, as the unit rendered it.
         #[serde(skip)]
         content: String,
     },
     /// Rewrite a file whose content, owner, group or mode differs.
     UpdateFile {
+        /// The file's absolute path on the server, one reconciler manages
+        /// (`layout::ConfigFile`).
         path: String,
+        /// The owner, group and mode the plan found.
         from: Ownership,
+        /// The owner, group and mode it should have.
         to: Ownership,
         /// Unified diff of the content; absent when only ownership differs.
         #[serde(skip_serializing_if = "Option::is_none")]
         diff: Option<String>,
         /// Whether reconciler did not write this file before and takes it over.
         adopt: bool,
+        /// The whole text to write, as the unit rendered it; written even
+        /// when only ownership differs.
         #[serde(skip)]
         content: String,
-        /// The sha256 of the file the plan saw.
+        /// The sha256 of the file the plan saw, in lowercase hex; empty when
+        /// the facts had none. Apply refuses to write when the file no
+        /// longer has it.
         #[serde(skip)]
         expected: String,
     },
     /// Remove a file reconciler wrote whose unit left the definitions.
     RemoveFile {
+        /// The file's absolute path on the server; always one listed in the
+        /// server's manifest of files reconciler wrote.
         path: String,
+        /// Unified diff to nothing.
         diff: String,
+        /// The sha256 of the file the plan saw, in lowercase hex; empty when
+        /// the facts had none. Apply refuses to remove it when the file no
+        /// longer has it.
         #[serde(skip)]
         expected: String,
     },
@@ -121,6 +166,8 @@ pub enum Change {
 }
 
 impl Change {
+    /// Whether this change creates, updates, removes or starts something,
+    /// the word the plan's summary counts it under.
     pub fn action(&self) -> Action {
         match self {
             Change::CreateUser { .. }

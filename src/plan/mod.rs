@@ -39,6 +39,7 @@ pub const FORMAT_VERSION: u32 = 1;
 /// What a plan is made for.
 #[derive(Debug, Clone)]
 pub struct PlanOptions {
+    /// Which units are planned: all, or only some apps' (`--app`).
     pub scope: Scope,
     /// When reloads happen (`--now`, the cluster's windows at `now`).
     pub reloads: ReloadPolicy,
@@ -64,10 +65,12 @@ impl Default for PlanOptions {
 pub struct Plan {
     /// The version of this format.
     pub format_version: u32,
+    /// One plan per selected server.
     pub hosts: Vec<HostPlan>,
 }
 
 impl Plan {
+    /// The plan of `hosts`, stamped with this build's [`FORMAT_VERSION`].
     pub fn new(hosts: Vec<HostPlan>) -> Self {
         Self {
             format_version: FORMAT_VERSION,
@@ -75,10 +78,13 @@ impl Plan {
         }
     }
 
+    /// Whether applying would change anything now on any host (see
+    /// [`HostPlan::has_changes`]).
     pub fn has_changes(&self) -> bool {
         self.hosts.iter().any(HostPlan::has_changes)
     }
 
+    /// Whether any host could not be planned.
     pub fn has_errors(&self) -> bool {
         self.hosts.iter().any(|h| h.error.is_some())
     }
@@ -87,12 +93,18 @@ impl Plan {
 /// What changes on one server.
 #[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct HostPlan {
+    /// The server this plan is for, by its name in the cluster's
+    /// definitions.
     pub server: ServerName,
     /// Why this host could not be planned (unreachable, missing software);
     /// such a host has no changes.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<HostError>,
+    /// What apply changes, in the order it makes them: users and groups,
+    /// directories, files by path, then services and programs to start.
     pub changes: Vec<Change>,
+    /// The services that validate and reload, now or later, one entry per
+    /// service.
     pub reloads: Vec<Reload>,
     /// An apply that was killed before it finished: this apply validates
     /// the files it left, or puts back what stood before.
@@ -136,7 +148,9 @@ struct InterruptedApply {
 /// A host that could not be planned.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
 pub struct HostError {
+    /// What is wrong, one line, values in backticks.
     pub message: String,
+    /// What the operator can do about it, when there is something to do.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hint: Option<String>,
 }
@@ -188,6 +202,7 @@ impl HostPlan {
             && (self.has_changes() || self.manifest_stale || self.locked_by.is_some())
     }
 
+    /// How many of this host's changes are of `action`.
     pub fn count(&self, action: Action) -> usize {
         self.changes.iter().filter(|c| c.action() == action).count()
     }

@@ -22,6 +22,8 @@ use crate::units::HostUnits;
 /// One php-fpm's OPcache, as the plan shows it.
 #[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct OpcacheReport {
+    /// The figures `opcache_get_status(false)` gave (flattened: they are
+    /// this object's fields).
     #[serde(flatten)]
     pub figures: Opcache,
     /// Used plus wasted memory, in percent of the cache's size.

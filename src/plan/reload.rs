@@ -27,19 +27,25 @@ use crate::windows::WindowState;
 )]
 #[serde(tag = "service", rename_all = "kebab-case")]
 pub enum Service {
+    /// nginx, for vhosts: `nginx -t`, then a graceful reload.
     Nginx,
+    /// One PHP version's php-fpm, for its php.ini, global config and
+    /// pools: `php-fpm<version> -t`, then a reload.
     PhpFpm {
+        /// The PHP version whose php-fpm it is, such as `8.2`.
         version: PhpVersion,
     },
     /// One app's supervisor programs (`group` is the app's name): reread,
     /// then `update` of those of its programs supervisord finds changed.
     Supervisor {
+        /// The app's name, which is its supervisor group's prefix.
         group: String,
     },
     /// One app's workers, restarted whole (`supervisorctl restart
     /// <program>:*` for each): long-running PHP that must read a changed
     /// CLI php.ini again.
     Workers {
+        /// The app whose workers restart.
         app: String,
     },
 }
@@ -138,10 +144,13 @@ pub struct NextWindow {
 /// A service reload the plan needs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
 pub struct Reload {
+    /// The service that reloads (flattened: its `service` tag and fields
+    /// are this object's).
     #[serde(flatten)]
     pub service: Service,
     /// `nginx`, `php8.2-fpm`, `supervisor:shop`.
     pub label: String,
+    /// During this apply, in the next window, or only with `--now`.
     pub when: ReloadWhen,
     /// Whether an earlier apply left it pending (rather than this plan's changes).
     pub pending: bool,
@@ -175,6 +184,7 @@ pub struct Reload {
 pub struct ReloadPolicy {
     /// `--now`: reload everything during this apply.
     pub reload_now: bool,
+    /// The cluster's `fpm_reload`: wait for a window, or reload at once.
     pub fpm_reload: FpmReload,
     /// The cluster's reload windows at the plan's time.
     pub windows: WindowState,

@@ -20,6 +20,7 @@ pub enum Provisioned {
     Converged,
     /// `--dry-run`: these are missing.
     WouldInstall(Vec<String>),
+    /// These were missing and are installed now (Debian package names).
     Installed(Vec<String>),
 }
 

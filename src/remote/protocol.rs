@@ -31,6 +31,8 @@ pub const MAX_FIELDS: usize = 100_000;
 pub struct Record {
     /// `[a-z0-9-]+`, such as `path`, `done` or `journal-staged`.
     pub kind: String,
+    /// Its fields in order, raw: text as the script printed it (read it
+    /// with `text`), base64 where the script encoded it.
     pub fields: Vec<Vec<u8>>,
 }
 
@@ -71,12 +73,30 @@ impl Record {
 /// Why a stream is not records.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ProtocolError {
+    /// Something other than `@` starts where a record should: the script
+    /// printed to stdout past `record`.
     #[error("byte {at}: expected a record (`@kind`), found {found:?}")]
-    NotARecord { at: usize, found: String },
+    NotARecord {
+        /// The offset of that byte in the whole stream, from 0.
+        at: usize,
+        /// Up to 40 bytes from there, lossily decoded, to show what it was.
+        found: String,
+    },
+    /// A record's kind is empty, over 64 bytes, or has a byte other than
+    /// `[a-z0-9-]`.
     #[error("byte {at}: a record's kind must be lowercase letters, digits and `-`")]
-    BadKind { at: usize },
+    BadKind {
+        /// The offset of the record's `@` in the whole stream, from 0.
+        at: usize,
+    },
+    /// A record's field count is not decimal digits, or is over
+    /// [`MAX_FIELDS`].
     #[error("byte {at}: a record's field count is not a number up to {MAX_FIELDS}")]
-    BadCount { at: usize },
+    BadCount {
+        /// The offset of the record's `@` in the whole stream, from 0.
+        at: usize,
+    },
+    /// The stream ends inside a record: the script was cut off.
     #[error("the stream stops inside a record")]
     Truncated,
 }

@@ -27,6 +27,8 @@ pub const BUCKETS: [f64; 11] = [
 /// Requests of one app on one server over some time.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Figures {
+    /// Requests in the app's access log (nginx's, in root's per-app log
+    /// directory), whatever their status.
     pub requests: u64,
     /// Answered 5xx.
     pub errors: u64,
@@ -124,15 +126,22 @@ pub struct Cursor {
 /// read, with why.
 #[derive(Debug, Clone, Default)]
 pub struct Read {
+    /// One entry per app on each server that was read.
     pub figures: Vec<AppFigures>,
+    /// Servers that could not be read, with why in one line (no
+    /// connection, a script that failed or stopped early, a garbled
+    /// answer); their cursors stay where they were.
     pub failed: Vec<(ServerName, String)>,
 }
 
 /// One app's figures on one server in a `Read`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AppFigures {
+    /// The web server, by its name in the definitions.
     pub server: ServerName,
+    /// The app whose access log was read.
     pub app: AppName,
+    /// Its requests since the read before (or over `window`, if `first`).
     pub figures: Figures,
     /// The first read of this log: its figures are of the last `window`,
     /// not of the time since a read before.

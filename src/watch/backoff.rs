@@ -10,7 +10,10 @@ use std::time::Duration;
 /// The backoff policy.
 #[derive(Debug, Clone, Copy)]
 pub struct Backoff {
+    /// The span after the first failure; it doubles with each failure
+    /// after.
     pub base: Duration,
+    /// The longest span, however many failures.
     pub cap: Duration,
 }
 

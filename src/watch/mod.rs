@@ -48,7 +48,7 @@ use crate::release;
 use crate::transport::Connector;
 
 use crate::board as status;
-pub use crate::board::{Board, Status};
+pub use crate::board::Board;
 pub use backoff::Backoff;
 pub use source::{GitSource, Head, PollError, Source};
 
@@ -57,7 +57,10 @@ use apps::{AppEntry, AppOutcome};
 /// What `--drift` says to do with changes found on a drift check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Drift {
+    /// Apply the changes, as for a new commit.
     Correct,
+    /// Only report them (status, metrics, notices); apply the reloads
+    /// that are due anyway.
     Warn,
 }
 
@@ -74,11 +77,13 @@ pub struct WatchOptions {
     /// How often to read the web servers' access logs for the request
     /// metrics (`traffic`); `None`: never.
     pub traffic_interval: Option<Duration>,
+    /// What a drift check does with the changes it finds.
     pub drift: Drift,
     /// Hosts reconciled at once.
     pub parallel: usize,
     /// Who reconciles, for host locks and apply logs.
     pub holder: String,
+    /// How long a failing host or app waits before it is tried again.
     pub backoff: Backoff,
     /// A commit that validated before the daemon last stopped: in force
     /// until a newer one validates.
@@ -130,16 +135,18 @@ struct Finished {
 
 /// The daemon's loop.
 pub struct Watch {
+    /// Where the definitions come from: the followed branch.
     pub source: Box<dyn Source>,
+    /// How hosts are reached.
     pub connector: Arc<dyn Connector>,
+    /// Intervals, parallelism, drift policy and backoff.
     pub options: WatchOptions,
+    /// The status and metrics the loop writes, which the listener reads.
     pub board: Arc<Board>,
+    /// The time windows, retries and the status are judged at.
     pub clock: Clock,
     /// Notified to fetch at once (the git hook).
     pub fetch_now: Arc<Notify>,
-    /// The daemon's background jobs (the webhook's deploys): one owner,
-    /// which the daemon drains on shutdown.
-    pub tasks: tokio_util::task::TaskTracker,
     /// Cancelled when the daemon is asked to stop: a release the loop
     /// started stops if it has not switched yet, else finishes.
     pub stop: release::Stop,

@@ -12,7 +12,9 @@ use crate::git::{CommitId, GitError, Mirror};
 
 /// A new branch head and its definitions.
 pub struct Head {
+    /// The head's commit id, 40 hex characters.
     pub commit: CommitId,
+    /// The definitions files in its tree, not yet loaded or validated.
     pub files: DefinitionFiles,
 }
 
@@ -27,6 +29,8 @@ pub enum PollError {
     NoBranch(String),
 }
 
+/// Where the loop gets the definitions from: polled for a new head, asked
+/// for an earlier commit's files.
 #[async_trait]
 pub trait Source: Send {
     /// Fetches, and returns the branch head when it is not `known`.
@@ -49,6 +53,9 @@ pub struct GitSource {
 }
 
 impl GitSource {
+    /// The branch `branch` of the repository at `url` (a path, an ssh or
+    /// https URL), mirrored in `path`; nothing is fetched before the first
+    /// poll.
     pub fn new(url: &str, branch: &str, path: PathBuf) -> Self {
         Self {
             url: url.to_owned(),

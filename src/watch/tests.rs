@@ -119,7 +119,6 @@ fn start(
             base + chrono::Duration::from_std(origin.elapsed()).unwrap_or_default()
         }),
         fetch_now: Arc::new(Notify::new()),
-        tasks: tokio_util::task::TaskTracker::new(),
         stop: release::Stop::new(),
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

@@ -21,7 +21,7 @@ use serde_json::Value;
 
 use super::{TemplateError, Templates};
 
-/// The file `reconciler templates --out` writes the [`reference`] to, next
+/// The file `reconciler templates --out` writes the [`reference()`] to, next
 /// to the templates (definitions read only `templates/*.hbs`).
 pub const REFERENCE_FILE: &str = "VARIABLES.md";
 
