@@ -7,6 +7,12 @@
 //! ten times slower. A reload empties it. Hygiene asks for one in a window
 //! when the cache is fuller than `max_fill` percent, or (`after_release`)
 //! when an app's live release changed after the cache started.
+//!
+//! An app whose `current` links to a side (`release_layout: ab`, `a` or
+//! `b`) is no reason for `after_release`: its releases rewrite the paths
+//! OPcache already holds (one entry per path, two sides), so the cache does
+//! not grow with releases, and a reload would only throw away what the
+//! release warmed. `max_fill` still applies to it.
 
 use std::collections::BTreeMap;
 
@@ -87,10 +93,13 @@ fn reasons(
             if &v != version {
                 continue;
             }
-            let switched = facts
-                .paths
-                .get(&AppPaths::new(&app).current)
-                .and_then(|link| link.mtime);
+            let Some(current) = facts.paths.get(&AppPaths::new(&app).current) else {
+                continue;
+            };
+            if matches!(current.target.as_deref(), Some("a" | "b")) {
+                continue;
+            }
+            let switched = current.mtime;
             if switched.is_some_and(|at| at > cache.start_time) {
                 reasons.push(format!(
                     "`{app}`'s live release changed after the cache started"

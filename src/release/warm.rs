@@ -131,9 +131,20 @@ impl Warmed {
             self.after.percent()
         );
         if let Some(why) = &self.stopped {
+            let mib = |bytes: u64| bytes as f64 / (1024.0 * 1024.0);
+            let after = &self.after;
             let why = match why.as_str() {
-                "memory" => "OPcache's memory is nearly full".to_owned(),
-                "keys" => "OPcache's key table is nearly full".to_owned(),
+                "memory" => format!(
+                    "OPcache's memory is nearly full ({:.1} of {:.1} MiB free, {:.1} MiB wasted); \
+                     the rest may not be cached until php-fpm reloads (`opcache_hygiene`)",
+                    mib(after.free),
+                    mib(after.used + after.free + after.wasted),
+                    mib(after.wasted)
+                ),
+                "keys" => format!(
+                    "OPcache's key table is nearly full ({} of {} keys)",
+                    after.keys, after.max_keys
+                ),
                 "time" => "its time was up".to_owned(),
                 other => crate::text::visible(other).into_owned(),
             };
@@ -253,6 +264,9 @@ mod tests {
             left: 500,
             stopped: Some("memory".into()),
             after: Fill {
+                used: 120 << 20,
+                free: 4 << 20,
+                wasted: 4 << 20,
                 oom_restarts: 1,
                 ..Fill::default()
             },
@@ -261,7 +275,7 @@ mod tests {
         assert!(
             warmed
                 .summary()
-                .ends_with("stopped with 500 left: OPcache's memory is nearly full; OPcache restarted for lack of memory meanwhile"),
+                .ends_with("stopped with 500 left: OPcache's memory is nearly full (4.0 of 128.0 MiB free, 4.0 MiB wasted); the rest may not be cached until php-fpm reloads (`opcache_hygiene`); OPcache restarted for lack of memory meanwhile"),
             "{}",
             warmed.summary()
         );

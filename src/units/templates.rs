@@ -349,6 +349,22 @@ mod tests {
     }
 
     #[test]
+    fn the_pool_slow_log_threshold_is_the_shortest_request_validation_allows() {
+        // php-fpm refuses a pool whose request_terminate_timeout is below
+        // its request_slowlog_timeout: validation's floor must be this one.
+        let pool = EMBEDDED
+            .iter()
+            .find(|(name, _)| *name == "fpm-pool.conf.hbs")
+            .map(|(_, text)| *text)
+            .expect("embedded pool template");
+        let line = format!(
+            "request_slowlog_timeout = {}s\n",
+            crate::definitions::RequestLimits::MIN_DURATION
+        );
+        assert!(pool.contains(&line), "the pool template has no `{line}`");
+    }
+
+    #[test]
     fn a_plain_include_renders() {
         let templates = Templates::new(&overrides(&[("cron.hbs", "[{{> fpm-global.conf.hbs}}]")]))
             .expect("valid");

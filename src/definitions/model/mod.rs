@@ -295,6 +295,13 @@ pub struct RequestLimits {
 }
 
 impl RequestLimits {
+    /// The shortest `duration`, in seconds: the pool's slow log threshold
+    /// (`request_slowlog_timeout = 5s` in `fpm-pool.conf.hbs`). php-fpm
+    /// refuses a pool whose `request_terminate_timeout` is below it
+    /// (`php-fpm8.2 -t`: "'request_slowlog_timeout' (5) can't be greater
+    /// than 'request_terminate_timeout' (4)"), so no app could serve.
+    pub const MIN_DURATION: u32 = 5;
+
     fn default_duration() -> u32 {
         30
     }

@@ -1,7 +1,7 @@
 //! Rules for cluster files.
 
 use super::{At, REQUEST_LIMITS};
-use crate::definitions::model::{Cluster, Elastic, ReloadWindow, SessionHandler};
+use crate::definitions::model::{Cluster, Elastic, ReloadWindow, RequestLimits, SessionHandler};
 use crate::definitions::values::IniValue;
 
 /// php.ini directives reconciler sets itself for php-fpm, which a cluster
@@ -28,6 +28,22 @@ pub(super) fn check_cluster(at: &mut At, cluster: &Cluster) {
         cluster.request.payload,
         cluster.request.memory,
     ]) {
+        if field == "duration" && value < RequestLimits::MIN_DURATION {
+            at.error(
+                "request.duration",
+                format!(
+                    "`duration` is {value}; at least {min}: php-fpm refuses a pool whose \
+                     `request_terminate_timeout` is below its slow log's threshold \
+                     (`request_slowlog_timeout`, {min} s)",
+                    min = RequestLimits::MIN_DURATION
+                ),
+            )
+            .hint = Some(format!(
+                "a request may run {} seconds or more",
+                RequestLimits::MIN_DURATION
+            ));
+            continue;
+        }
         at.range(&format!("request.{field}"), field, value, 1, max);
     }
     for (key, value) in &cluster.php_ini {

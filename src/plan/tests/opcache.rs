@@ -86,3 +86,33 @@ fn a_release_after_the_cache_started_is_due_and_an_idle_cache_is_not() {
     options.reloads.windows = crate::windows::WindowState::NoWindows;
     assert_eq!(plan_host(&web1(), &units, &facts, &options).reloads, []);
 }
+
+#[test]
+fn an_ab_release_after_the_cache_started_is_not_due() {
+    // `release_layout: ab` rewrites the paths OPcache holds: a reload
+    // after each release would only throw away what the release warmed.
+    let units = units_for(&fleet(), "web-1");
+    let mut facts = converged(&units);
+    facts
+        .opcache
+        .insert(PhpVersion::new("8.2"), opcache(20, 1_795_300_000));
+    let mut options = options();
+    options.hygiene = Some(crate::definitions::OpcacheHygiene {
+        max_fill: 80,
+        after_release: true,
+    });
+    let mut current = facts.paths["/home/shop"].clone();
+    current.kind = PathKind::Symlink;
+    current.target = Some("b".into());
+    current.mtime = Some(1_795_300_100);
+    facts.paths.insert("/home/shop/current".into(), current);
+    assert_eq!(plan_host(&web1(), &units, &facts, &options).reloads, []);
+    // A full cache is still due.
+    facts
+        .opcache
+        .insert(PhpVersion::new("8.2"), opcache(118, 1_795_300_000));
+    assert_eq!(
+        plan_host(&web1(), &units, &facts, &options).reloads[0].reasons,
+        ["OPcache is 92% full (more than 80%)"]
+    );
+}

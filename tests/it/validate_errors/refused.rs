@@ -84,6 +84,21 @@ error: 6 problems in the definitions
 }
 
 #[test]
+fn request_shorter_than_the_slow_log() {
+    // php-fpm refuses a pool whose request_terminate_timeout (4 s here) is
+    // below its request_slowlog_timeout (5 s): apply would write a pool
+    // that php-fpm will not start.
+    assert_invalid(
+        "short_request",
+        "\
+$D/clusters/production.yaml:4:13: `duration` is 4; at least 5: php-fpm refuses a pool whose `request_terminate_timeout` is below its slow log's threshold (`request_slowlog_timeout`, 5 s)
+  hint: a request may run 5 seconds or more
+error: 1 problem in the definitions
+",
+    );
+}
+
+#[test]
 fn deep_nesting() {
     assert_invalid(
         "deep_nesting",
