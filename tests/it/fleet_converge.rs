@@ -358,9 +358,11 @@ fn the_opcache_status_answers_in_time_with_thousands_of_scripts_cached() {
     let ms: u64 = lines.next().and_then(|l| l.parse().ok()).expect("ms");
     eprintln!("the status took {ms} ms with {cached} scripts cached");
     // 0.9-10 s before the fix on the test fleet (where /etc/localtime is
-    // on fuse-overlayfs), 50-190 ms after.
+    // on fuse-overlayfs), 50-190 ms after. The bound is no performance
+    // target: the answer must come well within the gather's 5 s, which
+    // the status shares with the rest of the facts, on a loaded machine.
     assert!(
-        ms < 500,
+        ms < 2000,
         "the status took {ms} ms with {cached} scripts cached"
     );
 }
