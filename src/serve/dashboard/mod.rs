@@ -23,6 +23,8 @@ use super::AppState;
 use crate::board::{Event, Status};
 
 mod charts;
+pub mod console;
+pub mod session;
 mod view;
 
 pub use view::Extras;

@@ -188,6 +188,8 @@ struct PendingView {
 #[derive(Debug, Serialize)]
 struct AppView {
     name: String,
+    /// Its logs page (behind the login).
+    logs_href: String,
     class: &'static str,
     intended: String,
     live: Vec<LiveView>,
@@ -308,6 +310,7 @@ impl View {
                     .cloned()
                     .unwrap_or_default();
                 AppView {
+                    logs_href: super::console::app_href(name, "logs"),
                     name: name.clone(),
                     class: if app.is_problem() {
                         "bad"
