@@ -314,3 +314,103 @@ fn a_rollback_from_the_dashboard_needs_a_token_and_runs_the_clis_rollback_as_who
     );
     assert!(script.contains("rollback"), "{script}");
 }
+
+/// The real daemon with deploy tokens (its one server's port is closed):
+/// signing in, reading logs with the cookie and with a bearer token, and a
+/// wrong token leave no token in any address it answers with, nor in its
+/// log (debug level).
+#[test]
+fn a_real_daemon_keeps_tokens_out_of_addresses_and_its_log() {
+    use crate::cli::git;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let work = dir.path().join("work");
+    std::fs::create_dir_all(work.join("clusters")).expect("mkdir");
+    std::fs::create_dir_all(work.join("apps")).expect("mkdir");
+    std::fs::write(
+        work.join("clusters/fleet.yaml"),
+        "name: fleet\nphp: [\"8.2\"]\nservers:\n  - { name: web-1, address: 127.0.0.1, port: 9, web_server: true }\n",
+    )
+    .expect("cluster");
+    std::fs::write(
+        work.join("apps/shop.yaml"),
+        "name: shop\ncluster: fleet\nrepo: https://git.example.com/shop.git\nphp: \"8.2\"\n\
+         domains: [shop.test]\nservers:\n  - name: web-1\n    web: { max_workers: 2, min_spare_workers: 1, initial_workers: 1, max_spare_workers: 1 }\n",
+    )
+    .expect("app");
+    git(&work, &["init", "-q", "-b", "main"]);
+    git(&work, &["add", "-A"]);
+    git(&work, &["commit", "-q", "-m", "shop on web-1"]);
+    git(
+        dir.path(),
+        &["clone", "-q", "--bare", "work", "definitions.git"],
+    );
+    let tokens = dir.path().join("tokens");
+    std::fs::write(&tokens, format!("{}\n", Tokens::line("shop", SHOP_TOKEN))).expect("tokens");
+    let daemon = crate::common::daemon::Daemon::start(
+        &[
+            "watch",
+            "--repo",
+            dir.path().join("definitions.git").to_str().expect("path"),
+            "--state-dir",
+            dir.path().join("state").to_str().expect("path"),
+            "--interval",
+            "1s",
+            "--deploy-tokens",
+            tokens.to_str().expect("path"),
+        ],
+        None,
+        "/v1/status",
+        &dir.path().join("watch.log"),
+    );
+    let form = [("Content-Type", "application/x-www-form-urlencoded")];
+    let login = |token: &str| {
+        http(
+            daemon.addr,
+            "POST",
+            "/login",
+            &form,
+            format!("token={token}&app=shop").as_bytes(),
+        )
+        .expect("answer")
+    };
+    let wrong = login("shop-token-but-wrong");
+    assert_eq!(wrong.status, 401, "{wrong:?}");
+    // The definitions are in force once the daemon has read them.
+    let started = std::time::Instant::now();
+    let page = loop {
+        let signed = login(SHOP_TOKEN);
+        assert_eq!(signed.status, 303, "{signed:?}");
+        let location = signed.header("location").expect("location").to_owned();
+        assert!(!location.contains(SHOP_TOKEN), "{location}");
+        let cookie = signed.header("set-cookie").expect("cookie");
+        assert!(!cookie.contains(SHOP_TOKEN), "{cookie}");
+        let pair = cookie.split(';').next().expect("pair").to_owned();
+        let page = http(daemon.addr, "GET", &location, &[("Cookie", &pair)], b"").expect("answer");
+        if page.status == 200 || started.elapsed().as_secs() > 30 {
+            break page;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    assert_eq!(page.status, 200, "{page:?}\n{}", daemon.log_text());
+    // web-1 cannot be reached: said, not fatal.
+    assert!(page.body.contains("web-1:"), "{}", page.body);
+    let bearer = format!("Bearer {SHOP_TOKEN}");
+    let by_header = http(
+        daemon.addr,
+        "GET",
+        "/apps/shop/logs",
+        &[("Authorization", &bearer)],
+        b"",
+    )
+    .expect("answer");
+    assert_eq!(by_header.status, 200, "{by_header:?}");
+    let none = http(daemon.addr, "GET", "/apps/shop/logs", &[], b"").expect("answer");
+    assert_eq!(none.status, 401, "{none:?}");
+
+    let log = daemon.log_text();
+    assert!(log.contains("signed in to the dashboard"), "{log}");
+    assert!(
+        !log.contains(SHOP_TOKEN) && !log.contains("shop-token"),
+        "{log}"
+    );
+}

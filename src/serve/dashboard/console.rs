@@ -181,7 +181,7 @@ fn allowed(
     route: &'static str,
     headers: &HeaderMap,
     app: &str,
-) -> Result<String, Response> {
+) -> Result<String, Box<Response>> {
     let deployer = &console.deployer;
     match session::signed_in(
         &console.sessions,
@@ -192,20 +192,20 @@ fn allowed(
         headers,
     ) {
         Ok(owner) if session::may(&owner, app) => Ok(owner),
-        Ok(_) => Err(crate::serve::error(
+        Ok(_) => Err(Box::new(crate::serve::error(
             StatusCode::FORBIDDEN,
             "this token is not for that app",
-        )),
-        Err(Unauthenticated::HeldBack(held)) => Err(held.into_response()),
-        Err(Unauthenticated::Unknown) => Err(login_form(
+        ))),
+        Err(Unauthenticated::HeldBack(held)) => Err(Box::new(held.into_response())),
+        Err(Unauthenticated::Unknown) => Err(Box::new(login_form(
             StatusCode::UNAUTHORIZED,
             Some(app),
             "sign in with the app's token or the admin token",
-        )),
+        ))),
     }
 }
 
-fn target(console: &Console, app: &str) -> Result<AppTarget, Response> {
+fn target(console: &Console, app: &str) -> Result<AppTarget, Box<Response>> {
     let definitions = console
         .deployer
         .definitions
@@ -214,10 +214,10 @@ fn target(console: &Console, app: &str) -> Result<AppTarget, Response> {
         .clone();
     match definitions.as_deref().map(|d| AppTarget::find(d, app)) {
         Some(Ok(target)) => Ok(target),
-        _ => Err(crate::serve::error(
+        _ => Err(Box::new(crate::serve::error(
             StatusCode::NOT_FOUND,
             &format!("no app `{app}` in the definitions in force"),
-        )),
+        ))),
     }
 }
 
@@ -267,7 +267,7 @@ struct ReleaseChoice {
 /// once), with the servers it went live on.
 fn choices(board: &Board, app: &str) -> Vec<ReleaseChoice> {
     let history = board
-        .journal(|j| j.releases())
+        .journal(crate::board::Journal::releases)
         .remove(app)
         .unwrap_or_default();
     let mut choices: Vec<ReleaseChoice> = Vec::new();
@@ -298,11 +298,11 @@ async fn logs_page(
 ) -> Response {
     let owner = match allowed(&console, peer, "/apps/logs", &headers, &app) {
         Ok(owner) => owner,
-        Err(refused) => return refused,
+        Err(refused) => return *refused,
     };
     let target = match target(&console, &app) {
         Ok(target) => target,
-        Err(missing) => return missing,
+        Err(missing) => return *missing,
     };
     let lines = query.lines.unwrap_or(LINES).clamp(1, MAX_LINES);
     let read = crate::logs::read(
@@ -371,11 +371,11 @@ async fn rollback(
 ) -> Response {
     let owner = match allowed(&console, peer, "/apps/rollback", &headers, &app) {
         Ok(owner) => owner,
-        Err(refused) => return refused,
+        Err(refused) => return *refused,
     };
     let target = match target(&console, &app) {
         Ok(target) => target,
-        Err(missing) => return missing,
+        Err(missing) => return *missing,
     };
     if !choices(&console.board, &app)
         .iter()
