@@ -2,9 +2,7 @@
 //! merged logs (`/apps/<app>/logs`, read as `reconciler logs` reads them:
 //! the last lines of each log of each server; `?follow=1` loads the
 //! dashboard's script, which fetches the page again every 5 s) and its
-//! rollback to a release the history lists (`POST /apps/<app>/rollback`,
-//! run by `release::rollback` as `reconciler rollback` runs it, recorded
-//! in the servers' release logs with who asked).
+//! actions (`actions`: `POST /apps/<app>/rollback`).
 //!
 //! Served only with the deploy tokens (they are its tokens): without a
 //! session or token these answer 401 with the login form, with another
@@ -21,8 +19,9 @@ use axum::routing::{get, post};
 use handlebars::Handlebars;
 use serde::{Deserialize, Serialize};
 
+use super::actions::{self, ReleaseChoice, choices};
 use super::session::{self, ADMIN, Sessions};
-use crate::app::{AppTarget, Origin, Trigger};
+use crate::app::AppTarget;
 use crate::board::Board;
 use crate::serve::deploy::Deployer;
 use crate::serve::tokens::Unauthenticated;
@@ -49,7 +48,7 @@ pub fn router(console: Arc<Console>) -> Router {
         .route("/login", get(login_page).post(login))
         .route("/logout", post(logout))
         .route("/apps/{app}/logs", get(logs_page))
-        .route("/apps/{app}/rollback", post(rollback))
+        .route("/apps/{app}/rollback", post(actions::rollback))
         .layer(DefaultBodyLimit::max(crate::serve::MAX_BODY))
         .with_state(console)
 }
@@ -69,7 +68,7 @@ fn templates() -> &'static Handlebars<'static> {
     })
 }
 
-fn html(status: StatusCode, template: &str, data: &impl Serialize) -> Response {
+pub(super) fn html(status: StatusCode, template: &str, data: &impl Serialize) -> Response {
     match templates().render(template, data) {
         Ok(body) => (
             status,
@@ -175,7 +174,7 @@ async fn logout(State(console): State<Arc<Console>>, headers: HeaderMap) -> Resp
 
 /// The owner signed in on `headers` if it may see `app`, else the answer:
 /// 401 with the login form, 403, or 429.
-fn allowed(
+pub(super) fn allowed(
     console: &Console,
     peer: SocketAddr,
     route: &'static str,
@@ -205,7 +204,7 @@ fn allowed(
     }
 }
 
-fn target(console: &Console, app: &str) -> Result<AppTarget, Box<Response>> {
+pub(super) fn target(console: &Console, app: &str) -> Result<AppTarget, Box<Response>> {
     let definitions = console
         .deployer
         .definitions
@@ -252,41 +251,6 @@ struct LineView {
     server: String,
     source: String,
     text: String,
-}
-
-/// A release the app may roll back to: one that went live.
-#[derive(Debug, Serialize)]
-struct ReleaseChoice {
-    sha: String,
-    short: String,
-    time: String,
-    servers: Vec<String>,
-}
-
-/// The releases the board's history shows went live (newest first, each
-/// once), with the servers it went live on.
-fn choices(board: &Board, app: &str) -> Vec<ReleaseChoice> {
-    let history = board
-        .journal(crate::board::Journal::releases)
-        .remove(app)
-        .unwrap_or_default();
-    let mut choices: Vec<ReleaseChoice> = Vec::new();
-    for record in history
-        .into_iter()
-        .filter(|r| matches!(r.result, "live" | "rollback"))
-    {
-        match choices.iter_mut().find(|c| c.sha == record.sha) {
-            Some(choice) if choice.servers.contains(&record.server) => {}
-            Some(choice) => choice.servers.push(record.server),
-            None => choices.push(ReleaseChoice {
-                short: record.sha.chars().take(12).collect(),
-                sha: record.sha,
-                time: record.time,
-                servers: vec![record.server],
-            }),
-        }
-    }
-    choices
 }
 
 async fn logs_page(
@@ -355,87 +319,4 @@ async fn logs_page(
         app,
     };
     html(StatusCode::OK, "logs", &view)
-}
-
-#[derive(Deserialize)]
-struct RollbackForm {
-    to: String,
-}
-
-async fn rollback(
-    State(console): State<Arc<Console>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    Path(app): Path<String>,
-    headers: HeaderMap,
-    Form(form): Form<RollbackForm>,
-) -> Response {
-    let owner = match allowed(&console, peer, "/apps/rollback", &headers, &app) {
-        Ok(owner) => owner,
-        Err(refused) => return *refused,
-    };
-    let target = match target(&console, &app) {
-        Ok(target) => target,
-        Err(missing) => return *missing,
-    };
-    if !choices(&console.board, &app)
-        .iter()
-        .any(|c| c.sha == form.to)
-    {
-        return crate::serve::error(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "not a release this app's history lists as live",
-        );
-    }
-    let Some(mark) = console.deployer.releasing(&app) else {
-        return crate::serve::error(
-            StatusCode::CONFLICT,
-            &format!("{app} is being released; try again when it is done"),
-        );
-    };
-    let who = format!(
-        "dashboard: {} token from {}",
-        if owner == ADMIN { "admin" } else { &owner },
-        peer.ip()
-    );
-    tracing::info!(%app, to = %form.to, %who, "rollback asked from the dashboard");
-    let deployer = Arc::clone(&console.deployer);
-    let to = form.to.clone();
-    console.deployer.tasks.spawn(async move {
-        let _mark = mark;
-        let origin = Origin {
-            who,
-            trigger: Trigger::Rollback,
-        };
-        let result = crate::release::rollback(
-            &target,
-            Some(&to),
-            &origin,
-            deployer.connector.as_ref(),
-            &(),
-        )
-        .await;
-        match result {
-            Ok(_) => tracing::info!(app = %target.app.name, %to, "dashboard rollback is live"),
-            Err(e) => {
-                let error = crate::text::visible(&crate::redact::scrub(
-                    &crate::error_chain(&e),
-                    &target.app.repo,
-                ))
-                .into_owned();
-                tracing::warn!(app = %target.app.name, %to, %error, "dashboard rollback failed");
-            }
-        }
-    });
-    (
-        StatusCode::SEE_OTHER,
-        [(
-            header::LOCATION,
-            format!(
-                "{}?rolling_back={}",
-                app_href(&app, "logs"),
-                &form.to[..12.min(form.to.len())]
-            ),
-        )],
-    )
-        .into_response()
 }

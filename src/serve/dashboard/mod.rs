@@ -22,6 +22,7 @@ use serde::Serialize;
 use super::AppState;
 use crate::board::{Event, Status};
 
+mod actions;
 mod charts;
 pub mod console;
 pub mod session;
