@@ -235,6 +235,15 @@ pub fn run(mut config: Config) -> Result<(), DaemonError> {
                     guard,
                 });
                 if let Some(deployer) = deployer {
+                    // The deploy tokens sign in to the dashboard's logs
+                    // and actions too.
+                    router = router.merge(serve::dashboard::console::router(Arc::new(
+                        serve::dashboard::console::Console {
+                            deployer: Arc::clone(&deployer),
+                            board: Arc::clone(&board),
+                            sessions: serve::dashboard::session::Sessions::default(),
+                        },
+                    )));
                     router = router.merge(serve::deploy_router(deployer));
                 }
                 router = router.merge(serve::elastic::router(joins));

@@ -14,6 +14,7 @@ mod auth;
 mod cli;
 mod cli_output;
 mod cli_release;
+mod console;
 mod credentials;
 mod dashboard;
 mod definitions;

@@ -122,6 +122,20 @@ impl Deployer {
         }
     }
 
+    /// Marks `app` as being released (by a deploy, or the dashboard's
+    /// rollback) until the mark is dropped; `None` when it already is.
+    pub fn releasing(self: &Arc<Self>, app: &str) -> Option<Releasing> {
+        let fresh = self
+            .releasing
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(app.to_owned());
+        fresh.then(|| Releasing {
+            deployer: Arc::clone(self),
+            app: app.to_owned(),
+        })
+    }
+
     /// The app of the bearer token in `headers`, unless `peer` is held
     /// back or the token is missing or unknown (a failure held against
     /// `peer`).
@@ -142,8 +156,8 @@ struct DeployRequest {
     revision: String,
 }
 
-/// Marks an app as being released until dropped.
-struct Releasing {
+/// Marks an app as being released until dropped (`Deployer::releasing`).
+pub struct Releasing {
     deployer: Arc<Deployer>,
     app: String,
 }
@@ -201,24 +215,14 @@ pub async fn deploy(
     {
         return error(StatusCode::UNPROCESSABLE_ENTITY, "not a revision");
     }
-    {
-        let mut releasing = deployer
-            .releasing
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if !releasing.insert(request.app.clone()) {
-            return error(
-                StatusCode::CONFLICT,
-                &format!(
-                    "{} is being released; try again when it is done",
-                    request.app
-                ),
-            );
-        }
-    }
-    let guard = Releasing {
-        deployer: Arc::clone(&deployer),
-        app: request.app.clone(),
+    let Some(guard) = deployer.releasing(&request.app) else {
+        return error(
+            StatusCode::CONFLICT,
+            &format!(
+                "{} is being released; try again when it is done",
+                request.app
+            ),
+        );
     };
     // A pin other than the revision asked for: whether both name the same
     // commit is known once the mirror is fetched.

@@ -1,34 +1,18 @@
-//! The dashboard at `/`: the board as one server-rendered page (problems,
-//! every server, every app), readable without JavaScript; a small script
-//! of our own (`/dashboard.js`, embedded like the page and its style)
-//! fetches the page again every 5 s and swaps the board in place, and
-//! counts down to reload windows. Every value is escaped by the template
-//! engine (messages may quote what an app printed), and the page's
-//! Content-Security-Policy allows only its own script and style.
-//!
-//! The recent commits, the events feed, the release histories and the
-//! OPcache trends come from the board's journal. The feed is filtered by
-//! `/?app=NAME&server=NAME` (links on every event), so filtering needs no
-//! script either; the script fetches the same address.
+//! What the dashboard's template receives: the status and the board's
+//! journal, shaped for the page (short commit ids, times as text, a colour
+//! per row). Pure: no request, no clock.
 
-use std::sync::OnceLock;
+use std::collections::BTreeMap;
 
-use axum::extract::{Query, State};
-use axum::http::header;
-use axum::response::{IntoResponse, Response};
-use handlebars::Handlebars;
 use serde::Serialize;
 
-use super::AppState;
+use super::Filter;
+use super::charts::{ChartView, OpcacheView, TrendView, chart, opcache, trend};
 use crate::board::{Board, CommitSeen, Event, OpcacheRead, ReleaseRecord, Status};
-
-const PAGE: &str = include_str!("dashboard.html.hbs");
-const SCRIPT: &str = include_str!("dashboard.js");
-const STYLE: &str = include_str!("dashboard.css");
 
 /// What the page's template receives.
 #[derive(Debug, Serialize)]
-struct View {
+pub(super) struct View {
     repo: String,
     branch: String,
     /// Short commit ids; `none` before the first.
@@ -46,24 +30,6 @@ struct View {
     commits: Vec<CommitView>,
     events: Vec<EventView>,
     filter: Filter,
-}
-
-/// The events feed's filter: `/?app=NAME&server=NAME`, each optional.
-#[derive(Debug, Default, Clone, Serialize, serde::Deserialize)]
-pub struct Filter {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub app: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub server: Option<String>,
-}
-
-impl Filter {
-    fn keeps(&self, event: &Event) -> bool {
-        let matches = |wanted: &Option<String>, has: &Option<String>| {
-            wanted.as_ref().is_none_or(|w| has.as_ref() == Some(w))
-        };
-        matches(&self.app, &event.app) && matches(&self.server, &event.server)
-    }
 }
 
 /// Events the page shows (the newest that pass the filter).
@@ -193,88 +159,6 @@ fn commit_views(commits: &[CommitSeen], status: &Status) -> Vec<CommitView> {
         .collect()
 }
 
-/// An OPcache's reads (at most [`OPCACHE_READS`](crate::board::OPCACHE_READS))
-/// as two lines (used, wasted) of a chart 120 × 20 across its width, with
-/// a label from its first to its last read; `None` under two reads.
-fn trend(version: &str, reads: &[OpcacheRead]) -> Option<TrendView> {
-    let (first, last) = (reads.first()?, reads.last()?);
-    if reads.len() < 2 {
-        return None;
-    }
-    // Over the whole width: the label says how many reads.
-    let step = 120.0 / (reads.len() - 1) as f64;
-    let line = |pick: fn(&OpcacheRead) -> u8| -> String {
-        reads
-            .iter()
-            .enumerate()
-            .map(|(i, r)| {
-                let y = 20.0 - 19.0 * f64::from(pick(r)) / 100.0;
-                format!("{:.1},{y:.1}", step * i as f64)
-            })
-            .collect::<Vec<_>>()
-            .join(" ")
-    };
-    Some(TrendView {
-        label: format!(
-            "PHP {version} OPcache used {}% to {}% over {} reads",
-            first.0,
-            last.0,
-            reads.len()
-        ),
-        used: line(|r| r.0),
-        wasted: line(|r| r.1),
-    })
-}
-
-#[derive(Debug, Serialize)]
-struct TrendView {
-    label: String,
-    /// `x,y` pairs for `<polyline points>`.
-    used: String,
-    wasted: String,
-}
-
-/// One app's requests and 5xx per traffic read as two lines of an SVG
-/// chart 240 × 40 (the newest read at the right edge).
-#[derive(Debug, Serialize)]
-struct ChartView {
-    app: String,
-    /// `x,y` pairs for `<polyline points>`.
-    requests: String,
-    errors: String,
-    /// The newest read's figures.
-    last_requests: u64,
-    last_errors: u64,
-    /// The largest request count, the chart's top.
-    peak: u64,
-}
-
-fn chart(app: &str, points: &[(u64, u64)]) -> ChartView {
-    let peak = points.iter().map(|(r, _)| *r).max().unwrap_or(0).max(1);
-    let step = 240.0 / (crate::board::HISTORY.max(2) - 1) as f64;
-    let start = 240.0 - step * (points.len().max(1) - 1) as f64;
-    let line = |pick: fn(&(u64, u64)) -> u64| -> String {
-        points
-            .iter()
-            .enumerate()
-            .map(|(i, p)| {
-                let y = 40.0 - 38.0 * pick(p) as f64 / peak as f64;
-                format!("{:.1},{y:.1}", start + step * i as f64)
-            })
-            .collect::<Vec<_>>()
-            .join(" ")
-    };
-    let (last_requests, last_errors) = points.last().copied().unwrap_or_default();
-    ChartView {
-        app: app.to_owned(),
-        requests: line(|p| p.0),
-        errors: line(|p| p.1),
-        last_requests,
-        last_errors,
-        peak,
-    }
-}
-
 #[derive(Debug, Serialize)]
 struct HostView {
     name: String,
@@ -301,24 +185,11 @@ struct PendingView {
     window: Option<String>,
 }
 
-/// One php-fpm's OPcache as a bar of 120 pixels: used, wasted, free.
-#[derive(Debug, Serialize)]
-struct OpcacheView {
-    version: String,
-    used_pct: u64,
-    wasted_pct: u64,
-    used_mb: u64,
-    wasted_mb: u64,
-    free_mb: u64,
-    used_px: u64,
-    wasted_px: u64,
-    free_x: u64,
-    free_px: u64,
-}
-
 #[derive(Debug, Serialize)]
 struct AppView {
     name: String,
+    /// Its logs page (behind the login).
+    logs_href: String,
     class: &'static str,
     intended: String,
     live: Vec<LiveView>,
@@ -338,37 +209,14 @@ struct LiveView {
     differs: bool,
 }
 
-fn time(at: Option<&chrono::DateTime<chrono::Utc>>) -> String {
+pub(super) fn time(at: Option<&chrono::DateTime<chrono::Utc>>) -> String {
     at.map_or_else(String::new, |t| {
         t.format("%Y-%m-%d %H:%M:%S UTC").to_string()
     })
 }
 
-fn short(commit: &str) -> String {
+pub(super) fn short(commit: &str) -> String {
     commit.chars().take(12).collect()
-}
-
-fn opcache(version: &str, figures: &serde_json::Value) -> Option<OpcacheView> {
-    let number = |key: &str| figures[key].as_u64();
-    let (used, wasted, free) = (
-        number("memory_used")?,
-        number("memory_wasted")?,
-        number("memory_free")?,
-    );
-    let total = (used + wasted + free).max(1);
-    let px = |part: u64| part * 120 / total;
-    Some(OpcacheView {
-        version: version.to_owned(),
-        used_pct: used * 100 / total,
-        wasted_pct: wasted * 100 / total,
-        used_mb: used >> 20,
-        wasted_mb: wasted >> 20,
-        free_mb: free >> 20,
-        used_px: px(used),
-        wasted_px: px(wasted),
-        free_x: px(used) + px(wasted),
-        free_px: 120 - px(used) - px(wasted),
-    })
 }
 
 /// What the page shows besides the status: from the board.
@@ -399,10 +247,8 @@ impl Extras {
     }
 }
 
-use std::collections::BTreeMap;
-
 impl View {
-    fn of(status: Status, extras: Extras, filter: Filter) -> View {
+    pub(super) fn of(status: Status, extras: Extras, filter: Filter) -> View {
         let commits = commit_views(&extras.commits, &status);
         let hosts = status
             .hosts
@@ -464,6 +310,7 @@ impl View {
                     .cloned()
                     .unwrap_or_default();
                 AppView {
+                    logs_href: super::console::app_href(name, "logs"),
                     name: name.clone(),
                     class: if app.is_problem() {
                         "bad"
@@ -530,79 +377,5 @@ impl View {
                 .collect(),
             filter,
         }
-    }
-}
-
-fn templates() -> &'static Handlebars<'static> {
-    static TEMPLATES: OnceLock<Handlebars<'static>> = OnceLock::new();
-    TEMPLATES.get_or_init(|| {
-        // Not strict: fields the status leaves out when empty (a
-        // problem's subject) render as nothing.
-        let mut handlebars = Handlebars::new();
-        // The template is ours and tested: it always registers.
-        let _ = handlebars.register_template_string("page", PAGE);
-        handlebars
-    })
-}
-
-/// The page for `status` with the board's `extras`, its events feed
-/// filtered by `filter`.
-pub fn render(status: Status, extras: Extras, filter: Filter) -> Result<String, String> {
-    templates()
-        .render("page", &View::of(status, extras, filter))
-        .map_err(|e| e.to_string())
-}
-
-/// Only this page's own script, style and requests.
-const POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
-     connect-src 'self'; img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
-
-pub(super) async fn page(State(state): State<AppState>, Query(filter): Query<Filter>) -> Response {
-    let board = &state.board;
-    match render(board.snapshot(), Extras::of(board), filter) {
-        Ok(html) => (
-            [
-                (header::CONTENT_TYPE, "text/html; charset=utf-8"),
-                (header::CONTENT_SECURITY_POLICY, POLICY),
-                (header::CACHE_CONTROL, "no-store"),
-            ],
-            html,
-        )
-            .into_response(),
-        Err(e) => super::error(axum::http::StatusCode::INTERNAL_SERVER_ERROR, &e),
-    }
-}
-
-pub(super) async fn script() -> Response {
-    (
-        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
-        SCRIPT,
-    )
-        .into_response()
-}
-
-pub(super) async fn style() -> Response {
-    ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], STYLE).into_response()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn an_empty_board_renders_and_every_value_is_escaped() {
-        let mut status = Status {
-            repo: "/srv/defs.git".into(),
-            branch: "main".into(),
-            ..Status::default()
-        };
-        status.fetch_error = Some("<script>alert(1)</script>".into());
-        let html = render(status, Extras::default(), Filter::default()).expect("rendered");
-        assert!(html.contains("No server seen yet."), "{html}");
-        assert!(!html.contains("<script>alert"), "{html}");
-        assert!(
-            html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
-            "{html}"
-        );
     }
 }
