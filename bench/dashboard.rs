@@ -120,6 +120,7 @@ fn board(apps: usize, servers: usize) -> Board {
                         errors: read % 3,
                         client_errors: 0,
                         buckets: [100, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+                        time_ms: 300,
                     },
                     first: read == 0,
                 })
