@@ -73,9 +73,10 @@ pub struct TemplateOverride {
 /// Why definitions could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
-    /// The definitions directory, or one of its `clusters/`, `apps/` or
-    /// `templates/` directories, could not be listed (a file that cannot
-    /// be read is a problem in `Invalid` instead).
+    /// The definitions root does not exist or cannot be resolved, or one
+    /// of its `clusters/`, `apps/` or `templates/` directories could not be
+    /// listed (a file that cannot be read is a problem in `Invalid`
+    /// instead).
     #[error("cannot read definitions in `{}`", .path.display())]
     Read {
         /// The definitions root as given.

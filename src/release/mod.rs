@@ -70,9 +70,9 @@ const HEALTH_TRIES: u32 = 100;
 /// Why a release or rollback did not go live.
 #[derive(Debug, thiserror::Error)]
 pub enum ReleaseError {
-    /// The app is not in the definitions, a server could not be reached,
-    /// another run holds its lock, or the lock step failed: nothing
-    /// changed.
+    /// Work on the app could not start: a server could not be reached,
+    /// another run holds the app lock, the lock step failed, or the run's
+    /// secret could not be made. Nothing changed.
     #[error(transparent)]
     App(#[from] AppError),
     /// A server failed to prepare the release (the first failure found);
