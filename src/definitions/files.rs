@@ -41,6 +41,8 @@ pub struct DefinitionFiles {
 }
 
 impl DefinitionFiles {
+    /// An empty set, named `origin` in messages, with no revision; fill it
+    /// with [`insert`](Self::insert).
     pub fn new(origin: impl Into<PathBuf>) -> Self {
         Self {
             origin: origin.into(),

@@ -73,14 +73,26 @@ pub struct TemplateOverride {
 /// Why definitions could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
+    /// The definitions root does not exist or cannot be resolved, or one
+    /// of its `clusters/`, `apps/` or `templates/` directories could not be
+    /// listed (a file that cannot be read is a problem in `Invalid`
+    /// instead).
     #[error("cannot read definitions in `{}`", .path.display())]
     Read {
+        /// The definitions root as given.
         path: PathBuf,
+        /// The failed canonicalize or directory listing.
         #[source]
         source: io::Error,
     },
+    /// Neither `clusters/` nor `apps/` exists under the root, or the files
+    /// offered hold no definition (nor a refused one); the path is the
+    /// root, or the origin of the files parsed.
     #[error("no definitions in `{}`: it has neither clusters/ nor apps/", .0.display())]
     Empty(PathBuf),
+    /// Files that could not be read or parsed and values that failed
+    /// validation, every one found, sorted by file and position; never
+    /// empty.
     #[error("{} in the definitions", plural(.0.len(), "problem"))]
     Invalid(Vec<Diagnostic>),
 }

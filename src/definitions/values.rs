@@ -337,9 +337,14 @@ impl Syntax for Timezone {
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(untagged)]
 pub enum IniValue {
+    /// A YAML boolean, written to php.ini as `On` or `Off`.
     Bool(bool),
+    /// A YAML integer, written as is.
     Integer(i64),
+    /// A YAML number with a fraction, written as Rust displays it (`0.5`).
     Float(f64),
+    /// A YAML string, such as `128M`: single-quoted in php.ini, so PHP
+    /// expands nothing in it; refused when it holds a control character.
     String(String),
 }
 

@@ -26,14 +26,25 @@ pub type InForce = Arc<std::sync::RwLock<Option<Arc<Definitions>>>>;
 
 /// Runs joins in the background (the daemon's jobs, drained on shutdown).
 pub struct Joiner {
+    /// The member records; each join advances its own to `ready` or
+    /// `failed`.
     pub members: Arc<Members>,
+    /// The commit in force (with the ready members), read once when a
+    /// join starts and extended with its member; `None` (nothing in force
+    /// yet) fails the join.
     pub definitions: InForce,
+    /// How the join reaches the member (and the app's other servers, to
+    /// read their release logs).
     pub connector: Arc<dyn Connector>,
     /// The app mirrors (the daemon's `<state-dir>/apps`).
     pub cache: PathBuf,
     /// Who joins, for host locks and release logs.
     pub holder: String,
+    /// The daemon's shutdown: a join's releases stop at it as any
+    /// release does.
     pub stop: Stop,
+    /// Where joins are spawned: the daemon's own tasks, waited for on
+    /// shutdown.
     pub tasks: tokio_util::task::TaskTracker,
 }
 

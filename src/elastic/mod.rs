@@ -45,7 +45,11 @@ pub use crate::board::{Member, MemberState};
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct JoinRequest {
+    /// The member's server name, unique in the definitions; refused unless
+    /// it matches `^[a-z][a-z0-9-]{0,31}$`.
     pub name: String,
+    /// A host name or an IP address to reach it by SSH (never `local`);
+    /// also the host its key is recorded under.
     pub address: String,
     /// SSH port; the template's when absent.
     #[serde(default)]

@@ -68,9 +68,12 @@ pub struct Notice {
     /// `release-live`, `release-failed`, `rolled-back`, `apply-failed`,
     /// `commit-rejected` or `drift-found`.
     pub event: &'static str,
-    /// What it concerns, where it says.
+    /// The app whose release it concerns; absent for a host's apply or
+    /// drift, and for a rejected commit.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub app: Option<String>,
+    /// The server it concerns, by its name in the definitions: set for a
+    /// failed apply and drift found, absent otherwise.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub server: Option<String>,
     /// The app's release, or the definitions' commit.
@@ -81,6 +84,8 @@ pub struct Notice {
     /// More lines (a rejected commit's errors).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub details: Vec<String>,
+    /// When it happened (RFC 3339 in JSON), set by [`Notice::new`]; a
+    /// retried notice keeps it.
     pub at: DateTime<Utc>,
 }
 
@@ -126,16 +131,25 @@ fn slack_escaped(text: &str) -> String {
 /// Why the notify URLs file could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum UrlsError {
+    /// The file could not be read as UTF-8 text.
     #[error("cannot read the notify URLs file `{}`", .path.display())]
     Read {
+        /// The file, as given to `--notify-urls`.
         path: std::path::PathBuf,
+        /// Why reading it failed.
         #[source]
         source: std::io::Error,
     },
+    /// A line is not `NAME URL`, or its URL is not `http://` or
+    /// `https://`; the first such line, the file read no further.
     #[error("{}:{line}: {message}", .path.display())]
     Line {
+        /// The file, as given to `--notify-urls`.
         path: std::path::PathBuf,
+        /// Its number, from 1.
         line: usize,
+        /// What is wrong with it, lowercase, naming the target but never
+        /// its URL.
         message: String,
     },
 }

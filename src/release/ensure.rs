@@ -38,6 +38,9 @@ pub struct Check {
     pub intended: Option<Intended>,
     /// Each server's releases, or why it could not say.
     pub servers: Vec<(ServerName, Result<ServerReleases, String>)>,
+    /// How `servers` stand against `intended`: `Unreachable` first, then
+    /// `Busy`, then `Unknown` when nothing is intended, else `Converged`
+    /// or `Diverged`.
     pub verdict: Verdict,
 }
 
@@ -148,7 +151,10 @@ pub async fn repair(
 /// What bringing one pinned app to its revision did.
 #[derive(Debug)]
 pub struct Pinned {
+    /// The app's name.
     pub app: String,
+    /// Its `revision:` as the definitions write it (a branch, tag or
+    /// commit), not resolved.
     pub revision: String,
     /// `None`: it was live on every server already.
     pub result: Result<Option<Released>, ReleaseError>,

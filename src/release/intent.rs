@@ -19,9 +19,17 @@ use crate::definitions::ServerName;
 pub enum Intended {
     /// The definitions pin `revision:` (a branch, tag or commit), which
     /// names `sha` now.
-    Pinned { revision: String, sha: Sha },
+    Pinned {
+        /// As the app's definition writes it.
+        revision: String,
+        /// What it resolved to in the app's mirror, after a fetch.
+        sha: Sha,
+    },
     /// No pin: the newest release the logs say went live.
-    Logged { sha: Sha },
+    Logged {
+        /// The commit of that release.
+        sha: Sha,
+    },
 }
 
 impl Intended {
@@ -34,7 +42,8 @@ impl Intended {
 }
 
 impl fmt::Display for Intended {
-    /// `v2 (1a2b3c4d5e6f)` for a pin, `1a2b3c4d5e6f (the release log)`.
+    /// `revision v2 (1a2b3c4d5e6f)` for a pin, `1a2b3c4d5e6f (the release
+    /// log)` otherwise.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Intended::Pinned { revision, sha } => {
@@ -53,7 +62,10 @@ pub enum Verdict {
     /// Nothing says which release should be live: no pin, and no release
     /// log line that went live. Servers a stopped release left in flight
     /// are named: with no earlier release known, only a person can say.
-    Unknown { interrupted: Vec<ServerName> },
+    Unknown {
+        /// Servers holding an in-flight record; may be empty.
+        interrupted: Vec<ServerName>,
+    },
     /// Servers that could not say what they have, with why: nothing can be
     /// released until every server answers.
     Unreachable(Vec<(ServerName, String)>),
@@ -62,7 +74,10 @@ pub enum Verdict {
     /// Servers that run another release (or none), and servers where a
     /// release that stopped after switching left its record.
     Diverged {
+        /// Servers whose `current` is not the intended release, with what
+        /// it is (`None`: no release).
         off: Vec<(ServerName, Option<Sha>)>,
+        /// Servers holding an in-flight record, whatever they run.
         interrupted: Vec<ServerName>,
     },
 }

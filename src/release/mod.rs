@@ -70,12 +70,24 @@ const HEALTH_TRIES: u32 = 100;
 /// Why a release or rollback did not go live.
 #[derive(Debug, thiserror::Error)]
 pub enum ReleaseError {
+    /// Work on the app could not start: a server could not be reached,
+    /// another run holds the app lock, the lock step failed, or the run's
+    /// secret could not be made. Nothing changed.
     #[error(transparent)]
     App(#[from] AppError),
+    /// A server failed to prepare the release (the first failure found);
+    /// `current` was switched nowhere and the release was removed where
+    /// it was being prepared.
     #[error("{} failed on {}; nothing was switched\n{}", .0.step, .0.server, .0.output)]
     NotPrepared(StepFailure),
+    /// The switch failed on a server, or the release went live and failed
+    /// its health check or its guard: every server was switched back to
+    /// what it had, except `not_back`. (Workers that did not restart fail
+    /// nothing: see [`Released::workers_failed`].)
     #[error("{}", rolled_back(.failure, .previous.as_ref(), .not_back))]
     RolledBack {
+        /// The step that failed, on which server, with its output (the
+        /// guard's verdict for a guard).
         failure: StepFailure,
         /// What the servers went back to (none: no release).
         previous: Option<Sha>,
@@ -86,6 +98,7 @@ pub enum ReleaseError {
     /// refused before anything is uploaded or switched.
     #[error("{}", not_links(.app, .found))]
     CurrentNotALink {
+        /// The app being released.
         app: AppName,
         /// Per server, what stands at `current` (`directory`, `file`).
         found: Vec<(ServerName, &'static str)>,
@@ -101,14 +114,25 @@ pub enum ReleaseError {
         .0.short()
     )]
     GuardStopped(Sha),
+    /// A rollback found no release to go to: the one asked for (by a
+    /// commit id or prefix) or the previous good one is not complete on
+    /// every server; the text says which. Nothing was switched.
     #[error("nothing to roll back to: {0}")]
     NothingToRollBackTo(String),
+    /// What the servers hold does not allow this now (a repair whose
+    /// decision no longer holds under the lock, a guard that cannot be
+    /// resumed, an app that is neither converged nor diverged): the text
+    /// says why. Nothing was changed.
     #[error("cannot release now: {0}")]
     Unready(String),
+    /// `stop` came before the switch: nothing went live, the release was
+    /// removed where it was being prepared and logged failed.
     #[error(
         "stopped before the switch: nothing went live, and the release was removed where it was being prepared"
     )]
     Stopped,
+    /// The app's commit could not be fetched, archived or checked (see
+    /// [`SourceError`]): nothing was uploaded.
     #[error(transparent)]
     Source(#[from] SourceError),
 }
@@ -177,6 +201,7 @@ fn adopt_hint(app: &AppName) -> String {
 /// A release that went live.
 #[derive(Debug, Clone)]
 pub struct Released {
+    /// The commit now live on every server.
     pub sha: Sha,
     /// What was live before, per server.
     pub previous: Vec<(ServerName, Option<Sha>)>,
@@ -184,12 +209,16 @@ pub struct Released {
     pub reused: Vec<ServerName>,
     /// Release directories pruned, and those that could not be (with why).
     pub pruned: usize,
+    /// Per release directory left in place: its server, its commit, and
+    /// the server's reason.
     pub prune_failed: Vec<(ServerName, Sha, String)>,
     /// Servers whose workers did not restart on it, with why.
     pub workers_failed: Vec<(ServerName, String)>,
     /// Per web server, what warming OPcache did before the switch, or why
     /// it could not (`opcache_prewarm`; none when it is off).
     pub warmed: Vec<(ServerName, Result<Warmed, String>)>,
+    /// Wall time from the start of the run (the app locks included) to
+    /// after the release logs and pruning.
     pub elapsed: Duration,
 }
 

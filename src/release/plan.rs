@@ -10,6 +10,7 @@ use crate::definitions::ServerName;
 /// What a release of `sha` does on each server.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReleasePlan {
+    /// The commit every server switches to.
     pub sha: Sha,
     /// Servers where it must be prepared (uploaded, linked, built).
     pub prepare: Vec<ServerName>,

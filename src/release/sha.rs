@@ -24,6 +24,7 @@ impl Sha {
         Self::parse(target.strip_prefix("releases/")?)
     }
 
+    /// All 40 characters.
     pub fn as_str(&self) -> &str {
         &self.0
     }

@@ -22,11 +22,16 @@ use crate::git::{EntryKindOf, GitError, Mirror, TreeEntry};
 /// `max_file_size` in the app's definition), in bytes of the unpacked tree.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
+    /// The most all shipped files may add up to (`max_release_size`).
     pub total: u64,
+    /// The most one shipped file may have (`max_file_size`).
     pub file: u64,
 }
 
 impl Limits {
+    /// The limits `app` sets, or their defaults (512M and 64M); a limit
+    /// that did not parse (only in definitions that failed validation)
+    /// is no limit.
     pub fn of(app: &App) -> Self {
         Self {
             total: app.max_release_size.get().map_or(u64::MAX, |s| s.0),
@@ -38,46 +43,80 @@ impl Limits {
 /// Why a release's files cannot be had, or must not be shipped.
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
+    /// The mirror could not be cloned, fetched or read, or has no such
+    /// revision.
     #[error(transparent)]
     Git(#[from] GitError),
+    /// The blocking thread doing the git work panicked or was cancelled;
+    /// the text is the join error's.
     #[error("the git work stopped: {0}")]
     Interrupted(String),
+    /// The archive file could not be created or written in the cache.
     #[error("cannot write the archive in `{}`", .path.display())]
     Io {
+        /// The directory the archive was written in (the mirror's
+        /// parent: the cache).
         path: PathBuf,
+        /// Why creating or writing it failed.
         #[source]
         source: std::io::Error,
     },
+    /// The commit holds git submodules, whose files an archive leaves
+    /// out. Checked first.
     #[error(
         "{sha} holds {} ({}): a release would leave {} out",
         crate::definitions::plural(.paths.len(), "git submodule"),
         .paths.join(", "),
         if .paths.len() == 1 { "its files" } else { "their files" }
     )]
-    Submodules { sha: String, paths: Vec<String> },
+    Submodules {
+        /// The commit, its 12-character short form.
+        sha: String,
+        /// Every submodule that ships, by path in the repository.
+        paths: Vec<String>,
+    },
+    /// The commit holds git LFS pointer files in place of the files
+    /// themselves; reconciler fetches no LFS objects.
     #[error(
         "{sha} holds {} where files should be ({})",
         crate::definitions::plural(.paths.len(), "git LFS pointer"),
         .paths.join(", ")
     )]
-    LfsPointers { sha: String, paths: Vec<String> },
+    LfsPointers {
+        /// The commit, its 12-character short form.
+        sha: String,
+        /// Every pointer file that ships, by path in the repository.
+        paths: Vec<String>,
+    },
+    /// The files that ship add up to more than `max_release_size`
+    /// (checked after `FileTooLarge`).
     #[error(
         "{sha} is {} unpacked, more than the app's max_release_size of {}; its largest files: {}",
         human(*.size), human(*.limit), .largest.iter().map(|(p, s)| format!("{p} ({})", human(*s))).collect::<Vec<_>>().join(", ")
     )]
     TooLarge {
+        /// The commit, its 12-character short form.
         sha: String,
+        /// Bytes of every file that ships, unpacked.
         size: u64,
+        /// The app's `max_release_size`, in bytes.
         limit: u64,
+        /// The five largest files (fewer if the tree has fewer), largest
+        /// first, with their bytes: what to look at first.
         largest: Vec<(String, u64)>,
     },
+    /// Files that ship are larger than `max_file_size`.
     #[error(
         "{sha} holds files larger than the app's max_file_size of {}: {}",
         human(*.limit), .files.iter().map(|(p, s)| format!("{p} ({})", human(*s))).collect::<Vec<_>>().join(", ")
     )]
     FileTooLarge {
+        /// The commit, its 12-character short form.
         sha: String,
+        /// The app's `max_file_size`, in bytes.
         limit: u64,
+        /// The five largest of those files at most, largest first, with
+        /// their bytes.
         files: Vec<(String, u64)>,
     },
 }
@@ -101,14 +140,21 @@ pub fn human(bytes: u64) -> String {
 /// A commit's tree as a gzipped tar file, ready to stream to servers.
 #[derive(Debug)]
 pub struct Archive {
+    /// The commit archived.
     pub sha: Sha,
-    /// The file, removed when the archive is dropped.
+    /// The file (`.archive-*.tar.gz` in the cache), removed when the
+    /// archive is dropped.
     pub path: tempfile::TempPath,
-    /// Its size in bytes, and sha256 in hex.
+    /// The file's size in bytes, compressed.
     pub size: u64,
+    /// The file's sha256, 64 lowercase hex characters, computed as it was
+    /// written.
     pub sha256: String,
-    /// Files and bytes of the unpacked tree.
+    /// Entries of the tree that ship: files and links (`export-ignore`d
+    /// ones not counted).
     pub files: usize,
+    /// Bytes of those entries unpacked (a link counts its target's
+    /// length): what `max_release_size` limits.
     pub unpacked: u64,
     /// Files of the commit an `export-ignore` attribute leaves out.
     pub export_ignored: usize,

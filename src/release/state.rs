@@ -28,6 +28,8 @@ pub enum LogResult {
 }
 
 impl LogResult {
+    /// Its word in the release log's JSON (`live`, `failed`,
+    /// `rolled-back`, `rollback`, `interrupted`), as the status shows it.
     pub fn as_str(self) -> &'static str {
         match self {
             LogResult::Live => "live",
@@ -50,13 +52,19 @@ impl LogResult {
 /// (a log from before this format, or damaged) is left out.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LogEntry {
+    /// The release (or rollback target) the line is about.
     pub sha: Sha,
     /// When it ended, by this machine's clock (RFC 3339, UTC).
     pub time: String,
     /// What started it: `cli`, `webhook`, `definitions`, `rollback`.
     pub trigger: String,
+    /// How it ended.
     pub result: LogResult,
+    /// Milliseconds from the start of the run (the app lock included) to
+    /// this line; 0 for an `interrupted` line, written by the run that
+    /// found the release's in-flight record.
     pub duration_ms: u64,
+    /// Who ran it: `user@machine (pid N)`, or the daemon's name.
     pub who: String,
     /// What was live on this server before.
     #[serde(default, deserialize_with = "optional_sha")]

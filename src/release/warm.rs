@@ -48,22 +48,27 @@ pub struct Warmed {
     /// within this many seconds of a request's start.
     #[serde(default)]
     pub protection: u64,
-    /// OPcache before and after.
+    /// OPcache before the first file was compiled.
     pub before: Fill,
+    /// OPcache after the last.
     pub after: Fill,
 }
 
 /// How full one php-fpm's OPcache is.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Fill {
-    /// Bytes of shared memory in use, free, and wasted (scripts replaced
-    /// or invalidated, reclaimed only by a restart).
+    /// Bytes of shared memory in use (`opcache_get_status()`'s
+    /// `used_memory`).
     pub used: u64,
+    /// Bytes of shared memory free (`free_memory`).
     pub free: u64,
+    /// Bytes wasted (`wasted_memory`): scripts replaced or invalidated,
+    /// reclaimed only by a restart.
     pub wasted: u64,
-    /// Keys in the hash table, and its size (`max_accelerated_files`,
-    /// rounded up by PHP).
+    /// Keys in the hash table (`num_cached_keys`).
     pub keys: u64,
+    /// The hash table's size (`max_cached_keys`: `max_accelerated_files`
+    /// rounded up by PHP).
     pub max_keys: u64,
     /// Restarts for lack of memory since php-fpm started.
     pub oom_restarts: u64,

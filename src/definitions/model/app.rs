@@ -11,7 +11,7 @@ use crate::definitions::values::{ByteSize, HumanDuration, Parsed, PhpVersion};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct App {
-    /// The app's name; also its Unix user and home (/home/<name>).
+    /// The app's name; also its Unix user and home (`/home/<name>`).
     pub name: AppName,
     /// The cluster it runs on.
     pub cluster: ClusterName,
@@ -38,7 +38,7 @@ pub struct App {
     /// such as `php artisan config:cache`.
     #[serde(default)]
     pub release_commands: Vec<String>,
-    /// Paths kept across releases under /home/<app>/shared and linked into
+    /// Paths kept across releases under `/home/<app>/shared` and linked into
     /// each release, relative to the release root: `storage/` (a trailing
     /// `/`: a directory), `{ path: .env, kind: file }`, or a bare name
     /// whose kind is guessed (a dot in its last name: a file).
@@ -127,7 +127,9 @@ pub struct SharedPath {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum SharedKind {
+    /// A directory: written `path/` or `kind: dir`.
     Dir,
+    /// A single file, such as `.env`: written `kind: file`.
     File,
 }
 

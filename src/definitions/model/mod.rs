@@ -151,8 +151,12 @@ pub struct NotifyTarget {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum NotifyFormat {
+    /// The event itself as a JSON object (the default).
     #[default]
     Json,
+    /// A Slack incoming-webhook message: `{"text": ...}` holding
+    /// `reconciler: ` and the event's message, then a bullet line for each
+    /// detail, with Slack's control characters escaped.
     Slack,
 }
 
@@ -349,9 +353,16 @@ pub struct Sessions {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum SessionHandler {
+    /// PHP's `files` handler: each server keeps its own sessions (in
+    /// `save_path` when given), so a session lives only on the server that
+    /// started it (the default).
     #[default]
     Files,
+    /// A redis server shared by the cluster (phpredis); `save_path` is
+    /// required.
     Redis,
+    /// memcached nodes shared by the cluster (php-memcached); `save_path`
+    /// is required.
     Memcached,
 }
 
